@@ -1,0 +1,52 @@
+//! The command line: `serve`, `import`, `check` and `render`. `--config` and `--database` (and
+//! their environment variables) apply to every subcommand.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::store::DatabaseUrl;
+
+/// feedcast: syndication feeds (RSS 2.0, Atom 1.0) for a news portal's articles.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub struct Cli {
+    /// The configuration file.
+    #[arg(long, global = true, env = "FEEDCAST_CONFIG", default_value = "feeds.toml")]
+    pub config: PathBuf,
+    /// The article store: sqlite://PATH or postgres://USER@HOST/DB [default: sqlite://data/feedcast.db]
+    #[arg(long, global = true, env = "FEEDCAST_DATABASE_URL")]
+    pub database: Option<DatabaseUrl>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// A subcommand.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the feeds over HTTP.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, env = "FEEDCAST_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Fill an empty store with the demo articles first.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Import articles from NDJSON (one article per line; `-` reads standard input). All lines
+    /// are checked first; if any is bad, nothing is stored.
+    Import {
+        /// The NDJSON file, or `-`.
+        file: PathBuf,
+    },
+    /// Check the configuration and say what it declares.
+    Check,
+    /// Write one feed to standard output, e.g. `render category/parks.atom` or
+    /// `render 'region/320000.rss?limit=5'`.
+    Render {
+        /// The feed's path as in its URL, without `/feeds/`.
+        path: String,
+    },
+}

@@ -1,0 +1,575 @@
+//! `feeds.toml`: parsed into raw serde structs, then validated once into [`Settings`].
+//!
+//! Everything inner code relies on is checked here: names are URL-safe, every parent region and
+//! every category or region a custom feed names exists, the region tree has no cycle, the time
+//! zone is known, URLs are absolute. A problem is reported with the file, line and column of the
+//! offending value, and the service does not start.
+
+mod raw;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use chrono_tz::Tz;
+use toml::Spanned;
+use url::Url;
+
+use crate::model::{Article, Bucket, CategorySlug, FeedSlug, InvalidName, RegionCode};
+
+/// Default size of the rendered-feed cache: enough for a few thousand typical feeds.
+const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// A configuration that could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file was read but is not a valid configuration.
+    #[error("{}:{line}:{column}: {message}", path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line of the offending value.
+        line: usize,
+        /// 1-based column (in characters) of the offending value.
+        column: usize,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The portal and how its feeds present themselves.
+    pub site: Site,
+    /// Categories, regions and custom feeds.
+    pub catalog: Catalog,
+    /// Item counts.
+    pub limits: Limits,
+    /// The rendered-feed cache.
+    pub cache: CacheSettings,
+}
+
+/// The portal, as its feeds present it.
+#[derive(Debug, Clone)]
+pub struct Site {
+    /// The portal's name, used in every feed's title.
+    pub title: String,
+    /// A sentence describing the portal.
+    pub description: String,
+    /// The portal's home page.
+    pub link: Url,
+    /// Where feedcast itself is reached, ending in `/`; self links are built from it.
+    pub base_url: Url,
+    /// Default language of articles and feeds, e.g. `zh-CN`.
+    pub language: String,
+    /// Time zone in which dates are shown and bare dates are read.
+    pub time_zone: Tz,
+    /// Copyright statement of the feeds.
+    pub copyright: Option<String>,
+    /// Sentence added after a reprint's source line, e.g. that copyright stays with the source.
+    pub reprint_notice: Option<String>,
+    /// Label before a reprint's source name (default `来源`).
+    pub source_label: String,
+    /// Prefix of every item and feed id; never change it once feeds are published.
+    pub id_prefix: String,
+}
+
+/// How many items a feed holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Items in a feed requested without `?limit=` (default 20).
+    pub default_items: u32,
+    /// Largest accepted `?limit=` (default 100).
+    pub max_items: u32,
+}
+
+/// The rendered-feed cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheSettings {
+    /// Upper bound of the cached bytes (default 64 MiB).
+    pub max_bytes: u64,
+}
+
+/// A category; every category has a feed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Category {
+    /// URL name.
+    pub slug: CategorySlug,
+    /// Display name, e.g. `氢能科技`.
+    pub name: String,
+}
+
+/// A region of the tree; every region has a feed that rolls up all regions below it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Region {
+    /// URL name, e.g. `320281`.
+    pub code: RegionCode,
+    /// Display name, e.g. `江阴市`.
+    pub name: String,
+    /// The region this one belongs to.
+    pub parent: Option<RegionCode>,
+    /// This region and all above it, nearest first: an article of this region belongs to
+    /// each of their feeds.
+    pub lineage: Vec<RegionCode>,
+}
+
+/// A feed declared in `feeds.toml`: articles of any of its categories (all, if none) that are
+/// also in any of its regions or below them (anywhere, if none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomFeed {
+    /// URL name.
+    pub slug: FeedSlug,
+    /// Display title.
+    pub title: String,
+    /// Optional description.
+    pub description: Option<String>,
+    /// Categories, any of which qualifies.
+    pub categories: Vec<CategorySlug>,
+    /// Regions, any of which (or a region below it) qualifies.
+    pub regions: Vec<RegionCode>,
+}
+
+impl CustomFeed {
+    /// Whether an article in these buckets belongs to this feed.
+    pub fn contains(&self, buckets: &[Bucket]) -> bool {
+        let in_category = self.categories.is_empty()
+            || self
+                .categories
+                .iter()
+                .any(|c| buckets.contains(&Bucket::Category(c.clone())));
+        let in_region = self.regions.is_empty()
+            || self
+                .regions
+                .iter()
+                .any(|r| buckets.contains(&Bucket::Region(r.clone())));
+        in_category && in_region
+    }
+}
+
+/// Categories, the region tree and custom feeds, with lookups by name.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    categories: Vec<Category>,
+    regions: Vec<Region>,
+    feeds: Vec<CustomFeed>,
+    category_index: HashMap<String, usize>,
+    region_index: HashMap<String, usize>,
+    feed_index: HashMap<String, usize>,
+}
+
+impl Catalog {
+    /// Categories in declared order.
+    pub fn categories(&self) -> &[Category] {
+        &self.categories
+    }
+    /// Regions in declared order.
+    pub fn regions(&self) -> &[Region] {
+        &self.regions
+    }
+    /// Custom feeds in declared order.
+    pub fn feeds(&self) -> &[CustomFeed] {
+        &self.feeds
+    }
+    /// A category by slug.
+    pub fn category(&self, slug: &str) -> Option<&Category> {
+        self.category_index.get(slug).map(|&i| &self.categories[i])
+    }
+    /// A declared category's slug, for turning input text into a checked slug.
+    pub fn category_slug(&self, slug: &str) -> Option<&CategorySlug> {
+        self.category(slug).map(|c| &c.slug)
+    }
+    /// A region by code.
+    pub fn region(&self, code: &str) -> Option<&Region> {
+        self.region_index.get(code).map(|&i| &self.regions[i])
+    }
+    /// A custom feed by slug.
+    pub fn feed(&self, slug: &str) -> Option<&CustomFeed> {
+        self.feed_index.get(slug).map(|&i| &self.feeds[i])
+    }
+    /// Direct children of a region (or the top-level regions, for `None`), in declared order.
+    pub fn children<'a>(&'a self, parent: Option<&'a RegionCode>) -> impl Iterator<Item = &'a Region> {
+        self.regions.iter().filter(move |r| r.parent.as_ref() == parent)
+    }
+
+    /// The buckets an article is filed under: each of its categories, its region and every
+    /// region above it.
+    pub fn buckets(&self, article: &Article) -> Vec<Bucket> {
+        let mut out: Vec<Bucket> = article
+            .categories()
+            .iter()
+            .cloned()
+            .map(Bucket::Category)
+            .collect();
+        if let Some(region) = article.region().and_then(|r| self.region(r.as_str())) {
+            out.extend(region.lineage.iter().cloned().map(Bucket::Region));
+        }
+        out
+    }
+
+    /// A text that changes whenever the region tree does. Stored buckets depend on the tree
+    /// (an article is filed under each ancestor), so the store refiles articles when it changes.
+    pub fn region_tree_fingerprint(&self) -> String {
+        let mut pairs: Vec<String> = self
+            .regions
+            .iter()
+            .map(|r| format!("{}<{}", r.code, r.parent.as_ref().map_or("", |p| p.as_str())))
+            .collect();
+        pairs.sort();
+        pairs.join(",")
+    }
+}
+
+impl Settings {
+    /// Reads and validates a configuration file.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Validates configuration text; `path` only names the file in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let at = |span: std::ops::Range<usize>, message: String| {
+            let (line, column) = line_column(text, span.start);
+            ConfigError::Invalid {
+                path: path.to_owned(),
+                line,
+                column,
+                message,
+            }
+        };
+        let raw: raw::Config = toml::from_str(text).map_err(|e| {
+            at(
+                e.span().unwrap_or(0..0),
+                e.message().trim_end().to_owned(),
+            )
+        })?;
+        validate(raw, &at)
+    }
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[line_start..].chars().count() + 1)
+}
+
+type At<'a> = &'a dyn Fn(std::ops::Range<usize>, String) -> ConfigError;
+
+fn name<T>(
+    parse: fn(&str) -> Result<T, InvalidName>,
+    value: &Spanned<String>,
+    at: At<'_>,
+) -> Result<T, ConfigError> {
+    parse(value.get_ref()).map_err(|e| at(value.span(), e.to_string()))
+}
+
+fn url(value: &Spanned<String>, field: &str, at: At<'_>) -> Result<Url, ConfigError> {
+    match Url::parse(value.get_ref()) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => Ok(u),
+        _ => Err(at(
+            value.span(),
+            format!("{field} must be an absolute http(s) URL, not `{}`", value.get_ref()),
+        )),
+    }
+}
+
+fn non_empty(value: &Spanned<String>, field: &str, at: At<'_>) -> Result<String, ConfigError> {
+    let v = value.get_ref().trim();
+    if v.is_empty() {
+        Err(at(value.span(), format!("{field} must not be empty")))
+    } else {
+        Ok(v.to_owned())
+    }
+}
+
+fn validate(raw: raw::Config, at: At<'_>) -> Result<Settings, ConfigError> {
+    let s = raw.site;
+    let link = url(&s.link, "site.link", at)?;
+    let mut base_url = url(&s.base_url, "site.base_url", at)?;
+    if !base_url.path().ends_with('/') {
+        let path = format!("{}/", base_url.path());
+        base_url.set_path(&path);
+    }
+    let time_zone: Tz = s.time_zone.get_ref().parse().map_err(|_| {
+        at(
+            s.time_zone.span(),
+            format!(
+                "unknown time zone `{}`: use an IANA name such as `Asia/Shanghai`",
+                s.time_zone.get_ref()
+            ),
+        )
+    })?;
+    let id_prefix = match &s.id_prefix {
+        Some(p) => non_empty(p, "site.id_prefix", at)?,
+        None => format!("tag:{},2021:", link.host_str().unwrap_or("localhost")),
+    };
+    let title = non_empty(&s.title, "site.title", at)?;
+    let site = Site {
+        description: s.description.unwrap_or_else(|| title.clone()),
+        title,
+        link,
+        base_url,
+        language: non_empty(&s.language, "site.language", at)?,
+        time_zone,
+        copyright: s.copyright,
+        reprint_notice: s.reprint_notice,
+        source_label: s.source_label.unwrap_or_else(|| "来源".to_owned()),
+        id_prefix,
+    };
+
+    let limits = match raw.limits {
+        None => Limits {
+            default_items: 20,
+            max_items: 100,
+        },
+        Some(l) => {
+            let span = l.span();
+            let l = l.into_inner();
+            if l.max_items == 0 || l.default_items == 0 || l.default_items > l.max_items {
+                return Err(at(
+                    span,
+                    format!(
+                        "limits: need 1 <= default_items ({}) <= max_items ({})",
+                        l.default_items, l.max_items
+                    ),
+                ));
+            }
+            Limits {
+                default_items: l.default_items,
+                max_items: l.max_items,
+            }
+        }
+    };
+    let cache = CacheSettings {
+        max_bytes: raw.cache.map_or(DEFAULT_CACHE_BYTES, |c| c.max_bytes),
+    };
+
+    let mut catalog = Catalog::default();
+    for c in raw.categories {
+        let slug = name(CategorySlug::parse, &c.slug, at)?;
+        if catalog.category_index.contains_key(slug.as_str()) {
+            return Err(at(c.slug.span(), format!("category `{slug}` is declared twice")));
+        }
+        let display = non_empty(&c.name, "category name", at)?;
+        catalog
+            .category_index
+            .insert(slug.as_str().to_owned(), catalog.categories.len());
+        catalog.categories.push(Category { slug, name: display });
+    }
+
+    for r in &raw.regions {
+        let code = name(RegionCode::parse, &r.code, at)?;
+        if catalog.region_index.contains_key(code.as_str()) {
+            return Err(at(r.code.span(), format!("region `{code}` is declared twice")));
+        }
+        catalog
+            .region_index
+            .insert(code.as_str().to_owned(), catalog.regions.len());
+        catalog.regions.push(Region {
+            code,
+            name: non_empty(&r.name, "region name", at)?,
+            parent: None,
+            lineage: Vec::new(),
+        });
+    }
+    for (i, r) in raw.regions.iter().enumerate() {
+        if let Some(parent) = &r.parent {
+            let Some(&p) = catalog.region_index.get(parent.get_ref().as_str()) else {
+                return Err(at(
+                    parent.span(),
+                    format!(
+                        "region `{}` names parent `{}`, which is not declared",
+                        r.code.get_ref(),
+                        parent.get_ref()
+                    ),
+                ));
+            };
+            catalog.regions[i].parent = Some(catalog.regions[p].code.clone());
+        }
+    }
+    for (i, r) in raw.regions.iter().enumerate() {
+        let mut lineage = vec![catalog.regions[i].code.clone()];
+        let mut next = catalog.regions[i].parent.clone();
+        while let Some(code) = next {
+            if lineage.contains(&code) {
+                return Err(at(
+                    r.code.span(),
+                    format!("region `{}` is its own ancestor", r.code.get_ref()),
+                ));
+            }
+            next = catalog.region(code.as_str()).and_then(|p| p.parent.clone());
+            lineage.push(code);
+        }
+        catalog.regions[i].lineage = lineage;
+    }
+
+    for f in raw.feeds {
+        let slug = name(FeedSlug::parse, &f.slug, at)?;
+        if catalog.feed_index.contains_key(slug.as_str()) {
+            return Err(at(f.slug.span(), format!("feed `{slug}` is declared twice")));
+        }
+        let mut categories = Vec::new();
+        for c in &f.categories {
+            let found = catalog.category_slug(c.get_ref()).ok_or_else(|| {
+                at(
+                    c.span(),
+                    format!("feed `{slug}` names category `{}`, which is not declared", c.get_ref()),
+                )
+            })?;
+            categories.push(found.clone());
+        }
+        let mut regions = Vec::new();
+        for r in &f.regions {
+            let found = catalog.region(r.get_ref()).ok_or_else(|| {
+                at(
+                    r.span(),
+                    format!("feed `{slug}` names region `{}`, which is not declared", r.get_ref()),
+                )
+            })?;
+            regions.push(found.code.clone());
+        }
+        if categories.is_empty() && regions.is_empty() {
+            return Err(at(
+                f.slug.span(),
+                format!("feed `{slug}` needs at least one category or region"),
+            ));
+        }
+        let title = non_empty(&f.title, "feed title", at)?;
+        catalog
+            .feed_index
+            .insert(slug.as_str().to_owned(), catalog.feeds.len());
+        catalog.feeds.push(CustomFeed {
+            slug,
+            title,
+            description: f.description,
+            categories,
+            regions,
+        });
+    }
+
+    Ok(Settings {
+        site,
+        catalog,
+        limits,
+        cache,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SITE: &str = r#"
+[site]
+title = "测试门户"
+link = "https://www.example.cn/"
+base_url = "https://feeds.example.cn"
+language = "zh-CN"
+time_zone = "Asia/Shanghai"
+"#;
+
+    fn parse(extra: &str) -> Result<Settings, ConfigError> {
+        Settings::parse(&format!("{SITE}{extra}"), Path::new("feeds.toml"))
+    }
+
+    fn error_at(extra: &str) -> (usize, String) {
+        match parse(extra).unwrap_err() {
+            ConfigError::Invalid { line, message, .. } => (line, message),
+            other => panic!("unexpected {other}"),
+        }
+    }
+
+    #[test]
+    fn can_parse_a_region_tree_with_lineage() {
+        let s = parse(
+            r#"
+[[regions]]
+code = "320000"
+name = "江苏省"
+[[regions]]
+code = "320200"
+name = "无锡市"
+parent = "320000"
+[[regions]]
+code = "320281"
+name = "江阴市"
+parent = "320200"
+"#,
+        )
+        .unwrap();
+        let county = s.catalog.region("320281").unwrap();
+        let lineage: Vec<&str> = county.lineage.iter().map(RegionCode::as_str).collect();
+        assert_eq!(lineage, ["320281", "320200", "320000"]);
+        assert_eq!(s.site.base_url.as_str(), "https://feeds.example.cn/");
+        assert_eq!(s.limits.default_items, 20);
+        assert_eq!(s.site.id_prefix, "tag:www.example.cn,2021:");
+    }
+
+    #[test]
+    fn errors_name_the_line_of_an_unknown_parent() {
+        let (line, message) = error_at(
+            "\n[[regions]]\ncode = \"320200\"\nname = \"无锡市\"\nparent = \"999\"\n",
+        );
+        assert_eq!(line, 12);
+        assert!(message.contains("parent `999`"), "{message}");
+    }
+
+    #[test]
+    fn errors_on_a_region_cycle() {
+        let (_, message) = error_at(
+            "[[regions]]\ncode = \"a\"\nname = \"A\"\nparent = \"b\"\n[[regions]]\ncode = \"b\"\nname = \"B\"\nparent = \"a\"\n",
+        );
+        assert!(message.contains("its own ancestor"), "{message}");
+    }
+
+    #[test]
+    fn errors_on_unknown_fields_and_bad_time_zones() {
+        let (line, message) = error_at("[[categories]]\nslug = \"parks\"\nname = \"园区\"\ncolour = \"red\"\n");
+        assert_eq!(line, 11);
+        assert!(message.contains("colour"), "{message}");
+        let err = Settings::parse(
+            &SITE.replace("Asia/Shanghai", "Mars/Olympus"),
+            Path::new("x.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.starts_with("x.toml:7:"), "{err}");
+        assert!(err.contains("Mars/Olympus"), "{err}");
+    }
+
+    #[test]
+    fn errors_when_a_custom_feed_names_an_unknown_category() {
+        let (line, message) = error_at(
+            "[[categories]]\nslug = \"parks\"\nname = \"园区\"\n[[feeds]]\nslug = \"mix\"\ntitle = \"混合\"\ncategories = [\"parks\", \"nope\"]\n",
+        );
+        assert_eq!(line, 14);
+        assert!(message.contains("`nope`"), "{message}");
+    }
+
+    #[test]
+    fn errors_on_inconsistent_limits() {
+        let (_, message) = error_at("[limits]\ndefault_items = 50\nmax_items = 10\n");
+        assert!(message.contains("default_items"), "{message}");
+    }
+
+    #[test]
+    fn the_shipped_feeds_toml_is_valid() {
+        let text = include_str!("../../feeds.toml");
+        let s = Settings::parse(text, Path::new("feeds.toml")).unwrap();
+        assert!(s.catalog.categories().len() >= 3);
+        assert!(s.catalog.regions().iter().any(|r| r.lineage.len() >= 3));
+    }
+}

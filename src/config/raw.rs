@@ -1,0 +1,84 @@
+//! The shape of `feeds.toml` as serde reads it, before validation. Values whose errors must
+//! point at a line are kept [`Spanned`].
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Config {
+    pub site: Site,
+    pub limits: Option<Spanned<Limits>>,
+    pub cache: Option<Cache>,
+    #[serde(default)]
+    pub categories: Vec<Category>,
+    #[serde(default)]
+    pub regions: Vec<Region>,
+    #[serde(default)]
+    pub feeds: Vec<Feed>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Site {
+    pub title: Spanned<String>,
+    pub description: Option<String>,
+    pub link: Spanned<String>,
+    pub base_url: Spanned<String>,
+    pub language: Spanned<String>,
+    pub time_zone: Spanned<String>,
+    pub copyright: Option<String>,
+    pub reprint_notice: Option<String>,
+    pub source_label: Option<String>,
+    pub id_prefix: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Limits {
+    #[serde(default = "default_items")]
+    pub default_items: u32,
+    #[serde(default = "max_items")]
+    pub max_items: u32,
+}
+
+fn default_items() -> u32 {
+    20
+}
+
+fn max_items() -> u32 {
+    100
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Cache {
+    pub max_bytes: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Category {
+    pub slug: Spanned<String>,
+    pub name: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Region {
+    pub code: Spanned<String>,
+    pub name: Spanned<String>,
+    pub parent: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Feed {
+    pub slug: Spanned<String>,
+    pub title: Spanned<String>,
+    pub description: Option<String>,
+    #[serde(default)]
+    pub categories: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub regions: Vec<Spanned<String>>,
+}

@@ -1,0 +1,321 @@
+//! Naming feeds and assembling them.
+//!
+//! A [`FeedKey`] names one thing that can be served: which feed ([`FeedId`]), in which
+//! [`Format`], with how many items. The router, the cache and the CLI's `render` all go through
+//! [`FeedKey::parse`], so they cannot disagree about what a URL means. [`assemble`] builds any
+//! feed the same way; a category, a region roll-up and a custom feed differ only in their
+//! [`Selection`].
+
+mod assemble;
+
+use std::fmt;
+
+use crate::config::{Catalog, Settings};
+use crate::model::{Bucket, CategorySlug, FeedSlug, RegionCode};
+use crate::store::Selection;
+
+pub use assemble::{Feed, assemble};
+
+/// A feed, independent of format and item count.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FeedId {
+    /// One category's articles.
+    Category(CategorySlug),
+    /// One region's articles and those of every region below it.
+    Region(RegionCode),
+    /// A combination declared in `feeds.toml`.
+    Custom(FeedSlug),
+}
+
+impl FeedId {
+    /// The feed's path below `/feeds/`, without extension: `category/parks`, `region/320281`,
+    /// or a custom feed's slug.
+    pub fn path(&self) -> String {
+        match self {
+            FeedId::Category(s) => format!("category/{s}"),
+            FeedId::Region(c) => format!("region/{c}"),
+            FeedId::Custom(s) => s.to_string(),
+        }
+    }
+
+    /// Which articles the feed holds, in the store's terms.
+    pub fn selection(&self, catalog: &Catalog) -> Selection {
+        match self {
+            FeedId::Category(s) => Selection {
+                any_of: vec![Bucket::Category(s.clone())],
+                and_any_of: Vec::new(),
+            },
+            FeedId::Region(c) => Selection {
+                any_of: vec![Bucket::Region(c.clone())],
+                and_any_of: Vec::new(),
+            },
+            FeedId::Custom(slug) => {
+                let Some(f) = catalog.feed(slug.as_str()) else {
+                    return Selection {
+                        any_of: Vec::new(),
+                        and_any_of: Vec::new(),
+                    };
+                };
+                let categories: Vec<Bucket> =
+                    f.categories.iter().cloned().map(Bucket::Category).collect();
+                let regions: Vec<Bucket> = f.regions.iter().cloned().map(Bucket::Region).collect();
+                if categories.is_empty() {
+                    Selection {
+                        any_of: regions,
+                        and_any_of: Vec::new(),
+                    }
+                } else {
+                    Selection {
+                        any_of: categories,
+                        and_any_of: regions,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every feed the catalog declares: each category, each region, each custom feed.
+    pub fn all(catalog: &Catalog) -> Vec<FeedId> {
+        let categories = catalog
+            .categories()
+            .iter()
+            .map(|c| FeedId::Category(c.slug.clone()));
+        let regions = catalog
+            .regions()
+            .iter()
+            .map(|r| FeedId::Region(r.code.clone()));
+        let custom = catalog.feeds().iter().map(|f| FeedId::Custom(f.slug.clone()));
+        categories.chain(regions).chain(custom).collect()
+    }
+
+    /// The feeds whose content may change when articles filed under `buckets` change.
+    /// A custom feed counts when any of its buckets does, which may over-approximate.
+    pub fn touched_by(catalog: &Catalog, buckets: &[Bucket]) -> Vec<FeedId> {
+        let mut out: Vec<FeedId> = buckets
+            .iter()
+            .map(|b| match b {
+                Bucket::Category(c) => FeedId::Category(c.clone()),
+                Bucket::Region(r) => FeedId::Region(r.clone()),
+            })
+            .collect();
+        for f in catalog.feeds() {
+            let custom = FeedId::Custom(f.slug.clone());
+            let selection = custom.selection(catalog);
+            let hits = selection
+                .any_of
+                .iter()
+                .chain(&selection.and_any_of)
+                .any(|b| buckets.contains(b));
+            if hits {
+                out.push(custom);
+            }
+        }
+        out
+    }
+}
+
+impl fmt::Display for FeedId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.path())
+    }
+}
+
+/// A feed format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Format {
+    /// RSS 2.0.
+    Rss,
+    /// Atom 1.0.
+    Atom,
+}
+
+impl Format {
+    /// Every format, in the order they are offered.
+    pub const ALL: [Format; 2] = [Format::Rss, Format::Atom];
+
+    /// The URL extension.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Rss => "rss",
+            Format::Atom => "atom",
+        }
+    }
+
+    /// The `Content-Type` of a response in this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Rss => "application/rss+xml; charset=utf-8",
+            Format::Atom => "application/atom+xml; charset=utf-8",
+        }
+    }
+
+    /// The media type alone, for `<link rel="alternate" type=…>`.
+    pub fn media_type(self) -> &'static str {
+        match self {
+            Format::Rss => "application/rss+xml",
+            Format::Atom => "application/atom+xml",
+        }
+    }
+
+    fn from_extension(ext: &str) -> Option<Format> {
+        Format::ALL.into_iter().find(|f| f.extension() == ext)
+    }
+}
+
+/// One servable thing: a feed in a format with an item count. Also the cache key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FeedKey {
+    /// Which feed.
+    pub feed: FeedId,
+    /// Which format.
+    pub format: Format,
+    /// How many items, within the configured limits.
+    pub limit: u32,
+}
+
+/// Why a request does not name a feed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    /// No such feed or format.
+    #[error("{0}")]
+    NotFound(String),
+    /// The feed exists but a parameter is wrong.
+    #[error("{0}")]
+    BadRequest(String),
+}
+
+impl FeedKey {
+    /// Resolves a path below `/feeds/` (e.g. `category/parks.atom`) and a query string against
+    /// the catalog. The only parameter read is `limit`; others are ignored, since aggregators
+    /// add cache-busting parameters of their own.
+    pub fn parse(path: &str, query: Option<&str>, settings: &Settings) -> Result<Self, KeyError> {
+        let not_found = |why: String| KeyError::NotFound(why);
+        let (stem, ext) = path
+            .rsplit_once('.')
+            .ok_or_else(|| not_found(format!("no feed at `{path}`: add .rss or .atom")))?;
+        let format = Format::from_extension(ext).ok_or_else(|| {
+            not_found(format!("unknown feed format `.{ext}`: use .rss or .atom"))
+        })?;
+        let catalog = &settings.catalog;
+        let feed = match stem.split_once('/') {
+            Some(("category", slug)) => catalog
+                .category(slug)
+                .map(|c| FeedId::Category(c.slug.clone()))
+                .ok_or_else(|| not_found(format!("no category `{slug}`")))?,
+            Some(("region", code)) => catalog
+                .region(code)
+                .map(|r| FeedId::Region(r.code.clone()))
+                .ok_or_else(|| not_found(format!("no region `{code}`")))?,
+            Some(_) => return Err(not_found(format!("no feed at `{path}`"))),
+            None => catalog
+                .feed(stem)
+                .map(|f| FeedId::Custom(f.slug.clone()))
+                .ok_or_else(|| not_found(format!("no feed `{stem}`")))?,
+        };
+        let limit = parse_limit(query, settings)?;
+        Ok(FeedKey {
+            feed,
+            format,
+            limit,
+        })
+    }
+
+    /// The URL path that serves this key's feed and format (without `?limit=`).
+    pub fn url_path(&self) -> String {
+        format!("/feeds/{}.{}", self.feed.path(), self.format.extension())
+    }
+}
+
+fn parse_limit(query: Option<&str>, settings: &Settings) -> Result<u32, KeyError> {
+    let max = settings.limits.max_items;
+    let bad = |v: &str| {
+        KeyError::BadRequest(format!(
+            "limit must be a whole number from 1 to {max}, not `{v}`"
+        ))
+    };
+    let mut limit = None;
+    for (name, value) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        if name != "limit" {
+            continue;
+        }
+        if limit.is_some() {
+            return Err(KeyError::BadRequest("limit is given more than once".into()));
+        }
+        let n: u32 = value.parse().map_err(|_| bad(&value))?;
+        if !(1..=max).contains(&n) {
+            return Err(bad(&value));
+        }
+        limit = Some(n);
+    }
+    Ok(limit.unwrap_or(settings.limits.default_items))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn settings() -> Settings {
+        Settings::parse(include_str!("../../feeds.toml"), Path::new("feeds.toml")).unwrap()
+    }
+
+    #[test]
+    fn can_parse_every_kind_of_feed_path() {
+        let s = settings();
+        let key = FeedKey::parse("category/parks.atom", None, &s).unwrap();
+        assert_eq!(key.format, Format::Atom);
+        assert_eq!(key.limit, s.limits.default_items);
+        assert_eq!(key.url_path(), "/feeds/category/parks.atom");
+        let key = FeedKey::parse("region/320281.rss", Some("limit=5&utm=x"), &s).unwrap();
+        assert_eq!(key.feed, FeedId::Region(RegionCode::parse("320281").unwrap()));
+        assert_eq!(key.limit, 5);
+        let custom = &s.catalog.feeds()[0];
+        let key = FeedKey::parse(&format!("{}.rss", custom.slug), None, &s).unwrap();
+        assert_eq!(key.feed, FeedId::Custom(custom.slug.clone()));
+    }
+
+    #[test]
+    fn errors_on_unknown_feeds_and_formats() {
+        let s = settings();
+        for path in ["category/nope.rss", "region/000.atom", "nope.rss", "category/parks.xml", "category/parks", "x/y.rss"] {
+            assert!(
+                matches!(FeedKey::parse(path, None, &s), Err(KeyError::NotFound(_))),
+                "{path}"
+            );
+        }
+    }
+
+    #[test]
+    fn errors_on_a_limit_out_of_range() {
+        let s = settings();
+        let max = s.limits.max_items;
+        for q in ["limit=0", "limit=-1", "limit=abc", "limit=", &format!("limit={}", max + 1), "limit=1&limit=2"] {
+            assert!(
+                matches!(FeedKey::parse("category/parks.rss", Some(q), &s), Err(KeyError::BadRequest(_))),
+                "{q}"
+            );
+        }
+        let key = FeedKey::parse("category/parks.rss", Some(&format!("limit={max}")), &s).unwrap();
+        assert_eq!(key.limit, max);
+    }
+
+    #[test]
+    fn a_write_touches_the_feeds_of_its_buckets_and_custom_feeds_using_them() {
+        let s = settings();
+        let custom = &s.catalog.feeds()[0];
+        let category = custom.categories[0].clone();
+        let touched = FeedId::touched_by(&s.catalog, &[Bucket::Category(category.clone())]);
+        assert!(touched.contains(&FeedId::Category(category)));
+        assert!(touched.contains(&FeedId::Custom(custom.slug.clone())));
+        // A region no custom feed names touches its own feed only.
+        let lone = s
+            .catalog
+            .regions()
+            .iter()
+            .find(|r| s.catalog.feeds().iter().all(|f| !f.regions.contains(&r.code)))
+            .unwrap();
+        let touched = FeedId::touched_by(&s.catalog, &[Bucket::Region(lone.code.clone())]);
+        assert_eq!(touched, [FeedId::Region(lone.code.clone())]);
+    }
+}

@@ -1,0 +1,40 @@
+//! feedcast turns a news portal's article store into syndication feeds.
+//!
+//! The portal publishes its own reporting and reprints reports first published by regional media;
+//! feedcast serves one feed per category, one per region (a region's feed rolls up every region
+//! below it) and custom combinations declared in `feeds.toml`, as RSS 2.0 and Atom 1.0, always
+//! naming and linking the original publisher of a reprint.
+//!
+//! # Layout
+//!
+//! Data flows one way: **config → store → assembly → render → cache → http**.
+//!
+//! - [`config`]: `feeds.toml` parsed and validated once into [`config::Settings`] and the
+//!   [`config::Catalog`] of categories, the region tree and custom feeds.
+//! - [`model`]: the neutral article types. [`model::ArticleInput`] is what arrives (import, later
+//!   the admin API); [`model::Article`] is what it becomes after validation and sanitizing.
+//! - [`sanitize`]: the one place that cleans text and HTML.
+//! - [`import`]: NDJSON in, validated articles out, every bad line reported with its number.
+//! - [`store`]: the article store behind one interface, on SQLite or PostgreSQL.
+//! - [`feed`]: [`feed::FeedKey`] names a feed, its format and its parameters; [`feed::assemble`]
+//!   selects the items of any feed the same way.
+//! - [`render`]: one module per format, each turning a [`feed::Feed`] into bytes.
+//! - [`cache`]: rendered bytes in a byte-bounded moka cache, loaded once per key.
+//! - [`app`]: the service core that wires the stages together (read a feed, write articles).
+//! - [`http`]: the axum router; handlers are thin and errors become answers in one place.
+//! - [`cli`]: the command line (`serve`, `import`, `check`, `render`).
+
+pub mod app;
+pub mod cache;
+pub mod cli;
+pub mod config;
+pub mod feed;
+pub mod http;
+pub mod import;
+pub mod model;
+pub mod render;
+pub mod sanitize;
+pub mod store;
+
+/// The demo articles shipped with the binary, so `serve --demo` works from any directory.
+pub const DEMO_ARTICLES: &str = include_str!("../examples/articles.ndjson");

@@ -1,0 +1,129 @@
+//! The `feedcast` binary: parses the command line, sets up logging, loads the configuration
+//! and hands over to the library.
+
+use std::io::{Read, Write};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use feedcast::app::App;
+use feedcast::cli::{Cli, Command};
+use feedcast::config::Settings;
+use feedcast::feed::{FeedId, FeedKey, Format};
+use feedcast::store::Store;
+use tokio::net::TcpListener;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .init();
+
+    let settings = Settings::from_file(&cli.config)?;
+    if let Command::Check = cli.command {
+        return check(&settings, &cli);
+    }
+    let database = cli.database.clone().unwrap_or_default();
+    let store = Store::open(&database, &settings.catalog)
+        .await
+        .with_context(|| format!("opening the article store at {database}"))?;
+    let app = Arc::new(App::new(settings, store));
+
+    let outcome = match cli.command {
+        Command::Serve { listen, demo } => serve(app.clone(), listen, demo).await,
+        Command::Import { file } => import(&app, &file).await,
+        Command::Render { path } => render(&app, &path).await,
+        Command::Check => Ok(()),
+    };
+    app.store.close().await;
+    outcome
+}
+
+fn check(settings: &Settings, cli: &Cli) -> Result<()> {
+    let c = &settings.catalog;
+    let depth = c.regions().iter().map(|r| r.lineage.len()).max().unwrap_or(0);
+    println!("{}: ok", cli.config.display());
+    println!("  site: {} <{}>, {}, {}", settings.site.title, settings.site.link, settings.site.language, settings.site.time_zone);
+    println!("  {} categories, {} regions ({} levels), {} custom feeds", c.categories().len(), c.regions().len(), depth, c.feeds().len());
+    println!("  {} feeds in {} formats; {} items by default, at most {}", FeedId::all(c).len(), Format::ALL.len(), settings.limits.default_items, settings.limits.max_items);
+    Ok(())
+}
+
+async fn import(app: &App, file: &std::path::Path) -> Result<()> {
+    let mut text = String::new();
+    let name = if file.as_os_str() == "-" {
+        std::io::stdin().read_to_string(&mut text).context("reading standard input")?;
+        "standard input".to_owned()
+    } else {
+        text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        file.display().to_string()
+    };
+    let articles = match feedcast::import::parse_ndjson(&text, &app.settings) {
+        Ok(a) => a,
+        Err(e) => bail!("{name}: {e}"),
+    };
+    app.write(&articles).await.context("storing the articles")?;
+    println!("imported {} articles from {name}", articles.len());
+    Ok(())
+}
+
+async fn render(app: &App, path: &str) -> Result<()> {
+    let (path, query) = match path.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (path, None),
+    };
+    let key = FeedKey::parse(path.trim_start_matches('/'), query, &app.settings)?;
+    let rendered = app.build(&key).await?;
+    std::io::stdout().write_all(&rendered.body)?;
+    Ok(())
+}
+
+async fn serve(app: Arc<App>, listen: std::net::SocketAddr, demo: bool) -> Result<()> {
+    if demo {
+        let added = app.load_demo_if_empty().await?;
+        if added > 0 {
+            tracing::info!(articles = added, "demo articles loaded into the empty store");
+        }
+    }
+    let listener = TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
+    let addr = listener.local_addr()?;
+    let settings = &app.settings;
+    println!("feedcast listening on http://{addr}/");
+    let samples = [
+        settings.catalog.categories().first().map(|c| FeedId::Category(c.slug.clone())),
+        settings.catalog.regions().first().map(|r| FeedId::Region(r.code.clone())),
+        settings.catalog.regions().iter().find(|r| r.lineage.len() >= 3).map(|r| FeedId::Region(r.code.clone())),
+        settings.catalog.feeds().first().map(|f| FeedId::Custom(f.slug.clone())),
+    ];
+    for feed in samples.into_iter().flatten() {
+        for format in Format::ALL {
+            let key = FeedKey { feed: feed.clone(), format, limit: settings.limits.default_items };
+            println!("  http://{addr}{}", key.url_path());
+        }
+    }
+    println!("  (self links in the feeds use site.base_url = {})", settings.site.base_url);
+    feedcast::http::serve(listener, app.clone(), shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return interrupt.await.unwrap_or(()),
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}

@@ -1,0 +1,122 @@
+//! The one place that cleans text and HTML before it is stored.
+//!
+//! Articles come from a CMS and from reprints of other sites, so their text is dirty. Everything
+//! an [`Article`](crate::model::Article) holds has passed through here: no character that XML 1.0
+//! forbids survives (one would make the whole feed unreadable for every subscriber), content HTML
+//! is reduced to an allow-list with absolute URLs, and titles and summaries are plain text with
+//! their entities decoded exactly once.
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+
+use ammonia::{Builder, UrlRelative};
+use url::Url;
+
+/// Whether `c` may appear in an XML 1.0 document. C1 controls are allowed by XML but
+/// discouraged and never meaningful in an article, so they go too.
+fn is_xml_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r')
+        || ('\u{20}'..='\u{7E}').contains(&c)
+        || ('\u{A0}'..='\u{D7FF}').contains(&c)
+        || ('\u{E000}'..='\u{FFFD}').contains(&c)
+        || c >= '\u{10000}'
+        || c == '\u{85}'
+}
+
+/// Removes every character that XML 1.0 does not allow.
+pub fn xml_chars(s: &str) -> Cow<'_, str> {
+    if s.chars().all(is_xml_char) {
+        Cow::Borrowed(s)
+    } else {
+        Cow::Owned(s.chars().filter(|&c| is_xml_char(c)).collect())
+    }
+}
+
+/// Turns a fragment that may contain markup and entities into plain text on one line:
+/// tags removed, entities decoded once, runs of white space folded to one space.
+pub fn plain_text(s: &str) -> String {
+    // The default builder, with no tag allowed, keeps text but drops script and style bodies.
+    let text_only = Builder::default()
+        .tags(HashSet::new())
+        .clean(&xml_chars(s))
+        .to_string();
+    // ammonia's serializer escapes exactly these in text nodes; reversing them decodes every
+    // entity of the input exactly once (the parser already decoded the input's own entities).
+    let decoded = text_only
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&nbsp;", "\u{A0}")
+        .replace("&amp;", "&");
+    decoded.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Cleans article HTML with an allow-list: no scripts, event handlers, `javascript:` URLs,
+/// forms or styles; relative URLs become absolute against the article's own URL.
+pub fn html(s: &str, base: &Url) -> String {
+    Builder::default()
+        .url_relative(UrlRelative::RewriteWithBase(base.clone()))
+        .clean(&xml_chars(s))
+        .to_string()
+}
+
+/// Cuts `s` to at most `max` characters, ending with an ellipsis when it was cut.
+pub fn truncate(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max.saturating_sub(1)) {
+        Some((cut, _)) if s.chars().count() > max => format!("{}…", s[..cut].trim_end()),
+        _ => s.to_owned(),
+    }
+}
+
+/// Escapes text for an HTML text node or a double-quoted attribute.
+pub fn escape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn can_remove_characters_xml_forbids() {
+        assert_eq!(xml_chars("a\u{0}b\u{1b}c\u{FFFF}d\u{8}"), "abcd");
+        assert_eq!(xml_chars("氢能\t🚀"), "氢能\t🚀");
+    }
+
+    #[test]
+    fn plain_text_decodes_entities_exactly_once() {
+        assert_eq!(plain_text("A &amp;amp; B"), "A &amp; B");
+        assert_eq!(plain_text("<b>江阴</b>  &lt;高新区&gt;\n发布"), "江阴 <高新区> 发布");
+        assert_eq!(plain_text("<script>alert(1)</script>标题"), "标题");
+    }
+
+    #[test]
+    fn html_drops_scripts_and_makes_links_absolute() {
+        let base = Url::parse("https://news.example.cn/a/1.html").unwrap();
+        let out = html(
+            r#"<p onclick="x()">正文<script>bad()</script><a href="/b/2.html">链接</a><img src="img/1.jpg"><a href="javascript:alert(1)">x</a></p>"#,
+            &base,
+        );
+        assert!(!out.contains("script"), "{out}");
+        assert!(!out.contains("onclick"), "{out}");
+        assert!(!out.contains("javascript:"), "{out}");
+        assert!(out.contains(r#"href="https://news.example.cn/b/2.html""#), "{out}");
+        assert!(out.contains(r#"src="https://news.example.cn/a/img/1.jpg""#), "{out}");
+    }
+
+    #[test]
+    fn truncate_cuts_at_a_character_boundary() {
+        assert_eq!(truncate("氢能产业园", 3), "氢能…");
+        assert_eq!(truncate("氢能", 3), "氢能");
+        assert_eq!(truncate("abc", 3), "abc");
+    }
+}

@@ -1,0 +1,217 @@
+//! The article store: one interface, embedded SQLite by default or PostgreSQL.
+//!
+//! Articles are stored whole, and each is filed in a feed index under its [`Bucket`]s (its
+//! categories, its region and every region above it). Any category or region feed is then one
+//! range scan of one bucket, newest first, and costs the same at ten articles or ten million; a
+//! custom feed is a few such scans merged.
+//!
+//! The two backends share their SQL and their row mapping ([`shared`]); they differ only in how
+//! they connect and in their migrations, which live in `migrations/<backend>/` and are embedded
+//! in the binary.
+
+mod postgres;
+mod shared;
+mod sqlite;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use crate::config::Catalog;
+use crate::model::{Article, Bucket};
+
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+/// Where the store lives, parsed from `--database` / `FEEDCAST_DATABASE_URL`.
+#[derive(Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    /// `sqlite://PATH`: a file, created with its schema on first start.
+    Sqlite(PathBuf),
+    /// `postgres://…` or `postgresql://…`.
+    Postgres(String),
+}
+
+impl Default for DatabaseUrl {
+    fn default() -> Self {
+        DatabaseUrl::Sqlite(PathBuf::from("data/feedcast.db"))
+    }
+}
+
+impl FromStr for DatabaseUrl {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Some(path) = s.strip_prefix("sqlite://").or_else(|| s.strip_prefix("sqlite:")) {
+            if path.is_empty() {
+                return Err("sqlite:// needs a file path, e.g. sqlite://data/feedcast.db".into());
+            }
+            Ok(DatabaseUrl::Sqlite(PathBuf::from(path)))
+        } else if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            Ok(DatabaseUrl::Postgres(s.to_owned()))
+        } else {
+            Err(format!(
+                "unsupported database URL `{s}`: use sqlite://PATH or postgres://USER@HOST/DB"
+            ))
+        }
+    }
+}
+
+// A PostgreSQL URL may hold a password: never print it.
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DatabaseUrl::Sqlite(p) => write!(f, "sqlite://{}", p.display()),
+            DatabaseUrl::Postgres(u) => match url::Url::parse(u) {
+                Ok(mut parsed) => {
+                    if parsed.password().is_some() {
+                        let _ = parsed.set_password(Some("***"));
+                    }
+                    write!(f, "{parsed}")
+                }
+                Err(_) => f.write_str("postgres://(unparsable URL)"),
+            },
+        }
+    }
+}
+
+/// A store operation that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Could not open or reach the database.
+    #[error("cannot open the store at {url}: {source}")]
+    Connect {
+        /// Where (password hidden).
+        url: String,
+        /// Why.
+        source: sqlx::Error,
+    },
+    /// Could not create the SQLite file's folder.
+    #[error("cannot create {}: {source}", path.display())]
+    CreateDir {
+        /// The folder.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A schema migration failed.
+    #[error("cannot migrate the store's schema: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A query failed.
+    #[error("store query failed while {doing}: {source}")]
+    Query {
+        /// What feedcast was doing.
+        doing: &'static str,
+        /// Why.
+        source: sqlx::Error,
+    },
+    /// A stored row does not hold a valid article (e.g. written by hand with a bad value).
+    #[error("stored article `{id}` is invalid: {problem}")]
+    Corrupt {
+        /// The article's id.
+        id: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+}
+
+/// Which articles a feed holds, in terms of the feed index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selection {
+    /// Articles filed under any of these buckets …
+    pub any_of: Vec<Bucket>,
+    /// … and, unless empty, also under any of these.
+    pub and_any_of: Vec<Bucket>,
+}
+
+/// The store, on whichever backend the URL chose.
+#[derive(Debug, Clone)]
+pub enum Store {
+    /// Embedded SQLite.
+    Sqlite(SqliteStore),
+    /// PostgreSQL.
+    Postgres(PgStore),
+}
+
+macro_rules! delegate {
+    ($self:ident, $s:ident => $call:expr) => {
+        match $self {
+            Store::Sqlite($s) => $call,
+            Store::Postgres($s) => $call,
+        }
+    };
+}
+
+impl Store {
+    /// Opens the store, creating or upgrading its schema, and refiles the articles if the
+    /// region tree changed since the last start.
+    pub async fn open(url: &DatabaseUrl, catalog: &Catalog) -> Result<Self, StoreError> {
+        let store = match url {
+            DatabaseUrl::Sqlite(path) => Store::Sqlite(SqliteStore::open(path).await?),
+            DatabaseUrl::Postgres(u) => Store::Postgres(PgStore::open(u, &url.to_string()).await?),
+        };
+        let this = &store;
+        delegate!(this, s => s.refile_if_tree_changed(catalog).await)?;
+        Ok(store)
+    }
+
+    /// Inserts or replaces articles by id, all or none, and returns every bucket whose feeds
+    /// changed: those the articles were filed under before the write and those they are now.
+    pub async fn upsert(
+        &self,
+        articles: &[Article],
+        catalog: &Catalog,
+    ) -> Result<Vec<Bucket>, StoreError> {
+        delegate!(self, s => s.upsert(articles, catalog).await)
+    }
+
+    /// The newest `limit` articles of a selection, newest first (ties: greater id first).
+    pub async fn latest(
+        &self,
+        selection: &Selection,
+        limit: u32,
+    ) -> Result<Vec<Article>, StoreError> {
+        delegate!(self, s => s.latest(selection, limit).await)
+    }
+
+    /// How many articles are stored.
+    pub async fn count(&self) -> Result<i64, StoreError> {
+        delegate!(self, s => s.count().await)
+    }
+
+    /// Closes every connection, waiting for those in use.
+    pub async fn close(&self) {
+        delegate!(self, s => s.pool.close().await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn can_parse_database_urls() {
+        assert_eq!(
+            "sqlite://data/x.db".parse::<DatabaseUrl>().unwrap(),
+            DatabaseUrl::Sqlite(PathBuf::from("data/x.db"))
+        );
+        assert!(matches!(
+            "postgres://u@h/db".parse::<DatabaseUrl>().unwrap(),
+            DatabaseUrl::Postgres(_)
+        ));
+        assert!("mysql://h/db".parse::<DatabaseUrl>().is_err());
+    }
+
+    #[test]
+    fn database_url_hides_the_password() {
+        let url: DatabaseUrl = "postgres://u:secret@h/db".parse().unwrap();
+        assert!(!url.to_string().contains("secret"));
+        assert!(!format!("{url:?}").contains("secret"));
+    }
+}

@@ -1,0 +1,364 @@
+//! What both backends share: the SQL, the embedded migrations and the mapping between rows and
+//! [`Article`]s. The queries use `$N` placeholders, which SQLite and PostgreSQL both accept.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::pin::Pin;
+
+use chrono::{DateTime, Utc};
+use sqlx::error::BoxDynError;
+use sqlx::migrate::{Migration, MigrationSource, MigrationType};
+
+use super::StoreError;
+use crate::model::{Article, ArticleId, Bucket, CategorySlug, RegionCode, Source};
+
+/// Migrations compiled into the binary: (version, description, SQL).
+#[derive(Debug)]
+pub(super) struct Embedded(pub &'static [(i64, &'static str, &'static str)]);
+
+impl<'s> MigrationSource<'s> for Embedded {
+    fn resolve(
+        self,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<Migration>, BoxDynError>> + Send + 's>> {
+        let migrations = self
+            .0
+            .iter()
+            .map(|&(version, description, sql)| {
+                Migration::new(
+                    version,
+                    description.into(),
+                    MigrationType::Simple,
+                    sql.into(),
+                    false,
+                )
+            })
+            .collect();
+        Box::pin(async move { Ok(migrations) })
+    }
+}
+
+/// Key of the `meta` row holding the region tree the feed index was built for.
+pub(super) const META_REGION_TREE: &str = "region_tree";
+
+pub(super) const SELECT_META: &str = "SELECT value FROM meta WHERE key = $1";
+pub(super) const UPSERT_META: &str = "INSERT INTO meta (key, value) VALUES ($1, $2) \
+     ON CONFLICT (key) DO UPDATE SET value = excluded.value";
+
+pub(super) const SELECT_BUCKETS_OF: &str = "SELECT bucket FROM feed_index WHERE article_id = $1";
+pub(super) const DELETE_BUCKETS_OF: &str = "DELETE FROM feed_index WHERE article_id = $1";
+pub(super) const INSERT_BUCKET: &str =
+    "INSERT INTO feed_index (bucket, published_at, article_id) VALUES ($1, $2, $3)";
+pub(super) const DELETE_REGION_BUCKETS: &str = "DELETE FROM feed_index WHERE bucket LIKE 'r:%'";
+pub(super) const SELECT_REGIONS: &str =
+    "SELECT id, published_at, region FROM articles WHERE region IS NOT NULL";
+pub(super) const COUNT_ARTICLES: &str = "SELECT COUNT(*) FROM articles";
+
+pub(super) const UPSERT_ARTICLE: &str = "INSERT INTO articles \
+     (id, title, summary, content_html, url, published_at, updated_at, author, \
+      source_name, source_url, categories, region, image, language) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+     ON CONFLICT (id) DO UPDATE SET \
+     title = excluded.title, summary = excluded.summary, content_html = excluded.content_html, \
+     url = excluded.url, published_at = excluded.published_at, updated_at = excluded.updated_at, \
+     author = excluded.author, source_name = excluded.source_name, \
+     source_url = excluded.source_url, categories = excluded.categories, \
+     region = excluded.region, image = excluded.image, language = excluded.language";
+
+/// The newest rows of one bucket, optionally only those also filed under any of
+/// `also_in` other buckets. Placeholders: `$1` the bucket, then the other buckets, then the
+/// limit, numbered in the order they appear.
+pub(super) fn latest_sql(also_in: usize) -> String {
+    let mut sql = String::from(
+        "SELECT a.id, a.title, a.summary, a.content_html, a.url, a.published_at, a.updated_at, \
+         a.author, a.source_name, a.source_url, a.categories, a.region, a.image, a.language \
+         FROM feed_index f JOIN articles a ON a.id = f.article_id WHERE f.bucket = $1",
+    );
+    if also_in > 0 {
+        let list: Vec<String> = (0..also_in).map(|i| format!("${}", i + 2)).collect();
+        sql.push_str(&format!(
+            " AND EXISTS (SELECT 1 FROM feed_index g WHERE g.article_id = f.article_id \
+             AND g.bucket IN ({}))",
+            list.join(", ")
+        ));
+    }
+    sql.push_str(&format!(
+        " ORDER BY f.published_at DESC, f.article_id DESC LIMIT ${}",
+        also_in + 2
+    ));
+    sql
+}
+
+/// An article's columns as stored.
+pub(super) struct Row {
+    pub id: String,
+    pub title: String,
+    pub summary: String,
+    pub content_html: String,
+    pub url: String,
+    pub published_at: i64,
+    pub updated_at: Option<i64>,
+    pub author: Option<String>,
+    pub source_name: Option<String>,
+    pub source_url: Option<String>,
+    pub categories: String,
+    pub region: Option<String>,
+    pub image: Option<String>,
+    pub language: String,
+}
+
+/// Reads a [`Row`] from any backend's row.
+pub(super) fn read_row<R>(row: &R) -> Result<Row, sqlx::Error>
+where
+    R: sqlx::Row,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> &'r str: sqlx::ColumnIndex<R>,
+{
+    Ok(Row {
+        id: row.try_get("id")?,
+        title: row.try_get("title")?,
+        summary: row.try_get("summary")?,
+        content_html: row.try_get("content_html")?,
+        url: row.try_get("url")?,
+        published_at: row.try_get("published_at")?,
+        updated_at: row.try_get("updated_at")?,
+        author: row.try_get("author")?,
+        source_name: row.try_get("source_name")?,
+        source_url: row.try_get("source_url")?,
+        categories: row.try_get("categories")?,
+        region: row.try_get("region")?,
+        image: row.try_get("image")?,
+        language: row.try_get("language")?,
+    })
+}
+
+/// Microseconds since the epoch, as stored.
+pub(super) fn micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+fn instant(id: &str, field: &str, micros: i64) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp_micros(micros).ok_or_else(|| StoreError::Corrupt {
+        id: id.to_owned(),
+        problem: format!("{field} {micros} is out of range"),
+    })
+}
+
+/// The stored form of an article's categories.
+pub(super) fn categories_column(article: &Article) -> String {
+    let slugs: Vec<&str> = article.categories().iter().map(CategorySlug::as_str).collect();
+    slugs.join(" ")
+}
+
+impl Row {
+    /// Turns stored columns back into an article; the names in them are re-parsed because a
+    /// row may have been written by something other than feedcast.
+    pub(super) fn into_article(self) -> Result<Article, StoreError> {
+        let corrupt = |problem: String| StoreError::Corrupt {
+            id: self.id.clone(),
+            problem,
+        };
+        let id = ArticleId::parse(&self.id).map_err(|e| corrupt(e.to_string()))?;
+        let categories = self
+            .categories
+            .split_whitespace()
+            .map(CategorySlug::parse)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| corrupt(e.to_string()))?;
+        let region = self
+            .region
+            .as_deref()
+            .map(RegionCode::parse)
+            .transpose()
+            .map_err(|e| corrupt(e.to_string()))?;
+        let source = match (self.source_name, self.source_url) {
+            (Some(name), Some(url)) => Some(Source { name, url }),
+            _ => None,
+        };
+        Ok(Article {
+            published_at: instant(&self.id, "published_at", self.published_at)?,
+            updated_at: self
+                .updated_at
+                .map(|u| instant(&self.id, "updated_at", u))
+                .transpose()?,
+            id,
+            title: self.title,
+            summary: self.summary,
+            content_html: self.content_html,
+            url: self.url,
+            author: self.author,
+            source,
+            categories,
+            region,
+            image: self.image,
+            language: self.language,
+        })
+    }
+}
+
+/// Merges the per-bucket results of a selection: newest first, ties by id, each article once.
+pub(super) fn newest_first(mut articles: Vec<Article>, limit: u32) -> Vec<Article> {
+    articles.sort_by(|a, b| {
+        b.published_at()
+            .cmp(&a.published_at())
+            .then_with(|| b.id().as_str().cmp(a.id().as_str()))
+    });
+    articles.dedup_by(|a, b| a.id() == b.id());
+    articles.truncate(limit as usize);
+    articles
+}
+
+/// Collects the buckets a write touched.
+pub(super) type Touched = BTreeSet<Bucket>;
+
+/// The shared body of both backends: the same queries on a different pool type.
+macro_rules! store_queries {
+    ($store:ty) => {
+        impl $store {
+            pub(super) async fn upsert(
+                &self,
+                articles: &[Article],
+                catalog: &Catalog,
+            ) -> Result<Vec<Bucket>, StoreError> {
+                let q = |doing: &'static str| move |source| StoreError::Query { doing, source };
+                let mut touched = shared::Touched::new();
+                let mut tx = self.pool.begin().await.map_err(q("starting a write"))?;
+                for a in articles {
+                    let id = a.id().as_str();
+                    let before: Vec<String> = sqlx::query_scalar(shared::SELECT_BUCKETS_OF)
+                        .bind(id)
+                        .fetch_all(&mut *tx)
+                        .await
+                        .map_err(q("reading an article's buckets"))?;
+                    touched.extend(before.iter().filter_map(|k| Bucket::from_key(k)));
+                    sqlx::query(shared::DELETE_BUCKETS_OF)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(q("unfiling an article"))?;
+                    sqlx::query(shared::UPSERT_ARTICLE)
+                        .bind(id)
+                        .bind(a.title())
+                        .bind(a.summary())
+                        .bind(a.content_html())
+                        .bind(a.url())
+                        .bind(shared::micros(a.published_at()))
+                        .bind(a.updated_at().map(shared::micros))
+                        .bind(a.author())
+                        .bind(a.source().map(|s| s.name.as_str()))
+                        .bind(a.source().map(|s| s.url.as_str()))
+                        .bind(shared::categories_column(a))
+                        .bind(a.region().map(|r| r.as_str()))
+                        .bind(a.image())
+                        .bind(a.language())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(q("writing an article"))?;
+                    for bucket in catalog.buckets(a) {
+                        sqlx::query(shared::INSERT_BUCKET)
+                            .bind(bucket.key())
+                            .bind(shared::micros(a.published_at()))
+                            .bind(id)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(q("filing an article"))?;
+                        touched.insert(bucket);
+                    }
+                }
+                tx.commit().await.map_err(q("committing a write"))?;
+                Ok(touched.into_iter().collect())
+            }
+
+            pub(super) async fn latest(
+                &self,
+                selection: &Selection,
+                limit: u32,
+            ) -> Result<Vec<Article>, StoreError> {
+                let sql = shared::latest_sql(selection.and_any_of.len());
+                let mut found = Vec::new();
+                for bucket in &selection.any_of {
+                    let mut query = sqlx::query(&sql).bind(bucket.key());
+                    for also in &selection.and_any_of {
+                        query = query.bind(also.key());
+                    }
+                    let rows = query
+                        .bind(i64::from(limit))
+                        .fetch_all(&self.pool)
+                        .await
+                        .map_err(|source| StoreError::Query {
+                            doing: "reading a feed's articles",
+                            source,
+                        })?;
+                    for row in &rows {
+                        let row = shared::read_row(row).map_err(|source| StoreError::Query {
+                            doing: "decoding an article",
+                            source,
+                        })?;
+                        found.push(row.into_article()?);
+                    }
+                }
+                Ok(shared::newest_first(found, limit))
+            }
+
+            pub(super) async fn count(&self) -> Result<i64, StoreError> {
+                sqlx::query_scalar(shared::COUNT_ARTICLES)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(|source| StoreError::Query {
+                        doing: "counting articles",
+                        source,
+                    })
+            }
+
+            /// Rebuilds the region part of the feed index when the region tree is not the one
+            /// it was built for (a region moved, appeared or went away).
+            pub(super) async fn refile_if_tree_changed(
+                &self,
+                catalog: &Catalog,
+            ) -> Result<(), StoreError> {
+                let q = |doing: &'static str| move |source| StoreError::Query { doing, source };
+                let tree = catalog.region_tree_fingerprint();
+                let mut tx = self.pool.begin().await.map_err(q("starting a refile"))?;
+                let stored: Option<String> = sqlx::query_scalar(shared::SELECT_META)
+                    .bind(shared::META_REGION_TREE)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(q("reading the stored region tree"))?;
+                if stored.as_deref() == Some(tree.as_str()) {
+                    return Ok(());
+                }
+                sqlx::query(shared::DELETE_REGION_BUCKETS)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(q("clearing region buckets"))?;
+                let rows: Vec<(String, i64, String)> = sqlx::query_as(shared::SELECT_REGIONS)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(q("reading article regions"))?;
+                for (id, published_at, region) in rows {
+                    let Some(region) = catalog.region(&region) else {
+                        continue;
+                    };
+                    for code in &region.lineage {
+                        sqlx::query(shared::INSERT_BUCKET)
+                            .bind(Bucket::Region(code.clone()).key())
+                            .bind(published_at)
+                            .bind(&id)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(q("refiling an article"))?;
+                    }
+                }
+                sqlx::query(shared::UPSERT_META)
+                    .bind(shared::META_REGION_TREE)
+                    .bind(&tree)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(q("storing the region tree"))?;
+                tx.commit().await.map_err(q("committing a refile"))
+            }
+        }
+    };
+}
+
+pub(super) use store_queries;
