@@ -13,7 +13,12 @@ use crate::store::DatabaseUrl;
 #[command(version, about)]
 pub struct Cli {
     /// The configuration file.
-    #[arg(long, global = true, env = "FEEDCAST_CONFIG", default_value = "feeds.toml")]
+    #[arg(
+        long,
+        global = true,
+        env = "FEEDCAST_CONFIG",
+        default_value = "feeds.toml"
+    )]
     pub config: PathBuf,
     /// The article store: sqlite://PATH or postgres://USER@HOST/DB [default: sqlite://data/feedcast.db]
     #[arg(long, global = true, env = "FEEDCAST_DATABASE_URL")]

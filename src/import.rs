@@ -28,11 +28,7 @@ pub struct ImportError {
 
 impl fmt::Display for ImportError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "{} bad line(s); nothing was imported:",
-            self.lines.len()
-        )?;
+        writeln!(f, "{} bad line(s); nothing was imported:", self.lines.len())?;
         for l in &self.lines {
             writeln!(f, "  line {}: {}", l.line, l.message)?;
         }

@@ -18,7 +18,9 @@ use tracing_subscriber::EnvFilter;
 async fn main() -> Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .with_writer(std::io::stderr)
         .init();
 
@@ -44,21 +46,44 @@ async fn main() -> Result<()> {
 
 fn check(settings: &Settings, cli: &Cli) -> Result<()> {
     let c = &settings.catalog;
-    let depth = c.regions().iter().map(|r| r.lineage.len()).max().unwrap_or(0);
+    let depth = c
+        .regions()
+        .iter()
+        .map(|r| r.lineage.len())
+        .max()
+        .unwrap_or(0);
     println!("{}: ok", cli.config.display());
-    println!("  site: {} <{}>, {}, {}", settings.site.title, settings.site.link, settings.site.language, settings.site.time_zone);
-    println!("  {} categories, {} regions ({} levels), {} custom feeds", c.categories().len(), c.regions().len(), depth, c.feeds().len());
-    println!("  {} feeds in {} formats; {} items by default, at most {}", FeedId::all(c).len(), Format::ALL.len(), settings.limits.default_items, settings.limits.max_items);
+    println!(
+        "  site: {} <{}>, {}, {}",
+        settings.site.title, settings.site.link, settings.site.language, settings.site.time_zone
+    );
+    println!(
+        "  {} categories, {} regions ({} levels), {} custom feeds",
+        c.categories().len(),
+        c.regions().len(),
+        depth,
+        c.feeds().len()
+    );
+    println!(
+        "  {} feeds in {} formats; {} items by default, at most {}",
+        FeedId::all(c).len(),
+        Format::ALL.len(),
+        settings.limits.default_items,
+        settings.limits.max_items
+    );
     Ok(())
 }
 
 async fn import(app: &App, file: &std::path::Path) -> Result<()> {
     let mut text = String::new();
     let name = if file.as_os_str() == "-" {
-        std::io::stdin().read_to_string(&mut text).context("reading standard input")?;
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("reading standard input")?;
         "standard input".to_owned()
     } else {
-        text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        text =
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
         file.display().to_string()
     };
     let articles = match feedcast::import::parse_ndjson(&text, &app.settings) {
@@ -85,26 +110,55 @@ async fn serve(app: Arc<App>, listen: std::net::SocketAddr, demo: bool) -> Resul
     if demo {
         let added = app.load_demo_if_empty().await?;
         if added > 0 {
-            tracing::info!(articles = added, "demo articles loaded into the empty store");
+            tracing::info!(
+                articles = added,
+                "demo articles loaded into the empty store"
+            );
         }
     }
-    let listener = TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
     let addr = listener.local_addr()?;
     let settings = &app.settings;
     println!("feedcast listening on http://{addr}/");
     let samples = [
-        settings.catalog.categories().first().map(|c| FeedId::Category(c.slug.clone())),
-        settings.catalog.regions().first().map(|r| FeedId::Region(r.code.clone())),
-        settings.catalog.regions().iter().find(|r| r.lineage.len() >= 3).map(|r| FeedId::Region(r.code.clone())),
-        settings.catalog.feeds().first().map(|f| FeedId::Custom(f.slug.clone())),
+        settings
+            .catalog
+            .categories()
+            .first()
+            .map(|c| FeedId::Category(c.slug.clone())),
+        settings
+            .catalog
+            .regions()
+            .first()
+            .map(|r| FeedId::Region(r.code.clone())),
+        settings
+            .catalog
+            .regions()
+            .iter()
+            .find(|r| r.lineage.len() >= 3)
+            .map(|r| FeedId::Region(r.code.clone())),
+        settings
+            .catalog
+            .feeds()
+            .first()
+            .map(|f| FeedId::Custom(f.slug.clone())),
     ];
     for feed in samples.into_iter().flatten() {
         for format in Format::ALL {
-            let key = FeedKey { feed: feed.clone(), format, limit: settings.limits.default_items };
+            let key = FeedKey {
+                feed: feed.clone(),
+                format,
+                limit: settings.limits.default_items,
+            };
             println!("  http://{addr}{}", key.url_path());
         }
     }
-    println!("  (self links in the feeds use site.base_url = {})", settings.site.base_url);
+    println!(
+        "  (self links in the feeds use site.base_url = {})",
+        settings.site.base_url
+    );
     feedcast::http::serve(listener, app.clone(), shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
@@ -115,10 +169,11 @@ async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return interrupt.await.unwrap_or(()),
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return interrupt.await.unwrap_or(()),
+            };
         tokio::select! {
             _ = interrupt => {}
             _ = term.recv() => {}

@@ -304,17 +304,21 @@ impl ArticleInput {
         let mut p = Problems(Vec::new());
         let tz = site.time_zone;
 
-        let id = p
-            .required("id", &self.id)
-            .and_then(|v| ArticleId::parse(v).map_err(|e| p.add("id", e.to_string())).ok());
-
-        let url = p.required("url", &self.url).and_then(|v| match absolute_http_url(v, None) {
-            Ok(u) => Some(u),
-            Err(m) => {
-                p.add("url", m);
-                None
-            }
+        let id = p.required("id", &self.id).and_then(|v| {
+            ArticleId::parse(v)
+                .map_err(|e| p.add("id", e.to_string()))
+                .ok()
         });
+
+        let url = p
+            .required("url", &self.url)
+            .and_then(|v| match absolute_http_url(v, None) {
+                Ok(u) => Some(u),
+                Err(m) => {
+                    p.add("url", m);
+                    None
+                }
+            });
 
         let title = p.required("title", &self.title).and_then(|v| {
             let t = sanitize::plain_text(v);
@@ -357,9 +361,11 @@ impl ArticleInput {
                 .required("source.name", &s.name)
                 .map(sanitize::plain_text)
                 .filter(|n| !n.is_empty());
-            let url = p
-                .required("source.url", &s.url)
-                .and_then(|v| absolute_http_url(v, None).map_err(|m| p.add("source.url", m)).ok());
+            let url = p.required("source.url", &s.url).and_then(|v| {
+                absolute_http_url(v, None)
+                    .map_err(|m| p.add("source.url", m))
+                    .ok()
+            });
             Some(Source {
                 name: name?,
                 url: url?.to_string(),

@@ -95,7 +95,10 @@ mod tests {
     #[test]
     fn plain_text_decodes_entities_exactly_once() {
         assert_eq!(plain_text("A &amp;amp; B"), "A &amp; B");
-        assert_eq!(plain_text("<b>江阴</b>  &lt;高新区&gt;\n发布"), "江阴 <高新区> 发布");
+        assert_eq!(
+            plain_text("<b>江阴</b>  &lt;高新区&gt;\n发布"),
+            "江阴 <高新区> 发布"
+        );
         assert_eq!(plain_text("<script>alert(1)</script>标题"), "标题");
     }
 
@@ -109,8 +112,14 @@ mod tests {
         assert!(!out.contains("script"), "{out}");
         assert!(!out.contains("onclick"), "{out}");
         assert!(!out.contains("javascript:"), "{out}");
-        assert!(out.contains(r#"href="https://news.example.cn/b/2.html""#), "{out}");
-        assert!(out.contains(r#"src="https://news.example.cn/a/img/1.jpg""#), "{out}");
+        assert!(
+            out.contains(r#"href="https://news.example.cn/b/2.html""#),
+            "{out}"
+        );
+        assert!(
+            out.contains(r#"src="https://news.example.cn/a/img/1.jpg""#),
+            "{out}"
+        );
     }
 
     #[test]

@@ -195,8 +195,13 @@ impl Catalog {
         self.feed_index.get(slug).map(|&i| &self.feeds[i])
     }
     /// Direct children of a region (or the top-level regions, for `None`), in declared order.
-    pub fn children<'a>(&'a self, parent: Option<&'a RegionCode>) -> impl Iterator<Item = &'a Region> {
-        self.regions.iter().filter(move |r| r.parent.as_ref() == parent)
+    pub fn children<'a>(
+        &'a self,
+        parent: Option<&'a RegionCode>,
+    ) -> impl Iterator<Item = &'a Region> {
+        self.regions
+            .iter()
+            .filter(move |r| r.parent.as_ref() == parent)
     }
 
     /// The buckets an article is filed under: each of its categories, its region and every
@@ -220,7 +225,13 @@ impl Catalog {
         let mut pairs: Vec<String> = self
             .regions
             .iter()
-            .map(|r| format!("{}<{}", r.code, r.parent.as_ref().map_or("", |p| p.as_str())))
+            .map(|r| {
+                format!(
+                    "{}<{}",
+                    r.code,
+                    r.parent.as_ref().map_or("", |p| p.as_str())
+                )
+            })
             .collect();
         pairs.sort();
         pairs.join(",")
@@ -248,12 +259,8 @@ impl Settings {
                 message,
             }
         };
-        let raw: raw::Config = toml::from_str(text).map_err(|e| {
-            at(
-                e.span().unwrap_or(0..0),
-                e.message().trim_end().to_owned(),
-            )
-        })?;
+        let raw: raw::Config = toml::from_str(text)
+            .map_err(|e| at(e.span().unwrap_or(0..0), e.message().trim_end().to_owned()))?;
         validate(raw, &at)
     }
 }
@@ -281,7 +288,10 @@ fn url(value: &Spanned<String>, field: &str, at: At<'_>) -> Result<Url, ConfigEr
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => Ok(u),
         _ => Err(at(
             value.span(),
-            format!("{field} must be an absolute http(s) URL, not `{}`", value.get_ref()),
+            format!(
+                "{field} must be an absolute http(s) URL, not `{}`",
+                value.get_ref()
+            ),
         )),
     }
 }
@@ -361,19 +371,28 @@ fn validate(raw: raw::Config, at: At<'_>) -> Result<Settings, ConfigError> {
     for c in raw.categories {
         let slug = name(CategorySlug::parse, &c.slug, at)?;
         if catalog.category_index.contains_key(slug.as_str()) {
-            return Err(at(c.slug.span(), format!("category `{slug}` is declared twice")));
+            return Err(at(
+                c.slug.span(),
+                format!("category `{slug}` is declared twice"),
+            ));
         }
         let display = non_empty(&c.name, "category name", at)?;
         catalog
             .category_index
             .insert(slug.as_str().to_owned(), catalog.categories.len());
-        catalog.categories.push(Category { slug, name: display });
+        catalog.categories.push(Category {
+            slug,
+            name: display,
+        });
     }
 
     for r in &raw.regions {
         let code = name(RegionCode::parse, &r.code, at)?;
         if catalog.region_index.contains_key(code.as_str()) {
-            return Err(at(r.code.span(), format!("region `{code}` is declared twice")));
+            return Err(at(
+                r.code.span(),
+                format!("region `{code}` is declared twice"),
+            ));
         }
         catalog
             .region_index
@@ -419,14 +438,20 @@ fn validate(raw: raw::Config, at: At<'_>) -> Result<Settings, ConfigError> {
     for f in raw.feeds {
         let slug = name(FeedSlug::parse, &f.slug, at)?;
         if catalog.feed_index.contains_key(slug.as_str()) {
-            return Err(at(f.slug.span(), format!("feed `{slug}` is declared twice")));
+            return Err(at(
+                f.slug.span(),
+                format!("feed `{slug}` is declared twice"),
+            ));
         }
         let mut categories = Vec::new();
         for c in &f.categories {
             let found = catalog.category_slug(c.get_ref()).ok_or_else(|| {
                 at(
                     c.span(),
-                    format!("feed `{slug}` names category `{}`, which is not declared", c.get_ref()),
+                    format!(
+                        "feed `{slug}` names category `{}`, which is not declared",
+                        c.get_ref()
+                    ),
                 )
             })?;
             categories.push(found.clone());
@@ -436,7 +461,10 @@ fn validate(raw: raw::Config, at: At<'_>) -> Result<Settings, ConfigError> {
             let found = catalog.region(r.get_ref()).ok_or_else(|| {
                 at(
                     r.span(),
-                    format!("feed `{slug}` names region `{}`, which is not declared", r.get_ref()),
+                    format!(
+                        "feed `{slug}` names region `{}`, which is not declared",
+                        r.get_ref()
+                    ),
                 )
             })?;
             regions.push(found.code.clone());
@@ -520,9 +548,8 @@ parent = "320200"
 
     #[test]
     fn errors_name_the_line_of_an_unknown_parent() {
-        let (line, message) = error_at(
-            "\n[[regions]]\ncode = \"320200\"\nname = \"无锡市\"\nparent = \"999\"\n",
-        );
+        let (line, message) =
+            error_at("\n[[regions]]\ncode = \"320200\"\nname = \"无锡市\"\nparent = \"999\"\n");
         assert_eq!(line, 12);
         assert!(message.contains("parent `999`"), "{message}");
     }
@@ -537,7 +564,8 @@ parent = "320200"
 
     #[test]
     fn errors_on_unknown_fields_and_bad_time_zones() {
-        let (line, message) = error_at("[[categories]]\nslug = \"parks\"\nname = \"园区\"\ncolour = \"red\"\n");
+        let (line, message) =
+            error_at("[[categories]]\nslug = \"parks\"\nname = \"园区\"\ncolour = \"red\"\n");
         assert_eq!(line, 11);
         assert!(message.contains("colour"), "{message}");
         let err = Settings::parse(

@@ -24,7 +24,11 @@ pub struct Feed {
 }
 
 /// Reads a feed's items from the store and describes the feed.
-pub async fn assemble(settings: &Settings, store: &Store, key: &FeedKey) -> Result<Feed, StoreError> {
+pub async fn assemble(
+    settings: &Settings,
+    store: &Store,
+    key: &FeedKey,
+) -> Result<Feed, StoreError> {
     let items = store
         .latest(&key.feed.selection(&settings.catalog), key.limit)
         .await?;
@@ -38,17 +42,29 @@ pub fn describe(settings: &Settings, key: &FeedKey, items: Vec<Article>) -> Feed
     let catalog = &settings.catalog;
     let (name, description) = match &key.feed {
         FeedId::Category(slug) => {
-            let name = catalog.category(slug.as_str()).map_or(slug.as_str(), |c| &c.name);
-            (name.to_owned(), format!("{}「{name}」栏目的最新文章", site.title))
+            let name = catalog
+                .category(slug.as_str())
+                .map_or(slug.as_str(), |c| &c.name);
+            (
+                name.to_owned(),
+                format!("{}「{name}」栏目的最新文章", site.title),
+            )
         }
         FeedId::Region(code) => {
-            let name = catalog.region(code.as_str()).map_or(code.as_str(), |r| &r.name);
-            (name.to_owned(), format!("{}关于{name}及其下辖地区的最新文章", site.title))
+            let name = catalog
+                .region(code.as_str())
+                .map_or(code.as_str(), |r| &r.name);
+            (
+                name.to_owned(),
+                format!("{}关于{name}及其下辖地区的最新文章", site.title),
+            )
         }
         FeedId::Custom(slug) => match catalog.feed(slug.as_str()) {
             Some(f) => (
                 f.title.clone(),
-                f.description.clone().unwrap_or_else(|| format!("{}：{}", site.title, f.title)),
+                f.description
+                    .clone()
+                    .unwrap_or_else(|| format!("{}：{}", site.title, f.title)),
             ),
             None => (slug.to_string(), site.description.clone()),
         },

@@ -14,7 +14,7 @@ use crate::config::{Catalog, Settings};
 use crate::model::{Bucket, CategorySlug, FeedSlug, RegionCode};
 use crate::store::Selection;
 
-pub use assemble::{Feed, assemble};
+pub use assemble::{Feed, assemble, describe};
 
 /// A feed, independent of format and item count.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -84,7 +84,10 @@ impl FeedId {
             .regions()
             .iter()
             .map(|r| FeedId::Region(r.code.clone()));
-        let custom = catalog.feeds().iter().map(|f| FeedId::Custom(f.slug.clone()));
+        let custom = catalog
+            .feeds()
+            .iter()
+            .map(|f| FeedId::Custom(f.slug.clone()));
         categories.chain(regions).chain(custom).collect()
     }
 
@@ -193,9 +196,8 @@ impl FeedKey {
         let (stem, ext) = path
             .rsplit_once('.')
             .ok_or_else(|| not_found(format!("no feed at `{path}`: add .rss or .atom")))?;
-        let format = Format::from_extension(ext).ok_or_else(|| {
-            not_found(format!("unknown feed format `.{ext}`: use .rss or .atom"))
-        })?;
+        let format = Format::from_extension(ext)
+            .ok_or_else(|| not_found(format!("unknown feed format `.{ext}`: use .rss or .atom")))?;
         let catalog = &settings.catalog;
         let feed = match stem.split_once('/') {
             Some(("category", slug)) => catalog
@@ -268,7 +270,10 @@ mod tests {
         assert_eq!(key.limit, s.limits.default_items);
         assert_eq!(key.url_path(), "/feeds/category/parks.atom");
         let key = FeedKey::parse("region/320281.rss", Some("limit=5&utm=x"), &s).unwrap();
-        assert_eq!(key.feed, FeedId::Region(RegionCode::parse("320281").unwrap()));
+        assert_eq!(
+            key.feed,
+            FeedId::Region(RegionCode::parse("320281").unwrap())
+        );
         assert_eq!(key.limit, 5);
         let custom = &s.catalog.feeds()[0];
         let key = FeedKey::parse(&format!("{}.rss", custom.slug), None, &s).unwrap();
@@ -278,7 +283,14 @@ mod tests {
     #[test]
     fn errors_on_unknown_feeds_and_formats() {
         let s = settings();
-        for path in ["category/nope.rss", "region/000.atom", "nope.rss", "category/parks.xml", "category/parks", "x/y.rss"] {
+        for path in [
+            "category/nope.rss",
+            "region/000.atom",
+            "nope.rss",
+            "category/parks.xml",
+            "category/parks",
+            "x/y.rss",
+        ] {
             assert!(
                 matches!(FeedKey::parse(path, None, &s), Err(KeyError::NotFound(_))),
                 "{path}"
@@ -290,9 +302,19 @@ mod tests {
     fn errors_on_a_limit_out_of_range() {
         let s = settings();
         let max = s.limits.max_items;
-        for q in ["limit=0", "limit=-1", "limit=abc", "limit=", &format!("limit={}", max + 1), "limit=1&limit=2"] {
+        for q in [
+            "limit=0",
+            "limit=-1",
+            "limit=abc",
+            "limit=",
+            &format!("limit={}", max + 1),
+            "limit=1&limit=2",
+        ] {
             assert!(
-                matches!(FeedKey::parse("category/parks.rss", Some(q), &s), Err(KeyError::BadRequest(_))),
+                matches!(
+                    FeedKey::parse("category/parks.rss", Some(q), &s),
+                    Err(KeyError::BadRequest(_))
+                ),
                 "{q}"
             );
         }
@@ -313,7 +335,12 @@ mod tests {
             .catalog
             .regions()
             .iter()
-            .find(|r| s.catalog.feeds().iter().all(|f| !f.regions.contains(&r.code)))
+            .find(|r| {
+                s.catalog
+                    .feeds()
+                    .iter()
+                    .all(|f| !f.regions.contains(&r.code))
+            })
             .unwrap();
         let touched = FeedId::touched_by(&s.catalog, &[Bucket::Region(lone.code.clone())]);
         assert_eq!(touched, [FeedId::Region(lone.code.clone())]);

@@ -76,7 +76,10 @@ fn local(settings: &Settings, t: DateTime<Utc>) -> DateTime<FixedOffset> {
 
 /// A category's display name, falling back to its slug.
 fn category_name<'a>(settings: &'a Settings, slug: &'a str) -> &'a str {
-    settings.catalog.category(slug).map_or(slug, |c| c.name.as_str())
+    settings
+        .catalog
+        .category(slug)
+        .map_or(slug, |c| c.name.as_str())
 }
 
 /// The article body as feeds carry it: the sanitized HTML, then, for a reprint, a visible line

@@ -2,11 +2,11 @@
 
 use std::time::Duration;
 
+use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::PgPoolOptions;
-use sqlx::PgPool;
 
-use super::shared::{self, store_queries, Embedded};
+use super::shared::{self, Embedded, store_queries};
 use super::{Selection, StoreError};
 use crate::config::Catalog;
 use crate::model::{Article, Bucket};

@@ -146,7 +146,11 @@ fn instant(id: &str, field: &str, micros: i64) -> Result<DateTime<Utc>, StoreErr
 
 /// The stored form of an article's categories.
 pub(super) fn categories_column(article: &Article) -> String {
-    let slugs: Vec<&str> = article.categories().iter().map(CategorySlug::as_str).collect();
+    let slugs: Vec<&str> = article
+        .categories()
+        .iter()
+        .map(CategorySlug::as_str)
+        .collect();
     slugs.join(" ")
 }
 

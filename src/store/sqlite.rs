@@ -4,11 +4,11 @@
 use std::path::Path;
 use std::time::Duration;
 
+use sqlx::SqlitePool;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::SqlitePool;
 
-use super::shared::{self, store_queries, Embedded};
+use super::shared::{self, Embedded, store_queries};
 use super::{Selection, StoreError};
 use crate::config::Catalog;
 use crate::model::{Article, Bucket};

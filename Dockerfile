@@ -1,0 +1,28 @@
+# feedcast: build with the Rust toolchain, run as a non-root user on a slim Debian.
+#   docker build -t feedcast .
+#   docker run -p 8080:8080 -v feedcast-data:/var/lib/feedcast/data feedcast serve --demo
+
+FROM rust:1-bookworm AS build
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY src src
+COPY migrations migrations
+COPY examples examples
+COPY feeds.toml feeds.toml
+RUN cargo build --release --locked --bin feedcast
+
+FROM debian:bookworm-slim
+RUN useradd --system --uid 10001 --user-group --home-dir /var/lib/feedcast feedcast \
+    && mkdir -p /var/lib/feedcast/data /etc/feedcast \
+    && chown -R feedcast:feedcast /var/lib/feedcast
+COPY --from=build /src/target/release/feedcast /usr/local/bin/feedcast
+COPY feeds.toml /etc/feedcast/feeds.toml
+ENV FEEDCAST_CONFIG=/etc/feedcast/feeds.toml \
+    FEEDCAST_LISTEN=0.0.0.0:8080 \
+    FEEDCAST_DATABASE_URL=sqlite:///var/lib/feedcast/data/feedcast.db
+USER feedcast
+WORKDIR /var/lib/feedcast
+VOLUME ["/var/lib/feedcast/data"]
+EXPOSE 8080
+ENTRYPOINT ["/usr/local/bin/feedcast"]
+CMD ["serve"]

@@ -1,0 +1,169 @@
+//! The `feedcast` binary as a user runs it: check, import, render, serve.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_feedcast");
+const CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/feeds.toml");
+
+fn feedcast(db: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(["--config", CONFIG, "--database"])
+        .arg(format!("sqlite://{}", db.display()))
+        .args(args)
+        .env_remove("FEEDCAST_DATABASE_URL")
+        .output()
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+const GOOD: &str = r#"{"id":"a1","title":"江阴高新区氢能产业园开工","content_html":"<p>开工。</p>","url":"https://www.kechuang.example.cn/news/a1.html","published_at":"2024-05-18T09:30:00+08:00","categories":["parks"],"region":"320281"}
+{"id":"a2","title":"苏州新材料产业基地投产","content_html":"<p>投产。</p>","url":"https://www.kechuang.example.cn/news/a2.html","published_at":"2024-05-19","categories":["materials"],"region":"320500"}
+"#;
+
+#[test]
+fn check_says_what_the_config_declares() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = feedcast(&dir.path().join("x.db"), &["check"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("5 categories, 12 regions (3 levels), 2 custom feeds"),
+        "{text}"
+    );
+}
+
+#[test]
+fn check_names_file_line_and_problem_of_a_bad_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    let text = std::fs::read_to_string(CONFIG)
+        .unwrap()
+        .replace("parent = \"320200\"", "parent = \"329999\"");
+    std::fs::write(&bad, &text).unwrap();
+    let line = text.lines().position(|l| l.contains("329999")).unwrap() + 1;
+    let out = Command::new(BIN)
+        .args(["--config"])
+        .arg(&bad)
+        .arg("check")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains(&format!("bad.toml:{line}:")), "{err}");
+    assert!(err.contains("parent `329999`"), "{err}");
+}
+
+#[test]
+fn a_bad_line_stores_nothing_from_its_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("x.db");
+    let file = dir.path().join("articles.ndjson");
+    let bad = GOOD.to_owned()
+        + r#"{"id":"a3","title":"坏的","url":"https://x.example.cn/3","published_at":"明天","categories":["nope"]}"#
+        + "\n";
+    std::fs::write(&file, bad).unwrap();
+    let out = feedcast(&db, &["import", file.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("line 3: published_at"), "{err}");
+    assert!(err.contains("unknown category `nope`"), "{err}");
+    assert!(err.contains("nothing was imported"), "{err}");
+
+    let feed = feedcast(&db, &["render", "region/320000.rss"]);
+    assert!(feed.status.success(), "{}", stderr(&feed));
+    let channel = rss::Channel::read_from(&feed.stdout[..]).unwrap();
+    assert!(
+        channel.items().is_empty(),
+        "the good lines were not stored either"
+    );
+}
+
+#[test]
+fn import_then_render_any_feed() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("x.db");
+    let mut child = Command::new(BIN)
+        .args(["--config", CONFIG, "--database"])
+        .arg(format!("sqlite://{}", db.display()))
+        .args(["import", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(GOOD.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("imported 2 articles"));
+
+    let feed = feedcast(&db, &["render", "region/320000.atom?limit=1"]);
+    assert!(feed.status.success(), "{}", stderr(&feed));
+    let atom = atom_syndication::Feed::read_from(&feed.stdout[..]).unwrap();
+    assert_eq!(atom.entries().len(), 1);
+    assert_eq!(atom.entries()[0].title().as_str(), "苏州新材料产业基地投产");
+
+    let missing = feedcast(&db, &["render", "category/nope.rss"]);
+    assert!(!missing.status.success());
+    assert!(stderr(&missing).contains("no category `nope`"));
+}
+
+#[test]
+fn serve_demo_answers_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .args(["--config", CONFIG, "--database"])
+        .arg(format!("sqlite://{}", dir.path().join("demo.db").display()))
+        .args(["serve", "--demo", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let addr = first
+        .strip_prefix("feedcast listening on http://")
+        .and_then(|a| a.strip_suffix('/'))
+        .unwrap_or_else(|| panic!("unexpected first line {first}"))
+        .to_owned();
+    let printed: Vec<String> = lines.by_ref().take(2).map(Result::unwrap).collect();
+    assert!(printed[0].contains("/feeds/category/"), "{printed:?}");
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let body = rt.block_on(async {
+        reqwest::get(format!("http://{addr}/feeds/region/320000.rss"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    });
+    let channel = rss::Channel::read_from(body.as_bytes()).unwrap();
+    assert!(!channel.items().is_empty(), "the demo articles are served");
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "exits cleanly on SIGTERM: {status}");
+}

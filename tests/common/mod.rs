@@ -1,0 +1,179 @@
+//! Test harness: a real feedcast on a loopback port over a real store, SQLite in a temporary
+//! folder or PostgreSQL in a schema of its own that is dropped afterwards.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use feedcast::app::App;
+use feedcast::config::Settings;
+use feedcast::model::{Article, ArticleInput};
+use feedcast::store::{DatabaseUrl, Store};
+use tokio::sync::oneshot;
+
+/// The PostgreSQL the tests use, if any.
+pub const POSTGRES_ENV: &str = "FEEDCAST_TEST_POSTGRES_URL";
+
+/// The shipped configuration, so tests exercise what users run.
+pub fn settings() -> Settings {
+    Settings::parse(include_str!("../../feeds.toml"), Path::new("feeds.toml")).unwrap()
+}
+
+/// Which backend a test runs on.
+#[derive(Debug, Clone, Copy)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A store that cleans up after itself: a temporary folder, or a PostgreSQL schema.
+pub struct TestDb {
+    pub url: DatabaseUrl,
+    _dir: Option<tempfile::TempDir>,
+    schema: Option<(String, String)>,
+}
+
+impl TestDb {
+    /// A fresh store, or `None` (with a message) when PostgreSQL is not configured.
+    pub async fn new(backend: Backend) -> Option<TestDb> {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().unwrap();
+                let url = DatabaseUrl::Sqlite(dir.path().join("feedcast.db"));
+                Some(TestDb {
+                    url,
+                    _dir: Some(dir),
+                    schema: None,
+                })
+            }
+            Backend::Postgres => {
+                let Ok(base) = std::env::var(POSTGRES_ENV) else {
+                    eprintln!(
+                        "SKIPPED: PostgreSQL part of this test; set {POSTGRES_ENV} to run it"
+                    );
+                    return None;
+                };
+                static COUNTER: AtomicUsize = AtomicUsize::new(0);
+                let schema = format!(
+                    "feedcast_test_{}_{}_{}",
+                    std::process::id(),
+                    COUNTER.fetch_add(1, Ordering::SeqCst),
+                    chrono::Utc::now().timestamp_micros()
+                );
+                let admin = sqlx::PgPool::connect(&base)
+                    .await
+                    .expect("connect to PostgreSQL");
+                sqlx::query(&format!("CREATE SCHEMA {schema}"))
+                    .execute(&admin)
+                    .await
+                    .unwrap();
+                admin.close().await;
+                let sep = if base.contains('?') { '&' } else { '?' };
+                let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
+                Some(TestDb {
+                    url: DatabaseUrl::Postgres(url),
+                    _dir: None,
+                    schema: Some((base, schema)),
+                })
+            }
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some((base, schema)) = self.schema.take() {
+            // Drop may run inside a runtime; clean up on a thread with a runtime of its own.
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    if let Ok(pool) = sqlx::PgPool::connect(&base).await {
+                        let _ = sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+                            .execute(&pool)
+                            .await;
+                        pool.close().await;
+                    }
+                });
+            })
+            .join()
+            .ok();
+        }
+    }
+}
+
+/// A running feedcast on 127.0.0.1 with its own store.
+pub struct Server {
+    pub app: Arc<App>,
+    pub base: String,
+    pub client: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    pub db: TestDb,
+}
+
+impl Server {
+    pub async fn start(backend: Backend) -> Option<Server> {
+        let db = TestDb::new(backend).await?;
+        let settings = settings();
+        let store = Store::open(&db.url, &settings.catalog).await.unwrap();
+        let app = Arc::new(App::new(settings, store));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn({
+            let app = app.clone();
+            async move {
+                feedcast::http::serve(listener, app, async {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+            }
+        });
+        Some(Server {
+            app,
+            base,
+            client: reqwest::Client::new(),
+            stop: Some(stop),
+            task: Some(task),
+            db,
+        })
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// GET expecting 200; returns the body.
+    pub async fn text(&self, path: &str) -> String {
+        let r = self.get(path).await;
+        assert_eq!(r.status(), 200, "GET {path}");
+        r.text().await.unwrap()
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap();
+        }
+        self.app.store.close().await;
+    }
+}
+
+/// Validates an article given as JSON against the shipped configuration.
+pub fn article(json: serde_json::Value) -> Article {
+    let s = settings();
+    let input: ArticleInput = serde_json::from_value(json).unwrap();
+    input.validate(&s.site, &s.catalog).unwrap()
+}

@@ -1,0 +1,323 @@
+//! Feeds over real HTTP, on both stores: what a subscriber or aggregator sees.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{Backend, Server, article};
+use serde_json::json;
+
+/// Articles at every level of 江苏省 → 无锡市 → 江阴市, one elsewhere, one reprint.
+fn fixtures() -> Vec<feedcast::model::Article> {
+    vec![
+        article(json!({
+            "id": "county-1", "title": "江阴高新区氢能产业园开工", "summary": "江阴高新区氢能产业园今日开工。",
+            "content_html": "<p>江阴高新区<a href=\"/news/2.html\">氢能产业园</a>开工。</p>",
+            "url": "https://www.kechuang.example.cn/news/county-1.html",
+            "published_at": "2024-05-18T09:30:00+08:00", "categories": ["hydrogen", "parks"], "region": "320281",
+            "source": {"name": "江阴日报", "url": "https://www.jyrb.example.com/a/1.html"}, "author": "王明"
+        })),
+        article(json!({
+            "id": "city-1", "title": "无锡出台新材料产业政策", "content_html": "<p>无锡市出台政策。</p>",
+            "url": "https://www.kechuang.example.cn/news/city-1.html",
+            "published_at": "2024-05-17T10:00:00+08:00", "categories": ["materials", "policy"], "region": "320200"
+        })),
+        article(json!({
+            "id": "province-1", "title": "江苏省发布氢能发展规划", "content_html": "<p>江苏省发布规划。</p>",
+            "url": "https://www.kechuang.example.cn/news/province-1.html",
+            "published_at": "2024-05-16", "categories": ["hydrogen", "policy"], "region": "320000"
+        })),
+        article(json!({
+            "id": "shanghai-1", "title": "浦东新区燃料电池汽车示范", "content_html": "<p>浦东示范。</p>",
+            "url": "https://www.kechuang.example.cn/news/shanghai-1.html",
+            "published_at": "2024-05-19T08:00:00+08:00", "categories": ["hydrogen"], "region": "310115"
+        })),
+    ]
+}
+
+fn rss_items(body: &str) -> rss::Channel {
+    rss::Channel::read_from(body.as_bytes()).expect("well-formed RSS")
+}
+
+fn atom_entries(body: &str) -> atom_syndication::Feed {
+    atom_syndication::Feed::read_from(body.as_bytes()).expect("well-formed Atom")
+}
+
+fn ids(c: &rss::Channel) -> Vec<String> {
+    c.items()
+        .iter()
+        .map(|i| {
+            i.guid()
+                .unwrap()
+                .value()
+                .rsplit('/')
+                .next()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
+async fn region_roll_up_and_custom_feeds(backend: Backend) {
+    let Some(server) = Server::start(backend).await else {
+        return;
+    };
+    server.app.write(&fixtures()).await.unwrap();
+
+    // The province's feed rolls up its city and county; newest first; Shanghai is not in it.
+    let province = rss_items(&server.text("/feeds/region/320000.rss").await);
+    assert_eq!(ids(&province), ["county-1", "city-1", "province-1"]);
+    let county = atom_entries(&server.text("/feeds/region/320281.atom").await);
+    assert_eq!(county.entries().len(), 1);
+    assert!(county.entries()[0].id().ends_with("article/county-1"));
+
+    // Category feeds and a custom feed (hydrogen AND in Jiangsu).
+    let hydrogen = rss_items(&server.text("/feeds/category/hydrogen.rss").await);
+    assert_eq!(ids(&hydrogen), ["shanghai-1", "county-1", "province-1"]);
+    let custom = rss_items(&server.text("/feeds/jiangsu-hydrogen.rss").await);
+    assert_eq!(ids(&custom), ["county-1", "province-1"]);
+    let industry = atom_entries(&server.text("/feeds/industry.atom").await);
+    assert_eq!(industry.entries().len(), 4);
+
+    // limit
+    let one = rss_items(&server.text("/feeds/region/320000.rss?limit=1").await);
+    assert_eq!(ids(&one), ["county-1"]);
+    server.stop().await;
+}
+
+async fn items_carry_dates_content_and_attribution(backend: Backend) {
+    let Some(server) = Server::start(backend).await else {
+        return;
+    };
+    server.app.write(&fixtures()).await.unwrap();
+
+    let response = server.get("/feeds/region/320281.rss").await;
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/rss+xml; charset=utf-8"
+    );
+    let body = response.text().await.unwrap();
+    assert!(
+        body.contains("江阴高新区氢能产业园开工"),
+        "CJK stays readable: {body}"
+    );
+    assert!(
+        !body.contains("&#"),
+        "no numeric character references: {body}"
+    );
+    let channel = rss_items(&body);
+    let item = &channel.items()[0];
+    assert_eq!(item.pub_date(), Some("Sat, 18 May 2024 09:30:00 +0800"));
+    assert_eq!(
+        item.link(),
+        Some("https://www.kechuang.example.cn/news/county-1.html")
+    );
+    assert_eq!(item.description(), Some("江阴高新区氢能产业园今日开工。"));
+    let source = item.source().unwrap();
+    assert_eq!(
+        (source.title(), source.url()),
+        (Some("江阴日报"), "https://www.jyrb.example.com/a/1.html")
+    );
+    let content = item.content().unwrap();
+    assert!(
+        content.contains(r#"href="https://www.kechuang.example.cn/news/2.html""#),
+        "{content}"
+    );
+    assert!(
+        content.contains(r#"来源：<a href="https://www.jyrb.example.com/a/1.html">江阴日报</a>"#),
+        "visible attribution: {content}"
+    );
+    let categories: Vec<&str> = item.categories().iter().map(|c| c.name()).collect();
+    assert_eq!(categories, ["氢能科技", "园区"]);
+    assert_eq!(item.dublin_core_ext().unwrap().creators(), ["王明"]);
+    assert_eq!(channel.language(), Some("zh-CN"));
+    assert_eq!(
+        channel.last_build_date(),
+        Some("Sat, 18 May 2024 09:30:00 +0800")
+    );
+    assert!(channel.generator().unwrap().starts_with("feedcast"));
+    let self_link = &channel.atom_ext().unwrap().links()[0];
+    assert_eq!(self_link.rel(), "self");
+    assert_eq!(
+        self_link.href(),
+        "http://127.0.0.1:8080/feeds/region/320281.rss"
+    );
+
+    let response = server.get("/feeds/region/320281.atom").await;
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/atom+xml; charset=utf-8"
+    );
+    let feed = atom_entries(&response.text().await.unwrap());
+    let entry = &feed.entries()[0];
+    assert_eq!(
+        entry.published().unwrap().to_rfc3339(),
+        "2024-05-18T09:30:00+08:00"
+    );
+    assert_eq!(entry.source().unwrap().title().as_str(), "江阴日报");
+    assert_eq!(
+        entry.source().unwrap().links()[0].href(),
+        "https://www.jyrb.example.com/a/1.html"
+    );
+    assert_eq!(entry.content().unwrap().content_type(), Some("html"));
+    assert!(
+        entry
+            .content()
+            .unwrap()
+            .value()
+            .unwrap()
+            .contains("江阴日报</a>")
+    );
+    assert_eq!(feed.lang(), Some("zh-CN"));
+    assert!(
+        feed.links()
+            .iter()
+            .any(|l| l.rel() == "self" && l.href().ends_with("/feeds/region/320281.atom"))
+    );
+
+    // A bare date is midnight in the site's time zone, shown with its offset.
+    let province = atom_entries(&server.text("/feeds/region/320000.atom").await);
+    let bare = province
+        .entries()
+        .iter()
+        .find(|e| e.id().ends_with("province-1"))
+        .unwrap();
+    assert_eq!(
+        bare.published().unwrap().to_rfc3339(),
+        "2024-05-16T00:00:00+08:00"
+    );
+    server.stop().await;
+}
+
+async fn a_write_shows_at_once_in_every_feed_it_touches(backend: Backend) {
+    let Some(server) = Server::start(backend).await else {
+        return;
+    };
+    server.app.write(&fixtures()).await.unwrap();
+    let before = rss_items(&server.text("/feeds/region/320000.rss").await);
+    let guid = before.items()[0].guid().unwrap().value().to_owned();
+    // Warm the Atom and custom feeds too, so the cache holds them.
+    server.text("/feeds/jiangsu-hydrogen.atom").await;
+
+    // Edit the county article's title and move it to Shanghai.
+    let moved = article(json!({
+        "id": "county-1", "title": "江阴氢能产业园（更正）", "content_html": "<p>更正。</p>",
+        "url": "https://www.kechuang.example.cn/news/county-1.html",
+        "published_at": "2024-05-18T09:30:00+08:00", "updated_at": "2024-05-20T12:00:00+08:00",
+        "categories": ["hydrogen"], "region": "310000"
+    }));
+    server.app.write(&[moved]).await.unwrap();
+
+    let province = rss_items(&server.text("/feeds/region/320000.rss").await);
+    assert_eq!(
+        ids(&province),
+        ["city-1", "province-1"],
+        "gone from its old region's feeds"
+    );
+    let custom = atom_entries(&server.text("/feeds/jiangsu-hydrogen.atom").await);
+    assert_eq!(custom.entries().len(), 1);
+    let shanghai = rss_items(&server.text("/feeds/region/310000.rss").await);
+    let item = shanghai
+        .items()
+        .iter()
+        .find(|i| i.link() == Some("https://www.kechuang.example.cn/news/county-1.html"))
+        .unwrap();
+    assert_eq!(item.title(), Some("江阴氢能产业园（更正）"));
+    assert_eq!(
+        item.guid().unwrap().value(),
+        guid,
+        "the id never changes on edit"
+    );
+    let atom = atom_entries(&server.text("/feeds/region/310000.atom").await);
+    assert_eq!(atom.updated().to_rfc3339(), "2024-05-20T12:00:00+08:00");
+    server.stop().await;
+}
+
+async fn errors_are_short_plain_text(backend: Backend) {
+    let Some(server) = Server::start(backend).await else {
+        return;
+    };
+    for (path, status, words) in [
+        ("/feeds/category/nope.rss", 404, "no category `nope`"),
+        ("/feeds/region/999999.atom", 404, "no region `999999`"),
+        ("/feeds/nope.atom", 404, "no feed `nope`"),
+        ("/feeds/category/parks.pdf", 404, "unknown feed format"),
+        (
+            "/feeds/category/parks.rss?limit=0",
+            400,
+            "limit must be a whole number from 1 to 100",
+        ),
+        ("/feeds/category/parks.rss?limit=101", 400, "not `101`"),
+        ("/feeds/category/parks.rss?limit=x", 400, "not `x`"),
+    ] {
+        let r = server.get(path).await;
+        assert_eq!(r.status(), status, "{path}");
+        assert_eq!(r.headers()["content-type"], "text/plain; charset=utf-8");
+        let body = r.text().await.unwrap();
+        assert!(body.contains(words), "{path}: {body}");
+    }
+    // HEAD answers like GET, without a body.
+    let head = server
+        .client
+        .head(format!("{}/feeds/category/parks.atom", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(
+        head.headers()["content-type"],
+        "application/atom+xml; charset=utf-8"
+    );
+    // An empty feed is still a valid feed.
+    let empty = atom_entries(&server.text("/feeds/category/reform.atom").await);
+    assert!(empty.entries().is_empty());
+    server.stop().await;
+}
+
+async fn the_demo_fills_an_empty_store_once(backend: Backend) {
+    let Some(server) = Server::start(backend).await else {
+        return;
+    };
+    let added = server.app.load_demo_if_empty().await.unwrap();
+    assert!(added >= 30, "{added} demo articles");
+    assert_eq!(server.app.load_demo_if_empty().await.unwrap(), 0);
+    let index = server.text("/").await;
+    for line in index.lines().filter(|l| l.starts_with("http://")) {
+        let path = line.trim_start_matches("http://127.0.0.1:8080");
+        let body = server.text(path).await;
+        if path.ends_with(".rss") {
+            rss_items(&body);
+        } else {
+            atom_entries(&body);
+        }
+    }
+    // The province feed holds its counties' articles.
+    let province = rss_items(&server.text("/feeds/region/320000.rss?limit=100").await);
+    let county = rss_items(&server.text("/feeds/region/320281.rss?limit=100").await);
+    assert!(!county.items().is_empty());
+    for item in county.items() {
+        assert!(province.items().iter().any(|p| p.guid() == item.guid()));
+    }
+    server.stop().await;
+}
+
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::Backend::Sqlite).await })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::Backend::Postgres).await })*
+        }
+    };
+}
+
+on_both_stores!(
+    region_roll_up_and_custom_feeds,
+    items_carry_dates_content_and_attribution,
+    a_write_shows_at_once_in_every_feed_it_touches,
+    errors_are_short_plain_text,
+    the_demo_fills_an_empty_store_once,
+);

@@ -1,0 +1,114 @@
+//! Rendering without a store: golden files pin the exact bytes of each format for articles
+//! with hostile text, and every output parses back to what went in.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{article, settings};
+use feedcast::feed::{FeedKey, describe};
+use feedcast::render::render;
+use serde_json::json;
+
+fn hostile() -> Vec<feedcast::model::Article> {
+    vec![
+        article(json!({
+            "id": "hostile-1",
+            "title": "<item> ]]> 《\"氢\"装上阵》R&amp;D & \u{0001}控制符 🚀",
+            "summary": "摘要 <b>粗体</b> &amp;amp; ]]>",
+            "content_html": "<p>正文 ]]> <script>alert(1)</script><a href=\"/rel/1.html\" onclick=\"x()\">相对链接</a> مرحبا e\u{0301}</p>",
+            "url": "https://www.kechuang.example.cn/news/hostile-1.html",
+            "published_at": "2024-05-18T09:30:00+08:00",
+            "categories": ["hydrogen"], "region": "320281",
+            "source": {"name": "江阴日报 & <b>晚报</b>", "url": "https://www.jyrb.example.com/a?id=1&from=rss"}
+        })),
+        article(json!({
+            "id": "plain-2", "title": "无锡出台新材料产业政策", "content_html": "<p>无锡市出台政策。</p>",
+            "url": "https://www.kechuang.example.cn/news/plain-2.html",
+            "published_at": "2021-01-19", "categories": ["materials"], "region": "320200", "author": "李华"
+        })),
+    ]
+}
+
+fn check_golden(name: &str, actual: &[u8]) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, actual).unwrap();
+    }
+    let expected = std::fs::read(&path)
+        .unwrap_or_else(|_| panic!("{} missing: run with UPDATE_GOLDEN=1", path.display()));
+    assert_eq!(
+        String::from_utf8_lossy(actual),
+        String::from_utf8_lossy(&expected),
+        "{name} differs from its golden file (UPDATE_GOLDEN=1 rewrites it after review)"
+    );
+}
+
+#[test]
+fn rss_matches_its_golden_file_and_round_trips() {
+    let s = settings();
+    let key = FeedKey::parse("region/320000.rss", None, &s).unwrap();
+    let body = render(&describe(&s, &key, hostile()), &s).unwrap();
+    check_golden("region-320000.rss", &body);
+
+    let channel = rss::Channel::read_from(&body[..]).unwrap();
+    let item = &channel.items()[0];
+    // `<item>` is markup, so plain text drops it; the rest survives, decoded once.
+    assert_eq!(item.title(), Some("]]> 《\"氢\"装上阵》R&D & 控制符 🚀"));
+    assert_eq!(item.description(), Some("摘要 粗体 &amp; ]]>"));
+    let content = item.content().unwrap();
+    assert!(!content.contains("<script"), "{content}");
+    assert!(
+        content.contains("https://www.kechuang.example.cn/rel/1.html"),
+        "{content}"
+    );
+    assert!(content.contains("مرحبا e\u{301}"), "{content}");
+    assert_eq!(
+        item.source().unwrap().url(),
+        "https://www.jyrb.example.com/a?id=1&from=rss"
+    );
+    assert_eq!(item.source().unwrap().title(), Some("江阴日报 & 晚报"));
+    assert_eq!(
+        channel.items()[1].pub_date(),
+        Some("Tue, 19 Jan 2021 00:00:00 +0800")
+    );
+}
+
+#[test]
+fn atom_matches_its_golden_file_and_round_trips() {
+    let s = settings();
+    let key = FeedKey::parse("region/320000.atom", None, &s).unwrap();
+    let body = render(&describe(&s, &key, hostile()), &s).unwrap();
+    check_golden("region-320000.atom", &body);
+
+    let feed = atom_syndication::Feed::read_from(&body[..]).unwrap();
+    assert_eq!(feed.id(), "tag:kechuang.example.cn,2021:feed/region/320000");
+    assert_eq!(feed.updated().to_rfc3339(), "2024-05-18T09:30:00+08:00");
+    let entry = &feed.entries()[0];
+    assert_eq!(entry.id(), "tag:kechuang.example.cn,2021:article/hostile-1");
+    assert_eq!(
+        entry.title().as_str(),
+        "]]> 《\"氢\"装上阵》R&D & 控制符 🚀"
+    );
+    assert!(entry.content().unwrap().value().unwrap().contains(
+        "来源：<a href=\"https://www.jyrb.example.com/a?id=1&amp;from=rss\">江阴日报 &amp; 晚报</a>"
+    ));
+    assert_eq!(feed.entries()[1].authors()[0].name(), "李华");
+}
+
+#[test]
+fn an_empty_feed_is_valid_and_stable() {
+    let s = settings();
+    let key = FeedKey::parse("category/reform.atom", None, &s).unwrap();
+    let a = render(&describe(&s, &key, Vec::new()), &s).unwrap();
+    let b = render(&describe(&s, &key, Vec::new()), &s).unwrap();
+    assert_eq!(a, b);
+    assert!(
+        atom_syndication::Feed::read_from(&a[..])
+            .unwrap()
+            .entries()
+            .is_empty()
+    );
+}
