@@ -61,3 +61,37 @@ impl SqliteStore {
 }
 
 store_queries!(SqliteStore);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The plan SQLite chooses for a feed query, one line per step.
+    async fn plan(store: &SqliteStore, sql: &str, binds: usize) -> String {
+        let explain = format!("EXPLAIN QUERY PLAN {sql}");
+        let mut query = sqlx::query_as::<_, (i64, i64, i64, String)>(&explain);
+        for i in 0..binds {
+            query = query.bind(format!("c:x{i}"));
+        }
+        let rows = query.bind(20_i64).fetch_all(&store.pool).await.unwrap();
+        rows.into_iter().map(|r| r.3).collect::<Vec<_>>().join("\n")
+    }
+
+    #[tokio::test]
+    async fn feed_queries_read_an_index_range_never_the_whole_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
+        for also_in in [0, 2] {
+            let plan = plan(&store, &shared::latest_sql(also_in), 1 + also_in).await;
+            assert!(
+                plan.contains("SEARCH f USING PRIMARY KEY (bucket=?)"),
+                "{plan}"
+            );
+            assert!(!plan.contains("SCAN"), "no full scan: {plan}");
+            assert!(
+                !plan.contains("TEMP B-TREE"),
+                "no sort of the matches: {plan}"
+            );
+        }
+    }
+}
