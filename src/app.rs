@@ -1,16 +1,20 @@
-//! The service core: the stages wired together. Reading a feed goes cache → (assembly → render);
-//! writing articles goes store → cache invalidation. The HTTP layer and the CLI both call this,
-//! so a feed is built the same way whether it is served or printed.
+//! The service core: the stages wired together. Reading a feed goes cache → (assembly → render
+//! → compression); writing articles goes store → cache invalidation → WebSub notification. The
+//! HTTP layer and the CLI both call this, so a feed is built the same way whether it is served
+//! or printed.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::cache::{Cached, FeedCache, Rendered};
+use crate::cache::{Cached, Encoded, FeedCache, Rendered};
 use crate::config::Settings;
-use crate::feed::{self, FeedId, FeedKey};
+use crate::feed::{self, FeedId, FeedKey, Format};
 use crate::import;
 use crate::model::Article;
 use crate::render::{self, RenderError};
 use crate::store::{Store, StoreError};
+use crate::websub::Publisher;
 
 /// Why a feed could not be produced.
 #[derive(Debug, thiserror::Error)]
@@ -30,40 +34,95 @@ pub struct App {
     /// The article store.
     pub store: Store,
     cache: FeedCache,
+    publisher: Publisher,
+    /// The index page, built once: it depends on the configuration only.
+    pub index: Encoded,
+    /// The OPML list of every feed, built once.
+    pub opml: Encoded,
+    /// Feeds built from the store so far.
+    builds: AtomicU64,
 }
 
 impl App {
-    /// Wires a store to a fresh cache sized by the settings.
+    /// Wires a store to a fresh cache sized by the settings and to the WebSub hubs. Must be
+    /// called within a Tokio runtime.
     pub fn new(settings: Settings, store: Store) -> Self {
         let cache = FeedCache::new(settings.cache.max_bytes, FeedId::all(&settings.catalog));
+        let publisher = Publisher::start(settings.websub.hubs.clone(), settings.websub.retry);
+        let static_doc = |body: Vec<u8>| {
+            Encoded::new(Rendered {
+                body: body.into(),
+                last_modified: None,
+            })
+        };
         App {
+            index: static_doc(render::index_page(&settings)),
+            opml: static_doc(render::opml(&settings)),
             settings: Arc::new(settings),
             store,
             cache,
+            publisher,
+            builds: AtomicU64::new(0),
         }
     }
 
-    /// A feed as served: from the cache, or built once and cached.
+    /// How many feed documents have been built from the store (each is one assembly and one
+    /// rendering); a cache hit or a 304 builds nothing.
+    pub fn builds(&self) -> u64 {
+        self.builds.load(Ordering::Relaxed)
+    }
+
+    /// A feed as served: from the cache, or built, compressed and cached once.
     pub async fn feed(&self, key: &FeedKey) -> Result<Arc<Cached>, Arc<FeedError>> {
-        self.cache.get_or_build(key, || self.build(key)).await
+        self.cache
+            .get_or_build(key, || async {
+                let rendered = self.build(key).await?;
+                // Compression is CPU work: keep it off the threads that serve hits.
+                let encoded = tokio::task::spawn_blocking(move || Encoded::new(rendered)).await;
+                encoded.map_err(|e| {
+                    FeedError::Render(RenderError {
+                        format: key.format,
+                        path: key.url_path(),
+                        message: format!("compression failed: {e}"),
+                    })
+                })
+            })
+            .await
     }
 
     /// Builds a feed from the store, bypassing the cache.
     pub async fn build(&self, key: &FeedKey) -> Result<Rendered, FeedError> {
+        self.builds.fetch_add(1, Ordering::Relaxed);
         let feed = feed::assemble(&self.settings, &self.store, key).await?;
         let body = render::render(&feed, &self.settings)?;
         Ok(Rendered {
             body,
-            last_modified: feed.updated,
+            last_modified: (!feed.items.is_empty()).then_some(feed.updated),
         })
     }
 
-    /// Stores articles (all or none) and drops every cached feed they were or are now in.
+    /// Stores articles (all or none), drops every cached feed they were or are now in, and
+    /// tells the WebSub hubs which feeds changed.
     pub async fn write(&self, articles: &[Article]) -> Result<(), StoreError> {
         let buckets = self.store.upsert(articles, &self.settings.catalog).await?;
-        self.cache
-            .drop_feeds(&FeedId::touched_by(&self.settings.catalog, &buckets));
+        let touched = FeedId::touched_by(&self.settings.catalog, &buckets);
+        self.cache.drop_feeds(&touched);
+        let topics: BTreeSet<String> = touched
+            .into_iter()
+            .flat_map(|feed| {
+                Format::FEEDS.map(|format| {
+                    FeedKey::latest(feed.clone(), format, &self.settings).topic(&self.settings)
+                })
+            })
+            .collect();
+        self.publisher.publish(topics);
         Ok(())
+    }
+
+    /// Finishes background work: waits for queued WebSub notifications, then closes the store.
+    pub async fn close(&self) {
+        self.publisher.close().await;
+        self.store.close().await;
     }
 
     /// Fills an empty store with the demo articles; returns how many were added.

@@ -1,6 +1,9 @@
-//! Rendered feeds, cached as bytes in a moka cache bounded by their size.
+//! Rendered feeds, cached as ready-to-send bytes in a moka cache bounded by their size.
 //!
-//! A hit touches neither the store nor the renderer; concurrent misses on one key build it once
+//! An entry is an [`Encoded`] document: the rendered bytes, their gzip and brotli variants
+//! (compressed once, when the document enters the cache, never per request) and the validators
+//! (a strong ETag per variant, derived from the bytes so it survives restarts, and
+//! Last-Modified). A hit or a 304 touches neither the store nor the renderer; concurrent misses on one key build it once
 //! (moka's `try_get_with`). A write drops the feeds it touched: rather than hunting every key
 //! (each feed exists in several formats and item counts), the cache keeps a write clock and, per
 //! feed, the clock reading of the last write that touched it. An entry records the clock when
@@ -12,29 +15,123 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use std::io::Write;
+
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use moka::future::Cache;
+use sha2::{Digest, Sha256};
 
 use crate::feed::{FeedId, FeedKey};
 
 /// Bytes counted for an entry besides its body: key, validators and bookkeeping.
 const ENTRY_OVERHEAD: u32 = 256;
 
-/// A rendered feed document.
+/// gzip level: 6 is gzip's own default, close to the best ratio for a fraction of the time.
+const GZIP_LEVEL: u32 = 6;
+/// brotli quality: beyond 9 the time grows steeply for little gain on feed-sized documents.
+const BROTLI_QUALITY: u32 = 9;
+const BROTLI_WINDOW: u32 = 22;
+
+/// A rendered document.
 #[derive(Debug, Clone)]
 pub struct Rendered {
     /// The document.
     pub body: Bytes,
-    /// The latest publication or edit among its items.
-    pub last_modified: DateTime<Utc>,
+    /// The latest publication or edit among its items; `None` when it has none.
+    pub last_modified: Option<DateTime<Utc>>,
 }
 
-/// A cached rendering with the write-clock reading at which its build began.
+/// A content coding feedcast can send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// Uncompressed.
+    Identity,
+    /// gzip.
+    Gzip,
+    /// brotli.
+    Brotli,
+}
+
+impl Encoding {
+    /// The `Content-Encoding` token (`None` for identity, which is not sent).
+    pub fn token(self) -> Option<&'static str> {
+        match self {
+            Encoding::Identity => None,
+            Encoding::Gzip => Some("gzip"),
+            Encoding::Brotli => Some("br"),
+        }
+    }
+}
+
+/// A document ready to send in every encoding, with its validators.
+#[derive(Debug, Clone)]
+pub struct Encoded {
+    identity: Bytes,
+    gzip: Bytes,
+    brotli: Bytes,
+    /// Hex digest of the uncompressed bytes; each variant's ETag derives from it.
+    digest: String,
+    /// The latest publication or edit among its items.
+    pub last_modified: Option<DateTime<Utc>>,
+}
+
+impl Encoded {
+    /// Compresses a rendered document once, in every encoding.
+    pub fn new(rendered: Rendered) -> Self {
+        let body = rendered.body;
+        let digest = Sha256::digest(&body);
+        let digest: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+        Encoded {
+            gzip: gzip(&body),
+            brotli: brotli(&body),
+            identity: body,
+            digest,
+            last_modified: rendered.last_modified,
+        }
+    }
+
+    /// The bytes and strong ETag of one variant. Each variant has its own ETag, since their
+    /// bytes differ.
+    pub fn variant(&self, encoding: Encoding) -> (&Bytes, String) {
+        match encoding {
+            Encoding::Identity => (&self.identity, format!("\"{}\"", self.digest)),
+            Encoding::Gzip => (&self.gzip, format!("\"{}-gzip\"", self.digest)),
+            Encoding::Brotli => (&self.brotli, format!("\"{}-br\"", self.digest)),
+        }
+    }
+
+    /// Bytes held, all variants together.
+    pub fn size(&self) -> usize {
+        self.identity.len() + self.gzip.len() + self.brotli.len() + self.digest.len()
+    }
+}
+
+fn gzip(body: &[u8]) -> Bytes {
+    let mut encoder = flate2::write::GzEncoder::new(
+        Vec::with_capacity(body.len() / 4),
+        flate2::Compression::new(GZIP_LEVEL),
+    );
+    // Writing into a Vec cannot fail.
+    let _ = encoder.write_all(body);
+    Bytes::from(encoder.finish().unwrap_or_default())
+}
+
+fn brotli(body: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(body.len() / 4);
+    {
+        let mut writer =
+            brotli::CompressorWriter::new(&mut out, 4096, BROTLI_QUALITY, BROTLI_WINDOW);
+        let _ = writer.write_all(body);
+    }
+    Bytes::from(out)
+}
+
+/// A cached document with the write-clock reading at which its build began.
 #[derive(Debug)]
 pub struct Cached {
-    /// The rendering.
-    pub rendered: Rendered,
+    /// The document.
+    pub doc: Encoded,
     built_after: u64,
 }
 
@@ -55,7 +152,7 @@ impl FeedCache {
         let entries = Cache::builder()
             .max_capacity(max_bytes)
             .weigher(|_key: &FeedKey, value: &Arc<Cached>| {
-                u32::try_from(value.rendered.body.len())
+                u32::try_from(value.doc.size())
                     .unwrap_or(u32::MAX)
                     .saturating_add(ENTRY_OVERHEAD)
             })
@@ -84,7 +181,7 @@ impl FeedCache {
         build: impl FnOnce() -> Fut,
     ) -> Result<Arc<Cached>, Arc<E>>
     where
-        Fut: Future<Output = Result<Rendered, E>>,
+        Fut: Future<Output = Result<Encoded, E>>,
         E: Send + Sync + 'static,
     {
         if let Some(hit) = self.entries.get(key).await {
@@ -96,11 +193,8 @@ impl FeedCache {
         let built_after = self.clock.load(Ordering::SeqCst);
         self.entries
             .try_get_with(key.clone(), async move {
-                let rendered = build().await?;
-                Ok(Arc::new(Cached {
-                    rendered,
-                    built_after,
-                }))
+                let doc = build().await?;
+                Ok(Arc::new(Cached { doc, built_after }))
             })
             .await
     }
@@ -141,15 +235,15 @@ mod tests {
         FeedKey {
             feed: FeedId::Category(CategorySlug::parse(slug).unwrap()),
             format: Format::Rss,
-            limit: 20,
+            view: crate::feed::View::Latest { limit: 20 },
         }
     }
 
-    fn rendered(body: &str) -> Rendered {
-        Rendered {
+    fn rendered(body: &str) -> Encoded {
+        Encoded::new(Rendered {
             body: Bytes::from(body.to_owned()),
-            last_modified: DateTime::UNIX_EPOCH,
-        }
+            last_modified: None,
+        })
     }
 
     async fn get(cache: &FeedCache, k: &FeedKey, builds: &AtomicUsize, body: &str) -> Bytes {
@@ -160,8 +254,9 @@ mod tests {
             })
             .await
             .unwrap()
-            .rendered
-            .body
+            .doc
+            .variant(Encoding::Identity)
+            .0
             .clone()
     }
 
@@ -199,7 +294,7 @@ mod tests {
             })
             .await
             .unwrap();
-        assert_eq!(stale.rendered.body, "old");
+        assert_eq!(stale.doc.variant(Encoding::Identity).0, "old");
         assert_eq!(get(&cache, &a, &builds, "new").await, "new");
     }
 
@@ -211,6 +306,38 @@ mod tests {
         let bodies = futures::future::join_all(gets).await;
         assert!(bodies.iter().all(|b| b == "x"));
         assert_eq!(builds.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn every_variant_decodes_to_the_document_and_has_its_own_etag() {
+        use std::io::Read;
+        let doc = rendered(&"氢能产业园 hydrogen ".repeat(200));
+        let (identity, plain_tag) = doc.variant(Encoding::Identity);
+        let (gz, gz_tag) = doc.variant(Encoding::Gzip);
+        let (br, br_tag) = doc.variant(Encoding::Brotli);
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&gz[..])
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(&out[..], &identity[..]);
+        out.clear();
+        brotli::Decompressor::new(&br[..], 4096)
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(&out[..], &identity[..]);
+        assert!(gz.len() < identity.len() && br.len() < identity.len());
+        assert_eq!(
+            [plain_tag.len(), gz_tag.len() - 5, br_tag.len() - 3],
+            [34, 34, 34]
+        );
+        assert_ne!(plain_tag, gz_tag);
+        // Derived from the bytes alone: the same document has the same validators.
+        assert_eq!(
+            rendered(&"氢能产业园 hydrogen ".repeat(200))
+                .variant(Encoding::Gzip)
+                .1,
+            gz_tag
+        );
     }
 
     #[tokio::test]

@@ -18,8 +18,11 @@
 //! - [`store`]: the article store behind one interface, on SQLite or PostgreSQL.
 //! - [`feed`]: [`feed::FeedKey`] names a feed, its format and its parameters; [`feed::assemble`]
 //!   selects the items of any feed the same way.
-//! - [`render`]: one module per format, each turning a [`feed::Feed`] into bytes.
-//! - [`cache`]: rendered bytes in a byte-bounded moka cache, loaded once per key.
+//! - [`render`]: one module per format (RSS, Atom, JSON Feed, an HTML page), each turning a
+//!   [`feed::Feed`] into bytes; also the index page and the OPML list.
+//! - [`cache`]: rendered bytes, pre-compressed, with their validators, in a byte-bounded moka
+//!   cache loaded once per key.
+//! - [`websub`]: notifies WebSub hubs of changed feeds, in the background.
 //! - [`app`]: the service core that wires the stages together (read a feed, write articles).
 //! - [`http`]: the axum router; handlers are thin and errors become answers in one place.
 //! - [`cli`]: the command line (`serve`, `import`, `check`, `render`).
@@ -35,6 +38,7 @@ pub mod model;
 pub mod render;
 pub mod sanitize;
 pub mod store;
+pub mod websub;
 
 /// The demo articles shipped with the binary, so `serve --demo` works from any directory.
 pub const DEMO_ARTICLES: &str = include_str!("../examples/articles.ndjson");

@@ -14,6 +14,9 @@ use feedcast::store::Store;
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
+/// How long shutdown waits for background work (WebSub notifications).
+const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let cli = Cli::parse();
@@ -40,7 +43,14 @@ async fn main() -> Result<()> {
         Command::Render { path } => render(&app, &path).await,
         Command::Check => Ok(()),
     };
-    app.store.close().await;
+    // Queued WebSub notifications get a bounded time to go out before the store closes.
+    if tokio::time::timeout(CLOSE_TIMEOUT, app.close())
+        .await
+        .is_err()
+    {
+        tracing::warn!("gave up waiting for pending WebSub notifications");
+        app.store.close().await;
+    }
     outcome
 }
 
@@ -67,7 +77,7 @@ fn check(settings: &Settings, cli: &Cli) -> Result<()> {
     println!(
         "  {} feeds in {} formats; {} items by default, at most {}",
         FeedId::all(c).len(),
-        Format::ALL.len(),
+        Format::FEEDS.len(),
         settings.limits.default_items,
         settings.limits.max_items
     );
@@ -146,15 +156,12 @@ async fn serve(app: Arc<App>, listen: std::net::SocketAddr, demo: bool) -> Resul
             .map(|f| FeedId::Custom(f.slug.clone())),
     ];
     for feed in samples.into_iter().flatten() {
-        for format in Format::ALL {
-            let key = FeedKey {
-                feed: feed.clone(),
-                format,
-                limit: settings.limits.default_items,
-            };
+        for format in Format::FEEDS {
+            let key = FeedKey::latest(feed.clone(), format, settings);
             println!("  http://{addr}{}", key.url_path());
         }
     }
+    println!("  http://{addr}/feeds.opml (every feed, for a reader to import)");
     println!(
         "  (self links in the feeds use site.base_url = {})",
         settings.site.base_url

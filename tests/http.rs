@@ -5,6 +5,7 @@
 mod common;
 
 use common::{Backend, Server, article};
+use feedcast::feed::{FeedId, FeedKey, Format};
 use serde_json::json;
 
 /// Articles at every level of 江苏省 → 无锡市 → 江阴市, one elsewhere, one reprint.
@@ -281,14 +282,16 @@ async fn the_demo_fills_an_empty_store_once(backend: Backend) {
     let added = server.app.load_demo_if_empty().await.unwrap();
     assert!(added >= 30, "{added} demo articles");
     assert_eq!(server.app.load_demo_if_empty().await.unwrap(), 0);
-    let index = server.text("/").await;
-    for line in index.lines().filter(|l| l.starts_with("http://")) {
-        let path = line.trim_start_matches("http://127.0.0.1:8080");
-        let body = server.text(path).await;
-        if path.ends_with(".rss") {
-            rss_items(&body);
-        } else {
-            atom_entries(&body);
+    let settings = &server.app.settings;
+    for feed in FeedId::all(&settings.catalog) {
+        for format in [Format::Rss, Format::Atom] {
+            let path = FeedKey::latest(feed.clone(), format, settings).url_path();
+            let body = server.text(&path).await;
+            if format == Format::Rss {
+                rss_items(&body);
+            } else {
+                atom_entries(&body);
+            }
         }
     }
     // The province feed holds its counties' articles.

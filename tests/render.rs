@@ -6,7 +6,7 @@
 mod common;
 
 use common::{article, settings};
-use feedcast::feed::{FeedKey, describe};
+use feedcast::feed::{Archive, FeedKey, Month, describe};
 use feedcast::render::render;
 use serde_json::json;
 
@@ -30,6 +30,14 @@ fn hostile() -> Vec<feedcast::model::Article> {
     ]
 }
 
+/// The newest-items view links back to the month of its newest item.
+fn latest_archive() -> Archive {
+    Archive {
+        prev: Month::parse("2024-05"),
+        next: None,
+    }
+}
+
 fn check_golden(name: &str, actual: &[u8]) {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/golden")
@@ -50,7 +58,7 @@ fn check_golden(name: &str, actual: &[u8]) {
 fn rss_matches_its_golden_file_and_round_trips() {
     let s = settings();
     let key = FeedKey::parse("region/320000.rss", None, &s).unwrap();
-    let body = render(&describe(&s, &key, hostile()), &s).unwrap();
+    let body = render(&describe(&s, &key, hostile(), latest_archive()), &s).unwrap();
     check_golden("region-320000.rss", &body);
 
     let channel = rss::Channel::read_from(&body[..]).unwrap();
@@ -80,7 +88,7 @@ fn rss_matches_its_golden_file_and_round_trips() {
 fn atom_matches_its_golden_file_and_round_trips() {
     let s = settings();
     let key = FeedKey::parse("region/320000.atom", None, &s).unwrap();
-    let body = render(&describe(&s, &key, hostile()), &s).unwrap();
+    let body = render(&describe(&s, &key, hostile(), latest_archive()), &s).unwrap();
     check_golden("region-320000.atom", &body);
 
     let feed = atom_syndication::Feed::read_from(&body[..]).unwrap();
@@ -102,8 +110,8 @@ fn atom_matches_its_golden_file_and_round_trips() {
 fn an_empty_feed_is_valid_and_stable() {
     let s = settings();
     let key = FeedKey::parse("category/reform.atom", None, &s).unwrap();
-    let a = render(&describe(&s, &key, Vec::new()), &s).unwrap();
-    let b = render(&describe(&s, &key, Vec::new()), &s).unwrap();
+    let a = render(&describe(&s, &key, Vec::new(), Archive::default()), &s).unwrap();
+    let b = render(&describe(&s, &key, Vec::new(), Archive::default()), &s).unwrap();
     assert_eq!(a, b);
     assert!(
         atom_syndication::Feed::read_from(&a[..])
@@ -111,4 +119,95 @@ fn an_empty_feed_is_valid_and_stable() {
             .entries()
             .is_empty()
     );
+}
+
+#[test]
+fn json_feed_matches_its_golden_file_and_round_trips() {
+    let s = settings();
+    let key = FeedKey::parse("region/320000.json", None, &s).unwrap();
+    let body = render(&describe(&s, &key, hostile(), latest_archive()), &s).unwrap();
+    check_golden("region-320000.json", &body);
+
+    let doc: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(doc["version"], "https://jsonfeed.org/version/1.1");
+    assert_eq!(
+        doc["feed_url"],
+        "http://127.0.0.1:8080/feeds/region/320000.json"
+    );
+    assert_eq!(
+        doc["next_url"],
+        "http://127.0.0.1:8080/feeds/region/320000/archive/2024-05.json"
+    );
+    let item = &doc["items"][0];
+    assert_eq!(item["id"], "tag:kechuang.example.cn,2021:article/hostile-1");
+    assert_eq!(item["date_published"], "2024-05-18T09:30:00+08:00");
+    assert_eq!(
+        item["_source"]["url"],
+        "https://www.jyrb.example.com/a?id=1&from=rss"
+    );
+    assert_eq!(item["tags"][0], "氢能科技");
+    assert!(item["content_html"].as_str().unwrap().contains("来源："));
+}
+
+#[test]
+fn an_archive_is_marked_and_linked_to_its_neighbours_and_feed() {
+    let s = settings();
+    let key = FeedKey::parse("region/320000/archive/2024-05.atom", None, &s).unwrap();
+    let archive = Archive {
+        prev: Month::parse("2021-01"),
+        next: Month::parse("2024-07"),
+    };
+    let body = render(&describe(&s, &key, hostile(), archive), &s).unwrap();
+    check_golden("region-320000-archive-2024-05.atom", &body);
+    let feed = atom_syndication::Feed::read_from(&body[..]).unwrap();
+    let link = |rel: &str| {
+        feed.links()
+            .iter()
+            .find(|l| l.rel() == rel)
+            .map(|l| l.href().to_owned())
+    };
+    let base = "http://127.0.0.1:8080/feeds/region/320000";
+    assert_eq!(
+        link("self").unwrap(),
+        format!("{base}/archive/2024-05.atom")
+    );
+    assert_eq!(link("current").unwrap(), format!("{base}.atom"));
+    assert_eq!(
+        link("prev-archive").unwrap(),
+        format!("{base}/archive/2021-01.atom")
+    );
+    assert_eq!(
+        link("next-archive").unwrap(),
+        format!("{base}/archive/2024-07.atom")
+    );
+    assert!(feed.extensions()["fh"].contains_key("archive"));
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    assert!(text.contains("xmlns:fh=\"http://purl.org/syndication/history/1.0\""));
+    assert!(!text.contains("sy:updatePeriod"), "archives are not polled");
+
+    let rss_key = key.with_format(feedcast::feed::Format::Rss);
+    let rss = render(&describe(&s, &rss_key, hostile(), archive), &s).unwrap();
+    let rss_text = String::from_utf8(rss.to_vec()).unwrap();
+    assert!(
+        rss_text.contains("<fh:archive></fh:archive>") || rss_text.contains("<fh:archive/>"),
+        "{rss_text}"
+    );
+    assert!(
+        rss_text.contains(&format!(
+            "href=\"{base}/archive/2021-01.rss\" rel=\"prev-archive\""
+        )),
+        "{rss_text}"
+    );
+}
+
+#[test]
+fn the_update_schedule_agrees_with_the_cache_policy() {
+    let s = settings();
+    let key = FeedKey::parse("category/parks.rss", None, &s).unwrap();
+    let body = render(&describe(&s, &key, hostile(), latest_archive()), &s).unwrap();
+    let channel = rss::Channel::read_from(&body[..]).unwrap();
+    let minutes = s.caching.category / 60;
+    assert_eq!(channel.ttl(), Some(minutes.to_string().as_str()));
+    let sy = channel.syndication_ext().unwrap();
+    assert_eq!(sy.frequency(), 3600 / s.caching.category);
 }

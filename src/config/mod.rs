@@ -55,6 +55,34 @@ pub struct Settings {
     pub limits: Limits,
     /// The rendered-feed cache.
     pub cache: CacheSettings,
+    /// How long others may cache what feedcast serves.
+    pub caching: Caching,
+    /// WebSub hubs to notify of changes.
+    pub websub: WebSub,
+}
+
+/// `Cache-Control: max-age` in seconds, per kind of document; RSS `ttl` and
+/// `sy:updateFrequency` are derived from the same numbers so they never disagree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caching {
+    /// Category feeds (default 300).
+    pub category: u32,
+    /// Region feeds (default 300).
+    pub region: u32,
+    /// Custom feeds (default 300).
+    pub custom: u32,
+    /// Archives of months that have ended (default 86400); the month in progress is cached
+    /// like its feed.
+    pub archive: u32,
+}
+
+/// WebSub (W3C) publishing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebSub {
+    /// Hubs every feed advertises and that are notified when a feed changes.
+    pub hubs: Vec<Url>,
+    /// How failed notifications are retried (default: 5 attempts, 1 s then doubling).
+    pub retry: crate::websub::Retry,
 }
 
 /// The portal, as its feeds present it.
@@ -367,6 +395,36 @@ fn validate(raw: raw::Config, at: At<'_>) -> Result<Settings, ConfigError> {
         max_bytes: raw.cache.map_or(DEFAULT_CACHE_BYTES, |c| c.max_bytes),
     };
 
+    let caching = raw.caching.map_or(
+        Caching {
+            category: raw::feed_max_age(),
+            region: raw::feed_max_age(),
+            custom: raw::feed_max_age(),
+            archive: raw::archive_max_age(),
+        },
+        |c| Caching {
+            category: c.category,
+            region: c.region,
+            custom: c.custom,
+            archive: c.archive,
+        },
+    );
+    let raw_websub = raw.websub.unwrap_or(raw::WebSub {
+        hubs: Vec::new(),
+        attempts: raw::websub_attempts(),
+        first_retry_ms: raw::websub_first_retry_ms(),
+    });
+    let mut websub = WebSub {
+        hubs: Vec::new(),
+        retry: crate::websub::Retry {
+            attempts: raw_websub.attempts.max(1),
+            first_delay: std::time::Duration::from_millis(raw_websub.first_retry_ms),
+        },
+    };
+    for hub in &raw_websub.hubs {
+        websub.hubs.push(url(hub, "websub.hubs", at)?);
+    }
+
     let mut catalog = Catalog::default();
     for c in raw.categories {
         let slug = name(CategorySlug::parse, &c.slug, at)?;
@@ -493,6 +551,8 @@ fn validate(raw: raw::Config, at: At<'_>) -> Result<Settings, ConfigError> {
         catalog,
         limits,
         cache,
+        caching,
+        websub,
     })
 }
 

@@ -10,6 +10,8 @@ pub(super) struct Config {
     pub site: Site,
     pub limits: Option<Spanned<Limits>>,
     pub cache: Option<Cache>,
+    pub caching: Option<Caching>,
+    pub websub: Option<WebSub>,
     #[serde(default)]
     pub categories: Vec<Category>,
     #[serde(default)]
@@ -81,4 +83,45 @@ pub(super) struct Feed {
     pub categories: Vec<Spanned<String>>,
     #[serde(default)]
     pub regions: Vec<Spanned<String>>,
+}
+
+/// Seconds; see `config::Caching` for what each means.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Caching {
+    #[serde(default = "feed_max_age")]
+    pub category: u32,
+    #[serde(default = "feed_max_age")]
+    pub region: u32,
+    #[serde(default = "feed_max_age")]
+    pub custom: u32,
+    #[serde(default = "archive_max_age")]
+    pub archive: u32,
+}
+
+pub(super) fn feed_max_age() -> u32 {
+    300
+}
+
+pub(super) fn archive_max_age() -> u32 {
+    86_400
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct WebSub {
+    #[serde(default)]
+    pub hubs: Vec<Spanned<String>>,
+    #[serde(default = "websub_attempts")]
+    pub attempts: u32,
+    #[serde(default = "websub_first_retry_ms")]
+    pub first_retry_ms: u64,
+}
+
+pub(super) fn websub_attempts() -> u32 {
+    5
+}
+
+pub(super) fn websub_first_retry_ms() -> u64 {
+    1000
 }

@@ -1,11 +1,12 @@
-//! One assembly path for every feed: select, order, limit, compute last-updated.
+//! One assembly path for every feed and view: select, order, limit (or bound by month),
+//! find the neighbouring archives, compute last-updated.
 
 use chrono::{DateTime, Utc};
 
-use super::{FeedId, FeedKey};
+use super::{FeedId, FeedKey, Month, View};
 use crate::config::Settings;
 use crate::model::Article;
-use crate::store::{Store, StoreError};
+use crate::store::{Edge, Store, StoreError, Window};
 
 /// A feed ready to render: format-neutral.
 #[derive(Debug, Clone)]
@@ -16,11 +17,23 @@ pub struct Feed {
     pub title: String,
     /// One sentence about the feed.
     pub description: String,
-    /// Newest first (ties: greater id first), at most `key.limit`.
+    /// Newest first (ties: greater id first).
     pub items: Vec<Article>,
     /// The latest publication or edit among the items; the Unix epoch for an empty feed, so
     /// that an unchanged feed always renders to the same bytes.
     pub updated: DateTime<Utc>,
+    /// Links to the monthly archives (RFC 5005).
+    pub archive: Archive,
+}
+
+/// Where a document stands among the monthly archives.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Archive {
+    /// The next older month that has items: for the newest-items view, the month of its newest
+    /// item, so that walking back from the feed visits every item.
+    pub prev: Option<Month>,
+    /// The next newer month that has items (archives only).
+    pub next: Option<Month>,
 }
 
 /// Reads a feed's items from the store and describes the feed.
@@ -29,15 +42,38 @@ pub async fn assemble(
     store: &Store,
     key: &FeedKey,
 ) -> Result<Feed, StoreError> {
-    let items = store
-        .latest(&key.feed.selection(&settings.catalog), key.limit)
-        .await?;
-    Ok(describe(settings, key, items))
+    let selection = key.feed.selection(&settings.catalog);
+    let tz = settings.site.time_zone;
+    let (items, archive) = match key.view {
+        View::Latest { limit } => {
+            let items = store.articles(&selection, Window::newest(limit)).await?;
+            let prev = items.first().map(|a| Month::of(a.published_at(), tz));
+            (items, Archive { prev, next: None })
+        }
+        View::Archive(month) => {
+            let window = Window {
+                from: Some(month.start(tz)),
+                until: Some(month.end(tz)),
+                limit: None,
+            };
+            let (items, prev, next) = tokio::try_join!(
+                store.articles(&selection, window),
+                store.edge(&selection, Edge::NewestBefore(month.start(tz))),
+                store.edge(&selection, Edge::OldestFrom(month.end(tz))),
+            )?;
+            let archive = Archive {
+                prev: prev.map(|t| Month::of(t, tz)),
+                next: next.map(|t| Month::of(t, tz)),
+            };
+            (items, archive)
+        }
+    };
+    Ok(describe(settings, key, items, archive))
 }
 
 /// Titles a feed and computes its last-updated time; separate from the store so it is tested
 /// on its own.
-pub fn describe(settings: &Settings, key: &FeedKey, items: Vec<Article>) -> Feed {
+pub fn describe(settings: &Settings, key: &FeedKey, items: Vec<Article>, archive: Archive) -> Feed {
     let site = &settings.site;
     let catalog = &settings.catalog;
     let (name, description) = match &key.feed {
@@ -69,6 +105,10 @@ pub fn describe(settings: &Settings, key: &FeedKey, items: Vec<Article>) -> Feed
             None => (slug.to_string(), site.description.clone()),
         },
     };
+    let title = match key.view {
+        View::Latest { .. } => format!("{} · {name}", site.title),
+        View::Archive(month) => format!("{} · {name}（{month} 存档）", site.title),
+    };
     let updated = items
         .iter()
         .map(Article::modified_at)
@@ -76,9 +116,10 @@ pub fn describe(settings: &Settings, key: &FeedKey, items: Vec<Article>) -> Feed
         .unwrap_or(DateTime::UNIX_EPOCH);
     Feed {
         key: key.clone(),
-        title: format!("{} · {name}", site.title),
+        title,
         description,
         items,
         updated,
+        archive,
     }
 }

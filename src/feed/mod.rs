@@ -1,20 +1,25 @@
 //! Naming feeds and assembling them.
 //!
 //! A [`FeedKey`] names one thing that can be served: which feed ([`FeedId`]), in which
-//! [`Format`], with how many items. The router, the cache and the CLI's `render` all go through
-//! [`FeedKey::parse`], so they cannot disagree about what a URL means. [`assemble`] builds any
+//! [`Format`], and which [`View`] of it (the newest items, or one month's archive). The router,
+//! the cache, the headers and the CLI's `render` all go through [`FeedKey`], so they cannot
+//! disagree about what a URL means or how long it may be cached. [`assemble`] builds any
 //! feed the same way; a category, a region roll-up and a custom feed differ only in their
 //! [`Selection`].
 
 mod assemble;
+mod month;
 
 use std::fmt;
+
+use chrono::{DateTime, Utc};
 
 use crate::config::{Catalog, Settings};
 use crate::model::{Bucket, CategorySlug, FeedSlug, RegionCode};
 use crate::store::Selection;
 
-pub use assemble::{Feed, assemble, describe};
+pub use assemble::{Archive, Feed, assemble, describe};
+pub use month::Month;
 
 /// A feed, independent of format and item count.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -74,6 +79,15 @@ impl FeedId {
         }
     }
 
+    /// The kind of feed, as named in `[caching]`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            FeedId::Category(_) => "category",
+            FeedId::Region(_) => "region",
+            FeedId::Custom(_) => "custom",
+        }
+    }
+
     /// Every feed the catalog declares: each category, each region, each custom feed.
     pub fn all(catalog: &Catalog) -> Vec<FeedId> {
         let categories = catalog
@@ -123,24 +137,31 @@ impl fmt::Display for FeedId {
     }
 }
 
-/// A feed format.
+/// A representation of a feed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Format {
     /// RSS 2.0.
     Rss,
     /// Atom 1.0.
     Atom,
+    /// JSON Feed 1.1.
+    Json,
+    /// A page for people: served at `.html`, and instead of a feed format to a browser that
+    /// prefers HTML.
+    Html,
 }
 
 impl Format {
-    /// Every format, in the order they are offered.
-    pub const ALL: [Format; 2] = [Format::Rss, Format::Atom];
+    /// The feed formats, in the order they are offered to subscribers.
+    pub const FEEDS: [Format; 3] = [Format::Rss, Format::Atom, Format::Json];
 
     /// The URL extension.
     pub fn extension(self) -> &'static str {
         match self {
             Format::Rss => "rss",
             Format::Atom => "atom",
+            Format::Json => "json",
+            Format::Html => "html",
         }
     }
 
@@ -149,6 +170,8 @@ impl Format {
         match self {
             Format::Rss => "application/rss+xml; charset=utf-8",
             Format::Atom => "application/atom+xml; charset=utf-8",
+            Format::Json => "application/feed+json; charset=utf-8",
+            Format::Html => "text/html; charset=utf-8",
         }
     }
 
@@ -157,23 +180,49 @@ impl Format {
         match self {
             Format::Rss => "application/rss+xml",
             Format::Atom => "application/atom+xml",
+            Format::Json => "application/feed+json",
+            Format::Html => "text/html",
+        }
+    }
+
+    /// A short name for people.
+    pub fn label(self) -> &'static str {
+        match self {
+            Format::Rss => "RSS",
+            Format::Atom => "Atom",
+            Format::Json => "JSON Feed",
+            Format::Html => "HTML",
         }
     }
 
     fn from_extension(ext: &str) -> Option<Format> {
-        Format::ALL.into_iter().find(|f| f.extension() == ext)
+        [Format::Rss, Format::Atom, Format::Json, Format::Html]
+            .into_iter()
+            .find(|f| f.extension() == ext)
     }
 }
 
-/// One servable thing: a feed in a format with an item count. Also the cache key.
+/// Which part of a feed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum View {
+    /// The newest items: what subscribers poll.
+    Latest {
+        /// How many, within the configured limits.
+        limit: u32,
+    },
+    /// Every item published in one month (in the site's time zone): an RFC 5005 archive.
+    Archive(Month),
+}
+
+/// One servable thing: a view of a feed in a format. Also the cache key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FeedKey {
     /// Which feed.
     pub feed: FeedId,
     /// Which format.
     pub format: Format,
-    /// How many items, within the configured limits.
-    pub limit: u32,
+    /// Which items.
+    pub view: View,
 }
 
 /// Why a request does not name a feed.
@@ -188,16 +237,29 @@ pub enum KeyError {
 }
 
 impl FeedKey {
-    /// Resolves a path below `/feeds/` (e.g. `category/parks.atom`) and a query string against
-    /// the catalog. The only parameter read is `limit`; others are ignored, since aggregators
-    /// add cache-busting parameters of their own.
+    /// Resolves a path below `/feeds/` (e.g. `category/parks.atom` or
+    /// `region/320000/archive/2021-01.rss`) and a query string against the catalog. The only
+    /// parameter read is `limit`, on the newest-items view; others are ignored, since
+    /// aggregators add cache-busting parameters of their own.
     pub fn parse(path: &str, query: Option<&str>, settings: &Settings) -> Result<Self, KeyError> {
         let not_found = |why: String| KeyError::NotFound(why);
         let (stem, ext) = path
             .rsplit_once('.')
-            .ok_or_else(|| not_found(format!("no feed at `{path}`: add .rss or .atom")))?;
-        let format = Format::from_extension(ext)
-            .ok_or_else(|| not_found(format!("unknown feed format `.{ext}`: use .rss or .atom")))?;
+            .ok_or_else(|| not_found(format!("no feed at `{path}`: add .rss, .atom or .json")))?;
+        let format = Format::from_extension(ext).ok_or_else(|| {
+            not_found(format!(
+                "unknown feed format `.{ext}`: use .rss, .atom, .json or .html"
+            ))
+        })?;
+        let (stem, month) = match stem.rsplit_once("/archive/") {
+            Some((feed, month)) => {
+                let month = Month::parse(month).ok_or_else(|| {
+                    not_found(format!("no archive `{month}`: archives are named YYYY-MM"))
+                })?;
+                (feed, Some(month))
+            }
+            None => (stem, None),
+        };
         let catalog = &settings.catalog;
         let feed = match stem.split_once('/') {
             Some(("category", slug)) => catalog
@@ -214,17 +276,85 @@ impl FeedKey {
                 .map(|f| FeedId::Custom(f.slug.clone()))
                 .ok_or_else(|| not_found(format!("no feed `{stem}`")))?,
         };
-        let limit = parse_limit(query, settings)?;
-        Ok(FeedKey {
-            feed,
-            format,
-            limit,
-        })
+        let view = match month {
+            Some(month) => View::Archive(month),
+            None => View::Latest {
+                limit: parse_limit(query, settings)?,
+            },
+        };
+        Ok(FeedKey { feed, format, view })
     }
 
-    /// The URL path that serves this key's feed and format (without `?limit=`).
+    /// The newest-items view of a feed with the default item count: what subscribers poll.
+    pub fn latest(feed: FeedId, format: Format, settings: &Settings) -> Self {
+        FeedKey {
+            feed,
+            format,
+            view: View::Latest {
+                limit: settings.limits.default_items,
+            },
+        }
+    }
+
+    /// The same view and feed in another format.
+    pub fn with_format(&self, format: Format) -> Self {
+        FeedKey {
+            format,
+            ..self.clone()
+        }
+    }
+
+    /// The URL path that serves this key (without `?limit=`).
     pub fn url_path(&self) -> String {
-        format!("/feeds/{}.{}", self.feed.path(), self.format.extension())
+        match self.view {
+            View::Latest { .. } => {
+                format!("/feeds/{}.{}", self.feed.path(), self.format.extension())
+            }
+            View::Archive(m) => format!(
+                "/feeds/{}/archive/{m}.{}",
+                self.feed.path(),
+                self.format.extension()
+            ),
+        }
+    }
+
+    /// The absolute URL of this key; `?limit=` is kept when it is not the default, so a self
+    /// link names exactly the document it is in.
+    pub fn url(&self, settings: &Settings) -> String {
+        let path = self.url_path();
+        let mut url = settings
+            .site
+            .base_url
+            .join(path.trim_start_matches('/'))
+            .map_or_else(|_| path.clone(), String::from);
+        if let View::Latest { limit } = self.view {
+            if limit != settings.limits.default_items {
+                url.push_str(&format!("?limit={limit}"));
+            }
+        }
+        url
+    }
+
+    /// The canonical URL of this feed and format: the WebSub topic subscribers use.
+    pub fn topic(&self, settings: &Settings) -> String {
+        FeedKey::latest(self.feed.clone(), self.format, settings).url(settings)
+    }
+
+    /// How long, in seconds, others may cache this document at `now`: per feed kind for the
+    /// newest items and for the month in progress; long for a month that has ended, whose
+    /// archive changes only if one of its articles is edited or taken down.
+    pub fn max_age(&self, settings: &Settings, now: DateTime<Utc>) -> u32 {
+        let caching = &settings.caching;
+        if let View::Archive(month) = self.view {
+            if month.end(settings.site.time_zone) <= now {
+                return caching.archive;
+            }
+        }
+        match self.feed {
+            FeedId::Category(_) => caching.category,
+            FeedId::Region(_) => caching.region,
+            FeedId::Custom(_) => caching.custom,
+        }
     }
 }
 
@@ -267,17 +397,57 @@ mod tests {
         let s = settings();
         let key = FeedKey::parse("category/parks.atom", None, &s).unwrap();
         assert_eq!(key.format, Format::Atom);
-        assert_eq!(key.limit, s.limits.default_items);
+        assert_eq!(
+            key.view,
+            View::Latest {
+                limit: s.limits.default_items
+            }
+        );
         assert_eq!(key.url_path(), "/feeds/category/parks.atom");
         let key = FeedKey::parse("region/320281.rss", Some("limit=5&utm=x"), &s).unwrap();
         assert_eq!(
             key.feed,
             FeedId::Region(RegionCode::parse("320281").unwrap())
         );
-        assert_eq!(key.limit, 5);
+        assert_eq!(key.view, View::Latest { limit: 5 });
         let custom = &s.catalog.feeds()[0];
         let key = FeedKey::parse(&format!("{}.rss", custom.slug), None, &s).unwrap();
         assert_eq!(key.feed, FeedId::Custom(custom.slug.clone()));
+    }
+
+    #[test]
+    fn can_parse_archive_paths() {
+        let s = settings();
+        let key =
+            FeedKey::parse("category/parks/archive/2021-01.atom", Some("limit=500"), &s).unwrap();
+        assert_eq!(key.view, View::Archive(Month::parse("2021-01").unwrap()));
+        assert_eq!(key.url_path(), "/feeds/category/parks/archive/2021-01.atom");
+        let key = FeedKey::parse("jiangsu-hydrogen/archive/2024-11.json", None, &s).unwrap();
+        assert_eq!(key.format, Format::Json);
+        for bad in [
+            "category/parks/archive/2021-13.rss",
+            "category/parks/archive/21-01.rss",
+            "category/parks/archive/.rss",
+        ] {
+            assert!(
+                matches!(FeedKey::parse(bad, None, &s), Err(KeyError::NotFound(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_closed_month_is_cached_long_and_the_current_one_like_its_feed() {
+        let s = settings();
+        let now = chrono::DateTime::parse_from_rfc3339("2024-05-18T12:00:00+08:00")
+            .unwrap()
+            .to_utc();
+        let closed = FeedKey::parse("region/320000/archive/2024-04.rss", None, &s).unwrap();
+        let open = FeedKey::parse("region/320000/archive/2024-05.rss", None, &s).unwrap();
+        let latest = FeedKey::parse("region/320000.rss", None, &s).unwrap();
+        assert_eq!(closed.max_age(&s, now), s.caching.archive);
+        assert_eq!(open.max_age(&s, now), s.caching.region);
+        assert_eq!(latest.max_age(&s, now), s.caching.region);
     }
 
     #[test]
@@ -319,7 +489,7 @@ mod tests {
             );
         }
         let key = FeedKey::parse("category/parks.rss", Some(&format!("limit={max}")), &s).unwrap();
-        assert_eq!(key.limit, max);
+        assert_eq!(key.view, View::Latest { limit: max });
     }
 
     #[test]

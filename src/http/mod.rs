@@ -1,29 +1,38 @@
 //! The HTTP edge: an axum router over [`App`]. Handlers are thin: they turn a request into a
-//! [`FeedKey`], ask the app, and turn the answer into a response; every error becomes an
-//! answer in one place ([`error::AppError`]).
+//! [`FeedKey`], ask the app, and hand the document to [`respond`], the one place that applies
+//! content negotiation, conditional requests and caching headers. Every error becomes an answer
+//! in one place ([`error::AppError`]).
 
+mod conditional;
 mod error;
+mod negotiate;
 
 use std::future::Future;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use chrono::Utc;
 use tokio::net::TcpListener;
 
 use crate::app::App;
-use crate::feed::{FeedId, FeedKey, Format};
-use crate::render::self_url;
+use crate::cache::Encoded;
+use crate::feed::{FeedKey, Format, View};
 
 pub use error::AppError;
+
+/// Content type of the OPML list.
+const OPML_TYPE: &str = "text/x-opml; charset=utf-8";
 
 /// The service's routes.
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/", get(index))
+        .route("/feeds.opml", get(opml))
         .route("/healthz", get(healthz))
         .route("/feeds/{*path}", get(feed))
         .with_state(app)
@@ -40,48 +49,125 @@ pub async fn serve(
         .await
 }
 
+/// How a document is to be sent.
+struct Policy {
+    content_type: &'static str,
+    max_age: u32,
+    /// Request headers the choice of representation depends on.
+    vary: &'static str,
+    /// A `Link` header value, if any.
+    link: Option<String>,
+}
+
+fn header_str(headers: &HeaderMap, name: HeaderName) -> Option<&str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Sends `doc` in the encoding the client accepts, or `304 Not Modified` when the client's
+/// copy is current. Both carry the same validators and caching headers.
+fn respond(request: &HeaderMap, doc: &Encoded, policy: Policy) -> Response {
+    let encoding = negotiate::encoding(header_str(request, header::ACCEPT_ENCODING));
+    let (body, etag) = doc.variant(encoding);
+    let fresh = conditional::not_modified(
+        header_str(request, header::IF_NONE_MATCH),
+        header_str(request, header::IF_MODIFIED_SINCE),
+        &etag,
+        doc.last_modified,
+    );
+    let mut response = if fresh {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        Response::new(Body::from(body.clone()))
+    };
+    let headers = response.headers_mut();
+    let mut set = |name: HeaderName, value: &str| {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            headers.insert(name, v);
+        }
+    };
+    set(header::ETAG, &etag);
+    if let Some(modified) = doc.last_modified {
+        set(
+            header::LAST_MODIFIED,
+            &modified.format("%a, %d %b %Y %H:%M:%S GMT").to_string(),
+        );
+    }
+    set(
+        header::CACHE_CONTROL,
+        &format!("public, max-age={}", policy.max_age),
+    );
+    set(header::VARY, policy.vary);
+    if let Some(link) = &policy.link {
+        set(header::LINK, link);
+    }
+    if !fresh {
+        set(header::CONTENT_TYPE, policy.content_type);
+        if let Some(token) = encoding.token() {
+            set(header::CONTENT_ENCODING, token);
+        }
+    }
+    response
+}
+
 async fn feed(
     State(app): State<Arc<App>>,
     Path(path): Path<String>,
     RawQuery(query): RawQuery,
+    request: HeaderMap,
 ) -> Result<Response, AppError> {
-    let key = FeedKey::parse(&path, query.as_deref(), &app.settings)?;
-    let cached = app.feed(&key).await?;
-    let rendered = &cached.rendered;
-    let last_modified = rendered
-        .last_modified
-        .format("%a, %d %b %Y %H:%M:%S GMT")
-        .to_string();
-    let mut response = rendered.body.clone().into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(key.format.content_type()),
-    );
-    if let Ok(v) = HeaderValue::from_str(&last_modified) {
-        headers.insert(header::LAST_MODIFIED, v);
+    let settings = &app.settings;
+    let mut key = FeedKey::parse(&path, query.as_deref(), settings)?;
+    // A feed URL opened in a browser shows the page for people; every feed client, and any
+    // request without that explicit preference, gets the feed.
+    let negotiable = key.format != Format::Html;
+    if negotiable && negotiate::prefers_html(header_str(&request, header::ACCEPT), key.format) {
+        key.format = Format::Html;
     }
-    Ok(response)
+    let cached = app.feed(&key).await?;
+    let link = (key.format != Format::Html).then(|| {
+        let mut links: Vec<String> = settings
+            .websub
+            .hubs
+            .iter()
+            .filter(|_| matches!(key.view, View::Latest { .. }))
+            .map(|hub| format!("<{hub}>; rel=\"hub\""))
+            .collect();
+        links.push(format!("<{}>; rel=\"self\"", key.url(settings)));
+        links.join(", ")
+    });
+    let policy = Policy {
+        content_type: key.format.content_type(),
+        max_age: key.max_age(settings, Utc::now()),
+        vary: if negotiable {
+            "Accept, Accept-Encoding"
+        } else {
+            "Accept-Encoding"
+        },
+        link,
+    };
+    Ok(respond(&request, &cached.doc, policy))
+}
+
+async fn index(State(app): State<Arc<App>>, request: HeaderMap) -> Response {
+    let policy = Policy {
+        content_type: Format::Html.content_type(),
+        max_age: app.settings.caching.category,
+        vary: "Accept-Encoding",
+        link: None,
+    };
+    respond(&request, &app.index, policy)
+}
+
+async fn opml(State(app): State<Arc<App>>, request: HeaderMap) -> Response {
+    let policy = Policy {
+        content_type: OPML_TYPE,
+        max_age: app.settings.caching.category,
+        vary: "Accept-Encoding",
+        link: None,
+    };
+    respond(&request, &app.opml, policy)
 }
 
 async fn healthz() -> &'static str {
     "ok\n"
-}
-
-/// A plain list of every feed URL, so a newcomer finds them.
-async fn index(State(app): State<Arc<App>>) -> Response {
-    let settings = &app.settings;
-    let mut text = format!("{}: feeds\n\n", settings.site.title);
-    for feed in FeedId::all(&settings.catalog) {
-        for format in Format::ALL {
-            let key = FeedKey {
-                feed: feed.clone(),
-                format,
-                limit: settings.limits.default_items,
-            };
-            text.push_str(&self_url(settings, &key));
-            text.push('\n');
-        }
-    }
-    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
 }

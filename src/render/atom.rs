@@ -1,17 +1,79 @@
-//! Atom 1.0 (RFC 4287). Attribution: the entry's `<source>` carries the original publisher's
-//! name and link.
+//! Atom 1.0 (RFC 4287) with RFC 5005 archive links and `fh:archive`, WebSub hub links and the
+//! syndication module's update schedule. Attribution: the entry's `<source>` carries the
+//! original publisher's name and link.
 
+use std::collections::BTreeMap;
+
+use atom_syndication::extension::{Extension, ExtensionMap};
 use atom_syndication::{
     Category, Content, Entry, Feed as AtomFeed, Generator, Link, Person, Source, Text,
 };
 
-use super::{GENERATOR, category_name, content_html, feed_id, item_id, local, self_url};
+use super::{
+    FEED_HISTORY_NS, GENERATOR, Links, SYNDICATION_NS, category_name, content_html, feed_id,
+    item_id, local, schedule,
+};
 use crate::config::Settings;
-use crate::feed::Feed;
+use crate::feed::{Feed, View};
 use crate::model::Article;
+
+fn simple(name: &str, value: Option<String>) -> Vec<Extension> {
+    vec![Extension {
+        name: name.to_owned(),
+        value,
+        ..Extension::default()
+    }]
+}
 
 pub(super) fn render(feed: &Feed, settings: &Settings) -> Result<Vec<u8>, String> {
     let site = &settings.site;
+    let links = Links::of(feed, settings);
+    let link = |href: &str, rel: &str| Link {
+        href: href.to_owned(),
+        rel: rel.to_owned(),
+        ..Link::default()
+    };
+    let mut atom_links = vec![
+        Link {
+            mime_type: Some(feed.key.format.media_type().to_owned()),
+            ..link(&links.self_url, "self")
+        },
+        Link {
+            mime_type: Some("text/html".to_owned()),
+            ..link(site.link.as_str(), "alternate")
+        },
+    ];
+    atom_links.extend(links.hubs.iter().map(|h| link(h, "hub")));
+    atom_links.extend(links.current.iter().map(|h| link(h, "current")));
+    atom_links.extend(links.prev_archive.iter().map(|h| link(h, "prev-archive")));
+    atom_links.extend(links.next_archive.iter().map(|h| link(h, "next-archive")));
+
+    let mut extensions = ExtensionMap::default();
+    let mut namespaces = BTreeMap::new();
+    if matches!(feed.key.view, View::Archive(_)) {
+        extensions.insert(
+            "fh".to_owned(),
+            BTreeMap::from([("archive".to_owned(), simple("fh:archive", None))]),
+        );
+        namespaces.insert("fh".to_owned(), FEED_HISTORY_NS.to_owned());
+    }
+    if let Some((_, period, frequency)) = schedule(feed, settings) {
+        extensions.insert(
+            "sy".to_owned(),
+            BTreeMap::from([
+                (
+                    "updatePeriod".to_owned(),
+                    simple("sy:updatePeriod", Some(period.to_owned())),
+                ),
+                (
+                    "updateFrequency".to_owned(),
+                    simple("sy:updateFrequency", Some(frequency.to_string())),
+                ),
+            ]),
+        );
+        namespaces.insert("sy".to_owned(), SYNDICATION_NS.to_owned());
+    }
+
     let out = AtomFeed {
         title: Text::plain(feed.title.clone()),
         id: feed_id(settings, feed),
@@ -22,20 +84,7 @@ pub(super) fn render(feed: &Feed, settings: &Settings) -> Result<Vec<u8>, String
             uri: Some(site.link.to_string()),
             ..Person::default()
         }],
-        links: vec![
-            Link {
-                href: self_url(settings, &feed.key),
-                rel: "self".to_owned(),
-                mime_type: Some(feed.key.format.media_type().to_owned()),
-                ..Link::default()
-            },
-            Link {
-                href: site.link.to_string(),
-                rel: "alternate".to_owned(),
-                mime_type: Some("text/html".to_owned()),
-                ..Link::default()
-            },
-        ],
+        links: atom_links,
         generator: Some(Generator {
             value: GENERATOR.to_owned(),
             ..Generator::default()
@@ -43,6 +92,8 @@ pub(super) fn render(feed: &Feed, settings: &Settings) -> Result<Vec<u8>, String
         rights: site.copyright.clone().map(Text::plain),
         subtitle: Some(Text::plain(feed.description.clone())),
         lang: Some(site.language.clone()),
+        extensions,
+        namespaces,
         entries: feed.items.iter().map(|a| entry(settings, a)).collect(),
         ..AtomFeed::default()
     };

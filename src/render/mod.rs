@@ -1,31 +1,44 @@
 //! Rendering: one module per format, each turning a [`Feed`] into bytes.
 //!
 //! What every format shares lives here: the ids derived from article ids, dates shown in the
-//! site's time zone with its offset, self links, and the visible attribution line that ends a
-//! reprint's content, so that a reader or bridge that drops the format's metadata still shows
-//! where the report came from.
+//! site's time zone with its offset, the links a document carries (self, WebSub hubs, RFC 5005
+//! archives), the update schedule derived from the cache policy, and the visible attribution
+//! line that ends a reprint's content, so that a reader or bridge that drops the format's
+//! metadata still shows where the report came from. The catalog-wide documents (the index page
+//! and the OPML subscription list) are rendered here too.
 
 mod atom;
+mod html;
+mod json;
+mod opml;
 mod rss;
 
 use bytes::Bytes;
 use chrono::{DateTime, FixedOffset, Utc};
 
 use crate::config::Settings;
-use crate::feed::{Feed, FeedKey, Format};
+use crate::feed::{Feed, FeedKey, Format, View};
 use crate::model::Article;
 use crate::sanitize::escape_html;
+
+pub use html::index_page;
+pub use opml::opml;
 
 /// The generator named in every feed.
 pub const GENERATOR: &str = concat!("feedcast ", env!("CARGO_PKG_VERSION"));
 
+/// Namespace of RFC 5005's `fh:archive`.
+const FEED_HISTORY_NS: &str = "http://purl.org/syndication/history/1.0";
+/// Namespace of the RSS syndication module (`sy:updatePeriod`, `sy:updateFrequency`).
+const SYNDICATION_NS: &str = "http://purl.org/rss/1.0/modules/syndication/";
+
 /// A feed that could not be serialized.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot write the {format:?} feed {path}: {message}")]
+#[error("cannot write the {format:?} document {path}: {message}")]
 pub struct RenderError {
     /// The format being written.
     pub format: Format,
-    /// The feed's URL path.
+    /// The document's URL path.
     pub path: String,
     /// What the writer said.
     pub message: String,
@@ -36,6 +49,8 @@ pub fn render(feed: &Feed, settings: &Settings) -> Result<Bytes, RenderError> {
     let written = match feed.key.format {
         Format::Rss => rss::render(feed, settings),
         Format::Atom => atom::render(feed, settings),
+        Format::Json => json::render(feed, settings),
+        Format::Html => Ok(html::feed_page(feed, settings)),
     };
     written.map(Bytes::from).map_err(|message| RenderError {
         format: feed.key.format,
@@ -44,19 +59,61 @@ pub fn render(feed: &Feed, settings: &Settings) -> Result<Bytes, RenderError> {
     })
 }
 
-/// The absolute URL a key is served at; `?limit=` is kept when it is not the default, so a
-/// self link names exactly the document it is in.
-pub fn self_url(settings: &Settings, key: &FeedKey) -> String {
-    let path = key.url_path();
-    let mut url = settings
-        .site
-        .base_url
-        .join(path.trim_start_matches('/'))
-        .map_or_else(|_| path.clone(), String::from);
-    if key.limit != settings.limits.default_items {
-        url.push_str(&format!("?limit={}", key.limit));
+/// The links a feed document carries, as absolute URLs in its own format.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Links {
+    /// This document.
+    pub self_url: String,
+    /// WebSub hubs (on the newest-items view only: that is what subscribers subscribe to).
+    pub hubs: Vec<String>,
+    /// For an archive, the feed it belongs to (RFC 5005 `current`).
+    pub current: Option<String>,
+    /// The next older archive.
+    pub prev_archive: Option<String>,
+    /// The next newer archive.
+    pub next_archive: Option<String>,
+}
+
+impl Links {
+    /// The links of `feed`'s document.
+    pub fn of(feed: &Feed, settings: &Settings) -> Links {
+        let key = &feed.key;
+        let month_url = |month| {
+            FeedKey {
+                view: View::Archive(month),
+                ..key.clone()
+            }
+            .url(settings)
+        };
+        let is_latest = matches!(key.view, View::Latest { .. });
+        Links {
+            self_url: key.url(settings),
+            hubs: if is_latest {
+                settings.websub.hubs.iter().map(|h| h.to_string()).collect()
+            } else {
+                Vec::new()
+            },
+            current: (!is_latest).then(|| key.topic(settings)),
+            prev_archive: feed.archive.prev.map(month_url),
+            next_archive: feed.archive.next.map(month_url),
+        }
     }
-    url
+}
+
+/// How often a polling reader should come back, derived from the feed's max-age so that the
+/// document and the HTTP headers agree: (RSS `ttl` in minutes, `sy:updatePeriod`,
+/// `sy:updateFrequency`). `None` for archives, which are not polled.
+fn schedule(feed: &Feed, settings: &Settings) -> Option<(u32, &'static str, u32)> {
+    if !matches!(feed.key.view, View::Latest { .. }) {
+        return None;
+    }
+    let max_age = feed.key.max_age(settings, feed.updated).max(60);
+    let (period, seconds) = if max_age <= 3600 {
+        ("hourly", 3600)
+    } else {
+        ("daily", 86_400)
+    };
+    Some((max_age / 60, period, (seconds / max_age).max(1)))
 }
 
 /// The stable id of an item: it derives from the article id alone, so an edit never changes it.
@@ -64,7 +121,7 @@ fn item_id(settings: &Settings, article: &Article) -> String {
     format!("{}article/{}", settings.site.id_prefix, article.id())
 }
 
-/// The stable id of a feed, the same in every format.
+/// The stable id of a feed, the same in every format and for all its archives.
 fn feed_id(settings: &Settings, feed: &Feed) -> String {
     format!("{}feed/{}", settings.site.id_prefix, feed.key.feed.path())
 }

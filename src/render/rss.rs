@@ -1,17 +1,59 @@
-//! RSS 2.0 with the `content` (full HTML), Dublin Core (author) and Atom (self link)
-//! extensions. Attribution: the item's `<source url=…>` names the original publisher.
+//! RSS 2.0 with the `content` (full HTML), Dublin Core (author), syndication (update schedule),
+//! Atom (self, hub and archive links) and feed-history (`fh:archive`) extensions.
+//! Attribution: the item's `<source url=…>` names the original publisher.
+
+use std::collections::BTreeMap;
 
 use rss::extension::atom::{AtomExtension, Link};
 use rss::extension::dublincore::DublinCoreExtension;
+use rss::extension::syndication::{SyndicationExtension, UpdatePeriod};
+use rss::extension::{Extension, ExtensionMap};
 use rss::{Category, Channel, Guid, Item, Source};
 
-use super::{GENERATOR, category_name, content_html, item_id, local, self_url};
+use super::{
+    FEED_HISTORY_NS, GENERATOR, Links, SYNDICATION_NS, category_name, content_html, item_id, local,
+    schedule,
+};
 use crate::config::Settings;
-use crate::feed::Feed;
+use crate::feed::{Feed, View};
 use crate::model::Article;
 
 pub(super) fn render(feed: &Feed, settings: &Settings) -> Result<Vec<u8>, String> {
     let site = &settings.site;
+    let links = Links::of(feed, settings);
+    let link = |href: &str, rel: &str| Link {
+        href: href.to_owned(),
+        rel: rel.to_owned(),
+        ..Link::default()
+    };
+    let mut atom_links = vec![Link {
+        mime_type: Some(feed.key.format.media_type().to_owned()),
+        ..link(&links.self_url, "self")
+    }];
+    atom_links.extend(links.hubs.iter().map(|h| link(h, "hub")));
+    atom_links.extend(links.current.iter().map(|h| link(h, "current")));
+    atom_links.extend(links.prev_archive.iter().map(|h| link(h, "prev-archive")));
+    atom_links.extend(links.next_archive.iter().map(|h| link(h, "next-archive")));
+
+    let mut extensions = ExtensionMap::default();
+    let mut namespaces = BTreeMap::new();
+    if matches!(feed.key.view, View::Archive(_)) {
+        let archive = Extension {
+            name: "fh:archive".to_owned(),
+            ..Extension::default()
+        };
+        extensions.insert(
+            "fh".to_owned(),
+            BTreeMap::from([("archive".to_owned(), vec![archive])]),
+        );
+        namespaces.insert("fh".to_owned(), FEED_HISTORY_NS.to_owned());
+    }
+    let schedule = schedule(feed, settings);
+    if schedule.is_some() {
+        // The rss crate writes sy: elements only under a declared prefix.
+        namespaces.insert("sy".to_owned(), SYNDICATION_NS.to_owned());
+    }
+
     let channel = Channel {
         title: feed.title.clone(),
         link: site.link.to_string(),
@@ -20,14 +62,19 @@ pub(super) fn render(feed: &Feed, settings: &Settings) -> Result<Vec<u8>, String
         copyright: site.copyright.clone(),
         last_build_date: Some(local(settings, feed.updated).to_rfc2822()),
         generator: Some(GENERATOR.to_owned()),
-        atom_ext: Some(AtomExtension {
-            links: vec![Link {
-                href: self_url(settings, &feed.key),
-                rel: "self".to_owned(),
-                mime_type: Some(feed.key.format.media_type().to_owned()),
-                ..Link::default()
-            }],
+        ttl: schedule.map(|(ttl, _, _)| ttl.to_string()),
+        syndication_ext: schedule.map(|(_, period, frequency)| SyndicationExtension {
+            period: if period == "hourly" {
+                UpdatePeriod::Hourly
+            } else {
+                UpdatePeriod::Daily
+            },
+            frequency,
+            ..SyndicationExtension::default()
         }),
+        atom_ext: Some(AtomExtension { links: atom_links }),
+        extensions,
+        namespaces,
         items: feed.items.iter().map(|a| item(settings, a)).collect(),
         ..Channel::default()
     };

@@ -17,6 +17,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
+use chrono::{DateTime, Utc};
+
 use crate::config::Catalog;
 use crate::model::{Article, Bucket};
 
@@ -133,6 +135,37 @@ pub struct Selection {
     pub and_any_of: Vec<Bucket>,
 }
 
+/// Which of a selection's articles to read, by publication time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// Published at or after this, if given.
+    pub from: Option<DateTime<Utc>>,
+    /// Published before this, if given.
+    pub until: Option<DateTime<Utc>>,
+    /// At most this many (the newest), if given.
+    pub limit: Option<u32>,
+}
+
+impl Window {
+    /// The newest `limit` articles.
+    pub fn newest(limit: u32) -> Self {
+        Window {
+            from: None,
+            until: None,
+            limit: Some(limit),
+        }
+    }
+}
+
+/// A nearest publication time, for linking archives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Edge {
+    /// The newest publication before this time.
+    NewestBefore(DateTime<Utc>),
+    /// The oldest publication at or after this time.
+    OldestFrom(DateTime<Utc>),
+}
+
 /// The store, on whichever backend the URL chose.
 #[derive(Debug, Clone)]
 pub enum Store {
@@ -174,13 +207,22 @@ impl Store {
         delegate!(self, s => s.upsert(articles, catalog).await)
     }
 
-    /// The newest `limit` articles of a selection, newest first (ties: greater id first).
-    pub async fn latest(
+    /// The articles of a selection within a window, newest first (ties: greater id first).
+    pub async fn articles(
         &self,
         selection: &Selection,
-        limit: u32,
+        window: Window,
     ) -> Result<Vec<Article>, StoreError> {
-        delegate!(self, s => s.latest(selection, limit).await)
+        delegate!(self, s => s.articles(selection, window).await)
+    }
+
+    /// The publication time nearest an edge among a selection's articles, if any.
+    pub async fn edge(
+        &self,
+        selection: &Selection,
+        edge: Edge,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        delegate!(self, s => s.edge(selection, edge).await)
     }
 
     /// How many articles are stored.

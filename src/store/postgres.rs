@@ -7,7 +7,9 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::PgPoolOptions;
 
 use super::shared::{self, Embedded, store_queries};
-use super::{Selection, StoreError};
+use chrono::{DateTime, Utc};
+
+use super::{Edge, Selection, StoreError, Window};
 use crate::config::Catalog;
 use crate::model::{Article, Bucket};
 

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use sqlx::error::BoxDynError;
 use sqlx::migrate::{Migration, MigrationSource, MigrationType};
 
-use super::StoreError;
+use super::{StoreError, Window};
 use crate::model::{Article, ArticleId, Bucket, CategorySlug, RegionCode, Source};
 
 /// Migrations compiled into the binary: (version, description, SQL).
@@ -64,15 +64,10 @@ pub(super) const UPSERT_ARTICLE: &str = "INSERT INTO articles \
      source_url = excluded.source_url, categories = excluded.categories, \
      region = excluded.region, image = excluded.image, language = excluded.language";
 
-/// The newest rows of one bucket, optionally only those also filed under any of
-/// `also_in` other buckets. Placeholders: `$1` the bucket, then the other buckets, then the
-/// limit, numbered in the order they appear.
-pub(super) fn latest_sql(also_in: usize) -> String {
-    let mut sql = String::from(
-        "SELECT a.id, a.title, a.summary, a.content_html, a.url, a.published_at, a.updated_at, \
-         a.author, a.source_name, a.source_url, a.categories, a.region, a.image, a.language \
-         FROM feed_index f JOIN articles a ON a.id = f.article_id WHERE f.bucket = $1",
-    );
+/// The selection condition on `f`: filed under bucket `$1` and, with `also_in > 0`, also under
+/// any of the next `also_in` parameters. Returns the condition and the next free parameter.
+fn bucket_condition(also_in: usize) -> (String, usize) {
+    let mut sql = String::from("f.bucket = $1");
     if also_in > 0 {
         let list: Vec<String> = (0..also_in).map(|i| format!("${}", i + 2)).collect();
         sql.push_str(&format!(
@@ -81,11 +76,45 @@ pub(super) fn latest_sql(also_in: usize) -> String {
             list.join(", ")
         ));
     }
-    sql.push_str(&format!(
-        " ORDER BY f.published_at DESC, f.article_id DESC LIMIT ${}",
-        also_in + 2
-    ));
-    sql
+    (sql, also_in + 2)
+}
+
+/// The newest articles of one bucket within a time window. Placeholders, numbered in the
+/// order they appear: the bucket, the other buckets, the window's start and end, the limit.
+pub(super) fn articles_sql(also_in: usize) -> String {
+    let (condition, next) = bucket_condition(also_in);
+    format!(
+        "SELECT a.id, a.title, a.summary, a.content_html, a.url, a.published_at, a.updated_at, \
+         a.author, a.source_name, a.source_url, a.categories, a.region, a.image, a.language \
+         FROM feed_index f JOIN articles a ON a.id = f.article_id WHERE {condition} \
+         AND f.published_at >= ${next} AND f.published_at < ${} \
+         ORDER BY f.published_at DESC, f.article_id DESC LIMIT ${}",
+        next + 1,
+        next + 2
+    )
+}
+
+/// The nearest publication time of one bucket before (`newest_before`) or from a time.
+pub(super) fn edge_sql(also_in: usize, newest_before: bool) -> String {
+    let (condition, next) = bucket_condition(also_in);
+    let (op, order) = if newest_before {
+        ("<", "DESC")
+    } else {
+        (">=", "ASC")
+    };
+    format!(
+        "SELECT f.published_at FROM feed_index f WHERE {condition} AND f.published_at {op} ${next} \
+         ORDER BY f.published_at {order} LIMIT 1"
+    )
+}
+
+/// A window's bounds and limit as bound parameters.
+pub(super) fn window_params(window: Window) -> (i64, i64, i64) {
+    (
+        window.from.map_or(i64::MIN, micros),
+        window.until.map_or(i64::MAX, micros),
+        window.limit.map_or(i64::MAX, i64::from),
+    )
 }
 
 /// An article's columns as stored.
@@ -201,14 +230,16 @@ impl Row {
 }
 
 /// Merges the per-bucket results of a selection: newest first, ties by id, each article once.
-pub(super) fn newest_first(mut articles: Vec<Article>, limit: u32) -> Vec<Article> {
+pub(super) fn newest_first(mut articles: Vec<Article>, limit: Option<u32>) -> Vec<Article> {
     articles.sort_by(|a, b| {
         b.published_at()
             .cmp(&a.published_at())
             .then_with(|| b.id().as_str().cmp(a.id().as_str()))
     });
     articles.dedup_by(|a, b| a.id() == b.id());
-    articles.truncate(limit as usize);
+    if let Some(limit) = limit {
+        articles.truncate(limit as usize);
+    }
     articles
 }
 
@@ -273,12 +304,13 @@ macro_rules! store_queries {
                 Ok(touched.into_iter().collect())
             }
 
-            pub(super) async fn latest(
+            pub(super) async fn articles(
                 &self,
                 selection: &Selection,
-                limit: u32,
+                window: Window,
             ) -> Result<Vec<Article>, StoreError> {
-                let sql = shared::latest_sql(selection.and_any_of.len());
+                let sql = shared::articles_sql(selection.and_any_of.len());
+                let (from, until, limit) = shared::window_params(window);
                 let mut found = Vec::new();
                 for bucket in &selection.any_of {
                     let mut query = sqlx::query(&sql).bind(bucket.key());
@@ -286,7 +318,9 @@ macro_rules! store_queries {
                         query = query.bind(also.key());
                     }
                     let rows = query
-                        .bind(i64::from(limit))
+                        .bind(from)
+                        .bind(until)
+                        .bind(limit)
                         .fetch_all(&self.pool)
                         .await
                         .map_err(|source| StoreError::Query {
@@ -301,7 +335,40 @@ macro_rules! store_queries {
                         found.push(row.into_article()?);
                     }
                 }
-                Ok(shared::newest_first(found, limit))
+                Ok(shared::newest_first(found, window.limit))
+            }
+
+            pub(super) async fn edge(
+                &self,
+                selection: &Selection,
+                edge: Edge,
+            ) -> Result<Option<DateTime<Utc>>, StoreError> {
+                let (newest_before, at) = match edge {
+                    Edge::NewestBefore(t) => (true, t),
+                    Edge::OldestFrom(t) => (false, t),
+                };
+                let sql = shared::edge_sql(selection.and_any_of.len(), newest_before);
+                let mut nearest: Option<i64> = None;
+                for bucket in &selection.any_of {
+                    let mut query = sqlx::query_scalar::<_, i64>(&sql).bind(bucket.key());
+                    for also in &selection.and_any_of {
+                        query = query.bind(also.key());
+                    }
+                    let found = query
+                        .bind(shared::micros(at))
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(|source| StoreError::Query {
+                            doing: "finding a neighbouring archive",
+                            source,
+                        })?;
+                    nearest = match (nearest, found) {
+                        (Some(a), Some(b)) if newest_before => Some(a.max(b)),
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                }
+                Ok(nearest.and_then(DateTime::from_timestamp_micros))
             }
 
             pub(super) async fn count(&self) -> Result<i64, StoreError> {

@@ -9,7 +9,9 @@ use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use super::shared::{self, Embedded, store_queries};
-use super::{Selection, StoreError};
+use chrono::{DateTime, Utc};
+
+use super::{Edge, Selection, StoreError, Window};
 use crate::config::Catalog;
 use crate::model::{Article, Bucket};
 
@@ -67,13 +69,16 @@ mod tests {
     use super::*;
 
     /// The plan SQLite chooses for a feed query, one line per step.
-    async fn plan(store: &SqliteStore, sql: &str, binds: usize) -> String {
+    async fn plan(store: &SqliteStore, sql: &str, texts: usize, numbers: usize) -> String {
         let explain = format!("EXPLAIN QUERY PLAN {sql}");
         let mut query = sqlx::query_as::<_, (i64, i64, i64, String)>(&explain);
-        for i in 0..binds {
+        for i in 0..texts {
             query = query.bind(format!("c:x{i}"));
         }
-        let rows = query.bind(20_i64).fetch_all(&store.pool).await.unwrap();
+        for _ in 0..numbers {
+            query = query.bind(20_i64);
+        }
+        let rows = query.fetch_all(&store.pool).await.unwrap();
         rows.into_iter().map(|r| r.3).collect::<Vec<_>>().join("\n")
     }
 
@@ -82,16 +87,23 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
         for also_in in [0, 2] {
-            let plan = plan(&store, &shared::latest_sql(also_in), 1 + also_in).await;
-            assert!(
-                plan.contains("SEARCH f USING PRIMARY KEY (bucket=?)"),
-                "{plan}"
-            );
-            assert!(!plan.contains("SCAN"), "no full scan: {plan}");
-            assert!(
-                !plan.contains("TEMP B-TREE"),
-                "no sort of the matches: {plan}"
-            );
+            let queries = [
+                (shared::articles_sql(also_in), 3),
+                (shared::edge_sql(also_in, true), 1),
+                (shared::edge_sql(also_in, false), 1),
+            ];
+            for (sql, numbers) in queries {
+                let plan = plan(&store, &sql, 1 + also_in, numbers).await;
+                assert!(
+                    plan.contains("SEARCH f USING PRIMARY KEY (bucket=? AND published_at"),
+                    "{plan}"
+                );
+                assert!(!plan.contains("SCAN"), "no full scan: {plan}");
+                assert!(
+                    !plan.contains("TEMP B-TREE"),
+                    "no sort of the matches: {plan}"
+                );
+            }
         }
     }
 }

@@ -118,9 +118,21 @@ pub struct Server {
 
 impl Server {
     pub async fn start(backend: Backend) -> Option<Server> {
-        let db = TestDb::new(backend).await?;
-        let settings = settings();
+        Server::start_with(backend, settings()).await
+    }
+
+    /// Starts on a given store with given settings (e.g. with WebSub hubs).
+    pub async fn start_on(db: TestDb, settings: Settings) -> Server {
         let store = Store::open(&db.url, &settings.catalog).await.unwrap();
+        Server::serve(db, settings, store).await
+    }
+
+    pub async fn start_with(backend: Backend, settings: Settings) -> Option<Server> {
+        let db = TestDb::new(backend).await?;
+        Some(Server::start_on(db, settings).await)
+    }
+
+    async fn serve(db: TestDb, settings: Settings, store: Store) -> Server {
         let app = Arc::new(App::new(settings, store));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -135,14 +147,14 @@ impl Server {
                 .unwrap();
             }
         });
-        Some(Server {
+        Server {
             app,
             base,
             client: reqwest::Client::new(),
             stop: Some(stop),
             task: Some(task),
             db,
-        })
+        }
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
@@ -160,14 +172,16 @@ impl Server {
         r.text().await.unwrap()
     }
 
-    pub async fn stop(mut self) {
+    /// Stops the server and closes its store; the database stays until the result is dropped.
+    pub async fn stop(mut self) -> TestDb {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
         if let Some(task) = self.task.take() {
             task.await.unwrap();
         }
-        self.app.store.close().await;
+        self.app.close().await;
+        self.db
     }
 }
 

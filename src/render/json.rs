@@ -1,0 +1,118 @@
+//! JSON Feed 1.1. Attribution: the item's `_source` extension object names and links the
+//! original publisher (JSON Feed has no field of its own for it). Archives chain through
+//! `next_url`, which in JSON Feed points to older items.
+
+use serde::Serialize;
+
+use super::{Links, category_name, content_html, item_id, local};
+use crate::config::Settings;
+use crate::feed::Feed;
+use crate::model::Article;
+
+const VERSION: &str = "https://jsonfeed.org/version/1.1";
+
+#[derive(Serialize)]
+struct JsonFeed<'a> {
+    version: &'static str,
+    title: &'a str,
+    home_page_url: &'a str,
+    feed_url: String,
+    description: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_url: Option<String>,
+    language: &'a str,
+    authors: Vec<Author<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    hubs: Vec<Hub>,
+    items: Vec<JsonItem<'a>>,
+}
+
+#[derive(Serialize)]
+struct Author<'a> {
+    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    url: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct Hub {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    url: String,
+}
+
+#[derive(Serialize)]
+struct JsonItem<'a> {
+    id: String,
+    url: &'a str,
+    title: &'a str,
+    content_html: String,
+    summary: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    image: Option<&'a str>,
+    date_published: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    date_modified: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    authors: Vec<Author<'a>>,
+    tags: Vec<&'a str>,
+    language: &'a str,
+    #[serde(rename = "_source", skip_serializing_if = "Option::is_none")]
+    source: Option<Author<'a>>,
+}
+
+pub(super) fn render(feed: &Feed, settings: &Settings) -> Result<Vec<u8>, String> {
+    let site = &settings.site;
+    let links = Links::of(feed, settings);
+    let doc = JsonFeed {
+        version: VERSION,
+        title: &feed.title,
+        home_page_url: site.link.as_str(),
+        feed_url: links.self_url,
+        description: &feed.description,
+        next_url: links.prev_archive,
+        language: &site.language,
+        authors: vec![Author {
+            name: &site.title,
+            url: Some(site.link.as_str()),
+        }],
+        hubs: links
+            .hubs
+            .into_iter()
+            .map(|url| Hub {
+                kind: "WebSub",
+                url,
+            })
+            .collect(),
+        items: feed.items.iter().map(|a| item(settings, a)).collect(),
+    };
+    serde_json::to_vec_pretty(&doc).map_err(|e| e.to_string())
+}
+
+fn item<'a>(settings: &'a Settings, a: &'a Article) -> JsonItem<'a> {
+    JsonItem {
+        id: item_id(settings, a),
+        url: a.url(),
+        title: a.title(),
+        content_html: content_html(settings, a),
+        summary: a.summary(),
+        image: a.image(),
+        date_published: local(settings, a.published_at()).to_rfc3339(),
+        date_modified: a.updated_at().map(|t| local(settings, t).to_rfc3339()),
+        authors: a
+            .author()
+            .map(|name| Author { name, url: None })
+            .into_iter()
+            .collect(),
+        tags: a
+            .categories()
+            .iter()
+            .map(|c| category_name(settings, c.as_str()))
+            .collect(),
+        language: a.language(),
+        source: a.source().map(|s| Author {
+            name: &s.name,
+            url: Some(&s.url),
+        }),
+    }
+}
