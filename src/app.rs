@@ -7,13 +7,15 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::cache::{Cached, Encoded, FeedCache, Rendered};
-use crate::config::Settings;
+use tokio::task::JoinHandle;
+
+use crate::cache::{Encoded, FeedCache, Invalidation, Rendered, Served};
+use crate::config::{AdminToken, Settings};
 use crate::feed::{self, FeedId, FeedKey, Format};
 use crate::import;
-use crate::model::Article;
+use crate::model::{Article, ArticleId, Bucket};
 use crate::render::{self, RenderError};
-use crate::store::{Store, StoreError};
+use crate::store::{Change, Store, StoreError};
 use crate::websub::Publisher;
 
 /// Why a feed could not be produced.
@@ -33,21 +35,38 @@ pub struct App {
     pub settings: Arc<Settings>,
     /// The article store.
     pub store: Store,
-    cache: FeedCache,
+    cache: Arc<FeedCache>,
     publisher: Publisher,
+    /// Applies the database's change notifications to the cache (PostgreSQL).
+    listener: Option<JoinHandle<()>>,
     /// The index page, built once: it depends on the configuration only.
     pub index: Encoded,
     /// The OPML list of every feed, built once.
     pub opml: Encoded,
     /// Feeds built from the store so far.
     builds: AtomicU64,
+    admin_token: Option<AdminToken>,
 }
 
 impl App {
     /// Wires a store to a fresh cache sized by the settings and to the WebSub hubs. Must be
     /// called within a Tokio runtime.
     pub fn new(settings: Settings, store: Store) -> Self {
-        let cache = FeedCache::new(settings.cache.max_bytes, FeedId::all(&settings.catalog));
+        let cache = Arc::new(FeedCache::new(
+            settings.cache.max_bytes,
+            FeedId::all(&settings.catalog),
+        ));
+        let store = store.with_query_timeout(settings.store_query_timeout);
+        let settings = Arc::new(settings);
+        let listener = store.changes().map(|(mut changes, listening)| {
+            let (cache, settings) = (cache.clone(), settings.clone());
+            tokio::spawn(async move {
+                while let Some(change) = changes.recv().await {
+                    apply(&cache, &settings, change);
+                }
+                listening.abort();
+            })
+        });
         let publisher = Publisher::start(settings.websub.hubs.clone(), settings.websub.retry);
         let static_doc = |body: Vec<u8>| {
             Encoded::new(Rendered {
@@ -58,12 +77,25 @@ impl App {
         App {
             index: static_doc(render::index_page(&settings)),
             opml: static_doc(render::opml(&settings)),
-            settings: Arc::new(settings),
+            settings,
             store,
             cache,
             publisher,
+            listener,
             builds: AtomicU64::new(0),
+            admin_token: None,
         }
+    }
+
+    /// Turns the admin API on, guarded by `token`.
+    pub fn with_admin_token(mut self, token: Option<AdminToken>) -> Self {
+        self.admin_token = token;
+        self
+    }
+
+    /// The admin API's token; `None` when the admin API is off.
+    pub fn admin_token(&self) -> Option<&AdminToken> {
+        self.admin_token.as_ref()
     }
 
     /// How many feed documents have been built from the store (each is one assembly and one
@@ -72,8 +104,9 @@ impl App {
         self.builds.load(Ordering::Relaxed)
     }
 
-    /// A feed as served: from the cache, or built, compressed and cached once.
-    pub async fn feed(&self, key: &FeedKey) -> Result<Arc<Cached>, Arc<FeedError>> {
+    /// A feed as served: from the cache, or built, compressed and cached once; an outdated
+    /// copy if the store fails and no takedown forbids it.
+    pub async fn feed(&self, key: &FeedKey) -> Result<Served, Arc<FeedError>> {
         self.cache
             .get_or_build(key, || async {
                 let rendered = self.build(key).await?;
@@ -105,8 +138,32 @@ impl App {
     /// tells the WebSub hubs which feeds changed.
     pub async fn write(&self, articles: &[Article]) -> Result<(), StoreError> {
         let buckets = self.store.upsert(articles, &self.settings.catalog).await?;
-        let touched = FeedId::touched_by(&self.settings.catalog, &buckets);
-        self.cache.drop_feeds(&touched);
+        self.changed(&buckets, Invalidation::Change);
+        Ok(())
+    }
+
+    /// Takes an article down everywhere; `false` if there was no such article.
+    pub async fn take_down(&self, id: &ArticleId) -> Result<bool, StoreError> {
+        let Some(buckets) = self.store.delete(id).await? else {
+            return Ok(false);
+        };
+        self.changed(&buckets, Invalidation::Takedown);
+        Ok(true)
+    }
+
+    /// Whether the store answers (for readiness checks).
+    pub async fn ready(&self) -> Result<(), StoreError> {
+        self.store.ping().await
+    }
+
+    /// How many read queries the store has run.
+    pub fn store_queries(&self) -> u64 {
+        self.store.queries()
+    }
+
+    fn changed(&self, buckets: &[Bucket], why: Invalidation) {
+        let touched = FeedId::touched_by(&self.settings.catalog, buckets);
+        self.cache.drop_feeds(&touched, why);
         let topics: BTreeSet<String> = touched
             .into_iter()
             .flat_map(|feed| {
@@ -116,11 +173,13 @@ impl App {
             })
             .collect();
         self.publisher.publish(topics);
-        Ok(())
     }
 
     /// Finishes background work: waits for queued WebSub notifications, then closes the store.
     pub async fn close(&self) {
+        if let Some(listener) = &self.listener {
+            listener.abort();
+        }
         self.publisher.close().await;
         self.store.close().await;
     }
@@ -133,6 +192,35 @@ impl App {
         let articles = import::parse_ndjson(crate::DEMO_ARTICLES, &self.settings)?;
         self.write(&articles).await?;
         Ok(articles.len())
+    }
+}
+
+/// Drops the feeds a database change notification says changed. Removals are treated as
+/// takedowns, so no outdated copy holding the removed article is served again.
+fn apply(cache: &FeedCache, settings: &Settings, change: Change) {
+    match change {
+        Change::Article { id, before, after } => {
+            let why = if after.is_none() {
+                Invalidation::Takedown
+            } else {
+                Invalidation::Change
+            };
+            let buckets: Vec<Bucket> = before
+                .iter()
+                .chain(after.iter())
+                .flat_map(|f| {
+                    settings
+                        .catalog
+                        .buckets_of(&f.categories, f.region.as_ref())
+                })
+                .collect();
+            tracing::debug!(article = %id, feeds = buckets.len(), "store change");
+            cache.drop_feeds(&FeedId::touched_by(&settings.catalog, &buckets), why);
+        }
+        Change::Missed => {
+            tracing::warn!("store changes may have been missed; every cached feed is outdated");
+            cache.drop_all();
+        }
     }
 }
 

@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use std::io::Write;
 
@@ -133,17 +134,71 @@ pub struct Cached {
     /// The document.
     pub doc: Encoded,
     built_after: u64,
+    built_at: Instant,
 }
+
+impl Cached {
+    /// How long ago the document was built.
+    pub fn age(&self) -> Duration {
+        self.built_at.elapsed()
+    }
+}
+
+/// What a lookup found.
+#[derive(Debug, Clone)]
+pub enum Served {
+    /// The current document.
+    Fresh(Arc<Cached>),
+    /// An outdated document, served because rebuilding it failed (the store is down).
+    Stale(Arc<Cached>),
+}
+
+impl Served {
+    /// The document, fresh or stale.
+    pub fn entry(&self) -> &Arc<Cached> {
+        match self {
+            Served::Fresh(c) | Served::Stale(c) => c,
+        }
+    }
+
+    /// Whether it is outdated.
+    pub fn is_stale(&self) -> bool {
+        matches!(self, Served::Stale(_))
+    }
+}
+
+/// Why feeds are being dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Invalidation {
+    /// Articles were added or edited: an outdated copy may still stand in while the store is
+    /// down.
+    Change,
+    /// An article was taken down: no copy from before may be served again, even stale.
+    Takedown,
+}
+
+/// Per feed, clock readings of the last write that touched it and of the last takedown.
+#[derive(Default)]
+struct Marks {
+    changed: AtomicU64,
+    taken_down: AtomicU64,
+}
+
+/// After a failed build, how long outdated entries are served as they are before the store is
+/// tried again, so a failing store is not hammered by every request.
+const RETRY_BUILD_AFTER: Duration = Duration::from_secs(1);
 
 /// The rendered-feed cache.
 pub struct FeedCache {
     entries: Cache<FeedKey, Arc<Cached>>,
     /// Incremented by every write.
     clock: AtomicU64,
-    /// Per feed, the clock reading of the last write that touched it.
-    touched: HashMap<FeedId, AtomicU64>,
+    marks: HashMap<FeedId, Marks>,
     /// The clock reading of the last "drop everything".
     all_dropped: AtomicU64,
+    /// When a build last failed, in milliseconds since `started` (0: never).
+    failed_at: AtomicU64,
+    started: Instant,
 }
 
 impl FeedCache {
@@ -160,60 +215,113 @@ impl FeedCache {
         FeedCache {
             entries,
             clock: AtomicU64::new(0),
-            touched: feeds.into_iter().map(|f| (f, AtomicU64::new(0))).collect(),
+            marks: feeds.into_iter().map(|f| (f, Marks::default())).collect(),
             all_dropped: AtomicU64::new(0),
+            failed_at: AtomicU64::new(0),
+            started: Instant::now(),
         }
     }
 
     fn is_current(&self, key: &FeedKey, entry: &Cached) -> bool {
-        let feed_touched = self
-            .touched
+        let changed = self
+            .marks
             .get(&key.feed)
-            .map_or(0, |t| t.load(Ordering::SeqCst));
-        entry.built_after >= feed_touched.max(self.all_dropped.load(Ordering::SeqCst))
+            .map_or(0, |m| m.changed.load(Ordering::SeqCst));
+        entry.built_after >= changed.max(self.all_dropped.load(Ordering::SeqCst))
     }
 
-    /// The cached rendering of `key`, or the result of `build`, which runs at most once at a
-    /// time per key however many requests miss together.
+    fn may_stand_in(&self, key: &FeedKey, entry: &Cached) -> bool {
+        let taken_down = self
+            .marks
+            .get(&key.feed)
+            .map_or(0, |m| m.taken_down.load(Ordering::SeqCst));
+        entry.built_after >= taken_down
+    }
+
+    fn failed_recently(&self) -> bool {
+        let at = self.failed_at.load(Ordering::SeqCst);
+        at != 0 && self.millis() - at < RETRY_BUILD_AFTER.as_millis() as u64
+    }
+
+    fn millis(&self) -> u64 {
+        // Never 0, which means "never failed".
+        (self.started.elapsed().as_millis() as u64).max(1)
+    }
+
+    /// The current document of `key`, or the result of `build`, which runs at most once at a
+    /// time per key however many requests miss together. When the build fails and an outdated
+    /// copy may stand in (no takedown since), that copy is served, marked stale.
     pub async fn get_or_build<E, Fut>(
         &self,
         key: &FeedKey,
         build: impl FnOnce() -> Fut,
-    ) -> Result<Arc<Cached>, Arc<E>>
+    ) -> Result<Served, Arc<E>>
     where
         Fut: Future<Output = Result<Encoded, E>>,
         E: Send + Sync + 'static,
     {
-        if let Some(hit) = self.entries.get(key).await {
-            if self.is_current(key, &hit) {
-                return Ok(hit);
+        let outdated = match self.entries.get(key).await {
+            Some(hit) if self.is_current(key, &hit) => return Ok(Served::Fresh(hit)),
+            Some(hit) => {
+                self.entries.invalidate(key).await;
+                Some(hit).filter(|h| self.may_stand_in(key, h))
             }
-            self.entries.invalidate(key).await;
+            None => None,
+        };
+        if let Some(old) = &outdated {
+            if self.failed_recently() {
+                self.entries.insert(key.clone(), old.clone()).await;
+                return Ok(Served::Stale(old.clone()));
+            }
         }
         let built_after = self.clock.load(Ordering::SeqCst);
-        self.entries
+        let built = self
+            .entries
             .try_get_with(key.clone(), async move {
                 let doc = build().await?;
-                Ok(Arc::new(Cached { doc, built_after }))
+                Ok(Arc::new(Cached {
+                    doc,
+                    built_after,
+                    built_at: Instant::now(),
+                }))
             })
-            .await
+            .await;
+        match (built, outdated) {
+            (Ok(entry), _) => {
+                self.failed_at.store(0, Ordering::SeqCst);
+                Ok(Served::Fresh(entry))
+            }
+            (Err(e), None) => {
+                self.failed_at.store(self.millis(), Ordering::SeqCst);
+                Err(e)
+            }
+            (Err(_), Some(old)) => {
+                self.failed_at.store(self.millis(), Ordering::SeqCst);
+                // Keep it as the stand-in for the next requests.
+                self.entries.insert(key.clone(), old.clone()).await;
+                Ok(Served::Stale(old))
+            }
+        }
     }
 
     /// Marks `feeds` as changed by a write that has been committed.
-    pub fn drop_feeds(&self, feeds: &[FeedId]) {
+    pub fn drop_feeds(&self, feeds: &[FeedId], why: Invalidation) {
         let now = self.clock.fetch_add(1, Ordering::SeqCst) + 1;
         for feed in feeds {
-            if let Some(t) = self.touched.get(feed) {
-                t.store(now, Ordering::SeqCst);
+            if let Some(m) = self.marks.get(feed) {
+                m.changed.store(now, Ordering::SeqCst);
+                if why == Invalidation::Takedown {
+                    m.taken_down.store(now, Ordering::SeqCst);
+                }
             }
         }
     }
 
-    /// Marks every feed as changed (e.g. after missing change notifications).
+    /// Marks every feed as changed (e.g. after missing change notifications). The entries stay
+    /// as stand-ins in case the store is down.
     pub fn drop_all(&self) {
         let now = self.clock.fetch_add(1, Ordering::SeqCst) + 1;
         self.all_dropped.store(now, Ordering::SeqCst);
-        self.entries.invalidate_all();
     }
 
     /// The bytes currently accounted, after pending maintenance.
@@ -254,6 +362,7 @@ mod tests {
             })
             .await
             .unwrap()
+            .entry()
             .doc
             .variant(Encoding::Identity)
             .0
@@ -275,7 +384,7 @@ mod tests {
         let cache = FeedCache::new(1 << 20, vec![a.feed.clone(), b.feed.clone()]);
         get(&cache, &a, &builds, "a1").await;
         get(&cache, &b, &builds, "b1").await;
-        cache.drop_feeds(std::slice::from_ref(&a.feed));
+        cache.drop_feeds(std::slice::from_ref(&a.feed), Invalidation::Change);
         assert_eq!(get(&cache, &a, &builds, "a2").await, "a2");
         assert_eq!(get(&cache, &b, &builds, "b2").await, "b1");
         cache.drop_all();
@@ -289,13 +398,43 @@ mod tests {
         let stale = cache
             .get_or_build::<(), _>(&a, || async {
                 // The write commits and drops the feed while this build is under way.
-                cache.drop_feeds(std::slice::from_ref(&a.feed));
+                cache.drop_feeds(std::slice::from_ref(&a.feed), Invalidation::Change);
                 Ok(rendered("old"))
             })
             .await
             .unwrap();
-        assert_eq!(stale.doc.variant(Encoding::Identity).0, "old");
+        assert_eq!(stale.entry().doc.variant(Encoding::Identity).0, "old");
         assert_eq!(get(&cache, &a, &builds, "new").await, "new");
+    }
+
+    async fn failing(cache: &FeedCache, k: &FeedKey) -> Result<Served, Arc<&'static str>> {
+        cache.get_or_build(k, || async { Err("store down") }).await
+    }
+
+    #[tokio::test]
+    async fn an_outdated_copy_stands_in_while_builds_fail_but_never_after_a_takedown() {
+        let (a, b, builds) = (key("a"), key("b"), AtomicUsize::new(0));
+        let cache = FeedCache::new(1 << 20, vec![a.feed.clone(), b.feed.clone()]);
+        get(&cache, &a, &builds, "a1").await;
+        get(&cache, &b, &builds, "b1").await;
+        cache.drop_all();
+        let served = failing(&cache, &a).await.unwrap();
+        assert!(served.is_stale());
+        assert_eq!(served.entry().doc.variant(Encoding::Identity).0, "a1");
+        // Within the retry delay the stand-in is served without trying the store again.
+        let again = cache
+            .get_or_build::<&str, _>(&a, || async { panic!("must not build") })
+            .await
+            .unwrap();
+        assert!(again.is_stale());
+
+        cache.drop_feeds(std::slice::from_ref(&b.feed), Invalidation::Takedown);
+        assert!(
+            failing(&cache, &b).await.is_err(),
+            "a taken-down item is never served"
+        );
+        // A never-cached feed has nothing to stand in.
+        assert!(failing(&cache, &key("c")).await.is_err());
     }
 
     #[tokio::test]

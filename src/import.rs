@@ -1,8 +1,10 @@
-//! NDJSON import: one article a line, all validated before anything is stored.
+//! Batches of articles in: NDJSON (one article a line) or a JSON array, all validated before
+//! anything is stored.
 //!
-//! A file is accepted whole or not at all, so a half-imported file never leaves the store in a
-//! state nobody asked for. Every bad line is reported with its number and reason, not only the
-//! first, so an editor can fix a file in one pass.
+//! A batch is accepted whole or not at all, so a half-imported file never leaves the store in
+//! a state nobody asked for. Every problem is reported with its line (or array item) and field,
+//! not only the first, so an editor can fix a file in one pass. The CLI's `import` and the admin
+//! API both come through here.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -10,73 +12,190 @@ use std::fmt;
 use crate::config::Settings;
 use crate::model::{Article, ArticleInput};
 
-/// One rejected line.
+/// One problem with one article of a batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LineError {
-    /// 1-based line number.
-    pub line: usize,
-    /// Why it was rejected (for a bad article, every field problem).
+pub struct Problem {
+    /// 1-based line (NDJSON) or item (JSON array) number.
+    pub position: usize,
+    /// The field at fault, when one is.
+    pub field: Option<&'static str>,
+    /// What is wrong.
     pub message: String,
 }
 
-/// Every problem found in an import; nothing of it was stored.
+/// Every problem found in a batch; nothing of it was stored.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct ImportError {
-    /// The rejected lines, in order.
-    pub lines: Vec<LineError>,
+    /// What positions count: `line` or `item`.
+    pub unit: &'static str,
+    /// The problems, in order.
+    pub problems: Vec<Problem>,
 }
 
 impl fmt::Display for ImportError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "{} bad line(s); nothing was imported:", self.lines.len())?;
-        for l in &self.lines {
-            writeln!(f, "  line {}: {}", l.line, l.message)?;
+        let mut positions: Vec<usize> = self.problems.iter().map(|p| p.position).collect();
+        positions.dedup();
+        writeln!(
+            f,
+            "{} bad {}(s); nothing was imported:",
+            positions.len(),
+            self.unit
+        )?;
+        for p in &self.problems {
+            match p.field {
+                Some(field) => {
+                    writeln!(f, "  {} {}: {field}: {}", self.unit, p.position, p.message)?
+                }
+                None => writeln!(f, "  {} {}: {}", self.unit, p.position, p.message)?,
+            }
         }
         Ok(())
     }
 }
 
-/// Parses and validates NDJSON text. Blank lines are skipped; an id given twice is an error,
-/// since which of the two was meant cannot be known.
-pub fn parse_ndjson(text: &str, settings: &Settings) -> Result<Vec<Article>, ImportError> {
+/// Validates parsed inputs, in order. An id given twice is an error, since which of the two
+/// was meant cannot be known.
+fn validate_all(
+    unit: &'static str,
+    inputs: impl Iterator<Item = (usize, Result<ArticleInput, String>)>,
+    settings: &Settings,
+) -> Result<Vec<Article>, ImportError> {
     let mut articles = Vec::new();
-    let mut errors = Vec::new();
+    let mut problems = Vec::new();
     let mut seen: HashMap<String, usize> = HashMap::new();
-    for (i, line) in text.lines().enumerate() {
-        let number = i + 1;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let input: ArticleInput = match serde_json::from_str(line) {
+    for (position, input) in inputs {
+        let input = match input {
             Ok(input) => input,
-            Err(e) => {
-                errors.push(LineError {
-                    line: number,
-                    message: format!("not an article object: {e}"),
+            Err(message) => {
+                problems.push(Problem {
+                    position,
+                    field: None,
+                    message,
                 });
                 continue;
             }
         };
         match input.validate(&settings.site, &settings.catalog) {
-            Ok(article) => {
-                if let Some(first) = seen.insert(article.id().to_string(), number) {
-                    errors.push(LineError {
-                        line: number,
-                        message: format!("id: `{}` is already on line {first}", article.id()),
-                    });
-                } else {
-                    articles.push(article);
-                }
-            }
-            Err(e) => errors.push(LineError {
-                line: number,
-                message: e.to_string(),
-            }),
+            Ok(article) => match seen.insert(article.id().to_string(), position) {
+                Some(first) => problems.push(Problem {
+                    position,
+                    field: Some("id"),
+                    message: format!("`{}` is already at {unit} {first}", article.id()),
+                }),
+                None => articles.push(article),
+            },
+            Err(e) => problems.extend(e.0.into_iter().map(|fe| Problem {
+                position,
+                field: Some(fe.field),
+                message: fe.message,
+            })),
         }
     }
-    if errors.is_empty() {
+    if problems.is_empty() {
         Ok(articles)
     } else {
-        Err(ImportError { lines: errors })
+        Err(ImportError { unit, problems })
+    }
+}
+
+fn not_an_article(e: serde_json::Error) -> String {
+    format!("not an article object: {e}")
+}
+
+/// Parses and validates NDJSON text; blank lines are skipped.
+pub fn parse_ndjson(text: &str, settings: &Settings) -> Result<Vec<Article>, ImportError> {
+    let inputs = text
+        .lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(i, line)| (i + 1, serde_json::from_str(line).map_err(not_an_article)));
+    validate_all("line", inputs, settings)
+}
+
+/// Parses and validates a JSON array of articles.
+pub fn parse_json_array(text: &str, settings: &Settings) -> Result<Vec<Article>, ImportError> {
+    let items: Vec<serde_json::Value> = serde_json::from_str(text).map_err(|e| ImportError {
+        unit: "item",
+        problems: vec![Problem {
+            position: 0,
+            field: None,
+            message: format!("not a JSON array of articles: {e}"),
+        }],
+    })?;
+    let inputs = items
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| (i + 1, serde_json::from_value(v).map_err(not_an_article)));
+    validate_all("item", inputs, settings)
+}
+
+/// Parses and validates one article; `id`, if given, fills a missing id or must match.
+pub fn parse_one(text: &str, id: &str, settings: &Settings) -> Result<Article, ImportError> {
+    let input = serde_json::from_str::<ArticleInput>(text)
+        .map_err(not_an_article)
+        .and_then(|mut input: ArticleInput| match input.id.as_deref() {
+            None => {
+                input.id = Some(id.to_owned());
+                Ok(input)
+            }
+            Some(given) if given == id => Ok(input),
+            Some(given) => Err(format!(
+                "id: `{given}` in the body does not match `{id}` in the URL"
+            )),
+        });
+    validate_all("item", std::iter::once((1, input)), settings)
+        .map(|mut articles| articles.remove(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn settings() -> Settings {
+        Settings::parse(include_str!("../feeds.toml"), Path::new("feeds.toml")).unwrap()
+    }
+
+    const GOOD: &str = r#"{"id":"a1","title":"标题","url":"https://x.example.cn/a1","published_at":"2024-05-18","categories":["parks"]}"#;
+
+    #[test]
+    fn errors_list_every_problem_by_line_and_field() {
+        let text = format!(
+            "{GOOD}\n\n{}\n{}\n{GOOD}\n",
+            r#"{"id":"a2","title":"","url":"/relative","published_at":"明天","categories":["nope"],"region":"000"}"#,
+            r#"{"id":"a3","colour":"red"}"#
+        );
+        let err = parse_ndjson(&text, &settings()).unwrap_err();
+        let found: Vec<(usize, Option<&str>)> =
+            err.problems.iter().map(|p| (p.position, p.field)).collect();
+        assert_eq!(
+            found,
+            [
+                (3, Some("url")),
+                (3, Some("title")),
+                (3, Some("published_at")),
+                (3, Some("categories")),
+                (3, Some("region")),
+                (4, None),
+                (5, Some("id")),
+            ]
+        );
+        assert!(err.to_string().starts_with("3 bad line(s)"), "{err}");
+        assert!(err.problems[5].message.contains("unknown field `colour`"));
+    }
+
+    #[test]
+    fn can_take_a_json_array_or_one_article() {
+        let s = settings();
+        let articles = parse_json_array(&format!("[{GOOD}]"), &s).unwrap();
+        assert_eq!(articles[0].id().as_str(), "a1");
+        let err = parse_json_array("{\"id\":1}", &s).unwrap_err();
+        assert!(err.problems[0].message.contains("not a JSON array"));
+        let one = parse_one(&GOOD.replace("\"id\":\"a1\",", ""), "b7", &s).unwrap();
+        assert_eq!(one.id().as_str(), "b7");
+        let err = parse_one(GOOD, "b7", &s).unwrap_err();
+        assert!(err.problems[0].message.contains("does not match"), "{err}");
     }
 }

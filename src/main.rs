@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use clap::Parser;
 use feedcast::app::App;
 use feedcast::cli::{Cli, Command};
-use feedcast::config::Settings;
+use feedcast::config::{AdminToken, Settings};
 use feedcast::feed::{FeedId, FeedKey, Format};
 use feedcast::store::Store;
 use tokio::net::TcpListener;
@@ -35,7 +35,11 @@ async fn main() -> Result<()> {
     let store = Store::open(&database, &settings.catalog)
         .await
         .with_context(|| format!("opening the article store at {database}"))?;
-    let app = Arc::new(App::new(settings, store));
+    // The admin token comes from the environment only: a flag would show in `ps`.
+    let admin_token = std::env::var("FEEDCAST_ADMIN_TOKEN")
+        .ok()
+        .and_then(|t| AdminToken::new(&t));
+    let app = Arc::new(App::new(settings, store).with_admin_token(admin_token));
 
     let outcome = match cli.command {
         Command::Serve { listen, demo } => serve(app.clone(), listen, demo).await,
@@ -162,6 +166,12 @@ async fn serve(app: Arc<App>, listen: std::net::SocketAddr, demo: bool) -> Resul
         }
     }
     println!("  http://{addr}/feeds.opml (every feed, for a reader to import)");
+    match app.admin_token() {
+        Some(_) => println!(
+            "  admin API on: http://{addr}/api/articles (bearer token from FEEDCAST_ADMIN_TOKEN)"
+        ),
+        None => println!("  admin API off: set FEEDCAST_ADMIN_TOKEN to turn it on"),
+    }
     println!(
         "  (self links in the feeds use site.base_url = {})",
         settings.site.base_url

@@ -18,6 +18,10 @@ use crate::model::{Article, Bucket, CategorySlug, FeedSlug, InvalidName, RegionC
 
 /// Default size of the rendered-feed cache: enough for a few thousand typical feeds.
 const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+/// Default bound on an admin request body: a large batch of full articles.
+const DEFAULT_ADMIN_BODY_BYTES: usize = 16 * 1024 * 1024;
+/// Default bound on one store operation.
+const DEFAULT_QUERY_TIMEOUT_MS: u64 = 2000;
 
 /// A configuration that could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +63,36 @@ pub struct Settings {
     pub caching: Caching,
     /// WebSub hubs to notify of changes.
     pub websub: WebSub,
+    /// Largest admin API request body, in bytes (default 16 MiB).
+    pub admin_max_body_bytes: usize,
+    /// Bound on one store operation; past it the store counts as unavailable (default 2 s).
+    pub store_query_timeout: std::time::Duration,
+}
+
+/// The admin API's bearer token (from `FEEDCAST_ADMIN_TOKEN`, never from a file that might be
+/// committed). Never printed.
+#[derive(Clone)]
+pub struct AdminToken(String);
+
+impl AdminToken {
+    /// A token, if `value` is not empty.
+    pub fn new(value: &str) -> Option<Self> {
+        let value = value.trim();
+        (!value.is_empty()).then(|| AdminToken(value.to_owned()))
+    }
+
+    /// Whether `presented` is this token, compared in constant time so the comparison does
+    /// not reveal how much of a guess was right.
+    pub fn verify(&self, presented: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        self.0.as_bytes().ct_eq(presented.as_bytes()).into()
+    }
+}
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(***)")
+    }
 }
 
 /// `Cache-Control: max-age` in seconds, per kind of document; RSS `ttl` and
@@ -235,13 +269,17 @@ impl Catalog {
     /// The buckets an article is filed under: each of its categories, its region and every
     /// region above it.
     pub fn buckets(&self, article: &Article) -> Vec<Bucket> {
-        let mut out: Vec<Bucket> = article
-            .categories()
-            .iter()
-            .cloned()
-            .map(Bucket::Category)
-            .collect();
-        if let Some(region) = article.region().and_then(|r| self.region(r.as_str())) {
+        self.buckets_of(article.categories(), article.region())
+    }
+
+    /// The buckets of an article filed under these categories and this region.
+    pub fn buckets_of(
+        &self,
+        categories: &[CategorySlug],
+        region: Option<&RegionCode>,
+    ) -> Vec<Bucket> {
+        let mut out: Vec<Bucket> = categories.iter().cloned().map(Bucket::Category).collect();
+        if let Some(region) = region.and_then(|r| self.region(r.as_str())) {
             out.extend(region.lineage.iter().cloned().map(Bucket::Region));
         }
         out
@@ -553,6 +591,13 @@ fn validate(raw: raw::Config, at: At<'_>) -> Result<Settings, ConfigError> {
         cache,
         caching,
         websub,
+        admin_max_body_bytes: raw
+            .admin
+            .map_or(DEFAULT_ADMIN_BODY_BYTES, |a| a.max_body_bytes),
+        store_query_timeout: std::time::Duration::from_millis(
+            raw.store
+                .map_or(DEFAULT_QUERY_TIMEOUT_MS, |s| s.query_timeout_ms),
+        ),
     })
 }
 

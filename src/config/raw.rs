@@ -12,6 +12,8 @@ pub(super) struct Config {
     pub cache: Option<Cache>,
     pub caching: Option<Caching>,
     pub websub: Option<WebSub>,
+    pub admin: Option<Admin>,
+    pub store: Option<Store>,
     #[serde(default)]
     pub categories: Vec<Category>,
     #[serde(default)]
@@ -124,4 +126,16 @@ pub(super) fn websub_attempts() -> u32 {
 
 pub(super) fn websub_first_retry_ms() -> u64 {
     1000
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Admin {
+    pub max_body_bytes: usize,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Store {
+    pub query_timeout_ms: u64,
 }

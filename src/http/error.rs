@@ -74,3 +74,100 @@ impl IntoResponse for AppError {
         r
     }
 }
+
+/// An admin API error; answered as JSON.
+#[derive(Debug)]
+pub enum ApiError {
+    /// No admin token is configured: the API does not exist.
+    Off,
+    /// The bearer token is missing or wrong.
+    Unauthorized,
+    /// The body is over the configured limit.
+    TooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// The body could not be read as text.
+    BadRequest(String),
+    /// Articles failed validation; nothing was stored.
+    Invalid(crate::import::ImportError),
+    /// No article has this id.
+    NoArticle(String),
+    /// The store failed; nothing may have been stored.
+    Store(crate::store::StoreError),
+}
+
+impl From<crate::import::ImportError> for ApiError {
+    fn from(e: crate::import::ImportError) -> Self {
+        ApiError::Invalid(e)
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        ApiError::Store(e)
+    }
+}
+
+/// A JSON response.
+pub(super) fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {
+    let mut r = (status, body.to_string()).into_response();
+    r.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        use serde_json::json;
+        let (status, body) = match self {
+            ApiError::Off => return (StatusCode::NOT_FOUND, "not found\n").into_response(),
+            ApiError::Unauthorized => {
+                let mut r = json_response(
+                    StatusCode::UNAUTHORIZED,
+                    &json!({ "error": "a valid bearer token is required" }),
+                );
+                r.headers_mut().insert(
+                    axum::http::header::WWW_AUTHENTICATE,
+                    axum::http::HeaderValue::from_static("Bearer"),
+                );
+                return r;
+            }
+            ApiError::TooLarge { limit } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                json!({ "error": format!("the body is over the limit of {limit} bytes") }),
+            ),
+            ApiError::BadRequest(why) => (StatusCode::BAD_REQUEST, json!({ "error": why })),
+            ApiError::Invalid(e) => {
+                let problems: Vec<serde_json::Value> = e
+                    .problems
+                    .iter()
+                    .map(|p| json!({ e.unit: p.position, "field": p.field, "message": p.message }))
+                    .collect();
+                (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    json!({ "error": "invalid articles; nothing was stored", "problems": problems }),
+                )
+            }
+            ApiError::NoArticle(id) => (
+                StatusCode::NOT_FOUND,
+                json!({ "error": format!("no article `{id}`") }),
+            ),
+            ApiError::Store(cause) => {
+                tracing::error!(%cause, "store failed during an admin request");
+                let mut r = json_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &json!({ "error": "the article store is unavailable; try again (writes are idempotent)" }),
+                );
+                r.headers_mut().insert(
+                    axum::http::header::RETRY_AFTER,
+                    axum::http::HeaderValue::from_static("5"),
+                );
+                return r;
+            }
+        };
+        json_response(status, &body)
+    }
+}

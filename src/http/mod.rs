@@ -3,6 +3,7 @@
 //! content negotiation, conditional requests and caching headers. Every error becomes an answer
 //! in one place ([`error::AppError`]).
 
+mod admin;
 mod conditional;
 mod error;
 mod negotiate;
@@ -23,7 +24,10 @@ use crate::app::App;
 use crate::cache::Encoded;
 use crate::feed::{FeedKey, Format, View};
 
-pub use error::AppError;
+pub use error::{ApiError, AppError};
+
+/// `max-age` of a stale stand-in: others should come back soon for the real thing.
+const STALE_MAX_AGE: u32 = 5;
 
 /// Content type of the OPML list.
 const OPML_TYPE: &str = "text/x-opml; charset=utf-8";
@@ -34,7 +38,9 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/", get(index))
         .route("/feeds.opml", get(opml))
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/feeds/{*path}", get(feed))
+        .merge(admin::routes(app.settings.admin_max_body_bytes))
         .with_state(app)
 }
 
@@ -123,7 +129,7 @@ async fn feed(
     if negotiable && negotiate::prefers_html(header_str(&request, header::ACCEPT), key.format) {
         key.format = Format::Html;
     }
-    let cached = app.feed(&key).await?;
+    let served = app.feed(&key).await?;
     let link = (key.format != Format::Html).then(|| {
         let mut links: Vec<String> = settings
             .websub
@@ -137,7 +143,12 @@ async fn feed(
     });
     let policy = Policy {
         content_type: key.format.content_type(),
-        max_age: key.max_age(settings, Utc::now()),
+        // An outdated copy stands in only until the store is back: others should not keep it.
+        max_age: if served.is_stale() {
+            STALE_MAX_AGE
+        } else {
+            key.max_age(settings, Utc::now())
+        },
         vary: if negotiable {
             "Accept, Accept-Encoding"
         } else {
@@ -145,7 +156,19 @@ async fn feed(
         },
         link,
     };
-    Ok(respond(&request, &cached.doc, policy))
+    let mut response = respond(&request, &served.entry().doc, policy);
+    if served.is_stale() {
+        let headers = response.headers_mut();
+        headers.insert(
+            header::AGE,
+            HeaderValue::from(served.entry().age().as_secs()),
+        );
+        headers.insert(
+            header::WARNING,
+            HeaderValue::from_static("110 feedcast \"Response is Stale\""),
+        );
+    }
+    Ok(response)
 }
 
 async fn index(State(app): State<Arc<App>>, request: HeaderMap) -> Response {
@@ -170,4 +193,22 @@ async fn opml(State(app): State<Arc<App>>, request: HeaderMap) -> Response {
 
 async fn healthz() -> &'static str {
     "ok\n"
+}
+
+/// Ready when the store answers within its query timeout.
+async fn readyz(State(app): State<Arc<App>>) -> Response {
+    match app.ready().await {
+        Ok(()) => "ready\n".into_response(),
+        Err(cause) => {
+            tracing::warn!(%cause, "not ready");
+            let mut r = (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not ready: the article store is unavailable\n",
+            )
+                .into_response();
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            r
+        }
+    }
 }

@@ -17,10 +17,17 @@ use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use crate::config::Catalog;
-use crate::model::{Article, Bucket};
+use crate::model::{Article, ArticleId, Bucket, CategorySlug, RegionCode};
 
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -116,6 +123,14 @@ pub enum StoreError {
         /// Why.
         source: sqlx::Error,
     },
+    /// An operation took longer than the configured bound.
+    #[error("store timed out after {after:?} while {doing}")]
+    Timeout {
+        /// What feedcast was doing.
+        doing: &'static str,
+        /// The bound.
+        after: Duration,
+    },
     /// A stored row does not hold a valid article (e.g. written by hand with a bad value).
     #[error("stored article `{id}` is invalid: {problem}")]
     Corrupt {
@@ -166,35 +181,96 @@ pub enum Edge {
     OldestFrom(DateTime<Utc>),
 }
 
-/// The store, on whichever backend the URL chose.
+/// The backend behind a [`Store`].
 #[derive(Debug, Clone)]
-pub enum Store {
-    /// Embedded SQLite.
+enum Backend {
     Sqlite(SqliteStore),
-    /// PostgreSQL.
     Postgres(PgStore),
+}
+
+/// Default bound on one store operation; past it the store counts as unavailable.
+const DEFAULT_QUERY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The article store, on whichever backend the URL chose.
+#[derive(Debug, Clone)]
+pub struct Store {
+    backend: Backend,
+    /// Read operations run against the backend (each is one SQL statement per bucket).
+    queries: Arc<AtomicU64>,
+    query_timeout: Duration,
 }
 
 macro_rules! delegate {
     ($self:ident, $s:ident => $call:expr) => {
-        match $self {
-            Store::Sqlite($s) => $call,
-            Store::Postgres($s) => $call,
+        match &$self.backend {
+            Backend::Sqlite($s) => $call,
+            Backend::Postgres($s) => $call,
         }
     };
+}
+
+/// A change the database announced (PostgreSQL only): an article written or removed by any
+/// replica or by any other program.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// An article row changed; how it was filed before and after (`None`: it did not exist).
+    Article {
+        /// The article's id.
+        id: String,
+        /// Its categories and region before the change.
+        before: Option<Filing>,
+        /// Its categories and region after the change.
+        after: Option<Filing>,
+    },
+    /// The listening connection was lost and re-established: changes may have been missed.
+    Missed,
+}
+
+/// Where an article is filed: what decides which feeds it is in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Filing {
+    /// Its categories (names that are not valid slugs are left out).
+    pub categories: Vec<CategorySlug>,
+    /// Its region, if valid.
+    pub region: Option<RegionCode>,
 }
 
 impl Store {
     /// Opens the store, creating or upgrading its schema, and refiles the articles if the
     /// region tree changed since the last start.
     pub async fn open(url: &DatabaseUrl, catalog: &Catalog) -> Result<Self, StoreError> {
-        let store = match url {
-            DatabaseUrl::Sqlite(path) => Store::Sqlite(SqliteStore::open(path).await?),
-            DatabaseUrl::Postgres(u) => Store::Postgres(PgStore::open(u, &url.to_string()).await?),
+        let backend = match url {
+            DatabaseUrl::Sqlite(path) => Backend::Sqlite(SqliteStore::open(path).await?),
+            DatabaseUrl::Postgres(u) => {
+                Backend::Postgres(PgStore::open(u, &url.to_string()).await?)
+            }
         };
-        let this = &store;
-        delegate!(this, s => s.refile_if_tree_changed(catalog).await)?;
+        let store = Store {
+            backend,
+            queries: Arc::new(AtomicU64::new(0)),
+            query_timeout: DEFAULT_QUERY_TIMEOUT,
+        };
+        delegate!(store, s => s.refile_if_tree_changed(catalog).await)?;
         Ok(store)
+    }
+
+    /// Bounds every later operation to `timeout`.
+    pub fn with_query_timeout(mut self, timeout: Duration) -> Self {
+        self.query_timeout = timeout;
+        self
+    }
+
+    async fn bounded<T>(
+        &self,
+        doing: &'static str,
+        operation: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        tokio::time::timeout(self.query_timeout, operation)
+            .await
+            .map_err(|_| StoreError::Timeout {
+                doing,
+                after: self.query_timeout,
+            })?
     }
 
     /// Inserts or replaces articles by id, all or none, and returns every bucket whose feeds
@@ -204,7 +280,20 @@ impl Store {
         articles: &[Article],
         catalog: &Catalog,
     ) -> Result<Vec<Bucket>, StoreError> {
-        delegate!(self, s => s.upsert(articles, catalog).await)
+        // An upsert is idempotent: if the bound cuts it off, the client can safely retry.
+        self.bounded("writing articles", async {
+            delegate!(self, s => s.upsert(articles, catalog).await)
+        })
+        .await
+    }
+
+    /// Takes an article down; returns the buckets it was filed under, or `None` if there was
+    /// no such article.
+    pub async fn delete(&self, id: &ArticleId) -> Result<Option<Vec<Bucket>>, StoreError> {
+        self.bounded("taking an article down", async {
+            delegate!(self, s => s.delete(id.as_str()).await)
+        })
+        .await
     }
 
     /// The articles of a selection within a window, newest first (ties: greater id first).
@@ -213,7 +302,11 @@ impl Store {
         selection: &Selection,
         window: Window,
     ) -> Result<Vec<Article>, StoreError> {
-        delegate!(self, s => s.articles(selection, window).await)
+        self.queries.fetch_add(1, Ordering::Relaxed);
+        self.bounded("reading a feed", async {
+            delegate!(self, s => s.articles(selection, window).await)
+        })
+        .await
     }
 
     /// The publication time nearest an edge among a selection's articles, if any.
@@ -222,12 +315,41 @@ impl Store {
         selection: &Selection,
         edge: Edge,
     ) -> Result<Option<DateTime<Utc>>, StoreError> {
-        delegate!(self, s => s.edge(selection, edge).await)
+        self.queries.fetch_add(1, Ordering::Relaxed);
+        self.bounded("finding an archive", async {
+            delegate!(self, s => s.edge(selection, edge).await)
+        })
+        .await
+    }
+
+    /// How many read operations (feed and archive queries) have been run.
+    pub fn queries(&self) -> u64 {
+        self.queries.load(Ordering::Relaxed)
     }
 
     /// How many articles are stored.
     pub async fn count(&self) -> Result<i64, StoreError> {
-        delegate!(self, s => s.count().await)
+        self.bounded("counting articles", async {
+            delegate!(self, s => s.count().await)
+        })
+        .await
+    }
+
+    /// Checks that the store answers, within the query timeout.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.bounded("checking the store", async {
+            delegate!(self, s => s.ping().await)
+        })
+        .await
+    }
+
+    /// The database's change notifications, for keeping several replicas' caches coherent;
+    /// `None` on SQLite, which has one process only. Must be called within a Tokio runtime.
+    pub fn changes(&self) -> Option<(mpsc::UnboundedReceiver<Change>, JoinHandle<()>)> {
+        match &self.backend {
+            Backend::Sqlite(_) => None,
+            Backend::Postgres(s) => Some(s.listen()),
+        }
     }
 
     /// Closes every connection, waiting for those in use.

@@ -2,22 +2,67 @@
 
 use std::time::Duration;
 
-use sqlx::PgPool;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
 use sqlx::migrate::Migrator;
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgListener, PgPoolOptions};
+use sqlx::{PgPool, Postgres};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use super::shared::{self, Embedded, store_queries};
-use chrono::{DateTime, Utc};
-
-use super::{Edge, Selection, StoreError, Window};
+use super::{Change, Edge, Filing, Selection, StoreError, Window};
 use crate::config::Catalog;
-use crate::model::{Article, Bucket};
+use crate::model::{Article, Bucket, CategorySlug, RegionCode};
 
-const MIGRATIONS: Embedded = Embedded(&[(
-    1,
-    "articles",
-    include_str!("../../migrations/postgres/0001_articles.sql"),
-)]);
+const MIGRATIONS: Embedded = Embedded(&[
+    (
+        1,
+        "articles",
+        include_str!("../../migrations/postgres/0001_articles.sql"),
+    ),
+    (
+        2,
+        "file in database",
+        include_str!("../../migrations/postgres/0002_file_in_database.sql"),
+    ),
+]);
+
+/// The channel the filing trigger notifies (see the migrations).
+const CHANNEL: &str = "feedcast_articles";
+
+/// Wait before listening again after the listening connection failed.
+const RELISTEN_DELAY: Duration = Duration::from_millis(500);
+
+/// A notification's payload, as the trigger builds it.
+#[derive(Deserialize)]
+struct Payload {
+    id: String,
+    before: Option<PayloadFiling>,
+    after: Option<PayloadFiling>,
+}
+
+#[derive(Deserialize)]
+struct PayloadFiling {
+    categories: String,
+    region: Option<String>,
+}
+
+impl From<PayloadFiling> for Filing {
+    fn from(f: PayloadFiling) -> Self {
+        Filing {
+            categories: f
+                .categories
+                .split_whitespace()
+                .filter_map(|c| CategorySlug::parse(c).ok())
+                .collect(),
+            region: f.region.as_deref().and_then(|r| RegionCode::parse(r).ok()),
+        }
+    }
+}
+
+/// Advisory lock key that serializes refiling when several replicas start at once.
+const REFILE_LOCK: i64 = 0x6665_6564_6361_7374; // "feedcast"
 
 /// How long a request waits for a free connection before the store counts as unavailable.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -48,4 +93,115 @@ impl PgStore {
     }
 }
 
-store_queries!(PgStore);
+impl PgStore {
+    async fn lock_for_refile(tx: &mut sqlx::Transaction<'_, Postgres>) -> Result<(), StoreError> {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(REFILE_LOCK)
+            .execute(&mut **tx)
+            .await
+            .map(|_| ())
+            .map_err(|source| StoreError::Query {
+                doing: "waiting for another replica's refile",
+                source,
+            })
+    }
+
+    /// Stores the region tree, which the filing trigger walks; at every start, since the
+    /// configuration may have changed.
+    async fn store_region_tree(
+        tx: &mut sqlx::Transaction<'_, Postgres>,
+        catalog: &Catalog,
+    ) -> Result<(), StoreError> {
+        let q = |doing: &'static str| move |source| StoreError::Query { doing, source };
+        sqlx::query("DELETE FROM regions")
+            .execute(&mut **tx)
+            .await
+            .map_err(q("clearing the region tree"))?;
+        let codes: Vec<&str> = catalog.regions().iter().map(|r| r.code.as_str()).collect();
+        let parents: Vec<Option<&str>> = catalog
+            .regions()
+            .iter()
+            .map(|r| r.parent.as_ref().map(|p| p.as_str()))
+            .collect();
+        sqlx::query(
+            "INSERT INTO regions (code, parent) SELECT * FROM UNNEST($1::text[], $2::text[])",
+        )
+        .bind(codes)
+        .bind(parents)
+        .execute(&mut **tx)
+        .await
+        .map(|_| ())
+        .map_err(q("storing the region tree"))
+    }
+}
+
+impl PgStore {
+    /// Listens for the filing trigger's notifications on a connection of its own, forever:
+    /// after the connection drops it listens again and reports [`Change::Missed`], since
+    /// notifications sent meanwhile are lost.
+    pub(super) fn listen(&self) -> (mpsc::UnboundedReceiver<Change>, JoinHandle<()>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let pool = self.pool.clone();
+        let task = tokio::spawn(async move {
+            let mut connected_before = false;
+            loop {
+                let mut listener = match PgListener::connect_with(&pool).await {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::warn!(cause = %e, "cannot listen for store changes; retrying");
+                        tokio::time::sleep(RELISTEN_DELAY).await;
+                        continue;
+                    }
+                };
+                if let Err(e) = listener.listen(CHANNEL).await {
+                    tracing::warn!(cause = %e, "cannot listen for store changes; retrying");
+                    tokio::time::sleep(RELISTEN_DELAY).await;
+                    continue;
+                }
+                if connected_before && tx.send(Change::Missed).is_err() {
+                    return;
+                }
+                connected_before = true;
+                loop {
+                    match listener.try_recv().await {
+                        Ok(Some(n)) => match serde_json::from_str::<Payload>(n.payload()) {
+                            Ok(p) => {
+                                let change = Change::Article {
+                                    id: p.id,
+                                    before: p.before.map(Filing::from),
+                                    after: p.after.map(Filing::from),
+                                };
+                                if tx.send(change).is_err() {
+                                    return;
+                                }
+                            }
+                            Err(e) => {
+                                tracing::warn!(cause = %e, payload = n.payload(), "unreadable store notification");
+                                if tx.send(Change::Missed).is_err() {
+                                    return;
+                                }
+                            }
+                        },
+                        // The connection dropped; sqlx re-listens on the next call.
+                        Ok(None) => {
+                            tracing::warn!(
+                                "store change listener reconnected; changes may have been missed"
+                            );
+                            if tx.send(Change::Missed).is_err() {
+                                return;
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(cause = %e, "store change listener lost its connection");
+                            break;
+                        }
+                    }
+                }
+                tokio::time::sleep(RELISTEN_DELAY).await;
+            }
+        });
+        (rx, task)
+    }
+}
+
+store_queries!(PgStore, files_in_code: false);

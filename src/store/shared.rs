@@ -246,10 +246,44 @@ pub(super) fn newest_first(mut articles: Vec<Article>, limit: Option<u32>) -> Ve
 /// Collects the buckets a write touched.
 pub(super) type Touched = BTreeSet<Bucket>;
 
+pub(super) const DELETE_ARTICLE: &str = "DELETE FROM articles WHERE id = $1";
+pub(super) const PING: &str = "SELECT 1";
+
 /// The shared body of both backends: the same queries on a different pool type.
+/// `$files_in_code`: whether feedcast files articles in the feed index itself (SQLite) or the
+/// database does it in a trigger (PostgreSQL, so that writes by other programs are filed too).
 macro_rules! store_queries {
-    ($store:ty) => {
+    ($store:ty, files_in_code: $files_in_code:expr) => {
         impl $store {
+            pub(super) async fn delete(&self, id: &str) -> Result<Option<Vec<Bucket>>, StoreError> {
+                let q = |doing: &'static str| move |source| StoreError::Query { doing, source };
+                let mut tx = self.pool.begin().await.map_err(q("starting a takedown"))?;
+                let before: Vec<String> = sqlx::query_scalar(shared::SELECT_BUCKETS_OF)
+                    .bind(id)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(q("reading an article's buckets"))?;
+                let deleted = sqlx::query(shared::DELETE_ARTICLE)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(q("taking an article down"))?;
+                tx.commit().await.map_err(q("committing a takedown"))?;
+                Ok((deleted.rows_affected() > 0)
+                    .then(|| before.iter().filter_map(|k| Bucket::from_key(k)).collect()))
+            }
+
+            pub(super) async fn ping(&self) -> Result<(), StoreError> {
+                sqlx::query(shared::PING)
+                    .execute(&self.pool)
+                    .await
+                    .map(|_| ())
+                    .map_err(|source| StoreError::Query {
+                        doing: "checking the store",
+                        source,
+                    })
+            }
+
             pub(super) async fn upsert(
                 &self,
                 articles: &[Article],
@@ -266,11 +300,13 @@ macro_rules! store_queries {
                         .await
                         .map_err(q("reading an article's buckets"))?;
                     touched.extend(before.iter().filter_map(|k| Bucket::from_key(k)));
-                    sqlx::query(shared::DELETE_BUCKETS_OF)
-                        .bind(id)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(q("unfiling an article"))?;
+                    if $files_in_code {
+                        sqlx::query(shared::DELETE_BUCKETS_OF)
+                            .bind(id)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(q("unfiling an article"))?;
+                    }
                     sqlx::query(shared::UPSERT_ARTICLE)
                         .bind(id)
                         .bind(a.title())
@@ -290,13 +326,15 @@ macro_rules! store_queries {
                         .await
                         .map_err(q("writing an article"))?;
                     for bucket in catalog.buckets(a) {
-                        sqlx::query(shared::INSERT_BUCKET)
-                            .bind(bucket.key())
-                            .bind(shared::micros(a.published_at()))
-                            .bind(id)
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(q("filing an article"))?;
+                        if $files_in_code {
+                            sqlx::query(shared::INSERT_BUCKET)
+                                .bind(bucket.key())
+                                .bind(shared::micros(a.published_at()))
+                                .bind(id)
+                                .execute(&mut *tx)
+                                .await
+                                .map_err(q("filing an article"))?;
+                        }
                         touched.insert(bucket);
                     }
                 }
@@ -390,13 +428,15 @@ macro_rules! store_queries {
                 let q = |doing: &'static str| move |source| StoreError::Query { doing, source };
                 let tree = catalog.region_tree_fingerprint();
                 let mut tx = self.pool.begin().await.map_err(q("starting a refile"))?;
+                Self::lock_for_refile(&mut tx).await?;
+                Self::store_region_tree(&mut tx, catalog).await?;
                 let stored: Option<String> = sqlx::query_scalar(shared::SELECT_META)
                     .bind(shared::META_REGION_TREE)
                     .fetch_optional(&mut *tx)
                     .await
                     .map_err(q("reading the stored region tree"))?;
                 if stored.as_deref() == Some(tree.as_str()) {
-                    return Ok(());
+                    return tx.commit().await.map_err(q("committing the region tree"));
                 }
                 sqlx::query(shared::DELETE_REGION_BUCKETS)
                     .execute(&mut *tx)
