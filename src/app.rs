@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::cache::{Encoded, FeedCache, Invalidation, Rendered, Served};
@@ -46,6 +47,7 @@ pub struct App {
     /// Feeds built from the store so far.
     builds: AtomicU64,
     admin_token: Option<AdminToken>,
+    heard: watch::Sender<u64>,
 }
 
 impl App {
@@ -58,11 +60,13 @@ impl App {
         ));
         let store = store.with_query_timeout(settings.store_query_timeout);
         let settings = Arc::new(settings);
+        let (heard, _) = watch::channel(0);
         let listener = store.changes().map(|(mut changes, listening)| {
-            let (cache, settings) = (cache.clone(), settings.clone());
+            let (cache, settings, heard) = (cache.clone(), settings.clone(), heard.clone());
             tokio::spawn(async move {
                 while let Some(change) = changes.recv().await {
                     apply(&cache, &settings, change);
+                    heard.send_modify(|n| *n += 1);
                 }
                 listening.abort();
             })
@@ -84,7 +88,19 @@ impl App {
             listener,
             builds: AtomicU64::new(0),
             admin_token: None,
+            heard,
         }
+    }
+
+    /// Counts the database's change notifications applied to this instance's cache, so a
+    /// caller (a test, a probe) can wait for one instead of guessing how long it takes.
+    pub fn heard(&self) -> watch::Receiver<u64> {
+        self.heard.subscribe()
+    }
+
+    /// Bytes held by the feed cache.
+    pub async fn cache_bytes(&self) -> u64 {
+        self.cache.weighted_size().await
     }
 
     /// Turns the admin API on, guarded by `token`.
@@ -153,7 +169,12 @@ impl App {
 
     /// Whether the store answers (for readiness checks).
     pub async fn ready(&self) -> Result<(), StoreError> {
-        self.store.ping().await
+        let answer = self.store.ping().await;
+        match &answer {
+            Ok(()) => self.cache.store_is_up(),
+            Err(_) => self.cache.store_is_down(),
+        }
+        answer
     }
 
     /// How many read queries the store has run.
@@ -217,6 +238,7 @@ fn apply(cache: &FeedCache, settings: &Settings, change: Change) {
             tracing::debug!(article = %id, feeds = buckets.len(), "store change");
             cache.drop_feeds(&FeedId::touched_by(&settings.catalog, &buckets), why);
         }
+        Change::Lost => cache.store_is_down(),
         Change::Missed => {
             tracing::warn!("store changes may have been missed; every cached feed is outdated");
             cache.drop_all();

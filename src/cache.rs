@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use std::io::Write;
@@ -198,6 +198,10 @@ pub struct FeedCache {
     all_dropped: AtomicU64,
     /// When a build last failed, in milliseconds since `started` (0: never).
     failed_at: AtomicU64,
+    /// Whether the store is known to be failing: set by a failed build (or a lost change
+    /// listener), cleared by a successful build or check. While set, even current entries are
+    /// served as stale, since changes to them may have gone unheard.
+    store_down: AtomicBool,
     started: Instant,
 }
 
@@ -218,6 +222,7 @@ impl FeedCache {
             marks: feeds.into_iter().map(|f| (f, Marks::default())).collect(),
             all_dropped: AtomicU64::new(0),
             failed_at: AtomicU64::new(0),
+            store_down: AtomicBool::new(false),
             started: Instant::now(),
         }
     }
@@ -261,7 +266,13 @@ impl FeedCache {
         E: Send + Sync + 'static,
     {
         let outdated = match self.entries.get(key).await {
-            Some(hit) if self.is_current(key, &hit) => return Ok(Served::Fresh(hit)),
+            Some(hit) if self.is_current(key, &hit) => {
+                return Ok(if self.store_down.load(Ordering::SeqCst) {
+                    Served::Stale(hit)
+                } else {
+                    Served::Fresh(hit)
+                });
+            }
             Some(hit) => {
                 self.entries.invalidate(key).await;
                 Some(hit).filter(|h| self.may_stand_in(key, h))
@@ -288,20 +299,32 @@ impl FeedCache {
             .await;
         match (built, outdated) {
             (Ok(entry), _) => {
-                self.failed_at.store(0, Ordering::SeqCst);
+                self.store_is_up();
                 Ok(Served::Fresh(entry))
             }
             (Err(e), None) => {
-                self.failed_at.store(self.millis(), Ordering::SeqCst);
+                self.store_is_down();
                 Err(e)
             }
             (Err(_), Some(old)) => {
-                self.failed_at.store(self.millis(), Ordering::SeqCst);
+                self.store_is_down();
                 // Keep it as the stand-in for the next requests.
                 self.entries.insert(key.clone(), old.clone()).await;
                 Ok(Served::Stale(old))
             }
         }
+    }
+
+    /// Records that the store failed (a build failed, or changes can no longer be heard).
+    pub fn store_is_down(&self) {
+        self.failed_at.store(self.millis(), Ordering::SeqCst);
+        self.store_down.store(true, Ordering::SeqCst);
+    }
+
+    /// Records that the store answered again.
+    pub fn store_is_up(&self) {
+        self.failed_at.store(0, Ordering::SeqCst);
+        self.store_down.store(false, Ordering::SeqCst);
     }
 
     /// Marks `feeds` as changed by a write that has been committed.
@@ -427,6 +450,20 @@ mod tests {
             .await
             .unwrap();
         assert!(again.is_stale());
+
+        // While the store is down, even a current entry cannot vouch for itself.
+        let c = key("c2");
+        cache.store_is_up();
+        get(&cache, &c, &builds, "c").await;
+        cache.store_is_down();
+        assert!(
+            cache
+                .get_or_build::<&str, _>(&c, || async { Err("x") })
+                .await
+                .unwrap()
+                .is_stale()
+        );
+        cache.store_is_up();
 
         cache.drop_feeds(std::slice::from_ref(&b.feed), Invalidation::Takedown);
         assert!(

@@ -121,7 +121,7 @@ async fn etags_are_stable_across_requests_and_restarts() {
         assert_eq!(a, header(&server.get(p).await, "etag"), "{p}");
         before.push(a);
     }
-    let db: TestDb = server.stop().await;
+    let db: TestDb = server.stop().await.unwrap();
     let again = Server::start_on(db, settings).await;
     for (p, tag) in paths.into_iter().zip(before) {
         assert_eq!(

@@ -222,7 +222,9 @@ pub enum Change {
         /// Its categories and region after the change.
         after: Option<Filing>,
     },
-    /// The listening connection was lost and re-established: changes may have been missed.
+    /// The listening connection was lost: until it is back, changes go unheard.
+    Lost,
+    /// The listening connection was re-established: changes may have been missed meanwhile.
     Missed,
 }
 

@@ -193,6 +193,9 @@ impl PgStore {
                         }
                         Err(e) => {
                             tracing::warn!(cause = %e, "store change listener lost its connection");
+                            if tx.send(Change::Lost).is_err() {
+                                return;
+                            }
                             break;
                         }
                     }

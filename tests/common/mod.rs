@@ -113,7 +113,8 @@ pub struct Server {
     pub client: reqwest::Client,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
-    pub db: TestDb,
+    /// The database this server owns (and cleans up), if it owns one.
+    pub db: Option<TestDb>,
 }
 
 impl Server {
@@ -123,8 +124,15 @@ impl Server {
 
     /// Starts on a given store with given settings (e.g. with WebSub hubs).
     pub async fn start_on(db: TestDb, settings: Settings) -> Server {
-        let store = Store::open(&db.url, &settings.catalog).await.unwrap();
-        Server::serve(db, settings, store).await
+        let mut server = Server::start_at(&db.url, settings, None).await;
+        server.db = Some(db);
+        server
+    }
+
+    /// Starts on a store another server owns (a second replica), optionally with an admin token.
+    pub async fn start_at(url: &DatabaseUrl, settings: Settings, token: Option<&str>) -> Server {
+        let store = Store::open(url, &settings.catalog).await.unwrap();
+        Server::serve(settings, store, token).await
     }
 
     pub async fn start_with(backend: Backend, settings: Settings) -> Option<Server> {
@@ -132,8 +140,9 @@ impl Server {
         Some(Server::start_on(db, settings).await)
     }
 
-    async fn serve(db: TestDb, settings: Settings, store: Store) -> Server {
-        let app = Arc::new(App::new(settings, store));
+    async fn serve(settings: Settings, store: Store, token: Option<&str>) -> Server {
+        let token = token.and_then(feedcast::config::AdminToken::new);
+        let app = Arc::new(App::new(settings, store).with_admin_token(token));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
@@ -153,7 +162,7 @@ impl Server {
             client: reqwest::Client::new(),
             stop: Some(stop),
             task: Some(task),
-            db,
+            db: None,
         }
     }
 
@@ -172,8 +181,9 @@ impl Server {
         r.text().await.unwrap()
     }
 
-    /// Stops the server and closes its store; the database stays until the result is dropped.
-    pub async fn stop(mut self) -> TestDb {
+    /// Stops the server and closes its store; an owned database stays until the result is
+    /// dropped.
+    pub async fn stop(mut self) -> Option<TestDb> {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -190,4 +200,55 @@ pub fn article(json: serde_json::Value) -> Article {
     let s = settings();
     let input: ArticleInput = serde_json::from_value(json).unwrap();
     input.validate(&s.site, &s.catalog).unwrap()
+}
+
+/// A TCP proxy in front of a server (PostgreSQL), which a test can break and restore to play
+/// a store outage without touching the shared server.
+pub struct Proxy {
+    pub addr: std::net::SocketAddr,
+    state: Arc<std::sync::Mutex<ProxyState>>,
+}
+
+#[derive(Default)]
+struct ProxyState {
+    broken: bool,
+    connections: Vec<tokio::task::AbortHandle>,
+}
+
+impl Proxy {
+    pub async fn start(target: std::net::SocketAddr) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(std::sync::Mutex::new(ProxyState::default()));
+        let shared = state.clone();
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if shared.lock().unwrap().broken {
+                    drop(inbound);
+                    continue;
+                }
+                let task = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                shared.lock().unwrap().connections.push(task.abort_handle());
+            }
+        });
+        Proxy { addr, state }
+    }
+
+    /// Cuts every connection and refuses new ones.
+    pub fn break_(&self) {
+        let mut state = self.state.lock().unwrap();
+        state.broken = true;
+        for c in state.connections.drain(..) {
+            c.abort();
+        }
+    }
+
+    /// Accepts connections again.
+    pub fn restore(&self) {
+        self.state.lock().unwrap().broken = false;
+    }
 }

@@ -1,0 +1,477 @@
+//! The publishing path over real HTTP: the admin API, takedowns and edits that show at once
+//! on every replica, stale stand-ins during a store outage, one build per stampede, and a cache
+//! that stays within its byte budget.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Backend, POSTGRES_ENV, Proxy, Server, TestDb, settings};
+use feedcast::config::Settings;
+use feedcast::feed::{FeedId, FeedKey, Format};
+use feedcast::store::DatabaseUrl;
+use serde_json::{Value, json};
+
+const TOKEN: &str = "s3cret-token";
+
+fn settings_with(replace: &[(&str, &str)]) -> Settings {
+    let mut text = include_str!("../feeds.toml").to_owned();
+    for (from, to) in replace {
+        assert!(text.contains(from), "{from}");
+        text = text.replace(from, to);
+    }
+    Settings::parse(&text, std::path::Path::new("feeds.toml")).unwrap()
+}
+
+async fn admin_server(backend: Backend, settings: Settings) -> Option<Server> {
+    let db = TestDb::new(backend).await?;
+    let url = db.url.clone();
+    let mut server = Server::start_at(&url, settings, Some(TOKEN)).await;
+    server.db = Some(db);
+    Some(server)
+}
+
+/// An admin request; returns the status and the JSON answer (`Null` for a non-JSON body).
+async fn call(
+    server: &Server,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (u16, Value) {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut request = server
+        .client
+        .request(method, format!("{}{path}", server.base))
+        .body(body.to_owned());
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let is_json = response
+        .headers()
+        .get("content-type")
+        .is_some_and(|v| v == "application/json");
+    let text = response.text().await.unwrap();
+    (
+        status,
+        if is_json {
+            serde_json::from_str(&text).unwrap()
+        } else {
+            Value::Null
+        },
+    )
+}
+
+fn article(id: &str, title: &str, region: &str) -> Value {
+    json!({
+        "id": id, "title": title, "content_html": "<p>正文。</p>",
+        "url": format!("https://www.kechuang.example.cn/news/{id}.html"),
+        "published_at": "2024-05-18T09:30:00+08:00", "categories": ["hydrogen"], "region": region
+    })
+}
+
+#[tokio::test]
+async fn the_admin_api_is_off_without_a_token() {
+    let server = Server::start(Backend::Sqlite).await.unwrap();
+    let (status, _) = call(
+        &server,
+        "PUT",
+        "/api/articles/a1",
+        Some("anything"),
+        &article("a1", "标题", "320281").to_string(),
+    )
+    .await;
+    assert_eq!(status, 404);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_admin_api_checks_token_size_and_every_field() {
+    let settings = settings_with(&[("max_body_bytes = 16777216", "max_body_bytes = 4096")]);
+    let server = admin_server(Backend::Sqlite, settings).await.unwrap();
+    let good = article("a1", "江阴氢能产业园开工", "320281").to_string();
+
+    for token in [
+        None,
+        Some("wrong"),
+        Some("s3cret-toke"),
+        Some("s3cret-token-and-more"),
+    ] {
+        let (status, body) = call(&server, "PUT", "/api/articles/a1", token, &good).await;
+        assert_eq!(status, 401, "{token:?}");
+        assert!(body["error"].as_str().unwrap().contains("bearer token"));
+    }
+    let (status, body) = call(
+        &server,
+        "PUT",
+        "/api/articles/a1",
+        Some(TOKEN),
+        &"x".repeat(5000),
+    )
+    .await;
+    assert_eq!(status, 413, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("4096"));
+
+    let bad = json!({
+        "id": "a1", "title": "  ", "url": "/news/a1.html", "published_at": "明天",
+        "categories": ["hydrogen", "nope"], "region": "999999"
+    });
+    let (status, body) = call(
+        &server,
+        "PUT",
+        "/api/articles/a1",
+        Some(TOKEN),
+        &bad.to_string(),
+    )
+    .await;
+    assert_eq!(status, 422);
+    let fields: Vec<&str> = body["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        fields,
+        ["url", "title", "published_at", "categories", "region"],
+        "{body}"
+    );
+    let (status, body) = call(
+        &server,
+        "PUT",
+        "/api/articles/a1",
+        Some(TOKEN),
+        &good.replace("\"id\"", "\"colour\":1,\"id\""),
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert!(
+        body["problems"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field `colour`"),
+        "{body}"
+    );
+    let (status, _) = call(&server, "PUT", "/api/articles/other", Some(TOKEN), &good).await;
+    assert_eq!(status, 422, "the body's id must match the URL's");
+
+    // A batch with one bad line stores nothing.
+    let batch = format!(
+        "{}\n{}\n",
+        article("b1", "第一篇", "320281"),
+        article("b2", "", "320281")
+    );
+    let (status, body) = call(&server, "POST", "/api/articles", Some(TOKEN), &batch).await;
+    assert_eq!(status, 422);
+    assert_eq!(body["problems"][0]["line"], 2, "{body}");
+    assert_eq!(body["problems"][0]["field"], "title");
+    assert_eq!(server.app.store.count().await.unwrap(), 0);
+
+    // A JSON array is taken too.
+    let array = json!([
+        article("b1", "第一篇", "320281"),
+        article("b2", "第二篇", "320200")
+    ])
+    .to_string();
+    let (status, body) = call(&server, "POST", "/api/articles", Some(TOKEN), &array).await;
+    assert_eq!((status, body), (200, json!({ "stored": 2 })));
+    let (status, body) = call(&server, "PUT", "/api/articles/a1", Some(TOKEN), &good).await;
+    assert_eq!(
+        (status, body),
+        (200, json!({ "id": "a1", "status": "stored" }))
+    );
+    assert_eq!(server.app.store.count().await.unwrap(), 3);
+    server.stop().await;
+}
+
+/// Every document a reader could hold the article in.
+fn documents() -> Vec<String> {
+    let mut paths = Vec::new();
+    for feed in [
+        "region/320000",
+        "region/320281",
+        "category/hydrogen",
+        "jiangsu-hydrogen",
+        "industry",
+    ] {
+        for format in ["rss", "atom", "json", "html"] {
+            paths.push(format!("/feeds/{feed}.{format}"));
+            paths.push(format!("/feeds/{feed}/archive/2024-05.{format}"));
+        }
+    }
+    paths
+}
+
+async fn holding(server: &Server, needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for path in documents() {
+        if server.text(&path).await.contains(needle) {
+            found.push(path);
+        }
+    }
+    found
+}
+
+async fn edits_and_takedowns_show_at_once_everywhere(backend: Backend) {
+    let Some(server) = admin_server(backend, settings()).await else {
+        return;
+    };
+    let (status, _) = call(
+        &server,
+        "PUT",
+        "/api/articles/h1",
+        Some(TOKEN),
+        &article("h1", "江阴加氢站投用", "320281").to_string(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        holding(&server, "江阴加氢站投用").await.len(),
+        documents().len()
+    );
+
+    let (status, _) = call(
+        &server,
+        "PUT",
+        "/api/articles/h1",
+        Some(TOKEN),
+        &article("h1", "江阴加氢站正式投用", "320281").to_string(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(
+        holding(&server, "江阴加氢站投用").await.is_empty(),
+        "no document shows the old title"
+    );
+    assert_eq!(
+        holding(&server, "江阴加氢站正式投用").await.len(),
+        documents().len()
+    );
+
+    let (status, body) = call(&server, "DELETE", "/api/articles/h1", Some(TOKEN), "").await;
+    assert_eq!(
+        (status, body),
+        (200, json!({ "id": "h1", "status": "taken down" }))
+    );
+    assert!(
+        holding(&server, "article/h1").await.is_empty(),
+        "gone from every feed, archive and format"
+    );
+    let (status, _) = call(&server, "DELETE", "/api/articles/h1", Some(TOKEN), "").await;
+    assert_eq!(status, 404);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edits_and_takedowns_on_sqlite() {
+    edits_and_takedowns_show_at_once_everywhere(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edits_and_takedowns_on_postgres() {
+    edits_and_takedowns_show_at_once_everywhere(Backend::Postgres).await;
+}
+
+/// Waits until `server` has applied a change notification after `seen`, for at most a second.
+async fn heard_within_a_second(server: &Server, seen: u64) {
+    let mut heard = server.app.heard();
+    tokio::time::timeout(Duration::from_secs(1), heard.wait_for(|n| *n > seen))
+        .await
+        .expect("a change notification within one second")
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_on_one_postgres_stay_coherent() {
+    let Some(a) = admin_server(Backend::Postgres, settings()).await else {
+        return;
+    };
+    let url = a.db.as_ref().unwrap().url.clone();
+    let b = Server::start_at(&url, settings(), None).await;
+    for id in ["r1", "r2"] {
+        let (status, _) = call(
+            &a,
+            "PUT",
+            &format!("/api/articles/{id}"),
+            Some(TOKEN),
+            &article(id, &format!("无锡稿件{id}"), "320281").to_string(),
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+    // B has the feeds cached.
+    let feed = "/feeds/region/320000.rss";
+    assert!(b.text(feed).await.contains("无锡稿件r1"));
+    b.text("/feeds/region/320000/archive/2024-05.atom").await;
+
+    // A takedown through A is gone from B within a second.
+    let seen = *b.app.heard().borrow();
+    let (status, _) = call(&a, "DELETE", "/api/articles/r1", Some(TOKEN), "").await;
+    assert_eq!(status, 200);
+    heard_within_a_second(&b, seen).await;
+    assert!(!b.text(feed).await.contains("无锡稿件r1"));
+    assert!(
+        !b.text("/feeds/region/320000/archive/2024-05.atom")
+            .await
+            .contains("article/r1")
+    );
+
+    // The CMS writes in SQL: both instances see it.
+    let DatabaseUrl::Postgres(pg) = &url else {
+        unreachable!()
+    };
+    let cms = sqlx::PgPool::connect(pg).await.unwrap();
+    let seen = (*a.app.heard().borrow(), *b.app.heard().borrow());
+    sqlx::query("UPDATE articles SET title = '无锡稿件（CMS 更正）' WHERE id = 'r2'")
+        .execute(&cms)
+        .await
+        .unwrap();
+    heard_within_a_second(&a, seen.0).await;
+    heard_within_a_second(&b, seen.1).await;
+    for server in [&a, &b] {
+        let text = server.text(feed).await;
+        assert!(
+            text.contains("无锡稿件（CMS 更正）") && !text.contains("无锡稿件r2"),
+            "{text}"
+        );
+    }
+    // A row the CMS inserts is filed by the database itself, region roll-up included.
+    let seen = *b.app.heard().borrow();
+    sqlx::query(
+        "INSERT INTO articles (id, title, summary, content_html, url, published_at, categories, region, language) \
+         VALUES ('cms-1', 'CMS 直接写入的宜兴稿件', '', '<p>x</p>', 'https://www.kechuang.example.cn/news/cms-1.html', \
+         1716000000000000, 'materials', '320282', 'zh-CN')",
+    )
+    .execute(&cms)
+    .await
+    .unwrap();
+    heard_within_a_second(&b, seen).await;
+    assert!(b.text(feed).await.contains("CMS 直接写入的宜兴稿件"));
+    assert!(
+        b.text("/feeds/category/materials.atom")
+            .await
+            .contains("CMS 直接写入的宜兴稿件")
+    );
+    cms.close().await;
+    b.stop().await;
+    a.stop().await;
+}
+
+fn header(r: &reqwest::Response, name: &str) -> Option<String> {
+    r.headers()
+        .get(name)
+        .map(|v| v.to_str().unwrap().to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_outage_serves_cached_feeds_stale_and_recovers() {
+    let Some(db) = TestDb::new(Backend::Postgres).await else {
+        return;
+    };
+    let DatabaseUrl::Postgres(direct) = &db.url else {
+        unreachable!()
+    };
+    let parsed = url::Url::parse(&std::env::var(POSTGRES_ENV).unwrap()).unwrap();
+    let target = format!(
+        "{}:{}",
+        parsed.host_str().unwrap(),
+        parsed.port().unwrap_or(5432)
+    );
+    let proxy = Proxy::start(
+        tokio::net::lookup_host(&target)
+            .await
+            .unwrap()
+            .next()
+            .unwrap(),
+    )
+    .await;
+    let proxied = DatabaseUrl::Postgres(direct.replacen(&target, &proxy.addr.to_string(), 1));
+    let server = Server::start_at(&proxied, settings(), None).await;
+    server.app.load_demo_if_empty().await.unwrap();
+    let cached = "/feeds/category/hydrogen.rss";
+    let fresh = server.text(cached).await;
+    assert_eq!(server.get("/readyz").await.status(), 200);
+
+    proxy.break_();
+    let r = server.get("/feeds/category/parks.rss").await;
+    assert_eq!(r.status(), 503, "an uncached feed cannot be built");
+    assert_eq!(header(&r, "retry-after").as_deref(), Some("5"));
+    let r = server.get(cached).await;
+    assert_eq!(r.status(), 200, "a cached feed is still served");
+    assert!(header(&r, "warning").unwrap().contains("Response is Stale"));
+    assert!(header(&r, "age").is_some());
+    assert_eq!(r.text().await.unwrap(), fresh);
+    assert_eq!(server.get("/readyz").await.status(), 503);
+
+    proxy.restore();
+    assert_eq!(
+        server.get("/readyz").await.status(),
+        200,
+        "recovers by itself"
+    );
+    let r = server.get("/feeds/category/parks.rss").await;
+    assert_eq!(r.status(), 200);
+    let r = server.get(cached).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "warning"), None);
+    server.stop().await;
+    drop(db);
+}
+
+async fn a_stampede_of_misses_queries_the_store_once(backend: Backend) {
+    let Some(server) = Server::start(backend).await else {
+        return;
+    };
+    server.app.load_demo_if_empty().await.unwrap();
+    let (queries, builds) = (server.app.store_queries(), server.app.builds());
+    let requests = (0..64).map(|_| server.get("/feeds/region/320000.atom"));
+    let responses = futures::future::join_all(requests).await;
+    assert!(responses.iter().all(|r| r.status() == 200));
+    assert_eq!(server.app.builds() - builds, 1);
+    assert_eq!(
+        server.app.store_queries() - queries,
+        1,
+        "one store query for 64 concurrent misses"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stampede_on_sqlite() {
+    a_stampede_of_misses_queries_the_store_once(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stampede_on_postgres() {
+    a_stampede_of_misses_queries_the_store_once(Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sweep_of_distinct_feeds_stays_within_the_cache_budget() {
+    let budget = 256 * 1024;
+    let settings = settings_with(&[("max_bytes = 67108864", &format!("max_bytes = {budget}"))]);
+    let server = Server::start_with(Backend::Sqlite, settings).await.unwrap();
+    server.app.load_demo_if_empty().await.unwrap();
+    let s = server.app.settings.clone();
+    let mut served = 0u64;
+    for feed in FeedId::all(&s.catalog) {
+        for format in [Format::Rss, Format::Atom, Format::Json, Format::Html] {
+            for limit in [1, 10, 100] {
+                let path = FeedKey::latest(feed.clone(), format, &s).url_path();
+                let r = server.get(&format!("{path}?limit={limit}")).await;
+                served += r.bytes().await.unwrap().len() as u64;
+            }
+        }
+    }
+    let held = server.app.cache_bytes().await;
+    assert!(
+        served > 4 * budget,
+        "the sweep must overflow the budget to prove anything: {served}"
+    );
+    assert!(held <= budget, "{held} bytes held, budget {budget}");
+    server.stop().await;
+}
