@@ -98,6 +98,12 @@ impl App {
         self.heard.subscribe()
     }
 
+    /// Whether this instance hears the database's change notifications (always true on
+    /// SQLite); while it does not, cached feeds are served marked stale.
+    pub fn is_listening(&self) -> bool {
+        self.cache.is_listening()
+    }
+
     /// Bytes held by the feed cache.
     pub async fn cache_bytes(&self) -> u64 {
         self.cache.weighted_size().await
@@ -160,8 +166,16 @@ impl App {
 
     /// Takes an article down everywhere; `false` if there was no such article.
     pub async fn take_down(&self, id: &ArticleId) -> Result<bool, StoreError> {
-        let Some(buckets) = self.store.delete(id).await? else {
-            return Ok(false);
+        let buckets = match self.store.delete(id).await {
+            Ok(Some(buckets)) => buckets,
+            Ok(None) => return Ok(false),
+            Err(e) => {
+                // The takedown may have committed before the failure; which feeds held the
+                // article is unknown, so none may serve a copy from before it.
+                self.cache
+                    .drop_feeds(&FeedId::all(&self.settings.catalog), Invalidation::Takedown);
+                return Err(e);
+            }
         };
         self.changed(&buckets, Invalidation::Takedown);
         Ok(true)
@@ -238,10 +252,11 @@ fn apply(cache: &FeedCache, settings: &Settings, change: Change) {
             tracing::debug!(article = %id, feeds = buckets.len(), "store change");
             cache.drop_feeds(&FeedId::touched_by(&settings.catalog, &buckets), why);
         }
-        Change::Lost => cache.store_is_down(),
+        Change::Lost => cache.set_listening(false),
         Change::Missed => {
-            tracing::warn!("store changes may have been missed; every cached feed is outdated");
+            tracing::info!("listening for store changes; cached feeds built before are outdated");
             cache.drop_all();
+            cache.set_listening(true);
         }
     }
 }

@@ -184,6 +184,9 @@ struct Marks {
     taken_down: AtomicU64,
 }
 
+/// How many builds one request tries when writes keep outdating them as they finish.
+const MAX_BUILDS: u32 = 3;
+
 /// After a failed build, how long outdated entries are served as they are before the store is
 /// tried again, so a failing store is not hammered by every request.
 const RETRY_BUILD_AFTER: Duration = Duration::from_secs(1);
@@ -202,6 +205,8 @@ pub struct FeedCache {
     /// listener), cleared by a successful build or check. While set, even current entries are
     /// served as stale, since changes to them may have gone unheard.
     store_down: AtomicBool,
+    /// Whether change notifications are heard (always, on a single instance).
+    listening: AtomicBool,
     started: Instant,
 }
 
@@ -223,6 +228,7 @@ impl FeedCache {
             all_dropped: AtomicU64::new(0),
             failed_at: AtomicU64::new(0),
             store_down: AtomicBool::new(false),
+            listening: AtomicBool::new(true),
             started: Instant::now(),
         }
     }
@@ -253,66 +259,93 @@ impl FeedCache {
         (self.started.elapsed().as_millis() as u64).max(1)
     }
 
+    /// Serves a current entry as fresh, unless the store is failing or changes cannot be
+    /// heard: then no entry can vouch for itself.
+    fn label(&self, entry: Arc<Cached>) -> Served {
+        if self.store_down.load(Ordering::SeqCst) || !self.listening.load(Ordering::SeqCst) {
+            Served::Stale(entry)
+        } else {
+            Served::Fresh(entry)
+        }
+    }
+
     /// The current document of `key`, or the result of `build`, which runs at most once at a
-    /// time per key however many requests miss together. When the build fails and an outdated
-    /// copy may stand in (no takedown since), that copy is served, marked stale.
+    /// time per key however many requests miss together. A build that raced with a write is
+    /// not served as current: it is built again. When the build fails and an outdated copy
+    /// may stand in (no takedown since it was built), that copy is served, marked stale.
     pub async fn get_or_build<E, Fut>(
         &self,
         key: &FeedKey,
-        build: impl FnOnce() -> Fut,
+        build: impl Fn() -> Fut,
     ) -> Result<Served, Arc<E>>
     where
         Fut: Future<Output = Result<Encoded, E>>,
         E: Send + Sync + 'static,
     {
-        let outdated = match self.entries.get(key).await {
-            Some(hit) if self.is_current(key, &hit) => {
-                return Ok(if self.store_down.load(Ordering::SeqCst) {
-                    Served::Stale(hit)
-                } else {
-                    Served::Fresh(hit)
-                });
+        let mut stand_in: Option<Arc<Cached>> = None;
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match self.entries.get(key).await {
+                Some(hit) if self.is_current(key, &hit) => return Ok(self.label(hit)),
+                Some(hit) => {
+                    self.entries.invalidate(key).await;
+                    stand_in = Some(hit);
+                }
+                None => {}
             }
-            Some(hit) => {
-                self.entries.invalidate(key).await;
-                Some(hit).filter(|h| self.may_stand_in(key, h))
+            stand_in = stand_in.filter(|old| self.may_stand_in(key, old));
+            if let Some(old) = &stand_in {
+                if self.failed_recently() {
+                    self.entries.insert(key.clone(), old.clone()).await;
+                    return Ok(Served::Stale(old.clone()));
+                }
             }
-            None => None,
-        };
-        if let Some(old) = &outdated {
-            if self.failed_recently() {
-                self.entries.insert(key.clone(), old.clone()).await;
-                return Ok(Served::Stale(old.clone()));
+            let built_after = self.clock.load(Ordering::SeqCst);
+            let built = self
+                .entries
+                .try_get_with(key.clone(), async {
+                    let doc = build().await?;
+                    Ok(Arc::new(Cached {
+                        doc,
+                        built_after,
+                        built_at: Instant::now(),
+                    }))
+                })
+                .await;
+            match built {
+                Ok(entry) if self.is_current(key, &entry) => {
+                    self.store_is_up();
+                    return Ok(self.label(entry));
+                }
+                // Writes keep racing the builds: serve the latest build, honestly labelled.
+                Ok(entry) if attempts >= MAX_BUILDS => return Ok(Served::Stale(entry)),
+                // The build (maybe another request's) began before a write: build again.
+                Ok(_) => continue,
+                Err(e) => {
+                    self.store_is_down();
+                    return match stand_in.filter(|old| self.may_stand_in(key, old)) {
+                        Some(old) => {
+                            // Keep it as the stand-in for the next requests.
+                            self.entries.insert(key.clone(), old.clone()).await;
+                            Ok(Served::Stale(old))
+                        }
+                        None => Err(e),
+                    };
+                }
             }
         }
-        let built_after = self.clock.load(Ordering::SeqCst);
-        let built = self
-            .entries
-            .try_get_with(key.clone(), async move {
-                let doc = build().await?;
-                Ok(Arc::new(Cached {
-                    doc,
-                    built_after,
-                    built_at: Instant::now(),
-                }))
-            })
-            .await;
-        match (built, outdated) {
-            (Ok(entry), _) => {
-                self.store_is_up();
-                Ok(Served::Fresh(entry))
-            }
-            (Err(e), None) => {
-                self.store_is_down();
-                Err(e)
-            }
-            (Err(_), Some(old)) => {
-                self.store_is_down();
-                // Keep it as the stand-in for the next requests.
-                self.entries.insert(key.clone(), old.clone()).await;
-                Ok(Served::Stale(old))
-            }
-        }
+    }
+
+    /// Whether the database's change notifications are being heard.
+    pub fn is_listening(&self) -> bool {
+        self.listening.load(Ordering::SeqCst)
+    }
+
+    /// Records whether the database's change notifications are being heard (PostgreSQL);
+    /// while they are not, every entry is served as stale.
+    pub fn set_listening(&self, listening: bool) {
+        self.listening.store(listening, Ordering::SeqCst);
     }
 
     /// Records that the store failed (a build failed, or changes can no longer be heard).
@@ -430,6 +463,25 @@ mod tests {
         assert_eq!(get(&cache, &a, &builds, "new").await, "new");
     }
 
+    #[tokio::test]
+    async fn entries_are_stale_while_changes_cannot_be_heard() {
+        let (a, builds) = (key("a"), AtomicUsize::new(0));
+        let cache = FeedCache::new(1 << 20, vec![a.feed.clone()]);
+        get(&cache, &a, &builds, "x").await;
+        cache.set_listening(false);
+        let served = cache
+            .get_or_build::<(), _>(&a, || async { Ok(rendered("y")) })
+            .await
+            .unwrap();
+        assert!(served.is_stale());
+        cache.set_listening(true);
+        let served = cache
+            .get_or_build::<(), _>(&a, || async { Ok(rendered("y")) })
+            .await
+            .unwrap();
+        assert!(!served.is_stale());
+    }
+
     async fn failing(cache: &FeedCache, k: &FeedKey) -> Result<Served, Arc<&'static str>> {
         cache.get_or_build(k, || async { Err("store down") }).await
     }
@@ -478,10 +530,51 @@ mod tests {
     async fn concurrent_misses_build_once() {
         let (a, builds) = (key("a"), AtomicUsize::new(0));
         let cache = FeedCache::new(1 << 20, vec![a.feed.clone()]);
-        let gets = (0..16).map(|_| get(&cache, &a, &builds, "x"));
-        let bodies = futures::future::join_all(gets).await;
-        assert!(bodies.iter().all(|b| b == "x"));
+        // The build waits until every request has been polled once, so all 16 are in flight.
+        let gate = tokio::sync::Notify::new();
+        let gets = (0..16).map(|_| {
+            cache.get_or_build::<(), _>(&a, || async {
+                builds.fetch_add(1, Ordering::SeqCst);
+                gate.notified().await;
+                Ok(rendered("x"))
+            })
+        });
+        let (served, ()) = futures::join!(futures::future::join_all(gets), async {
+            gate.notify_one();
+        });
+        assert!(
+            served
+                .iter()
+                .all(|s| s.as_ref().is_ok_and(|s| !s.is_stale()))
+        );
         assert_eq!(builds.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_request_joining_a_build_that_raced_a_write_builds_again() {
+        let (a, builds) = (key("a"), AtomicUsize::new(0));
+        let cache = FeedCache::new(1 << 20, vec![a.feed.clone()]);
+        let gate = tokio::sync::Notify::new();
+        let first = cache.get_or_build::<(), _>(&a, || async {
+            let n = builds.fetch_add(1, Ordering::SeqCst);
+            if n == 0 {
+                gate.notified().await;
+                Ok(rendered("before the write"))
+            } else {
+                Ok(rendered("after the write"))
+            }
+        });
+        let (served, ()) = futures::join!(first, async {
+            // The write commits while the first build is under way.
+            cache.drop_feeds(std::slice::from_ref(&a.feed), Invalidation::Takedown);
+            gate.notify_one();
+        });
+        let served = served.unwrap();
+        assert_eq!(
+            served.entry().doc.variant(Encoding::Identity).0,
+            "after the write"
+        );
+        assert_eq!(builds.load(Ordering::SeqCst), 2);
     }
 
     #[test]

@@ -76,7 +76,7 @@ fn validate_all(
                 continue;
             }
         };
-        match input.validate(&settings.site, &settings.catalog) {
+        match input.validate(settings) {
             Ok(article) => match seen.insert(article.id().to_string(), position) {
                 Some(first) => problems.push(Problem {
                     position,

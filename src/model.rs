@@ -12,7 +12,7 @@ use chrono_tz::Tz;
 use serde::Deserialize;
 use url::Url;
 
-use crate::config::{Catalog, Site};
+use crate::config::Settings;
 use crate::sanitize;
 
 /// Longest accepted name (slug, region code, article id), in bytes.
@@ -300,7 +300,8 @@ impl Problems {
 impl ArticleInput {
     /// Checks every field against the site and catalog and sanitizes the text, yielding an
     /// [`Article`] or every problem found.
-    pub fn validate(self, site: &Site, catalog: &Catalog) -> Result<Article, ArticleErrors> {
+    pub fn validate(self, settings: &Settings) -> Result<Article, ArticleErrors> {
+        let (site, catalog) = (&settings.site, &settings.catalog);
         let mut p = Problems(Vec::new());
         let tz = site.time_zone;
 
@@ -341,7 +342,7 @@ impl ArticleInput {
             .and_then(|v| parse_date(v, tz).map_err(|m| p.add("updated_at", m)).ok());
 
         let content_html = match (&url, self.content_html.as_deref()) {
-            (Some(base), Some(html)) => sanitize::html(html, base),
+            (Some(base), Some(html)) => sanitize::html(html, base, &settings.iframe_hosts),
             _ => String::new(),
         };
         let summary = match self.summary.as_deref().map(sanitize::plain_text) {
@@ -488,8 +489,9 @@ pub fn parse_date(value: &str, tz: Tz) -> Result<DateTime<Utc>, String> {
     let dt = parsed.ok_or_else(|| {
         format!("`{value}` is not a date: use RFC 3339 (2021-01-19T08:30:00+08:00) or a bare date (2021-01-19)")
     })?;
-    // RSS dates (RFC 2822) and most readers cannot represent years outside this range.
-    if !(1900..=9999).contains(&chrono::Datelike::year(&dt)) {
+    // RSS dates (RFC 2822) and most readers cannot represent years outside this range, in
+    // the zone the feeds show them in.
+    if !(1900..=9999).contains(&chrono::Datelike::year(&dt.with_timezone(&tz))) {
         return Err(format!("`{value}` is outside the years 1900 to 9999"));
     }
     Ok(dt)

@@ -12,9 +12,9 @@ use std::collections::HashSet;
 use ammonia::{Builder, UrlRelative};
 use url::Url;
 
-/// Whether `c` may appear in an XML 1.0 document. C1 controls are allowed by XML but
+/// Whether `c` may appear in an XML 1.0 document (and in feeds). C1 controls are allowed by XML but
 /// discouraged and never meaningful in an article, so they go too.
-fn is_xml_char(c: char) -> bool {
+pub fn is_xml_char(c: char) -> bool {
     matches!(c, '\t' | '\n' | '\r')
         || ('\u{20}'..='\u{7E}').contains(&c)
         || ('\u{A0}'..='\u{D7FF}').contains(&c)
@@ -51,12 +51,33 @@ pub fn plain_text(s: &str) -> String {
 }
 
 /// Cleans article HTML with an allow-list: no scripts, event handlers, `javascript:` URLs,
-/// forms or styles; relative URLs become absolute against the article's own URL.
-pub fn html(s: &str, base: &Url) -> String {
-    Builder::default()
-        .url_relative(UrlRelative::RewriteWithBase(base.clone()))
-        .clean(&xml_chars(s))
-        .to_string()
+/// forms or styles (so no text hidden by them); relative URLs become absolute against the
+/// article's own URL; iframes survive only when they embed an https page of one of
+/// `iframe_hosts` (a video platform, say).
+pub fn html(s: &str, base: &Url, iframe_hosts: &[String]) -> String {
+    let mut builder = Builder::default();
+    builder.url_relative(UrlRelative::RewriteWithBase(base.clone()));
+    if !iframe_hosts.is_empty() {
+        let hosts = iframe_hosts.to_vec();
+        let base = base.clone();
+        builder
+            .add_tags(["iframe"])
+            .add_tag_attributes(
+                "iframe",
+                ["src", "width", "height", "title", "allowfullscreen"],
+            )
+            .attribute_filter(move |element, attribute, value| {
+                if element != "iframe" || attribute != "src" {
+                    return Some(value.into());
+                }
+                let allowed = base.join(value).ok().filter(|u| {
+                    u.scheme() == "https"
+                        && u.host_str().is_some_and(|h| hosts.iter().any(|a| a == h))
+                });
+                allowed.map(|u| String::from(u).into())
+            });
+    }
+    builder.clean(&xml_chars(s)).to_string()
 }
 
 /// Cuts `s` to at most `max` characters, ending with an ellipsis when it was cut.
@@ -106,9 +127,12 @@ mod tests {
     fn html_drops_scripts_and_makes_links_absolute() {
         let base = Url::parse("https://news.example.cn/a/1.html").unwrap();
         let out = html(
-            r#"<p onclick="x()">正文<script>bad()</script><a href="/b/2.html">链接</a><img src="img/1.jpg"><a href="javascript:alert(1)">x</a></p>"#,
+            r#"<p onclick="x()" style="display:none">正文<script>bad()</script><a href="/b/2.html">链接</a><img src="img/1.jpg"><a href="javascript:alert(1)">x</a><form action="/x"><input name="q"></form></p>"#,
             &base,
+            &[],
         );
+        assert!(!out.contains("style"), "{out}");
+        assert!(!out.contains("<form") && !out.contains("<input"), "{out}");
         assert!(!out.contains("script"), "{out}");
         assert!(!out.contains("onclick"), "{out}");
         assert!(!out.contains("javascript:"), "{out}");
@@ -120,6 +144,41 @@ mod tests {
             out.contains(r#"src="https://news.example.cn/a/img/1.jpg""#),
             "{out}"
         );
+    }
+
+    #[test]
+    fn iframes_survive_only_from_allowed_hosts() {
+        let base = Url::parse("https://news.example.cn/a/1.html").unwrap();
+        let hosts = ["player.video.example.cn".to_owned()];
+        let allowed =
+            r#"<iframe src="https://player.video.example.cn/embed/9" width="640"></iframe>"#;
+        let out = html(allowed, &base, &hosts);
+        assert!(
+            out.contains(r#"src="https://player.video.example.cn/embed/9""#),
+            "{out}"
+        );
+        let other = r#"<iframe src="https://evil.example.com/x"></iframe><iframe src="http://player.video.example.cn/e"></iframe>"#;
+        let out = html(other, &base, &hosts);
+        assert!(
+            !out.contains("evil") && !out.contains("http://player"),
+            "{out}"
+        );
+        assert!(
+            !html(allowed, &base, &[]).contains("iframe"),
+            "no hosts, no iframes"
+        );
+    }
+
+    #[test]
+    fn text_of_every_script_and_direction_survives() {
+        for text in [
+            "氢能🚀，“新材料”。",
+            "مرحبا بالعالم",
+            "e\u{301}\u{302}",
+            "Ǆ ﷽ 𝔘𝔫𝔦",
+        ] {
+            assert_eq!(plain_text(text), text);
+        }
     }
 
     #[test]

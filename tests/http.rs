@@ -269,6 +269,7 @@ async fn errors_are_short_plain_text(backend: Backend) {
         head.headers()["content-type"],
         "application/atom+xml; charset=utf-8"
     );
+    assert!(head.bytes().await.unwrap().is_empty());
     // An empty feed is still a valid feed.
     let empty = atom_entries(&server.text("/feeds/category/reform.atom").await);
     assert!(empty.entries().is_empty());

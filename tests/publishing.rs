@@ -413,6 +413,15 @@ async fn a_store_outage_serves_cached_feeds_stale_and_recovers() {
         200,
         "recovers by itself"
     );
+    // Cached feeds vouch for themselves again once changes are heard again.
+    let mut heard = server.app.heard();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !server.app.is_listening() {
+            heard.changed().await.unwrap();
+        }
+    })
+    .await
+    .expect("listening again after the outage");
     let r = server.get("/feeds/category/parks.rss").await;
     assert_eq!(r.status(), 200);
     let r = server.get(cached).await;

@@ -67,6 +67,8 @@ pub struct Settings {
     pub admin_max_body_bytes: usize,
     /// Bound on one store operation; past it the store counts as unavailable (default 2 s).
     pub store_query_timeout: std::time::Duration,
+    /// Hosts whose https pages article content may embed in an iframe (default none).
+    pub iframe_hosts: Vec<String>,
 }
 
 /// The admin API's bearer token (from `FEEDCAST_ADMIN_TOKEN`, never from a file that might be
@@ -463,6 +465,21 @@ fn validate(raw: raw::Config, at: At<'_>) -> Result<Settings, ConfigError> {
         websub.hubs.push(url(hub, "websub.hubs", at)?);
     }
 
+    let mut iframe_hosts = Vec::new();
+    for host in raw.sanitize.map(|s| s.iframe_hosts).unwrap_or_default() {
+        let h = host.get_ref().trim().to_ascii_lowercase();
+        if h.is_empty() || h.contains(['/', ':', ' ']) {
+            return Err(at(
+                host.span(),
+                format!(
+                    "sanitize.iframe_hosts: `{}` is not a host name",
+                    host.get_ref()
+                ),
+            ));
+        }
+        iframe_hosts.push(h);
+    }
+
     let mut catalog = Catalog::default();
     for c in raw.categories {
         let slug = name(CategorySlug::parse, &c.slug, at)?;
@@ -594,6 +611,7 @@ fn validate(raw: raw::Config, at: At<'_>) -> Result<Settings, ConfigError> {
         admin_max_body_bytes: raw
             .admin
             .map_or(DEFAULT_ADMIN_BODY_BYTES, |a| a.max_body_bytes),
+        iframe_hosts,
         store_query_timeout: std::time::Duration::from_millis(
             raw.store
                 .map_or(DEFAULT_QUERY_TIMEOUT_MS, |s| s.query_timeout_ms),

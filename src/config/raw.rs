@@ -14,6 +14,7 @@ pub(super) struct Config {
     pub websub: Option<WebSub>,
     pub admin: Option<Admin>,
     pub store: Option<Store>,
+    pub sanitize: Option<Sanitize>,
     #[serde(default)]
     pub categories: Vec<Category>,
     #[serde(default)]
@@ -138,4 +139,11 @@ pub(super) struct Admin {
 #[serde(deny_unknown_fields)]
 pub(super) struct Store {
     pub query_timeout_ms: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Sanitize {
+    #[serde(default)]
+    pub iframe_hosts: Vec<Spanned<String>>,
 }

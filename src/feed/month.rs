@@ -28,12 +28,23 @@ impl Month {
             .then_some(Month { year, month })
     }
 
-    /// The month an instant falls in, in `tz`.
+    /// The month an instant falls in, in `tz`, kept within 1900-01..=9999-12 so that every
+    /// month named in a link can be requested.
     pub fn of(t: DateTime<Utc>, tz: Tz) -> Month {
         let local = t.with_timezone(&tz);
-        Month {
-            year: local.year(),
-            month: local.month(),
+        match local.year() {
+            y if y < 1900 => Month {
+                year: 1900,
+                month: 1,
+            },
+            y if y > 9999 => Month {
+                year: 9999,
+                month: 12,
+            },
+            year => Month {
+                year,
+                month: local.month(),
+            },
         }
     }
 
@@ -49,11 +60,15 @@ impl Month {
         }
     }
 
-    /// Midnight on the first of the month in `tz`.
+    /// The first instant of the month in `tz`: midnight on the first or, where a clock change
+    /// skipped midnight (Shanghai, 1940-06-01), the first hour that exists.
     pub fn start(self, tz: Tz) -> DateTime<Utc> {
-        NaiveDate::from_ymd_opt(self.year, self.month, 1)
-            .and_then(|d| d.and_hms_opt(0, 0, 0))
-            .and_then(|n| tz.from_local_datetime(&n).earliest())
+        let Some(first) = NaiveDate::from_ymd_opt(self.year, self.month, 1) else {
+            return DateTime::<Utc>::MAX_UTC;
+        };
+        (0..24)
+            .filter_map(|h| first.and_hms_opt(h, 0, 0))
+            .find_map(|n| tz.from_local_datetime(&n).earliest())
             .map_or(DateTime::<Utc>::MAX_UTC, |d| d.with_timezone(&Utc))
     }
 
@@ -93,6 +108,33 @@ mod tests {
             Month::parse("2021-12").unwrap().next().to_string(),
             "2022-01"
         );
+    }
+
+    #[test]
+    fn a_month_whose_midnight_was_skipped_still_starts() {
+        // Shanghai moved its clocks from midnight to 01:00 on 1940-06-01.
+        let tz = chrono_tz::Asia::Shanghai;
+        let june = Month::parse("1940-06").unwrap();
+        assert_eq!(
+            june.start(tz).with_timezone(&tz).to_rfc3339(),
+            "1940-06-01T01:00:00+09:00"
+        );
+        assert!(
+            Month::parse("1940-05").unwrap().end(tz) < Month::parse("1940-07").unwrap().start(tz)
+        );
+    }
+
+    #[test]
+    fn months_of_out_of_range_instants_stay_linkable() {
+        let tz = chrono_tz::Asia::Shanghai;
+        let late = DateTime::parse_from_rfc3339("9999-12-31T20:00:00Z")
+            .unwrap()
+            .to_utc();
+        assert_eq!(Month::of(late, tz).to_string(), "9999-12");
+        let early = DateTime::parse_from_rfc3339("1899-12-31T00:00:00Z")
+            .unwrap()
+            .to_utc();
+        assert_eq!(Month::of(early, tz).to_string(), "1900-01");
     }
 
     #[test]

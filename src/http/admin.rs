@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, FailedToBufferBody};
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
@@ -43,8 +43,9 @@ impl FromRequestParts<Arc<App>> for Admin {
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map_or("", |(_, token)| token);
         if token.verify(presented.trim()) {
             Ok(Admin)
         } else {
@@ -55,7 +56,9 @@ impl FromRequestParts<Arc<App>> for Admin {
 
 fn text(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<String, ApiError> {
     let body = body.map_err(|rejection| match rejection {
-        BytesRejection::FailedToBufferBody(_) => ApiError::TooLarge { limit },
+        BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_)) => {
+            ApiError::TooLarge { limit }
+        }
         other => ApiError::BadRequest(other.body_text()),
     })?;
     String::from_utf8(body.to_vec())

@@ -130,13 +130,15 @@ fn entry(settings: &Settings, a: &Article) -> Entry {
                 ..Category::default()
             })
             .collect(),
-        summary: Some(Text::plain(a.summary().to_owned())),
-        content: Some(Content {
-            value: Some(content_html(settings, a)),
-            content_type: Some("html".to_owned()),
-            lang: Some(a.language().to_owned()),
-            ..Content::default()
-        }),
+        summary: (!a.summary().is_empty()).then(|| Text::plain(a.summary().to_owned())),
+        content: Some(content_html(settings, a))
+            .filter(|c| !c.is_empty())
+            .map(|html| Content {
+                value: Some(html),
+                content_type: Some("html".to_owned()),
+                lang: Some(a.language().to_owned()),
+                ..Content::default()
+            }),
         source: a.source().map(|s| Source {
             title: Text::plain(s.name.clone()),
             id: s.url.clone(),

@@ -12,6 +12,7 @@ mod html;
 mod json;
 mod opml;
 mod rss;
+pub mod verify;
 
 use bytes::Bytes;
 use chrono::{DateTime, FixedOffset, Utc};
@@ -127,8 +128,27 @@ fn feed_id(settings: &Settings, feed: &Feed) -> String {
 }
 
 /// A time as shown in feeds: in the site's time zone, with that zone's offset.
+///
+/// Before standard time zones, a zone's offset was local mean time, with seconds (Shanghai's
+/// was +08:05:43), which neither RFC 2822 nor RFC 3339 can write; such an offset is cut to
+/// whole minutes and the wall time shown with it, so the date still names the right instant.
 fn local(settings: &Settings, t: DateTime<Utc>) -> DateTime<FixedOffset> {
-    t.with_timezone(&settings.site.time_zone).fixed_offset()
+    let zoned = t.with_timezone(&settings.site.time_zone).fixed_offset();
+    let seconds = zoned.offset().local_minus_utc();
+    match FixedOffset::east_opt(seconds - seconds % 60) {
+        Some(offset) if seconds % 60 != 0 => t.with_timezone(&offset),
+        _ => zoned,
+    }
+}
+
+/// An RFC 2822 date as RSS wants it. Unlike chrono's `to_rfc2822`, never panics (on years past
+/// 9999, which validation keeps out anyway).
+fn rfc2822(t: DateTime<FixedOffset>) -> String {
+    if (0..=9999).contains(&chrono::Datelike::year(&t)) {
+        t.to_rfc2822()
+    } else {
+        t.format("%a, %d %b %Y %H:%M:%S %z").to_string()
+    }
 }
 
 /// A category's display name, falling back to its slug.

@@ -12,7 +12,7 @@ use rss::{Category, Channel, Guid, Item, Source};
 
 use super::{
     FEED_HISTORY_NS, GENERATOR, Links, SYNDICATION_NS, category_name, content_html, item_id, local,
-    schedule,
+    rfc2822, schedule,
 };
 use crate::config::Settings;
 use crate::feed::{Feed, View};
@@ -60,7 +60,7 @@ pub(super) fn render(feed: &Feed, settings: &Settings) -> Result<Vec<u8>, String
         description: feed.description.clone(),
         language: Some(site.language.clone()),
         copyright: site.copyright.clone(),
-        last_build_date: Some(local(settings, feed.updated).to_rfc2822()),
+        last_build_date: Some(rfc2822(local(settings, feed.updated))),
         generator: Some(GENERATOR.to_owned()),
         ttl: schedule.map(|(ttl, _, _)| ttl.to_string()),
         syndication_ext: schedule.map(|(_, period, frequency)| SyndicationExtension {
@@ -85,13 +85,13 @@ fn item(settings: &Settings, a: &Article) -> Item {
     Item {
         title: Some(a.title().to_owned()),
         link: Some(a.url().to_owned()),
-        description: Some(a.summary().to_owned()),
+        description: (!a.summary().is_empty()).then(|| a.summary().to_owned()),
         guid: Some(Guid {
             value: item_id(settings, a),
             permalink: false,
         }),
-        pub_date: Some(local(settings, a.published_at()).to_rfc2822()),
-        content: Some(content_html(settings, a)),
+        pub_date: Some(rfc2822(local(settings, a.published_at()))),
+        content: Some(content_html(settings, a)).filter(|c| !c.is_empty()),
         categories: a
             .categories()
             .iter()

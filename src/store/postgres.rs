@@ -26,6 +26,11 @@ const MIGRATIONS: Embedded = Embedded(&[
         "file in database",
         include_str!("../../migrations/postgres/0002_file_in_database.sql"),
     ),
+    (
+        3,
+        "sanitized",
+        include_str!("../../migrations/postgres/0003_sanitized.sql"),
+    ),
 ]);
 
 /// The channel the filing trigger notifies (see the migrations).
@@ -34,7 +39,18 @@ const CHANNEL: &str = "feedcast_articles";
 /// Wait before listening again after the listening connection failed.
 const RELISTEN_DELAY: Duration = Duration::from_millis(500);
 
-/// A notification's payload, as the trigger builds it.
+/// A notification's payload: from the filing trigger, or from a replica that refiled.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Notice {
+    Article(Payload),
+    Refiled {
+        #[allow(dead_code)]
+        refiled: bool,
+    },
+}
+
+/// An article change, as the filing trigger describes it.
 #[derive(Deserialize)]
 struct Payload {
     id: String,
@@ -94,6 +110,31 @@ impl PgStore {
 }
 
 impl PgStore {
+    /// Marks this transaction's writes as feedcast's own, hence sanitized (see migration 3).
+    async fn mark_writer(tx: &mut sqlx::Transaction<'_, Postgres>) -> Result<(), StoreError> {
+        sqlx::query("SELECT set_config('feedcast.writer', 'feedcast', true)")
+            .execute(&mut **tx)
+            .await
+            .map(|_| ())
+            .map_err(|source| StoreError::Query {
+                doing: "marking a write",
+                source,
+            })
+    }
+
+    /// Tells every replica that the feed index was rebuilt, so they drop their caches.
+    async fn announce_refile(tx: &mut sqlx::Transaction<'_, Postgres>) -> Result<(), StoreError> {
+        sqlx::query("SELECT pg_notify($1, '{\"refiled\": true}')")
+            .bind(CHANNEL)
+            .execute(&mut **tx)
+            .await
+            .map(|_| ())
+            .map_err(|source| StoreError::Query {
+                doing: "announcing a refile",
+                source,
+            })
+    }
+
     async fn lock_for_refile(tx: &mut sqlx::Transaction<'_, Postgres>) -> Result<(), StoreError> {
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(REFILE_LOCK)
@@ -143,7 +184,6 @@ impl PgStore {
         let (tx, rx) = mpsc::unbounded_channel();
         let pool = self.pool.clone();
         let task = tokio::spawn(async move {
-            let mut connected_before = false;
             loop {
                 let mut listener = match PgListener::connect_with(&pool).await {
                     Ok(l) => l,
@@ -158,14 +198,19 @@ impl PgStore {
                     tokio::time::sleep(RELISTEN_DELAY).await;
                     continue;
                 }
-                if connected_before && tx.send(Change::Missed).is_err() {
+                // Listening (again): whatever was built before may have missed changes.
+                if tx.send(Change::Missed).is_err() {
                     return;
                 }
-                connected_before = true;
                 loop {
                     match listener.try_recv().await {
-                        Ok(Some(n)) => match serde_json::from_str::<Payload>(n.payload()) {
-                            Ok(p) => {
+                        Ok(Some(n)) => match serde_json::from_str::<Notice>(n.payload()) {
+                            Ok(Notice::Refiled { .. }) => {
+                                if tx.send(Change::Missed).is_err() {
+                                    return;
+                                }
+                            }
+                            Ok(Notice::Article(p)) => {
                                 let change = Change::Article {
                                     id: p.id,
                                     before: p.before.map(Filing::from),

@@ -10,7 +10,10 @@ use sqlx::error::BoxDynError;
 use sqlx::migrate::{Migration, MigrationSource, MigrationType};
 
 use super::{StoreError, Window};
+use url::Url;
+
 use crate::model::{Article, ArticleId, Bucket, CategorySlug, RegionCode, Source};
+use crate::sanitize;
 
 /// Migrations compiled into the binary: (version, description, SQL).
 #[derive(Debug)]
@@ -85,7 +88,8 @@ pub(super) fn articles_sql(also_in: usize) -> String {
     let (condition, next) = bucket_condition(also_in);
     format!(
         "SELECT a.id, a.title, a.summary, a.content_html, a.url, a.published_at, a.updated_at, \
-         a.author, a.source_name, a.source_url, a.categories, a.region, a.image, a.language \
+         a.author, a.source_name, a.source_url, a.categories, a.region, a.image, a.language, \
+         CAST(CASE WHEN a.sanitized THEN 1 ELSE 0 END AS BIGINT) AS sanitized \
          FROM feed_index f JOIN articles a ON a.id = f.article_id WHERE {condition} \
          AND f.published_at >= ${next} AND f.published_at < ${} \
          ORDER BY f.published_at DESC, f.article_id DESC LIMIT ${}",
@@ -133,6 +137,8 @@ pub(super) struct Row {
     pub region: Option<String>,
     pub image: Option<String>,
     pub language: String,
+    /// Whether feedcast sanitized the text when it wrote the row.
+    pub sanitized: i64,
 }
 
 /// Reads a [`Row`] from any backend's row.
@@ -158,6 +164,7 @@ where
         region: row.try_get("region")?,
         image: row.try_get("image")?,
         language: row.try_get("language")?,
+        sanitized: row.try_get("sanitized")?,
     })
 }
 
@@ -166,11 +173,16 @@ pub(super) fn micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
 }
 
+/// A stored time, within the years every feed format can write.
 fn instant(id: &str, field: &str, micros: i64) -> Result<DateTime<Utc>, StoreError> {
-    DateTime::from_timestamp_micros(micros).ok_or_else(|| StoreError::Corrupt {
-        id: id.to_owned(),
-        problem: format!("{field} {micros} is out of range"),
-    })
+    DateTime::from_timestamp_micros(micros)
+        // 1899 and 9999 in UTC may be 1900 and 10000 in the site's zone; import keeps dates
+        // within 1900..=9999 there, and the renderer never panics on the edges.
+        .filter(|t| (1899..=9999).contains(&chrono::Datelike::year(t)))
+        .ok_or_else(|| StoreError::Corrupt {
+            id: id.to_owned(),
+            problem: format!("{field} {micros} µs is not a time between 1899 and 9999"),
+        })
 }
 
 /// The stored form of an article's categories.
@@ -184,8 +196,10 @@ pub(super) fn categories_column(article: &Article) -> String {
 }
 
 impl Row {
-    /// Turns stored columns back into an article; the names in them are re-parsed because a
-    /// row may have been written by something other than feedcast.
+    /// Turns stored columns back into an article. A row may have been written by something
+    /// other than feedcast (the CMS, in SQL), so nothing in it is trusted: names and dates are
+    /// re-checked, URLs must be absolute http(s), characters XML forbids are dropped, and the
+    /// text of a row feedcast did not write is sanitized as on import.
     pub(super) fn into_article(self) -> Result<Article, StoreError> {
         let corrupt = |problem: String| StoreError::Corrupt {
             id: self.id.clone(),
@@ -204,29 +218,70 @@ impl Row {
             .map(RegionCode::parse)
             .transpose()
             .map_err(|e| corrupt(e.to_string()))?;
-        let source = match (self.source_name, self.source_url) {
-            (Some(name), Some(url)) => Some(Source { name, url }),
+        let url = http_url(&self.url)
+            .ok_or_else(|| corrupt(format!("url `{}` is not an absolute http(s) URL", self.url)))?;
+        let published_at = instant(&self.id, "published_at", self.published_at)?;
+        let updated_at = match self.updated_at {
+            Some(u) => Some(instant(&self.id, "updated_at", u)?.max(published_at)),
+            None => None,
+        };
+        let trusted = self.sanitized != 0;
+        let text = |s: &str| {
+            if trusted {
+                sanitize::xml_chars(s).into_owned()
+            } else {
+                sanitize::plain_text(s)
+            }
+        };
+        let title = text(&self.title);
+        if title.is_empty() {
+            return Err(corrupt("the title is empty".into()));
+        }
+        let summary = if trusted {
+            text(&self.summary)
+        } else {
+            sanitize::truncate(&text(&self.summary), crate::model::MAX_SUMMARY_CHARS)
+        };
+        let content_html = match (trusted, Url::parse(&url)) {
+            (true, _) => sanitize::xml_chars(&self.content_html).into_owned(),
+            (false, Ok(base)) => sanitize::html(&self.content_html, &base, &[]),
+            (false, Err(_)) => String::new(),
+        };
+        let source = match (
+            self.source_name,
+            self.source_url.as_deref().and_then(http_url),
+        ) {
+            (Some(name), Some(url)) => Some(Source {
+                name: text(&name),
+                url,
+            })
+            .filter(|s| !s.name.is_empty()),
             _ => None,
         };
         Ok(Article {
-            published_at: instant(&self.id, "published_at", self.published_at)?,
-            updated_at: self
-                .updated_at
-                .map(|u| instant(&self.id, "updated_at", u))
-                .transpose()?,
+            published_at,
+            updated_at,
             id,
-            title: self.title,
-            summary: self.summary,
-            content_html: self.content_html,
-            url: self.url,
-            author: self.author,
+            title,
+            summary,
+            content_html,
+            url,
+            author: self.author.as_deref().map(text).filter(|a| !a.is_empty()),
             source,
             categories,
             region,
-            image: self.image,
-            language: self.language,
+            image: self.image.as_deref().and_then(http_url),
+            language: sanitize::xml_chars(&self.language).into_owned(),
         })
     }
+}
+
+/// `s` if it is an absolute http(s) URL.
+fn http_url(s: &str) -> Option<String> {
+    Url::parse(s)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
+        .map(|_| s.to_owned())
 }
 
 /// Merges the per-bucket results of a selection: newest first, ties by id, each article once.
@@ -292,6 +347,7 @@ macro_rules! store_queries {
                 let q = |doing: &'static str| move |source| StoreError::Query { doing, source };
                 let mut touched = shared::Touched::new();
                 let mut tx = self.pool.begin().await.map_err(q("starting a write"))?;
+                Self::mark_writer(&mut tx).await?;
                 for a in articles {
                     let id = a.id().as_str();
                     let before: Vec<String> = sqlx::query_scalar(shared::SELECT_BUCKETS_OF)
@@ -370,7 +426,11 @@ macro_rules! store_queries {
                             doing: "decoding an article",
                             source,
                         })?;
-                        found.push(row.into_article()?);
+                        // One bad row must not take the feed down for every subscriber.
+                        match row.into_article() {
+                            Ok(article) => found.push(article),
+                            Err(e) => tracing::warn!(cause = %e, "skipping a stored article"),
+                        }
                     }
                 }
                 Ok(shared::newest_first(found, window.limit))
@@ -466,6 +526,7 @@ macro_rules! store_queries {
                     .execute(&mut *tx)
                     .await
                     .map_err(q("storing the region tree"))?;
+                Self::announce_refile(&mut tx).await?;
                 tx.commit().await.map_err(q("committing a refile"))
             }
         }
