@@ -484,3 +484,94 @@ async fn a_sweep_of_distinct_feeds_stays_within_the_cache_budget() {
     assert!(held <= budget, "{held} bytes held, budget {budget}");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_the_cms_writes_in_sql_are_sanitized_or_skipped_never_break_a_feed() {
+    let Some(server) = admin_server(Backend::Postgres, settings()).await else {
+        return;
+    };
+    let DatabaseUrl::Postgres(pg) = &server.db.as_ref().unwrap().url else {
+        unreachable!()
+    };
+    let cms = sqlx::PgPool::connect(pg).await.unwrap();
+    let insert = "INSERT INTO articles (id, title, summary, content_html, url, published_at, categories, region, language, source_name, source_url) \
+                  VALUES ($1, $2, $3, $4, $5, 1716000000000000, 'hydrogen', '320281', 'zh-CN', $6, $7)";
+    for (id, title, content, url, source_url) in [
+        (
+            "cms-dirty",
+            "CMS\u{1}标题 <b>粗</b>",
+            "<p onclick=\"x()\">正文<script>alert(1)</script></p>",
+            "https://www.kechuang.example.cn/n/1.html",
+            "javascript:alert(2)",
+        ),
+        (
+            "cms-bad-url",
+            "坏链接",
+            "<p>x</p>",
+            "javascript:alert(3)",
+            "https://ok.example.com/",
+        ),
+    ] {
+        sqlx::query(insert)
+            .bind(id)
+            .bind(title)
+            .bind("摘要\u{2}")
+            .bind(content)
+            .bind(url)
+            .bind("来源")
+            .bind(source_url)
+            .execute(&cms)
+            .await
+            .unwrap();
+    }
+    for format in Format::FEEDS {
+        let path = format!("/feeds/region/320281.{}", format.extension());
+        let body = server.text(&path).await;
+        feedcast::render::verify::well_formed(format, body.as_bytes()).unwrap();
+        assert!(body.contains("article/cms-dirty"), "{path}");
+        assert!(
+            !body.contains("article/cms-bad-url"),
+            "a row without a valid URL is skipped: {path}"
+        );
+        assert!(
+            !body.contains("alert(") && !body.contains("onclick"),
+            "{path}: {body}"
+        );
+    }
+    let rss =
+        rss::Channel::read_from(server.text("/feeds/region/320281.rss").await.as_bytes()).unwrap();
+    let item = &rss.items()[0];
+    assert_eq!(item.title(), Some("CMS标题 粗"));
+    // feedcast's own rows are marked sanitized, so text like `a <b> c` in a plain-text title
+    // is not taken for markup a second time.
+    let own = json!({
+        "id": "own-1", "title": "比较 a <b> c", "url": "https://www.kechuang.example.cn/n/2.html",
+        "published_at": "2024-05-19", "categories": ["hydrogen"], "region": "320281"
+    });
+    let (status, _) = call(
+        &server,
+        "PUT",
+        "/api/articles/own-1",
+        Some(TOKEN),
+        &own.to_string(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (sanitized,): (bool,) = sqlx::query_as("SELECT sanitized FROM articles WHERE id = 'own-1'")
+        .fetch_one(&cms)
+        .await
+        .unwrap();
+    assert!(sanitized);
+    let (sanitized,): (bool,) =
+        sqlx::query_as("SELECT sanitized FROM articles WHERE id = 'cms-dirty'")
+            .fetch_one(&cms)
+            .await
+            .unwrap();
+    assert!(!sanitized);
+    assert!(
+        item.source().is_none(),
+        "a source without an http(s) URL is dropped"
+    );
+    cms.close().await;
+    server.stop().await;
+}
