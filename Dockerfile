@@ -24,5 +24,10 @@ USER feedcast
 WORKDIR /var/lib/feedcast
 VOLUME ["/var/lib/feedcast/data"]
 EXPOSE 8080
+# Ready means the store answers; `healthcheck` asks /readyz on FEEDCAST_LISTEN.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
+    CMD ["/usr/local/bin/feedcast", "healthcheck"]
+# feedcast finishes in-flight requests on SIGTERM, as PID 1 too.
+STOPSIGNAL SIGTERM
 ENTRYPOINT ["/usr/local/bin/feedcast"]
 CMD ["serve"]

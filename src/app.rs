@@ -54,6 +54,8 @@ impl App {
     /// Wires a store to a fresh cache sized by the settings and to the WebSub hubs. Must be
     /// called within a Tokio runtime.
     pub fn new(settings: Settings, store: Store) -> Self {
+        // Install the recorder before anything records.
+        let _ = crate::metrics::handle();
         let cache = Arc::new(FeedCache::new(
             settings.cache.max_bytes,
             FeedId::all(&settings.catalog),
@@ -62,6 +64,8 @@ impl App {
         let settings = Arc::new(settings);
         let (heard, _) = watch::channel(0);
         let listener = store.changes().map(|(mut changes, listening)| {
+            // Until the first LISTEN is in place, changes go unheard.
+            cache.set_listening(false);
             let (cache, settings, heard) = (cache.clone(), settings.clone(), heard.clone());
             tokio::spawn(async move {
                 while let Some(change) = changes.recv().await {
@@ -102,6 +106,11 @@ impl App {
     /// SQLite); while it does not, cached feeds are served marked stale.
     pub fn is_listening(&self) -> bool {
         self.cache.is_listening()
+    }
+
+    /// Bytes held by the feed cache, as last accounted (cheap: no pending maintenance).
+    pub fn cache_bytes_now(&self) -> u64 {
+        self.cache.weighted_size_now()
     }
 
     /// Bytes held by the feed cache.
@@ -148,8 +157,10 @@ impl App {
     /// Builds a feed from the store, bypassing the cache.
     pub async fn build(&self, key: &FeedKey) -> Result<Rendered, FeedError> {
         self.builds.fetch_add(1, Ordering::Relaxed);
+        let started = std::time::Instant::now();
         let feed = feed::assemble(&self.settings, &self.store, key).await?;
         let body = render::render(&feed, &self.settings)?;
+        metrics::histogram!(crate::metrics::BUILD_SECONDS).record(started.elapsed().as_secs_f64());
         Ok(Rendered {
             body,
             last_modified: (!feed.items.is_empty()).then_some(feed.updated),
@@ -252,7 +263,10 @@ fn apply(cache: &FeedCache, settings: &Settings, change: Change) {
             tracing::debug!(article = %id, feeds = buckets.len(), "store change");
             cache.drop_feeds(&FeedId::touched_by(&settings.catalog, &buckets), why);
         }
-        Change::Lost => cache.set_listening(false),
+        Change::Lost => {
+            metrics::counter!(crate::metrics::NOTIFY_DISCONNECTS).increment(1);
+            cache.set_listening(false);
+        }
         Change::Missed => {
             tracing::info!("listening for store changes; cached feeds built before are outdated");
             cache.drop_all();

@@ -167,6 +167,11 @@ impl Served {
     }
 }
 
+fn stale(entry: Arc<Cached>) -> Served {
+    metrics::counter!(crate::metrics::CACHE_STALE).increment(1);
+    Served::Stale(entry)
+}
+
 /// Why feeds are being dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Invalidation {
@@ -263,7 +268,7 @@ impl FeedCache {
     /// heard: then no entry can vouch for itself.
     fn label(&self, entry: Arc<Cached>) -> Served {
         if self.store_down.load(Ordering::SeqCst) || !self.listening.load(Ordering::SeqCst) {
-            Served::Stale(entry)
+            stale(entry)
         } else {
             Served::Fresh(entry)
         }
@@ -287,7 +292,10 @@ impl FeedCache {
         loop {
             attempts += 1;
             match self.entries.get(key).await {
-                Some(hit) if self.is_current(key, &hit) => return Ok(self.label(hit)),
+                Some(hit) if self.is_current(key, &hit) => {
+                    metrics::counter!(crate::metrics::CACHE_HITS).increment(1);
+                    return Ok(self.label(hit));
+                }
                 Some(hit) => {
                     self.entries.invalidate(key).await;
                     stand_in = Some(hit);
@@ -298,9 +306,10 @@ impl FeedCache {
             if let Some(old) = &stand_in {
                 if self.failed_recently() {
                     self.entries.insert(key.clone(), old.clone()).await;
-                    return Ok(Served::Stale(old.clone()));
+                    return Ok(stale(old.clone()));
                 }
             }
+            metrics::counter!(crate::metrics::CACHE_MISSES).increment(1);
             let built_after = self.clock.load(Ordering::SeqCst);
             let built = self
                 .entries
@@ -319,7 +328,7 @@ impl FeedCache {
                     return Ok(self.label(entry));
                 }
                 // Writes keep racing the builds: serve the latest build, honestly labelled.
-                Ok(entry) if attempts >= MAX_BUILDS => return Ok(Served::Stale(entry)),
+                Ok(entry) if attempts >= MAX_BUILDS => return Ok(stale(entry)),
                 // The build (maybe another request's) began before a write: build again.
                 Ok(_) => continue,
                 Err(e) => {
@@ -328,7 +337,7 @@ impl FeedCache {
                         Some(old) => {
                             // Keep it as the stand-in for the next requests.
                             self.entries.insert(key.clone(), old.clone()).await;
-                            Ok(Served::Stale(old))
+                            Ok(stale(old))
                         }
                         None => Err(e),
                     };
@@ -378,6 +387,11 @@ impl FeedCache {
     pub fn drop_all(&self) {
         let now = self.clock.fetch_add(1, Ordering::SeqCst) + 1;
         self.all_dropped.store(now, Ordering::SeqCst);
+    }
+
+    /// The bytes accounted, without waiting for pending maintenance.
+    pub fn weighted_size_now(&self) -> u64 {
+        self.entries.weighted_size()
     }
 
     /// The bytes currently accounted, after pending maintenance.

@@ -23,6 +23,14 @@ pub struct Cli {
     /// The article store: sqlite://PATH or postgres://USER@HOST/DB [default: sqlite://data/feedcast.db]
     #[arg(long, global = true, env = "FEEDCAST_DATABASE_URL")]
     pub database: Option<DatabaseUrl>,
+    /// Log format: `text` for people, `json` for log pipelines. Levels come from RUST_LOG.
+    #[arg(
+        long,
+        global = true,
+        env = "FEEDCAST_LOG_FORMAT",
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -48,10 +56,25 @@ pub enum Command {
     },
     /// Check the configuration and say what it declares.
     Check,
+    /// Exit 0 if a running feedcast answers `/readyz` (for container health checks).
+    Healthcheck {
+        /// The address feedcast listens on.
+        #[arg(long, env = "FEEDCAST_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+    },
     /// Write one feed to standard output, e.g. `render category/parks.atom` or
     /// `render 'region/320000.rss?limit=5'`.
     Render {
         /// The feed's path as in its URL, without `/feeds/`.
         path: String,
     },
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }

@@ -24,7 +24,9 @@
 //!   cache loaded once per key.
 //! - [`websub`]: notifies WebSub hubs of changed feeds, in the background.
 //! - [`app`]: the service core that wires the stages together (read a feed, write articles).
-//! - [`http`]: the axum router; handlers are thin and errors become answers in one place.
+//! - [`http`]: the axum router on hyper under feedcast's limits; handlers are thin and errors
+//!   become answers in one place.
+//! - [`metrics`]: the Prometheus metrics, every name defined once.
 //! - [`cli`]: the command line (`serve`, `import`, `check`, `render`).
 
 pub mod app;
@@ -34,6 +36,7 @@ pub mod config;
 pub mod feed;
 pub mod http;
 pub mod import;
+pub mod metrics;
 pub mod model;
 pub mod render;
 pub mod sanitize;

@@ -7,12 +7,20 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use feedcast::app::App;
-use feedcast::cli::{Cli, Command};
+use feedcast::cli::{Cli, Command, LogFormat};
 use feedcast::config::{AdminToken, Settings};
 use feedcast::feed::{FeedId, FeedKey, Format};
 use feedcast::store::Store;
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
+
+/// Prints a line of the startup banner. A server must not die because whoever started it
+/// stopped reading its standard output, so write errors are ignored.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
 
 /// How long shutdown waits for background work (WebSub notifications).
 const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -20,12 +28,17 @@ const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 #[tokio::main]
 async fn main() -> Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
+    if let Command::Healthcheck { listen } = cli.command {
+        return healthcheck(listen).await;
+    }
 
     let settings = Settings::from_file(&cli.config)?;
     if let Command::Check = cli.command {
@@ -45,7 +58,7 @@ async fn main() -> Result<()> {
         Command::Serve { listen, demo } => serve(app.clone(), listen, demo).await,
         Command::Import { file } => import(&app, &file).await,
         Command::Render { path } => render(&app, &path).await,
-        Command::Check => Ok(()),
+        Command::Check | Command::Healthcheck { .. } => Ok(()),
     };
     // Queued WebSub notifications get a bounded time to go out before the store closes.
     if tokio::time::timeout(CLOSE_TIMEOUT, app.close())
@@ -135,7 +148,7 @@ async fn serve(app: Arc<App>, listen: std::net::SocketAddr, demo: bool) -> Resul
         .with_context(|| format!("listening on {listen}"))?;
     let addr = listener.local_addr()?;
     let settings = &app.settings;
-    println!("feedcast listening on http://{addr}/");
+    say!("feedcast listening on http://{addr}/");
     let samples = [
         settings
             .catalog
@@ -162,22 +175,43 @@ async fn serve(app: Arc<App>, listen: std::net::SocketAddr, demo: bool) -> Resul
     for feed in samples.into_iter().flatten() {
         for format in Format::FEEDS {
             let key = FeedKey::latest(feed.clone(), format, settings);
-            println!("  http://{addr}{}", key.url_path());
+            say!("  http://{addr}{}", key.url_path());
         }
     }
-    println!("  http://{addr}/feeds.opml (every feed, for a reader to import)");
+    say!("  http://{addr}/feeds.opml (every feed, for a reader to import)");
     match app.admin_token() {
-        Some(_) => println!(
+        Some(_) => say!(
             "  admin API on: http://{addr}/api/articles (bearer token from FEEDCAST_ADMIN_TOKEN)"
         ),
-        None => println!("  admin API off: set FEEDCAST_ADMIN_TOKEN to turn it on"),
+        None => say!("  admin API off: set FEEDCAST_ADMIN_TOKEN to turn it on"),
     }
-    println!(
+    say!(
         "  (self links in the feeds use site.base_url = {})",
         settings.site.base_url
     );
     feedcast::http::serve(listener, app.clone(), shutdown_signal()).await?;
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// Asks a running feedcast whether it is ready; an unspecified listen address (0.0.0.0) is
+/// asked on loopback.
+async fn healthcheck(listen: std::net::SocketAddr) -> Result<()> {
+    let mut addr = listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(5))
+        .build()?;
+    let response = client
+        .get(format!("http://{addr}/readyz"))
+        .send()
+        .await
+        .with_context(|| format!("asking http://{addr}/readyz"))?;
+    if !response.status().is_success() {
+        bail!("not ready: {}", response.status());
+    }
     Ok(())
 }
 

@@ -106,6 +106,7 @@ async fn deliver(client: reqwest::Client, hub: Url, topic: String, retry: Retry)
         match sent {
             Ok(r) if r.status().is_success() => {
                 tracing::debug!(%hub, %topic, attempt, "websub hub notified");
+                metrics::counter!(crate::metrics::WEBSUB, "outcome" => "delivered").increment(1);
                 return;
             }
             Ok(r) => {
@@ -114,9 +115,11 @@ async fn deliver(client: reqwest::Client, hub: Url, topic: String, retry: Retry)
             Err(e) => tracing::warn!(%hub, %topic, attempt, cause = %e, "websub hub unreachable"),
         }
         if attempt < retry.attempts {
+            metrics::counter!(crate::metrics::WEBSUB, "outcome" => "retried").increment(1);
             tokio::time::sleep(delay).await;
             delay = delay.saturating_mul(2);
         }
     }
+    metrics::counter!(crate::metrics::WEBSUB, "outcome" => "given_up").increment(1);
     tracing::error!(%hub, %topic, attempts = retry.attempts, "websub notification given up");
 }

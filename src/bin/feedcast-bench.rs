@@ -234,7 +234,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i.min(sorted.len() - 1)]
 }
 
-async fn open(config: &PathBuf, database: &DatabaseUrl) -> Result<App> {
+async fn open(config: &std::path::Path, database: &DatabaseUrl) -> Result<App> {
     let settings = Settings::from_file(config)?;
     let store = Store::open(database, &settings.catalog).await?;
     Ok(App::new(settings, store))

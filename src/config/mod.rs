@@ -9,6 +9,7 @@ mod raw;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use chrono_tz::Tz;
 use toml::Spanned;
@@ -69,6 +70,36 @@ pub struct Settings {
     pub store_query_timeout: std::time::Duration,
     /// Hosts whose https pages article content may embed in an iframe (default none).
     pub iframe_hosts: Vec<String>,
+    /// Bounds on what a client may cost the server.
+    pub http: HttpLimits,
+}
+
+/// Bounds on what a client may cost the server, each with a default and a key in `[http]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// A connection must send a request's headers within this (default 10 s), so a slow
+    /// client cannot hold a connection forever.
+    pub header_read_timeout: Duration,
+    /// A request is answered within this or gets 503 (default 15 s).
+    pub request_timeout: Duration,
+    /// On SIGTERM or SIGINT, in-flight requests get this long to finish (default 10 s).
+    pub shutdown_timeout: Duration,
+    /// Connections served at once; more wait in the listen backlog (default 10,000).
+    pub max_connections: usize,
+    /// Longest accepted query string, in bytes; longer gets 414 (default 1,024).
+    pub max_query_bytes: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            header_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(15),
+            shutdown_timeout: Duration::from_secs(10),
+            max_connections: 10_000,
+            max_query_bytes: 1024,
+        }
+    }
 }
 
 /// The admin API's bearer token (from `FEEDCAST_ADMIN_TOKEN`, never from a file that might be
@@ -612,6 +643,18 @@ fn validate(raw: raw::Config, at: At<'_>) -> Result<Settings, ConfigError> {
             .admin
             .map_or(DEFAULT_ADMIN_BODY_BYTES, |a| a.max_body_bytes),
         iframe_hosts,
+        http: {
+            let raw = raw.http.unwrap_or_default();
+            let d = HttpLimits::default();
+            let ms = |v: Option<u64>, default: Duration| v.map_or(default, Duration::from_millis);
+            HttpLimits {
+                header_read_timeout: ms(raw.header_read_timeout_ms, d.header_read_timeout),
+                request_timeout: ms(raw.request_timeout_ms, d.request_timeout),
+                shutdown_timeout: ms(raw.shutdown_timeout_ms, d.shutdown_timeout),
+                max_connections: raw.max_connections.unwrap_or(d.max_connections).max(1),
+                max_query_bytes: raw.max_query_bytes.unwrap_or(d.max_query_bytes),
+            }
+        },
         store_query_timeout: std::time::Duration::from_millis(
             raw.store
                 .map_or(DEFAULT_QUERY_TIMEOUT_MS, |s| s.query_timeout_ms),

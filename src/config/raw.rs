@@ -15,6 +15,7 @@ pub(super) struct Config {
     pub admin: Option<Admin>,
     pub store: Option<Store>,
     pub sanitize: Option<Sanitize>,
+    pub http: Option<Http>,
     #[serde(default)]
     pub categories: Vec<Category>,
     #[serde(default)]
@@ -146,4 +147,15 @@ pub(super) struct Store {
 pub(super) struct Sanitize {
     #[serde(default)]
     pub iframe_hosts: Vec<Spanned<String>>,
+}
+
+/// Milliseconds and counts; see `config::HttpLimits` for what each means.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Http {
+    pub header_read_timeout_ms: Option<u64>,
+    pub request_timeout_ms: Option<u64>,
+    pub shutdown_timeout_ms: Option<u64>,
+    pub max_connections: Option<usize>,
+    pub max_query_bytes: Option<usize>,
 }

@@ -7,6 +7,8 @@ mod admin;
 mod conditional;
 mod error;
 mod negotiate;
+mod observe;
+mod serve;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -39,20 +41,25 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/feeds.opml", get(opml))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .route("/feeds/{*path}", get(feed))
         .merge(admin::routes(app.settings.admin_max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            observe::observe,
+        ))
         .with_state(app)
 }
 
-/// Serves `app` on `listener` until `shutdown` completes, then finishes in-flight requests.
+/// Serves `app` on `listener` until `shutdown` completes, then lets in-flight requests finish
+/// within the configured bound.
 pub async fn serve(
     listener: TcpListener,
     app: Arc<App>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(app))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let limits = app.settings.http;
+    serve::run(listener, router(app), limits, shutdown).await
 }
 
 /// How a document is to be sent.
@@ -193,6 +200,20 @@ async fn opml(State(app): State<Arc<App>>, request: HeaderMap) -> Response {
 
 async fn healthz() -> &'static str {
     "ok\n"
+}
+
+/// The Prometheus text exposition of every metric.
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    ::metrics::gauge!(crate::metrics::CACHE_BYTES).set(app.cache_bytes_now() as f64);
+    let body = crate::metrics::handle().map_or_else(String::new, |h| h.render());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
 }
 
 /// Ready when the store answers within its query timeout.

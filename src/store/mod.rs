@@ -267,12 +267,16 @@ impl Store {
         doing: &'static str,
         operation: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
-        tokio::time::timeout(self.query_timeout, operation)
+        let started = std::time::Instant::now();
+        let outcome = tokio::time::timeout(self.query_timeout, operation)
             .await
             .map_err(|_| StoreError::Timeout {
                 doing,
                 after: self.query_timeout,
-            })?
+            });
+        metrics::histogram!(crate::metrics::STORE_SECONDS, "operation" => doing)
+            .record(started.elapsed().as_secs_f64());
+        outcome?
     }
 
     /// Inserts or replaces articles by id, all or none, and returns every bucket whose feeds

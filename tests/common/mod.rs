@@ -147,6 +147,15 @@ impl Server {
     async fn serve(settings: Settings, store: Store, token: Option<&str>) -> Server {
         let token = token.and_then(feedcast::config::AdminToken::new);
         let app = Arc::new(App::new(settings, store).with_admin_token(token));
+        // On PostgreSQL, start once the instance hears the database's changes.
+        let mut heard = app.heard();
+        tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            while !app.is_listening() {
+                heard.changed().await.unwrap();
+            }
+        })
+        .await
+        .expect("listening for store changes");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
@@ -216,6 +225,8 @@ pub struct Proxy {
 #[derive(Default)]
 struct ProxyState {
     broken: bool,
+    /// Accept, but never forward: a store that hangs.
+    stalled: bool,
     connections: Vec<tokio::task::AbortHandle>,
 }
 
@@ -231,10 +242,16 @@ impl Proxy {
                     drop(inbound);
                     continue;
                 }
+                let stalled = shared.lock().unwrap().stalled;
                 let task = tokio::spawn(async move {
+                    if stalled {
+                        // Hold the connection open and silent.
+                        std::future::pending::<()>().await;
+                    }
                     if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
                         let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
                     }
+                    drop(inbound);
                 });
                 shared.lock().unwrap().connections.push(task.abort_handle());
             }
@@ -253,6 +270,17 @@ impl Proxy {
 
     /// Accepts connections again.
     pub fn restore(&self) {
-        self.state.lock().unwrap().broken = false;
+        let mut state = self.state.lock().unwrap();
+        state.broken = false;
+        state.stalled = false;
+    }
+
+    /// Cuts every connection; new ones are accepted but never answered.
+    pub fn stall(&self) {
+        let mut state = self.state.lock().unwrap();
+        state.stalled = true;
+        for c in state.connections.drain(..) {
+            c.abort();
+        }
     }
 }

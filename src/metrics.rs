@@ -1,0 +1,56 @@
+//! The metrics feedcast exposes at `/metrics`, in the Prometheus text format, through the
+//! `metrics` facade and its Prometheus exporter. Every metric name is defined here, once.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Requests answered, by route kind and status.
+pub const REQUESTS: &str = "feedcast_http_requests_total";
+/// Response body bytes sent, by route kind.
+pub const RESPONSE_BYTES: &str = "feedcast_http_response_bytes_total";
+/// Request latency in seconds, by route kind.
+pub const REQUEST_SECONDS: &str = "feedcast_http_request_duration_seconds";
+/// Feed lookups answered from the cache with a current entry.
+pub const CACHE_HITS: &str = "feedcast_cache_hits_total";
+/// Feed lookups that built the feed.
+pub const CACHE_MISSES: &str = "feedcast_cache_misses_total";
+/// Feed lookups answered with an outdated stand-in or a copy that could not vouch for itself.
+pub const CACHE_STALE: &str = "feedcast_cache_stale_total";
+/// Bytes held by the feed cache.
+pub const CACHE_BYTES: &str = "feedcast_cache_bytes";
+/// Time to build a feed from the store (query and rendering), in seconds.
+pub const BUILD_SECONDS: &str = "feedcast_feed_build_duration_seconds";
+/// Time of one store operation, in seconds, by operation.
+pub const STORE_SECONDS: &str = "feedcast_store_query_duration_seconds";
+/// WebSub notifications, by outcome (`delivered`, `retried`, `given_up`).
+pub const WEBSUB: &str = "feedcast_websub_notifications_total";
+/// Times the PostgreSQL change listener lost its connection.
+pub const NOTIFY_DISCONNECTS: &str = "feedcast_notify_disconnects_total";
+
+/// Latency buckets from 100 µs to 10 s: the hot path lives at the bottom, store outages at the top.
+const SECONDS_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the process-wide recorder on first use and returns the handle that renders it;
+/// `None` if another recorder was installed first (metrics then go there).
+pub fn handle() -> Option<&'static PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
+                .ok()?;
+            match builder.install_recorder() {
+                Ok(handle) => Some(handle),
+                Err(e) => {
+                    tracing::warn!(cause = %e, "metrics recorder not installed");
+                    None
+                }
+            }
+        })
+        .as_ref()
+}

@@ -1,0 +1,291 @@
+//! Operating feedcast: metrics, request logs, limits and graceful shutdown, over real HTTP and
+//! the real binary.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{Backend, POSTGRES_ENV, Proxy, Server, TestDb};
+use feedcast::config::Settings;
+use feedcast::store::DatabaseUrl;
+
+const BIN: &str = env!("CARGO_BIN_EXE_feedcast");
+const CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/feeds.toml");
+
+fn settings_with(replace: &[(&str, &str)]) -> Settings {
+    let mut text = include_str!("../feeds.toml").to_owned();
+    for (from, to) in replace {
+        assert!(text.contains(from), "{from}");
+        text = text.replace(from, to);
+    }
+    Settings::parse(&text, std::path::Path::new("feeds.toml")).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_requests_cache_and_builds() {
+    let server = Server::start(Backend::Sqlite).await.unwrap();
+    server.app.load_demo_if_empty().await.unwrap();
+    for _ in 0..3 {
+        server.text("/feeds/category/hydrogen.rss").await;
+    }
+    assert_eq!(server.get("/feeds/nope.rss").await.status(), 404);
+    let r = server.get("/metrics").await;
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let text = r.text().await.unwrap();
+    for needle in [
+        "feedcast_http_requests_total{route=\"feed\",status=\"200\"}",
+        "feedcast_http_requests_total{route=\"feed\",status=\"404\"}",
+        "feedcast_http_response_bytes_total{route=\"feed\"}",
+        "feedcast_http_request_duration_seconds_bucket{route=\"feed\",le=\"0.001\"}",
+        "feedcast_cache_hits_total",
+        "feedcast_cache_misses_total",
+        "feedcast_cache_bytes",
+        "feedcast_feed_build_duration_seconds_bucket",
+        "feedcast_store_query_duration_seconds_bucket{operation=\"reading a feed\"",
+    ] {
+        assert!(text.contains(needle), "no {needle} in\n{text}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_query_strings_are_refused() {
+    let server = Server::start(Backend::Sqlite).await.unwrap();
+    let long = "x".repeat(2000);
+    let r = server
+        .get(&format!("/feeds/category/parks.rss?utm={long}"))
+        .await;
+    assert_eq!(r.status(), 414);
+    assert_eq!(
+        server
+            .get("/feeds/category/parks.rss?utm=short")
+            .await
+            .status(),
+        200
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_client_cannot_hold_a_connection() {
+    let settings = settings_with(&[(
+        "header_read_timeout_ms = 10000",
+        "header_read_timeout_ms = 300",
+    )]);
+    let server = Server::start_with(Backend::Sqlite, settings).await.unwrap();
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let closed = tokio::task::spawn_blocking(move || {
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            .unwrap(); // never finishes
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut buf = Vec::new();
+        // The server closes the connection (perhaps after a 408); a hang would time out.
+        stream
+            .read_to_end(&mut buf)
+            .map(|_| String::from_utf8_lossy(&buf).into_owned())
+    })
+    .await
+    .unwrap();
+    let answer = closed.expect("closed by the server, not left hanging");
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+        "{answer}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_stuck_on_the_store_times_out() {
+    let Some(db) = TestDb::new(Backend::Postgres).await else {
+        return;
+    };
+    let DatabaseUrl::Postgres(direct) = &db.url else {
+        unreachable!()
+    };
+    let parsed = url::Url::parse(&std::env::var(POSTGRES_ENV).unwrap()).unwrap();
+    let target = format!(
+        "{}:{}",
+        parsed.host_str().unwrap(),
+        parsed.port().unwrap_or(5432)
+    );
+    let proxy = Proxy::start(
+        tokio::net::lookup_host(&target)
+            .await
+            .unwrap()
+            .next()
+            .unwrap(),
+    )
+    .await;
+    let proxied = DatabaseUrl::Postgres(direct.replacen(&target, &proxy.addr.to_string(), 1));
+    let settings = settings_with(&[
+        ("request_timeout_ms = 15000", "request_timeout_ms = 300"),
+        ("query_timeout_ms = 2000", "query_timeout_ms = 30000"),
+    ]);
+    let server = Server::start_at(&proxied, settings, None).await;
+    proxy.stall();
+    let r = server.get("/feeds/category/parks.rss").await;
+    assert_eq!(r.status(), 503);
+    assert!(r.text().await.unwrap().contains("took too long"));
+    proxy.restore();
+    drop(server);
+    drop(db);
+}
+
+#[test]
+fn request_logs_are_json_lines_with_id_method_path_status_bytes_latency() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .args(["--config", CONFIG, "--log-format", "json", "--database"])
+        .arg(format!("sqlite://{}", dir.path().join("x.db").display()))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let first = BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .next()
+        .unwrap()
+        .unwrap();
+    let addr = first
+        .trim_start_matches("feedcast listening on http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let bytes = rt.block_on(async {
+        let r = reqwest::Client::new()
+            .get(format!("http://{addr}/feeds/category/parks.atom"))
+            .header("x-request-id", "req-42")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.headers()["x-request-id"], "req-42");
+        r.bytes().await.unwrap().len()
+    });
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let line: serde_json::Value = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .find(|l: &serde_json::Value| l["request_id"] == "req-42")
+        .unwrap_or_else(|| panic!("no log line for the request in\n{stderr}"));
+    assert_eq!(line["method"], "GET");
+    assert_eq!(line["path"], "/feeds/category/parks.atom");
+    assert_eq!(line["status"], 200);
+    assert_eq!(line["bytes"], bytes as u64);
+    assert!(line["latency_us"].as_u64().is_some());
+    assert_eq!(line["level"], "INFO");
+}
+
+#[test]
+fn sigterm_during_a_burst_answers_every_accepted_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .args(["--config", CONFIG, "--database"])
+        .arg(format!("sqlite://{}", dir.path().join("x.db").display()))
+        .args(["serve", "--demo", "--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let first = BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .next()
+        .unwrap()
+        .unwrap();
+    let addr = first
+        .trim_start_matches("feedcast listening on http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let pid = child.id().to_string();
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (answered, failed) = rt.block_on(async move {
+        let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (signal_tx, signal_rx) = tokio::sync::oneshot::channel::<()>();
+        let signal_tx = std::sync::Mutex::new(Some(signal_tx));
+        let signal_tx = std::sync::Arc::new(signal_tx);
+        let mut workers = tokio::task::JoinSet::new();
+        for w in 0..16 {
+            let (addr, answered, signal_tx) = (addr.clone(), answered.clone(), signal_tx.clone());
+            workers.spawn(async move {
+                let client = reqwest::Client::builder()
+                    .pool_max_idle_per_host(0)
+                    .build()
+                    .unwrap();
+                let mut errors = Vec::new();
+                for i in 0..200 {
+                    let path = [
+                        "/feeds/region/320000.rss",
+                        "/feeds/category/hydrogen.atom",
+                        "/",
+                    ][(w + i) % 3];
+                    match client.get(format!("http://{addr}{path}")).send().await {
+                        Ok(r) => {
+                            // Accepted: the whole answer must arrive.
+                            assert_eq!(r.status(), 200);
+                            r.bytes()
+                                .await
+                                .expect("an accepted request is answered completely");
+                            if answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 100 {
+                                if let Some(tx) = signal_tx.lock().unwrap().take() {
+                                    let _ = tx.send(());
+                                }
+                            }
+                        }
+                        // Not accepted: the listener had closed.
+                        Err(e) => {
+                            assert!(e.is_connect() || e.is_request(), "{e:?}");
+                            errors.push(e);
+                            break;
+                        }
+                    }
+                }
+                errors.len()
+            });
+        }
+        signal_rx.await.unwrap();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let mut failed = 0;
+        while let Some(n) = workers.join_next().await {
+            failed += n.unwrap();
+        }
+        (answered.load(std::sync::atomic::Ordering::SeqCst), failed)
+    });
+    assert!(answered > 100, "{answered}");
+    let status = child.wait().unwrap();
+    assert!(status.success(), "exits cleanly: {status}");
+    println!("{answered} answered, {failed} clients saw the listener closed");
+}
