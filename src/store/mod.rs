@@ -286,11 +286,10 @@ impl Store {
         articles: &[Article],
         catalog: &Catalog,
     ) -> Result<Vec<Bucket>, StoreError> {
-        // An upsert is idempotent: if the bound cuts it off, the client can safely retry.
-        self.bounded("writing articles", async {
-            delegate!(self, s => s.upsert(articles, catalog).await)
-        })
-        .await
+        // Not bounded by the query timeout: a batch of thousands of articles takes longer than
+        // any read should. An HTTP write is bounded by the request timeout instead, and since an
+        // upsert is idempotent, a client cut off can safely retry.
+        delegate!(self, s => s.upsert(articles, catalog).await)
     }
 
     /// Takes an article down; returns the buckets it was filed under, or `None` if there was
