@@ -48,6 +48,8 @@ pub struct App {
     builds: AtomicU64,
     admin_token: Option<AdminToken>,
     heard: watch::Sender<u64>,
+    /// One permit per core: compressions in flight at once.
+    compressing: tokio::sync::Semaphore,
 }
 
 impl App {
@@ -80,6 +82,7 @@ impl App {
             Encoded::new(Rendered {
                 body: body.into(),
                 last_modified: None,
+                link: None,
             })
         };
         App {
@@ -93,6 +96,9 @@ impl App {
             builds: AtomicU64::new(0),
             admin_token: None,
             heard,
+            compressing: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(1, |n| n.get()),
+            ),
         }
     }
 
@@ -141,7 +147,9 @@ impl App {
         self.cache
             .get_or_build(key, || async {
                 let rendered = self.build(key).await?;
-                // Compression is CPU work: keep it off the threads that serve hits.
+                // Compression is CPU work and memory: keep it off the threads that serve hits,
+                // and run no more at once than there are cores.
+                let _slot = self.compressing.acquire().await;
                 let encoded = tokio::task::spawn_blocking(move || Encoded::new(rendered)).await;
                 encoded.map_err(|e| {
                     FeedError::Render(RenderError {
@@ -161,9 +169,12 @@ impl App {
         let feed = feed::assemble(&self.settings, &self.store, key).await?;
         let body = render::render(&feed, &self.settings)?;
         metrics::histogram!(crate::metrics::BUILD_SECONDS).record(started.elapsed().as_secs_f64());
+        let link = (key.format != Format::Html)
+            .then(|| render::Links::of(&feed, &self.settings).http_header());
         Ok(Rendered {
             body,
             last_modified: (!feed.items.is_empty()).then_some(feed.updated),
+            link,
         })
     }
 

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use std::io::Write;
 
+use axum::http::HeaderValue;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use moka::future::Cache;
@@ -30,9 +31,11 @@ const ENTRY_OVERHEAD: u32 = 256;
 
 /// gzip level: 6 is gzip's own default, close to the best ratio for a fraction of the time.
 const GZIP_LEVEL: u32 = 6;
-/// brotli quality: beyond 9 the time grows steeply for little gain on feed-sized documents.
-const BROTLI_QUALITY: u32 = 9;
-const BROTLI_WINDOW: u32 = 22;
+/// brotli quality and window: measured (bench/run's memory sweep), quality 9 with a 4 MiB window
+/// held tens of MiB per compression in flight and pushed the process far past the cache budget;
+/// quality 6 with a 1 MiB window costs a few MiB and compresses feeds almost as well.
+const BROTLI_QUALITY: u32 = 6;
+const BROTLI_WINDOW: u32 = 20;
 
 /// A rendered document.
 #[derive(Debug, Clone)]
@@ -41,6 +44,8 @@ pub struct Rendered {
     pub body: Bytes,
     /// The latest publication or edit among its items; `None` when it has none.
     pub last_modified: Option<DateTime<Utc>>,
+    /// The document's links as an HTTP `Link` header value (self, hubs), if it has one.
+    pub link: Option<String>,
 }
 
 /// A content coding feedcast can send.
@@ -65,16 +70,21 @@ impl Encoding {
     }
 }
 
-/// A document ready to send in every encoding, with its validators.
+/// A document ready to send in every encoding, with its validators and headers already
+/// formatted, so a hit or a 304 formats nothing.
 #[derive(Debug, Clone)]
 pub struct Encoded {
     identity: Bytes,
     gzip: Bytes,
     brotli: Bytes,
-    /// Hex digest of the uncompressed bytes; each variant's ETag derives from it.
-    digest: String,
+    /// Each variant's strong ETag (they differ, since the bytes do), in `Encoding` order.
+    etags: [HeaderValue; 3],
     /// The latest publication or edit among its items.
     pub last_modified: Option<DateTime<Utc>>,
+    /// `last_modified` as an HTTP date.
+    pub last_modified_header: Option<HeaderValue>,
+    /// The `Link` header, if any.
+    pub link_header: Option<HeaderValue>,
 }
 
 impl Encoded {
@@ -83,28 +93,37 @@ impl Encoded {
         let body = rendered.body;
         let digest = Sha256::digest(&body);
         let digest: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+        // Hex digits and quotes, an HTTP date, URLs: always valid header values.
+        let header = |s: String| HeaderValue::from_str(&s).ok();
+        let etag = |suffix: &str| {
+            header(format!("\"{digest}{suffix}\"")).unwrap_or(HeaderValue::from_static("\"\""))
+        };
         Encoded {
+            etags: [etag(""), etag("-gzip"), etag("-br")],
             gzip: gzip(&body),
             brotli: brotli(&body),
             identity: body,
-            digest,
+            last_modified_header: rendered
+                .last_modified
+                .and_then(|t| header(t.format("%a, %d %b %Y %H:%M:%S GMT").to_string())),
             last_modified: rendered.last_modified,
+            link_header: rendered.link.and_then(header),
         }
     }
 
     /// The bytes and strong ETag of one variant. Each variant has its own ETag, since their
     /// bytes differ.
-    pub fn variant(&self, encoding: Encoding) -> (&Bytes, String) {
+    pub fn variant(&self, encoding: Encoding) -> (&Bytes, &HeaderValue) {
         match encoding {
-            Encoding::Identity => (&self.identity, format!("\"{}\"", self.digest)),
-            Encoding::Gzip => (&self.gzip, format!("\"{}-gzip\"", self.digest)),
-            Encoding::Brotli => (&self.brotli, format!("\"{}-br\"", self.digest)),
+            Encoding::Identity => (&self.identity, &self.etags[0]),
+            Encoding::Gzip => (&self.gzip, &self.etags[1]),
+            Encoding::Brotli => (&self.brotli, &self.etags[2]),
         }
     }
 
     /// Bytes held, all variants together.
     pub fn size(&self) -> usize {
-        self.identity.len() + self.gzip.len() + self.brotli.len() + self.digest.len()
+        self.identity.len() + self.gzip.len() + self.brotli.len() + 3 * 40
     }
 }
 
@@ -421,6 +440,7 @@ mod tests {
         Encoded::new(Rendered {
             body: Bytes::from(body.to_owned()),
             last_modified: None,
+            link: None,
         })
     }
 

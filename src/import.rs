@@ -54,29 +54,70 @@ impl fmt::Display for ImportError {
     }
 }
 
-/// Validates parsed inputs, in order. An id given twice is an error, since which of the two
-/// was meant cannot be known.
-fn validate_all(
+/// Below this many articles a batch is checked on one thread; above, on every core, since
+/// sanitizing HTML is most of an import's cost.
+const PARALLEL_FROM: usize = 256;
+
+/// Parses (with `parse`) and validates every item, on all cores for a large batch, then
+/// reports in order. An id given twice is an error, since which of the two was meant cannot be
+/// known.
+fn validate_all<T: Sync>(
     unit: &'static str,
-    inputs: impl Iterator<Item = (usize, Result<ArticleInput, String>)>,
+    items: &[(usize, T)],
+    parse: impl Fn(&T) -> Result<ArticleInput, String> + Sync,
     settings: &Settings,
 ) -> Result<Vec<Article>, ImportError> {
-    let mut articles = Vec::new();
+    let check = |items: &[(usize, T)]| -> Vec<(usize, Result<Article, Vec<Problem>>)> {
+        items
+            .iter()
+            .map(|(position, item)| {
+                let position = *position;
+                let checked = parse(item)
+                    .map_err(|message| {
+                        vec![Problem {
+                            position,
+                            field: None,
+                            message,
+                        }]
+                    })
+                    .and_then(|input| {
+                        input.validate(settings).map_err(|e| {
+                            e.0.into_iter()
+                                .map(|fe| Problem {
+                                    position,
+                                    field: Some(fe.field),
+                                    message: fe.message,
+                                })
+                                .collect()
+                        })
+                    });
+                (position, checked)
+            })
+            .collect()
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let checked: Vec<(usize, Result<Article, Vec<Problem>>)> =
+        if items.len() < PARALLEL_FROM || threads == 1 {
+            check(items)
+        } else {
+            let chunk = items.len().div_ceil(threads);
+            std::thread::scope(|scope| {
+                let workers: Vec<_> = items
+                    .chunks(chunk)
+                    .map(|part| scope.spawn(|| check(part)))
+                    .collect();
+                workers
+                    .into_iter()
+                    .flat_map(|w| w.join().unwrap_or_default())
+                    .collect()
+            })
+        };
+
+    let mut articles = Vec::with_capacity(checked.len());
     let mut problems = Vec::new();
     let mut seen: HashMap<String, usize> = HashMap::new();
-    for (position, input) in inputs {
-        let input = match input {
-            Ok(input) => input,
-            Err(message) => {
-                problems.push(Problem {
-                    position,
-                    field: None,
-                    message,
-                });
-                continue;
-            }
-        };
-        match input.validate(settings) {
+    for (position, result) in checked {
+        match result {
             Ok(article) => match seen.insert(article.id().to_string(), position) {
                 Some(first) => problems.push(Problem {
                     position,
@@ -85,11 +126,7 @@ fn validate_all(
                 }),
                 None => articles.push(article),
             },
-            Err(e) => problems.extend(e.0.into_iter().map(|fe| Problem {
-                position,
-                field: Some(fe.field),
-                message: fe.message,
-            })),
+            Err(found) => problems.extend(found),
         }
     }
     if problems.is_empty() {
@@ -105,12 +142,18 @@ fn not_an_article(e: serde_json::Error) -> String {
 
 /// Parses and validates NDJSON text; blank lines are skipped.
 pub fn parse_ndjson(text: &str, settings: &Settings) -> Result<Vec<Article>, ImportError> {
-    let inputs = text
+    let lines: Vec<(usize, &str)> = text
         .lines()
         .enumerate()
         .filter(|(_, line)| !line.trim().is_empty())
-        .map(|(i, line)| (i + 1, serde_json::from_str(line).map_err(not_an_article)));
-    validate_all("line", inputs, settings)
+        .map(|(i, line)| (i + 1, line))
+        .collect();
+    validate_all(
+        "line",
+        &lines,
+        |line| serde_json::from_str(line).map_err(not_an_article),
+        settings,
+    )
 }
 
 /// Parses and validates a JSON array of articles.
@@ -123,11 +166,17 @@ pub fn parse_json_array(text: &str, settings: &Settings) -> Result<Vec<Article>,
             message: format!("not a JSON array of articles: {e}"),
         }],
     })?;
-    let inputs = items
+    let items: Vec<(usize, serde_json::Value)> = items
         .into_iter()
         .enumerate()
-        .map(|(i, v)| (i + 1, serde_json::from_value(v).map_err(not_an_article)));
-    validate_all("item", inputs, settings)
+        .map(|(i, v)| (i + 1, v))
+        .collect();
+    validate_all(
+        "item",
+        &items,
+        |v| serde_json::from_value(v.clone()).map_err(not_an_article),
+        settings,
+    )
 }
 
 /// Parses and validates one article; `id`, if given, fills a missing id or must match.
@@ -144,7 +193,7 @@ pub fn parse_one(text: &str, id: &str, settings: &Settings) -> Result<Article, I
                 "id: `{given}` in the body does not match `{id}` in the URL"
             )),
         });
-    validate_all("item", std::iter::once((1, input)), settings)
+    validate_all("item", &[(1, input)], |input| input.clone(), settings)
         .map(|mut articles| articles.remove(0))
 }
 

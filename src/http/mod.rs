@@ -24,7 +24,7 @@ use tokio::net::TcpListener;
 
 use crate::app::App;
 use crate::cache::Encoded;
-use crate::feed::{FeedKey, Format, View};
+use crate::feed::{FeedKey, Format};
 
 pub use error::{ApiError, AppError};
 
@@ -68,8 +68,6 @@ struct Policy {
     max_age: u32,
     /// Request headers the choice of representation depends on.
     vary: &'static str,
-    /// A `Link` header value, if any.
-    link: Option<String>,
 }
 
 fn header_str(headers: &HeaderMap, name: HeaderName) -> Option<&str> {
@@ -84,7 +82,7 @@ fn respond(request: &HeaderMap, doc: &Encoded, policy: Policy) -> Response {
     let fresh = conditional::not_modified(
         header_str(request, header::IF_NONE_MATCH),
         header_str(request, header::IF_MODIFIED_SINCE),
-        &etag,
+        etag.to_str().unwrap_or_default(),
         doc.last_modified,
     );
     let mut response = if fresh {
@@ -92,31 +90,26 @@ fn respond(request: &HeaderMap, doc: &Encoded, policy: Policy) -> Response {
     } else {
         Response::new(Body::from(body.clone()))
     };
+    // Everything but Cache-Control was formatted when the document entered the cache.
     let headers = response.headers_mut();
-    let mut set = |name: HeaderName, value: &str| {
-        if let Ok(v) = HeaderValue::from_str(value) {
-            headers.insert(name, v);
-        }
-    };
-    set(header::ETAG, &etag);
-    if let Some(modified) = doc.last_modified {
-        set(
-            header::LAST_MODIFIED,
-            &modified.format("%a, %d %b %Y %H:%M:%S GMT").to_string(),
-        );
+    headers.insert(header::ETAG, etag.clone());
+    if let Some(modified) = &doc.last_modified_header {
+        headers.insert(header::LAST_MODIFIED, modified.clone());
     }
-    set(
-        header::CACHE_CONTROL,
-        &format!("public, max-age={}", policy.max_age),
-    );
-    set(header::VARY, policy.vary);
-    if let Some(link) = &policy.link {
-        set(header::LINK, link);
+    if let Ok(v) = HeaderValue::from_str(&format!("public, max-age={}", policy.max_age)) {
+        headers.insert(header::CACHE_CONTROL, v);
+    }
+    headers.insert(header::VARY, HeaderValue::from_static(policy.vary));
+    if let Some(link) = &doc.link_header {
+        headers.insert(header::LINK, link.clone());
     }
     if !fresh {
-        set(header::CONTENT_TYPE, policy.content_type);
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(policy.content_type),
+        );
         if let Some(token) = encoding.token() {
-            set(header::CONTENT_ENCODING, token);
+            headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static(token));
         }
     }
     response
@@ -137,17 +130,6 @@ async fn feed(
         key.format = Format::Html;
     }
     let served = app.feed(&key).await?;
-    let link = (key.format != Format::Html).then(|| {
-        let mut links: Vec<String> = settings
-            .websub
-            .hubs
-            .iter()
-            .filter(|_| matches!(key.view, View::Latest { .. }))
-            .map(|hub| format!("<{hub}>; rel=\"hub\""))
-            .collect();
-        links.push(format!("<{}>; rel=\"self\"", key.url(settings)));
-        links.join(", ")
-    });
     let policy = Policy {
         content_type: key.format.content_type(),
         // An outdated copy stands in only until the store is back: others should not keep it.
@@ -161,7 +143,6 @@ async fn feed(
         } else {
             "Accept-Encoding"
         },
-        link,
     };
     let mut response = respond(&request, &served.entry().doc, policy);
     if served.is_stale() {
@@ -183,7 +164,6 @@ async fn index(State(app): State<Arc<App>>, request: HeaderMap) -> Response {
         content_type: Format::Html.content_type(),
         max_age: app.settings.caching.category,
         vary: "Accept-Encoding",
-        link: None,
     };
     respond(&request, &app.index, policy)
 }
@@ -193,7 +173,6 @@ async fn opml(State(app): State<Arc<App>>, request: HeaderMap) -> Response {
         content_type: OPML_TYPE,
         max_age: app.settings.caching.category,
         vary: "Accept-Encoding",
-        link: None,
     };
     respond(&request, &app.opml, policy)
 }

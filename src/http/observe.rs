@@ -83,7 +83,7 @@ pub(super) async fn observe(State(app): State<Arc<App>>, request: Request, next:
     let status = response.status().as_u16();
     let bytes = response_bytes(response.body());
     let latency = started.elapsed();
-    ::metrics::counter!(metrics::REQUESTS, "route" => kind, "status" => status.to_string())
+    ::metrics::counter!(metrics::REQUESTS, "route" => kind, "status" => status_label(status))
         .increment(1);
     ::metrics::counter!(metrics::RESPONSE_BYTES, "route" => kind).increment(bytes);
     ::metrics::histogram!(metrics::REQUEST_SECONDS, "route" => kind).record(latency.as_secs_f64());
@@ -101,4 +101,16 @@ pub(super) async fn observe(State(app): State<Arc<App>>, request: Request, next:
 
 fn response_bytes(body: &Body) -> u64 {
     body.size_hint().exact().unwrap_or(0)
+}
+
+/// A status as a metric label, without allocating for the common ones.
+fn status_label(status: u16) -> ::metrics::SharedString {
+    match status {
+        200 => "200".into(),
+        304 => "304".into(),
+        400 => "400".into(),
+        404 => "404".into(),
+        503 => "503".into(),
+        other => other.to_string().into(),
+    }
 }
