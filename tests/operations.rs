@@ -9,9 +9,8 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{Backend, POSTGRES_ENV, Proxy, Server, TestDb};
+use common::{Backend, Proxy, Server, TestDb};
 use feedcast::config::Settings;
-use feedcast::store::DatabaseUrl;
 
 const BIN: &str = env!("CARGO_BIN_EXE_feedcast");
 const CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/feeds.toml");
@@ -112,24 +111,7 @@ async fn a_request_stuck_on_the_store_times_out() {
     let Some(db) = TestDb::new(Backend::Postgres).await else {
         return;
     };
-    let DatabaseUrl::Postgres(direct) = &db.url else {
-        unreachable!()
-    };
-    let parsed = url::Url::parse(&std::env::var(POSTGRES_ENV).unwrap()).unwrap();
-    let target = format!(
-        "{}:{}",
-        parsed.host_str().unwrap(),
-        parsed.port().unwrap_or(5432)
-    );
-    let proxy = Proxy::start(
-        tokio::net::lookup_host(&target)
-            .await
-            .unwrap()
-            .next()
-            .unwrap(),
-    )
-    .await;
-    let proxied = DatabaseUrl::Postgres(direct.replacen(&target, &proxy.addr.to_string(), 1));
+    let (proxy, proxied) = Proxy::in_front_of(&db).await;
     let settings = settings_with(&[
         ("request_timeout_ms = 15000", "request_timeout_ms = 300"),
         ("query_timeout_ms = 2000", "query_timeout_ms = 30000"),
@@ -144,16 +126,25 @@ async fn a_request_stuck_on_the_store_times_out() {
     drop(db);
 }
 
-#[test]
-fn request_logs_are_json_lines_with_id_method_path_status_bytes_latency() {
-    let dir = tempfile::tempdir().unwrap();
+/// Starts the binary's `serve` on a temporary SQLite store; returns it and its address. Its
+/// standard output is dropped after the first line, which the server must survive.
+fn serve(
+    dir: &std::path::Path,
+    global: &[&str],
+    args: &[&str],
+    log: &str,
+    stderr: Stdio,
+) -> (std::process::Child, String) {
     let mut child = Command::new(BIN)
-        .args(["--config", CONFIG, "--log-format", "json", "--database"])
-        .arg(format!("sqlite://{}", dir.path().join("x.db").display()))
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("RUST_LOG", "info")
+        .args(["--config", CONFIG])
+        .args(global)
+        .arg("--database")
+        .arg(format!("sqlite://{}", dir.join("x.db").display()))
+        .arg("serve")
+        .args(args)
+        .env("RUST_LOG", log)
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(stderr)
         .spawn()
         .unwrap();
     let first = BufReader::new(child.stdout.take().unwrap())
@@ -165,6 +156,19 @@ fn request_logs_are_json_lines_with_id_method_path_status_bytes_latency() {
         .trim_start_matches("feedcast listening on http://")
         .trim_end_matches('/')
         .to_owned();
+    (child, addr)
+}
+
+#[test]
+fn request_logs_are_json_lines_with_id_method_path_status_bytes_latency() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, addr) = serve(
+        dir.path(),
+        &["--log-format", "json"],
+        &["--listen", "127.0.0.1:0"],
+        "info",
+        Stdio::piped(),
+    );
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -207,24 +211,13 @@ fn request_logs_are_json_lines_with_id_method_path_status_bytes_latency() {
 #[test]
 fn sigterm_during_a_burst_answers_every_accepted_request() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BIN)
-        .args(["--config", CONFIG, "--database"])
-        .arg(format!("sqlite://{}", dir.path().join("x.db").display()))
-        .args(["serve", "--demo", "--listen", "127.0.0.1:0"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let first = BufReader::new(child.stdout.take().unwrap())
-        .lines()
-        .next()
-        .unwrap()
-        .unwrap();
-    let addr = first
-        .trim_start_matches("feedcast listening on http://")
-        .trim_end_matches('/')
-        .to_owned();
+    let (mut child, addr) = serve(
+        dir.path(),
+        &[],
+        &["--demo", "--listen", "127.0.0.1:0"],
+        "warn",
+        Stdio::null(),
+    );
     let pid = child.id().to_string();
 
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Backend, POSTGRES_ENV, Proxy, Server, TestDb, settings};
+use common::{Backend, Proxy, Server, TestDb, settings};
 use feedcast::config::Settings;
 use feedcast::feed::{FeedId, FeedKey, Format};
 use feedcast::store::DatabaseUrl;
@@ -372,24 +372,7 @@ async fn a_store_outage_serves_cached_feeds_stale_and_recovers() {
     let Some(db) = TestDb::new(Backend::Postgres).await else {
         return;
     };
-    let DatabaseUrl::Postgres(direct) = &db.url else {
-        unreachable!()
-    };
-    let parsed = url::Url::parse(&std::env::var(POSTGRES_ENV).unwrap()).unwrap();
-    let target = format!(
-        "{}:{}",
-        parsed.host_str().unwrap(),
-        parsed.port().unwrap_or(5432)
-    );
-    let proxy = Proxy::start(
-        tokio::net::lookup_host(&target)
-            .await
-            .unwrap()
-            .next()
-            .unwrap(),
-    )
-    .await;
-    let proxied = DatabaseUrl::Postgres(direct.replacen(&target, &proxy.addr.to_string(), 1));
+    let (proxy, proxied) = Proxy::in_front_of(&db).await;
     let server = Server::start_at(&proxied, settings(), None).await;
     server.app.load_demo_if_empty().await.unwrap();
     let cached = "/feeds/category/hydrogen.rss";

@@ -231,6 +231,27 @@ struct ProxyState {
 }
 
 impl Proxy {
+    /// A proxy in front of the test PostgreSQL, and `db`'s URL rewritten to go through it.
+    pub async fn in_front_of(db: &TestDb) -> (Proxy, DatabaseUrl) {
+        let DatabaseUrl::Postgres(direct) = &db.url else {
+            panic!("a proxy stands in front of PostgreSQL only")
+        };
+        let parsed = url::Url::parse(&std::env::var(POSTGRES_ENV).unwrap()).unwrap();
+        let target = format!(
+            "{}:{}",
+            parsed.host_str().unwrap(),
+            parsed.port().unwrap_or(5432)
+        );
+        let addr = tokio::net::lookup_host(&target)
+            .await
+            .unwrap()
+            .next()
+            .unwrap();
+        let proxy = Proxy::start(addr).await;
+        let proxied = DatabaseUrl::Postgres(direct.replacen(&target, &proxy.addr.to_string(), 1));
+        (proxy, proxied)
+    }
+
     pub async fn start(target: std::net::SocketAddr) -> Proxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
