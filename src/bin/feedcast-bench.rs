@@ -266,15 +266,21 @@ async fn main() -> Result<()> {
             let started = Instant::now();
             let mut batch = String::new();
             let (mut lines, mut stored) = (0u64, 0u64);
+            // Where the time goes: validation (parse + sanitize, all cores) or the store.
+            let (mut validating, mut writing) = (Duration::ZERO, Duration::ZERO);
             for line in reader.lines() {
                 let line = line?;
                 batch.push_str(&line);
                 batch.push('\n');
                 lines += 1;
                 if lines % 5_000 == 0 || lines == count {
+                    let step = Instant::now();
                     let articles = feedcast::import::parse_ndjson(&batch, &app.settings)
                         .map_err(|e| anyhow::anyhow!("line batch ending {lines}: {e}"))?;
+                    validating += step.elapsed();
+                    let step = Instant::now();
                     app.write(&articles).await?;
+                    writing += step.elapsed();
                     stored += articles.len() as u64;
                     batch.clear();
                 }
@@ -287,8 +293,10 @@ async fn main() -> Result<()> {
             }
             let secs = started.elapsed().as_secs_f64();
             println!(
-                "import {count} {:.0} articles/s ({secs:.1} s)",
-                count as f64 / secs
+                "import {count} {:.0} articles/s ({secs:.1} s: validating {:.1} s, writing {:.1} s)",
+                count as f64 / secs,
+                validating.as_secs_f64(),
+                writing.as_secs_f64()
             );
             app.close().await;
         }
