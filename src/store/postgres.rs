@@ -252,4 +252,4 @@ impl PgStore {
     }
 }
 
-store_queries!(PgStore, files_in_code: false);
+store_queries!(PgStore, Postgres, files_in_code: false);

@@ -48,7 +48,6 @@ pub(super) const UPSERT_META: &str = "INSERT INTO meta (key, value) VALUES ($1, 
      ON CONFLICT (key) DO UPDATE SET value = excluded.value";
 
 pub(super) const SELECT_BUCKETS_OF: &str = "SELECT bucket FROM feed_index WHERE article_id = $1";
-pub(super) const DELETE_BUCKETS_OF: &str = "DELETE FROM feed_index WHERE article_id = $1";
 pub(super) const INSERT_BUCKET: &str =
     "INSERT INTO feed_index (bucket, published_at, article_id) VALUES ($1, $2, $3)";
 pub(super) const DELETE_REGION_BUCKETS: &str = "DELETE FROM feed_index WHERE bucket LIKE 'r:%'";
@@ -56,11 +55,18 @@ pub(super) const SELECT_REGIONS: &str =
     "SELECT id, published_at, region FROM articles WHERE region IS NOT NULL";
 pub(super) const COUNT_ARTICLES: &str = "SELECT COUNT(*) FROM articles";
 
-pub(super) const UPSERT_ARTICLE: &str = "INSERT INTO articles \
+/// Articles per multi-row statement: 14 parameters each stays far below SQLite's 32,766.
+pub(super) const WRITE_CHUNK: usize = 500;
+/// Feed-index rows per multi-row statement (3 parameters each).
+pub(super) const BUCKET_ROWS: usize = 5000;
+
+/// The head of a multi-row article insert; the rows follow, then [`ON_CONFLICT_UPDATE`].
+pub(super) const INSERT_ARTICLES: &str = "INSERT INTO articles \
      (id, title, summary, content_html, url, published_at, updated_at, author, \
-      source_name, source_url, categories, region, image, language) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
-     ON CONFLICT (id) DO UPDATE SET \
+      source_name, source_url, categories, region, image, language) ";
+
+/// An upsert replaces every column but the id.
+pub(super) const ON_CONFLICT_UPDATE: &str = " ON CONFLICT (id) DO UPDATE SET \
      title = excluded.title, summary = excluded.summary, content_html = excluded.content_html, \
      url = excluded.url, published_at = excluded.published_at, updated_at = excluded.updated_at, \
      author = excluded.author, source_name = excluded.source_name, \
@@ -298,6 +304,21 @@ pub(super) fn newest_first(mut articles: Vec<Article>, limit: Option<u32>) -> Ve
     articles
 }
 
+/// The articles to write, each id once (the last given wins, as separate upserts would), in
+/// their order: one statement may not update the same row twice.
+pub(super) fn last_of_each_id(articles: &[Article]) -> Vec<&Article> {
+    let mut last = std::collections::HashMap::new();
+    for (i, a) in articles.iter().enumerate() {
+        last.insert(a.id().as_str(), i);
+    }
+    articles
+        .iter()
+        .enumerate()
+        .filter(|(i, a)| last.get(a.id().as_str()) == Some(i))
+        .map(|(_, a)| a)
+        .collect()
+}
+
 /// Collects the buckets a write touched.
 pub(super) type Touched = BTreeSet<Bucket>;
 
@@ -308,7 +329,7 @@ pub(super) const PING: &str = "SELECT 1";
 /// `$files_in_code`: whether feedcast files articles in the feed index itself (SQLite) or the
 /// database does it in a trigger (PostgreSQL, so that writes by other programs are filed too).
 macro_rules! store_queries {
-    ($store:ty, files_in_code: $files_in_code:expr) => {
+    ($store:ty, $db:ty, files_in_code: $files_in_code:expr) => {
         impl $store {
             pub(super) async fn delete(&self, id: &str) -> Result<Option<Vec<Bucket>>, StoreError> {
                 let q = |doing: &'static str| move |source| StoreError::Query { doing, source };
@@ -345,53 +366,86 @@ macro_rules! store_queries {
                 catalog: &Catalog,
             ) -> Result<Vec<Bucket>, StoreError> {
                 let q = |doing: &'static str| move |source| StoreError::Query { doing, source };
+                let articles = shared::last_of_each_id(articles);
                 let mut touched = shared::Touched::new();
                 let mut tx = self.pool.begin().await.map_err(q("starting a write"))?;
                 Self::mark_writer(&mut tx).await?;
-                for a in articles {
-                    let id = a.id().as_str();
-                    let before: Vec<String> = sqlx::query_scalar(shared::SELECT_BUCKETS_OF)
-                        .bind(id)
+                // A few multi-row statements per chunk rather than several per article: the
+                // per-statement cost, not the data, is what bounds an import.
+                for chunk in articles.chunks(shared::WRITE_CHUNK) {
+                    let mut select = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT bucket FROM feed_index WHERE article_id IN (",
+                    );
+                    let mut ids = select.separated(", ");
+                    for a in chunk {
+                        ids.push_bind(a.id().as_str());
+                    }
+                    select.push(")");
+                    let before: Vec<String> = select
+                        .build_query_scalar()
                         .fetch_all(&mut *tx)
                         .await
-                        .map_err(q("reading an article's buckets"))?;
+                        .map_err(q("reading articles' buckets"))?;
                     touched.extend(before.iter().filter_map(|k| Bucket::from_key(k)));
                     if $files_in_code {
-                        sqlx::query(shared::DELETE_BUCKETS_OF)
-                            .bind(id)
+                        let mut delete = sqlx::QueryBuilder::<$db>::new(
+                            "DELETE FROM feed_index WHERE article_id IN (",
+                        );
+                        let mut ids = delete.separated(", ");
+                        for a in chunk {
+                            ids.push_bind(a.id().as_str());
+                        }
+                        delete.push(")");
+                        delete
+                            .build()
                             .execute(&mut *tx)
                             .await
-                            .map_err(q("unfiling an article"))?;
+                            .map_err(q("unfiling articles"))?;
                     }
-                    sqlx::query(shared::UPSERT_ARTICLE)
-                        .bind(id)
-                        .bind(a.title())
-                        .bind(a.summary())
-                        .bind(a.content_html())
-                        .bind(a.url())
-                        .bind(shared::micros(a.published_at()))
-                        .bind(a.updated_at().map(shared::micros))
-                        .bind(a.author())
-                        .bind(a.source().map(|s| s.name.as_str()))
-                        .bind(a.source().map(|s| s.url.as_str()))
-                        .bind(shared::categories_column(a))
-                        .bind(a.region().map(|r| r.as_str()))
-                        .bind(a.image())
-                        .bind(a.language())
+                    let mut upsert = sqlx::QueryBuilder::<$db>::new(shared::INSERT_ARTICLES);
+                    upsert.push_values(chunk, |mut row, a| {
+                        row.push_bind(a.id().as_str())
+                            .push_bind(a.title())
+                            .push_bind(a.summary())
+                            .push_bind(a.content_html())
+                            .push_bind(a.url())
+                            .push_bind(shared::micros(a.published_at()))
+                            .push_bind(a.updated_at().map(shared::micros))
+                            .push_bind(a.author())
+                            .push_bind(a.source().map(|s| s.name.as_str()))
+                            .push_bind(a.source().map(|s| s.url.as_str()))
+                            .push_bind(shared::categories_column(a))
+                            .push_bind(a.region().map(|r| r.as_str()))
+                            .push_bind(a.image())
+                            .push_bind(a.language());
+                    });
+                    upsert.push(shared::ON_CONFLICT_UPDATE);
+                    upsert
+                        .build()
                         .execute(&mut *tx)
                         .await
-                        .map_err(q("writing an article"))?;
-                    for bucket in catalog.buckets(a) {
-                        if $files_in_code {
-                            sqlx::query(shared::INSERT_BUCKET)
-                                .bind(bucket.key())
-                                .bind(shared::micros(a.published_at()))
-                                .bind(id)
+                        .map_err(q("writing articles"))?;
+                    let mut rows: Vec<(String, i64, &str)> = Vec::new();
+                    for a in chunk {
+                        for bucket in catalog.buckets(a) {
+                            rows.push((bucket.key(), shared::micros(a.published_at()), a.id().as_str()));
+                            touched.insert(bucket);
+                        }
+                    }
+                    if $files_in_code {
+                        for part in rows.chunks(shared::BUCKET_ROWS) {
+                            let mut insert = sqlx::QueryBuilder::<$db>::new(
+                                "INSERT INTO feed_index (bucket, published_at, article_id) ",
+                            );
+                            insert.push_values(part, |mut row, (key, published, id)| {
+                                row.push_bind(key.as_str()).push_bind(*published).push_bind(*id);
+                            });
+                            insert
+                                .build()
                                 .execute(&mut *tx)
                                 .await
-                                .map_err(q("filing an article"))?;
+                                .map_err(q("filing articles"))?;
                         }
-                        touched.insert(bucket);
                     }
                 }
                 tx.commit().await.map_err(q("committing a write"))?;

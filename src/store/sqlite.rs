@@ -94,7 +94,7 @@ impl SqliteStore {
     }
 }
 
-store_queries!(SqliteStore, files_in_code: true);
+store_queries!(SqliteStore, Sqlite, files_in_code: true);
 
 #[cfg(test)]
 mod tests {
