@@ -10,22 +10,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{Backend, Server};
-
-fn available(program: &str, args: &[&str]) -> bool {
-    let ok = Command::new(program)
-        .args(args)
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{program} is required in CI: .ci/run installs it"
-        );
-        eprintln!("SKIPPED: {program} {args:?} is not available here");
-    }
-    ok
-}
+use common::{Backend, Server, available, python_json};
 
 /// The DOM Chromium builds for `url`, as headless Chromium serializes it.
 async fn chromium_dom(url: String) -> String {
@@ -129,20 +114,7 @@ async fn feedparser_gets_the_feed_at_the_same_url() {
     let server = Server::start(Backend::Sqlite).await.unwrap();
     server.app.load_demo_if_empty().await.unwrap();
     let url = format!("{}/feeds/category/hydrogen.rss", server.base);
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("python3")
-            .args(["-c", FEEDPARSER, &url])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let parsed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let parsed = python_json(FEEDPARSER, vec![url]).await;
     assert_eq!(parsed["bozo"], false, "{}", parsed["error"]);
     assert_eq!(parsed["version"], "rss20");
     let rss = rss::Channel::read_from(server.text("/feeds/category/hydrogen.rss").await.as_bytes())

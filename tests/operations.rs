@@ -9,20 +9,10 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{Backend, Proxy, Server, TestDb};
-use feedcast::config::Settings;
+use common::{Backend, Proxy, Server, TestDb, settings_with};
 
 const BIN: &str = env!("CARGO_BIN_EXE_feedcast");
 const CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/feeds.toml");
-
-fn settings_with(replace: &[(&str, &str)]) -> Settings {
-    let mut text = include_str!("../feeds.toml").to_owned();
-    for (from, to) in replace {
-        assert!(text.contains(from), "{from}");
-        text = text.replace(from, to);
-    }
-    Settings::parse(&text, std::path::Path::new("feeds.toml")).unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_requests_cache_and_builds() {

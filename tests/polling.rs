@@ -8,7 +8,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::io::Read;
 
-use common::{Backend, Server, TestDb, article, settings};
+use common::{Backend, Server, TestDb, article, settings, settings_with};
 use feedcast::feed::{FeedId, FeedKey, Format};
 use feedcast::model::CategorySlug;
 use serde_json::json;
@@ -425,11 +425,11 @@ async fn a_write_pings_the_hub_and_feeds_advertise_it() {
     let hub_url = format!("http://{}/hub", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, hub).await.unwrap() });
 
-    let config = include_str!("../feeds.toml")
-        .replace("hubs = []", &format!("hubs = [\"{hub_url}\"]"))
-        .replace("first_retry_ms = 1000", "first_retry_ms = 10");
-    let settings =
-        feedcast::config::Settings::parse(&config, std::path::Path::new("feeds.toml")).unwrap();
+    let hubs = format!("hubs = [\"{hub_url}\"]");
+    let settings = settings_with(&[
+        ("hubs = []", &hubs),
+        ("first_retry_ms = 1000", "first_retry_ms = 10"),
+    ]);
     let server = Server::start_with(Backend::Sqlite, settings).await.unwrap();
 
     // Feeds advertise the hub, in the document and in a Link header.

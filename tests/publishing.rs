@@ -8,22 +8,13 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Backend, Proxy, Server, TestDb, settings};
+use common::{Backend, Proxy, Server, TestDb, settings, settings_with};
 use feedcast::config::Settings;
 use feedcast::feed::{FeedId, FeedKey, Format};
 use feedcast::store::DatabaseUrl;
 use serde_json::{Value, json};
 
 const TOKEN: &str = "s3cret-token";
-
-fn settings_with(replace: &[(&str, &str)]) -> Settings {
-    let mut text = include_str!("../feeds.toml").to_owned();
-    for (from, to) in replace {
-        assert!(text.contains(from), "{from}");
-        text = text.replace(from, to);
-    }
-    Settings::parse(&text, std::path::Path::new("feeds.toml")).unwrap()
-}
 
 async fn admin_server(backend: Backend, settings: Settings) -> Option<Server> {
     let db = TestDb::new(backend).await?;

@@ -21,6 +21,53 @@ pub fn settings() -> Settings {
     Settings::parse(include_str!("../../feeds.toml"), Path::new("feeds.toml")).unwrap()
 }
 
+/// The shipped configuration with some of its text replaced (each replaced text must occur).
+pub fn settings_with(replace: &[(&str, &str)]) -> Settings {
+    let mut text = include_str!("../../feeds.toml").to_owned();
+    for (from, to) in replace {
+        assert!(text.contains(from), "{from}");
+        text = text.replace(from, to);
+    }
+    Settings::parse(&text, Path::new("feeds.toml")).unwrap()
+}
+
+/// Whether a real client the tests drive is installed (`program args` succeeds). Outside CI a
+/// missing one skips the test with a message; in CI (`CI` set) it fails it, since `.ci/run`
+/// installs every one.
+pub fn available(program: &str, args: &[&str]) -> bool {
+    let ok = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{program} {args:?} is required in CI: .ci/run installs it"
+        );
+        eprintln!("SKIPPED: {program} {args:?} is not available here");
+    }
+    ok
+}
+
+/// Runs a Python script that prints JSON (the feedparser checks) and returns what it printed.
+pub async fn python_json(script: &'static str, args: Vec<String>) -> serde_json::Value {
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3")
+            .args(["-c", script])
+            .args(&args)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// Which backend a test runs on.
 #[derive(Debug, Clone, Copy)]
 pub enum Backend {
