@@ -221,6 +221,10 @@ impl App {
     fn changed(&self, buckets: &[Bucket], why: Invalidation) {
         let touched = FeedId::touched_by(&self.settings.catalog, buckets);
         self.cache.drop_feeds(&touched, why);
+        // Building topic URLs costs a URL join per feed and format: only with someone to tell.
+        if self.settings.websub.hubs.is_empty() {
+            return;
+        }
         let topics: BTreeSet<String> = touched
             .into_iter()
             .flat_map(|feed| {
