@@ -6,6 +6,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -28,6 +29,37 @@ pub enum FeedError {
     /// The renderer failed.
     #[error(transparent)]
     Render(#[from] RenderError),
+}
+
+/// Validated batches an import may hold ready while the store writes one.
+const IMPORT_BATCHES_AHEAD: usize = 2;
+
+/// What an import stored, and where its time went.
+#[derive(Debug, Clone, Copy)]
+pub struct Imported {
+    /// Articles stored.
+    pub articles: usize,
+    /// Time spent reading and validating (overlapping the writing).
+    pub validating: Duration,
+    /// Time spent writing and committing.
+    pub writing: Duration,
+}
+
+/// Why an import stored nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportFailure {
+    /// Lines are bad; every problem is listed.
+    #[error(transparent)]
+    Invalid(import::ImportError),
+    /// The input could not be read.
+    #[error(transparent)]
+    Read(#[from] import::ReadError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The validating thread died.
+    #[error("the import's validating thread failed")]
+    Validator,
 }
 
 /// The running service's shared state.
@@ -184,6 +216,64 @@ impl App {
         let buckets = self.store.upsert(articles, &self.settings.catalog).await?;
         self.changed(&buckets, Invalidation::Change);
         Ok(())
+    }
+
+    /// Imports NDJSON of any length from `reader` in one transaction: every article or, if any
+    /// line is bad, none (and every bad line is reported). Reading and validating the next batch
+    /// (on all cores) overlaps with writing the last, so the slower of the two sets the pace.
+    pub async fn import_ndjson<R>(&self, reader: R) -> Result<Imported, ImportFailure>
+    where
+        R: std::io::BufRead + Send + 'static,
+    {
+        let (batches, mut received) = tokio::sync::mpsc::channel(IMPORT_BATCHES_AHEAD);
+        let settings = self.settings.clone();
+        let validator = tokio::task::spawn_blocking(move || {
+            let mut stream = import::NdjsonStream::new(reader, &settings);
+            let mut busy = Duration::ZERO;
+            loop {
+                let started = Instant::now();
+                let Some(batch) = stream.next() else { break };
+                busy += started.elapsed();
+                // The writer gave up (a store error): no point reading on.
+                if batches.blocking_send(batch).is_err() {
+                    break;
+                }
+            }
+            busy
+        });
+        let mut writer = self.store.begin_write().await?;
+        let (mut articles, mut writing) = (0, Duration::ZERO);
+        let mut problems = Vec::new();
+        while let Some(batch) = received.recv().await {
+            match batch {
+                // After a bad line nothing will be stored; the rest is only checked.
+                Ok(batch) if problems.is_empty() => {
+                    let started = Instant::now();
+                    writer.write(&batch, &self.settings.catalog).await?;
+                    writing += started.elapsed();
+                    articles += batch.len();
+                }
+                Ok(_) => {}
+                Err(import::StreamError::Invalid(bad)) => problems.extend(bad.problems),
+                Err(import::StreamError::Read(e)) => return Err(e.into()),
+            }
+        }
+        let validating = validator.await.map_err(|_| ImportFailure::Validator)?;
+        if !problems.is_empty() {
+            return Err(ImportFailure::Invalid(import::ImportError {
+                unit: "line",
+                problems,
+            }));
+        }
+        let started = Instant::now();
+        let buckets = writer.commit().await?;
+        writing += started.elapsed();
+        self.changed(&buckets, Invalidation::Change);
+        Ok(Imported {
+            articles,
+            validating,
+            writing,
+        })
     }
 
     /// Takes an article down everywhere; `false` if there was no such article.

@@ -66,6 +66,7 @@ fn validate_all<T: Sync>(
     items: &[(usize, T)],
     parse: impl Fn(&T) -> Result<ArticleInput, String> + Sync,
     settings: &Settings,
+    seen: &mut HashMap<String, usize>,
 ) -> Result<Vec<Article>, ImportError> {
     let check = |items: &[(usize, T)]| -> Vec<(usize, Result<Article, Vec<Problem>>)> {
         items
@@ -115,7 +116,6 @@ fn validate_all<T: Sync>(
 
     let mut articles = Vec::with_capacity(checked.len());
     let mut problems = Vec::new();
-    let mut seen: HashMap<String, usize> = HashMap::new();
     for (position, result) in checked {
         match result {
             Ok(article) => match seen.insert(article.id().to_string(), position) {
@@ -153,7 +153,102 @@ pub fn parse_ndjson(text: &str, settings: &Settings) -> Result<Vec<Article>, Imp
         &lines,
         |line| serde_json::from_str(line).map_err(not_an_article),
         settings,
+        &mut HashMap::new(),
     )
+}
+
+/// Lines an [`NdjsonStream`] validates at a time: enough to keep every core busy, few enough
+/// that a batch in flight holds a few megabytes.
+const STREAM_BATCH: usize = 2_000;
+
+/// A stream that could not be read (as opposed to one holding bad articles).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read line {line}: {source}")]
+pub struct ReadError {
+    /// The 1-based line being read.
+    pub line: usize,
+    /// Why.
+    pub source: std::io::Error,
+}
+
+/// Why a batch of a stream yielded no articles.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    /// The stream could not be read; nothing after this is known.
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    /// Articles of this batch are bad; the stream goes on, so that every problem is found.
+    #[error(transparent)]
+    Invalid(#[from] ImportError),
+}
+
+/// NDJSON read from a stream of any length and validated a batch at a time, so a file of
+/// millions of articles is never held in memory whole. Ids are remembered across batches: an
+/// id given twice in the stream is a problem wherever the two lines are.
+pub struct NdjsonStream<'s, R> {
+    reader: R,
+    settings: &'s Settings,
+    lines_read: usize,
+    seen: HashMap<String, usize>,
+    ended: bool,
+}
+
+impl<'s, R: std::io::BufRead> NdjsonStream<'s, R> {
+    /// Reads articles from `reader`.
+    pub fn new(reader: R, settings: &'s Settings) -> Self {
+        NdjsonStream {
+            reader,
+            settings,
+            lines_read: 0,
+            seen: HashMap::new(),
+            ended: false,
+        }
+    }
+}
+
+impl<R: std::io::BufRead> Iterator for NdjsonStream<'_, R> {
+    type Item = Result<Vec<Article>, StreamError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut lines: Vec<(usize, Result<String, std::string::FromUtf8Error>)> =
+            Vec::with_capacity(STREAM_BATCH);
+        while !self.ended && lines.len() < STREAM_BATCH {
+            // Bytes, not a String: a line that is not UTF-8 is that line's problem, not a
+            // reason to stop reading.
+            let mut line = Vec::new();
+            match self.reader.read_until(b'\n', &mut line) {
+                Ok(0) => self.ended = true,
+                Ok(_) => {
+                    self.lines_read += 1;
+                    if !line.trim_ascii().is_empty() {
+                        // Checked once here, so the JSON parser need not check it again.
+                        lines.push((self.lines_read, String::from_utf8(line)));
+                    }
+                }
+                Err(source) => {
+                    self.ended = true;
+                    let line = self.lines_read + 1;
+                    return Some(Err(ReadError { line, source }.into()));
+                }
+            }
+        }
+        if lines.is_empty() {
+            return None;
+        }
+        Some(
+            validate_all(
+                "line",
+                &lines,
+                |line| match line {
+                    Ok(line) => serde_json::from_str(line).map_err(not_an_article),
+                    Err(e) => Err(format!("not UTF-8 text: {}", e.utf8_error())),
+                },
+                self.settings,
+                &mut self.seen,
+            )
+            .map_err(StreamError::Invalid),
+        )
+    }
 }
 
 /// Parses and validates a JSON array of articles.
@@ -176,6 +271,7 @@ pub fn parse_json_array(text: &str, settings: &Settings) -> Result<Vec<Article>,
         &items,
         |v| serde_json::from_value(v.clone()).map_err(not_an_article),
         settings,
+        &mut HashMap::new(),
     )
 }
 
@@ -193,8 +289,14 @@ pub fn parse_one(text: &str, id: &str, settings: &Settings) -> Result<Article, I
                 "id: `{given}` in the body does not match `{id}` in the URL"
             )),
         });
-    validate_all("item", &[(1, input)], |input| input.clone(), settings)
-        .map(|mut articles| articles.remove(0))
+    validate_all(
+        "item",
+        &[(1, input)],
+        |input| input.clone(),
+        settings,
+        &mut HashMap::new(),
+    )
+    .map(|mut articles| articles.remove(0))
 }
 
 #[cfg(test)]

@@ -1,12 +1,12 @@
 //! The `feedcast` binary: parses the command line, sets up logging, loads the configuration
 //! and hands over to the library.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, Write};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use feedcast::app::App;
+use feedcast::app::{App, ImportFailure};
 use feedcast::cli::{Cli, Command, LogFormat};
 use feedcast::config::{AdminToken, Settings};
 use feedcast::feed::{FeedId, FeedKey, Format};
@@ -102,24 +102,30 @@ fn check(settings: &Settings, cli: &Cli) -> Result<()> {
 }
 
 async fn import(app: &App, file: &std::path::Path) -> Result<()> {
-    let mut text = String::new();
-    let name = if file.as_os_str() == "-" {
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .context("reading standard input")?;
-        "standard input".to_owned()
+    // Streamed, so a file of millions of articles never sits in memory whole.
+    let (name, reader): (String, Box<dyn BufRead + Send>) = if file.as_os_str() == "-" {
+        (
+            "standard input".to_owned(),
+            Box::new(std::io::BufReader::new(std::io::stdin())),
+        )
     } else {
-        text =
-            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-        file.display().to_string()
+        let opened =
+            std::fs::File::open(file).with_context(|| format!("reading {}", file.display()))?;
+        (
+            file.display().to_string(),
+            Box::new(std::io::BufReader::new(opened)),
+        )
     };
-    let articles = match feedcast::import::parse_ndjson(&text, &app.settings) {
-        Ok(a) => a,
+    match app.import_ndjson(reader).await {
+        Ok(imported) => {
+            println!("imported {} articles from {name}", imported.articles);
+            Ok(())
+        }
+        Err(ImportFailure::Store(e)) => {
+            Err(e).with_context(|| format!("storing the articles of {name}"))
+        }
         Err(e) => bail!("{name}: {e}"),
-    };
-    app.write(&articles).await.context("storing the articles")?;
-    println!("imported {} articles from {name}", articles.len());
-    Ok(())
+    }
 }
 
 async fn render(app: &App, path: &str) -> Result<()> {

@@ -167,3 +167,54 @@ fn serve_demo_answers_and_stops_on_sigterm() {
     let status = child.wait().unwrap();
     assert!(status.success(), "exits cleanly on SIGTERM: {status}");
 }
+
+/// Articles `from..to`, one NDJSON line each, all valid.
+fn many(from: usize, to: usize) -> Vec<u8> {
+    let mut text = String::new();
+    for n in from..to {
+        text += &format!(
+            r#"{{"id":"m{n}","title":"第{n}条","url":"https://www.kechuang.example.cn/news/m{n}.html","published_at":"2024-05-18T09:30:00+08:00","categories":["parks"],"region":"320281"}}"#
+        );
+        text.push('\n');
+    }
+    text.into_bytes()
+}
+
+#[test]
+fn a_file_longer_than_a_batch_is_stored_whole_or_not_at_all() {
+    // The import streams a file in batches of 2,000 lines; all-or-none holds across them, and
+    // so does the rule that an id may appear once.
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("x.db");
+    let file = dir.path().join("articles.ndjson");
+    let mut bad = many(0, 4_500);
+    bad.extend_from_slice(&many(7, 8)); // line 4,501: the id of line 8 again
+    bad.extend_from_slice(b"{\"id\":\"x\xff\"}\n"); // line 4,502: not UTF-8
+    std::fs::write(&file, &bad).unwrap();
+    let out = feedcast(&db, &["import", file.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("line 4501: id: `m7` is already at line 8"),
+        "{err}"
+    );
+    assert!(err.contains("line 4502: not UTF-8"), "{err}");
+    let feed = feedcast(&db, &["render", "category/parks.rss"]);
+    let channel = rss::Channel::read_from(&feed.stdout[..]).unwrap();
+    assert!(
+        channel.items().is_empty(),
+        "nothing of the first batches was kept"
+    );
+
+    std::fs::write(&file, many(0, 4_500)).unwrap();
+    let out = feedcast(&db, &["import", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("imported 4500 articles"),
+        "{}",
+        stdout(&out)
+    );
+    let feed = feedcast(&db, &["render", "category/parks.atom?limit=3"]);
+    let atom = atom_syndication::Feed::read_from(&feed.stdout[..]).unwrap();
+    assert_eq!(atom.entries().len(), 3);
+}

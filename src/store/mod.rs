@@ -209,6 +209,47 @@ macro_rules! delegate {
     };
 }
 
+/// A write in progress (one transaction): nothing of it is visible until [`Writer::commit`],
+/// and dropping it stores nothing.
+pub struct Writer {
+    tx: WriteTx,
+    touched: shared::Touched,
+}
+
+enum WriteTx {
+    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+}
+
+impl Writer {
+    /// Inserts or replaces these articles by id (the last of an id given twice wins).
+    pub async fn write(
+        &mut self,
+        articles: &[Article],
+        catalog: &Catalog,
+    ) -> Result<(), StoreError> {
+        let touched = &mut self.touched;
+        match &mut self.tx {
+            WriteTx::Sqlite(tx) => SqliteStore::write_in(tx, articles, catalog, touched).await,
+            WriteTx::Postgres(tx) => PgStore::write_in(tx, articles, catalog, touched).await,
+        }
+    }
+
+    /// Stores everything written, and returns every bucket whose feeds changed: those the
+    /// articles were filed under before the write and those they are now.
+    pub async fn commit(self) -> Result<Vec<Bucket>, StoreError> {
+        let committed = match self.tx {
+            WriteTx::Sqlite(tx) => tx.commit().await,
+            WriteTx::Postgres(tx) => tx.commit().await,
+        };
+        committed.map_err(|source| StoreError::Query {
+            doing: "committing a write",
+            source,
+        })?;
+        Ok(self.touched.into_iter().collect())
+    }
+}
+
 /// A change the database announced (PostgreSQL only): an article written or removed by any
 /// replica or by any other program.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -286,10 +327,25 @@ impl Store {
         articles: &[Article],
         catalog: &Catalog,
     ) -> Result<Vec<Bucket>, StoreError> {
+        let mut writer = self.begin_write().await?;
+        writer.write(articles, catalog).await?;
+        writer.commit().await
+    }
+
+    /// Starts a write that can take articles in several parts (an import streamed from a file)
+    /// and stores them all at [`Writer::commit`], or none if the writer is dropped.
+    pub async fn begin_write(&self) -> Result<Writer, StoreError> {
         // Not bounded by the query timeout: a batch of thousands of articles takes longer than
         // any read should. An HTTP write is bounded by the request timeout instead, and since an
         // upsert is idempotent, a client cut off can safely retry.
-        delegate!(self, s => s.upsert(articles, catalog).await)
+        let tx = match &self.backend {
+            Backend::Sqlite(s) => WriteTx::Sqlite(s.begin_write().await?),
+            Backend::Postgres(s) => WriteTx::Postgres(s.begin_write().await?),
+        };
+        Ok(Writer {
+            tx,
+            touched: shared::Touched::new(),
+        })
     }
 
     /// Takes an article down; returns the buckets it was filed under, or `None` if there was
@@ -359,7 +415,7 @@ impl Store {
 
     /// Closes every connection, waiting for those in use.
     pub async fn close(&self) {
-        delegate!(self, s => s.pool.close().await)
+        delegate!(self, s => s.close().await)
     }
 }
 

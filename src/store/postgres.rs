@@ -111,6 +111,16 @@ impl PgStore {
 
 impl PgStore {
     /// Marks this transaction's writes as feedcast's own, hence sanitized (see migration 3).
+    /// Where writes go: the one pool.
+    fn writer(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Closes the pool.
+    pub(super) async fn close(&self) {
+        self.pool.close().await;
+    }
+
     async fn mark_writer(tx: &mut sqlx::Transaction<'_, Postgres>) -> Result<(), StoreError> {
         sqlx::query("SELECT set_config('feedcast.writer', 'feedcast', true)")
             .execute(&mut **tx)

@@ -333,7 +333,7 @@ macro_rules! store_queries {
         impl $store {
             pub(super) async fn delete(&self, id: &str) -> Result<Option<Vec<Bucket>>, StoreError> {
                 let q = |doing: &'static str| move |source| StoreError::Query { doing, source };
-                let mut tx = self.pool.begin().await.map_err(q("starting a takedown"))?;
+                let mut tx = self.writer().begin().await.map_err(q("starting a takedown"))?;
                 let before: Vec<String> = sqlx::query_scalar(shared::SELECT_BUCKETS_OF)
                     .bind(id)
                     .fetch_all(&mut *tx)
@@ -360,16 +360,26 @@ macro_rules! store_queries {
                     })
             }
 
-            pub(super) async fn upsert(
+            pub(super) async fn begin_write(
                 &self,
+            ) -> Result<sqlx::Transaction<'static, $db>, StoreError> {
+                let mut tx = self.writer().begin().await.map_err(|source| StoreError::Query {
+                    doing: "starting a write",
+                    source,
+                })?;
+                Self::mark_writer(&mut tx).await?;
+                Ok(tx)
+            }
+
+            /// Writes within `tx`, adding the buckets whose feeds change to `touched`.
+            pub(super) async fn write_in(
+                tx: &mut sqlx::Transaction<'static, $db>,
                 articles: &[Article],
                 catalog: &Catalog,
-            ) -> Result<Vec<Bucket>, StoreError> {
+                touched: &mut shared::Touched,
+            ) -> Result<(), StoreError> {
                 let q = |doing: &'static str| move |source| StoreError::Query { doing, source };
                 let articles = shared::last_of_each_id(articles);
-                let mut touched = shared::Touched::new();
-                let mut tx = self.pool.begin().await.map_err(q("starting a write"))?;
-                Self::mark_writer(&mut tx).await?;
                 // A few multi-row statements per chunk rather than several per article: the
                 // per-statement cost, not the data, is what bounds an import.
                 for chunk in articles.chunks(shared::WRITE_CHUNK) {
@@ -383,7 +393,7 @@ macro_rules! store_queries {
                     select.push(")");
                     let before: Vec<String> = select
                         .build_query_scalar()
-                        .fetch_all(&mut *tx)
+                        .fetch_all(&mut **tx)
                         .await
                         .map_err(q("reading articles' buckets"))?;
                     touched.extend(before.iter().filter_map(|k| Bucket::from_key(k)));
@@ -398,7 +408,7 @@ macro_rules! store_queries {
                         delete.push(")");
                         delete
                             .build()
-                            .execute(&mut *tx)
+                            .execute(&mut **tx)
                             .await
                             .map_err(q("unfiling articles"))?;
                     }
@@ -422,7 +432,7 @@ macro_rules! store_queries {
                     upsert.push(shared::ON_CONFLICT_UPDATE);
                     upsert
                         .build()
-                        .execute(&mut *tx)
+                        .execute(&mut **tx)
                         .await
                         .map_err(q("writing articles"))?;
                     let mut rows: Vec<(String, i64, &str)> = Vec::new();
@@ -442,14 +452,13 @@ macro_rules! store_queries {
                             });
                             insert
                                 .build()
-                                .execute(&mut *tx)
+                                .execute(&mut **tx)
                                 .await
                                 .map_err(q("filing articles"))?;
                         }
                     }
                 }
-                tx.commit().await.map_err(q("committing a write"))?;
-                Ok(touched.into_iter().collect())
+                Ok(())
             }
 
             pub(super) async fn articles(
@@ -541,7 +550,7 @@ macro_rules! store_queries {
             ) -> Result<(), StoreError> {
                 let q = |doing: &'static str| move |source| StoreError::Query { doing, source };
                 let tree = catalog.region_tree_fingerprint();
-                let mut tx = self.pool.begin().await.map_err(q("starting a refile"))?;
+                let mut tx = self.writer().begin().await.map_err(q("starting a refile"))?;
                 Self::lock_for_refile(&mut tx).await?;
                 Self::store_region_tree(&mut tx, catalog).await?;
                 let stored: Option<String> = sqlx::query_scalar(shared::SELECT_META)
