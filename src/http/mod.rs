@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -119,14 +119,16 @@ async fn feed(
     State(app): State<Arc<App>>,
     Path(path): Path<String>,
     RawQuery(query): RawQuery,
-    request: HeaderMap,
+    // The request itself rather than a copy of its headers (the HeaderMap extractor clones).
+    request: Request,
 ) -> Result<Response, AppError> {
+    let request = request.headers();
     let settings = &app.settings;
     let mut key = FeedKey::parse(&path, query.as_deref(), settings)?;
     // A feed URL opened in a browser shows the page for people; every feed client, and any
     // request without that explicit preference, gets the feed.
     let negotiable = key.format != Format::Html;
-    if negotiable && negotiate::prefers_html(header_str(&request, header::ACCEPT), key.format) {
+    if negotiable && negotiate::prefers_html(header_str(request, header::ACCEPT), key.format) {
         key.format = Format::Html;
     }
     let served = app.feed(&key).await?;
@@ -144,7 +146,7 @@ async fn feed(
             "Accept-Encoding"
         },
     };
-    let mut response = respond(&request, &served.entry().doc, policy);
+    let mut response = respond(request, &served.entry().doc, policy);
     if served.is_stale() {
         let headers = response.headers_mut();
         headers.insert(
@@ -159,22 +161,22 @@ async fn feed(
     Ok(response)
 }
 
-async fn index(State(app): State<Arc<App>>, request: HeaderMap) -> Response {
+async fn index(State(app): State<Arc<App>>, request: Request) -> Response {
     let policy = Policy {
         content_type: Format::Html.content_type(),
         max_age: app.settings.caching.category,
         vary: "Accept-Encoding",
     };
-    respond(&request, &app.index, policy)
+    respond(request.headers(), &app.index, policy)
 }
 
-async fn opml(State(app): State<Arc<App>>, request: HeaderMap) -> Response {
+async fn opml(State(app): State<Arc<App>>, request: Request) -> Response {
     let policy = Policy {
         content_type: OPML_TYPE,
         max_age: app.settings.caching.category,
         vary: "Accept-Encoding",
     };
-    respond(&request, &app.opml, policy)
+    respond(request.headers(), &app.opml, policy)
 }
 
 async fn healthz() -> &'static str {

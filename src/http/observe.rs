@@ -1,8 +1,8 @@
 //! Around every request: a request id, the query-string bound (414), the request timeout (503),
 //! one log line (id, method, path, status, bytes, latency) and the request metrics.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::Instant;
 
 use axum::body::{Body, HttpBody};
@@ -19,19 +19,43 @@ const REQUEST_ID: &str = "x-request-id";
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
-/// The route kind a path belongs to, as metrics label it (a bounded set, unlike paths).
-fn route_kind(path: &str) -> &'static str {
+/// The route kinds, as metrics label them (a bounded set, unlike paths).
+const KINDS: [&str; 8] = [
+    "index", "opml", "health", "metrics", "admin", "archive", "feed", "other",
+];
+
+/// The index in [`KINDS`] of the route kind a path belongs to.
+fn route_kind(path: &str) -> usize {
     match path {
-        "/" => "index",
-        "/feeds.opml" => "opml",
-        "/healthz" | "/readyz" => "health",
-        "/metrics" => "metrics",
-        p if p.starts_with("/api/") => "admin",
-        p if p.contains("/archive/") => "archive",
-        p if p.starts_with("/feeds/") => "feed",
-        _ => "other",
+        "/" => 0,
+        "/feeds.opml" => 1,
+        "/healthz" | "/readyz" => 2,
+        "/metrics" => 3,
+        p if p.starts_with("/api/") => 4,
+        p if p.contains("/archive/") => 5,
+        p if p.starts_with("/feeds/") => 6,
+        _ => 7,
     }
 }
+
+/// One route kind's metric handles, looked up once: finding a labelled metric in the
+/// registry on every request cost more than answering a cached feed.
+struct RouteMetrics {
+    ok: ::metrics::Counter,
+    not_modified: ::metrics::Counter,
+    bytes: ::metrics::Counter,
+    seconds: ::metrics::Histogram,
+}
+
+/// Registered on the first request, after the app installed the recorder.
+static ROUTES: LazyLock<[RouteMetrics; 8]> = LazyLock::new(|| {
+    KINDS.map(|kind| RouteMetrics {
+        ok: ::metrics::counter!(metrics::REQUESTS, "route" => kind, "status" => "200"),
+        not_modified: ::metrics::counter!(metrics::REQUESTS, "route" => kind, "status" => "304"),
+        bytes: ::metrics::counter!(metrics::RESPONSE_BYTES, "route" => kind),
+        seconds: ::metrics::histogram!(metrics::REQUEST_SECONDS, "route" => kind),
+    })
+});
 
 fn plain(status: StatusCode, text: &'static str) -> Response {
     (
@@ -49,18 +73,15 @@ pub(super) async fn observe(State(app): State<Arc<App>>, request: Request, next:
     let id = request
         .headers()
         .get(REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128)
-        .map_or_else(
-            || format!("{:x}", NEXT_ID.fetch_add(1, Ordering::Relaxed)),
-            str::to_owned,
-        );
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.to_str().is_ok())
+        .cloned()
+        .unwrap_or_else(|| HeaderValue::from(NEXT_ID.fetch_add(1, Ordering::Relaxed)));
+    // Cheap copies (shared bytes) for the log line, taken before the request moves on.
     let method = request.method().clone();
-    let path = request.uri().path().to_owned();
-    let kind = route_kind(&path);
+    let uri = request.uri().clone();
+    let kind = route_kind(uri.path());
 
-    let too_long = request
-        .uri()
+    let too_long = uri
         .query()
         .is_some_and(|q| q.len() > limits.max_query_bytes);
     let mut response = if too_long {
@@ -69,7 +90,11 @@ pub(super) async fn observe(State(app): State<Arc<App>>, request: Request, next:
         match tokio::time::timeout(limits.request_timeout, next.run(request)).await {
             Ok(response) => response,
             Err(_) => {
-                tracing::warn!(request_id = %id, %path, "request timed out");
+                tracing::warn!(
+                    request_id = id.to_str().unwrap_or_default(),
+                    path = uri.path(),
+                    "request timed out"
+                );
                 plain(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "the request took too long; try again\n",
@@ -77,20 +102,23 @@ pub(super) async fn observe(State(app): State<Arc<App>>, request: Request, next:
             }
         }
     };
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert(REQUEST_ID, v);
-    }
+    response.headers_mut().insert(REQUEST_ID, id.clone());
     let status = response.status().as_u16();
     let bytes = response_bytes(response.body());
     let latency = started.elapsed();
-    ::metrics::counter!(metrics::REQUESTS, "route" => kind, "status" => status_label(status))
-        .increment(1);
-    ::metrics::counter!(metrics::RESPONSE_BYTES, "route" => kind).increment(bytes);
-    ::metrics::histogram!(metrics::REQUEST_SECONDS, "route" => kind).record(latency.as_secs_f64());
+    let route = &ROUTES[kind];
+    match status {
+        200 => route.ok.increment(1),
+        304 => route.not_modified.increment(1),
+        other => ::metrics::counter!(metrics::REQUESTS, "route" => KINDS[kind], "status" => other.to_string())
+            .increment(1),
+    }
+    route.bytes.increment(bytes);
+    route.seconds.record(latency.as_secs_f64());
     tracing::info!(
-        request_id = %id,
+        request_id = id.to_str().unwrap_or_default(),
         %method,
-        path,
+        path = uri.path(),
         status,
         bytes,
         latency_us = latency.as_micros() as u64,
@@ -101,16 +129,4 @@ pub(super) async fn observe(State(app): State<Arc<App>>, request: Request, next:
 
 fn response_bytes(body: &Body) -> u64 {
     body.size_hint().exact().unwrap_or(0)
-}
-
-/// A status as a metric label, without allocating for the common ones.
-fn status_label(status: u16) -> ::metrics::SharedString {
-    match status {
-        200 => "200".into(),
-        304 => "304".into(),
-        400 => "400".into(),
-        404 => "404".into(),
-        503 => "503".into(),
-        other => other.to_string().into(),
-    }
 }
