@@ -31,6 +31,10 @@ pub enum FeedError {
     Render(#[from] RenderError),
 }
 
+/// Builds in flight per core: a build is mostly CPU (rendering, compressing) after a short
+/// store read, so a few more than the cores keep them busy while a read waits.
+const BUILDS_PER_CORE: usize = 2;
+
 /// Validated batches an import may hold ready while the store writes one.
 const IMPORT_BATCHES_AHEAD: usize = 2;
 
@@ -80,8 +84,9 @@ pub struct App {
     builds: AtomicU64,
     admin_token: Option<AdminToken>,
     heard: watch::Sender<u64>,
-    /// One permit per core: compressions in flight at once.
-    compressing: tokio::sync::Semaphore,
+    /// Feeds being built (read, rendered, compressed) at once. Each holds megabytes while it
+    /// is built, so a sweep of cold feeds would otherwise grow memory with its concurrency.
+    building: tokio::sync::Semaphore,
 }
 
 impl App {
@@ -128,8 +133,8 @@ impl App {
             builds: AtomicU64::new(0),
             admin_token: None,
             heard,
-            compressing: tokio::sync::Semaphore::new(
-                std::thread::available_parallelism().map_or(1, |n| n.get()),
+            building: tokio::sync::Semaphore::new(
+                BUILDS_PER_CORE * std::thread::available_parallelism().map_or(1, |n| n.get()),
             ),
         }
     }
@@ -178,10 +183,9 @@ impl App {
     pub async fn feed(&self, key: &FeedKey) -> Result<Served, Arc<FeedError>> {
         self.cache
             .get_or_build(key, || async {
+                let _slot = self.building.acquire().await;
                 let rendered = self.build(key).await?;
-                // Compression is CPU work and memory: keep it off the threads that serve hits,
-                // and run no more at once than there are cores.
-                let _slot = self.compressing.acquire().await;
+                // Compression is CPU work: keep it off the threads that serve hits.
                 let encoded = tokio::task::spawn_blocking(move || Encoded::new(rendered)).await;
                 encoded.map_err(|e| {
                     FeedError::Render(RenderError {

@@ -53,11 +53,15 @@ pub fn render(feed: &Feed, settings: &Settings) -> Result<Bytes, RenderError> {
         Format::Json => json::render(feed, settings),
         Format::Html => Ok(html::feed_page(feed, settings)),
     };
-    written.map(Bytes::from).map_err(|message| RenderError {
-        format: feed.key.format,
-        path: feed.key.url_path(),
-        message,
-    })
+    // Boxed first, which drops the spare capacity the writer grew into: the cache weighs a
+    // document by its length, and Bytes would otherwise keep up to twice that allocated.
+    written
+        .map(|body| Bytes::from(body.into_boxed_slice()))
+        .map_err(|message| RenderError {
+            format: feed.key.format,
+            path: feed.key.url_path(),
+            message,
+        })
 }
 
 /// The links a feed document carries, as absolute URLs in its own format.

@@ -31,8 +31,13 @@ const MIGRATIONS: Embedded = Embedded(&[
 /// How long a writer waits for another writer's lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Readers in parallel.
-const MAX_READERS: u32 = 8;
+/// Readers in parallel: a feed read is a few milliseconds of CPU, so a few more than the
+/// cores; each holds its own page cache.
+const MAX_READERS: u32 = 4;
+
+/// A reader's page cache, in KiB: a build reads a few hundred kilobytes, and what is hot is
+/// in the service's own cache and the OS's page cache anyway.
+const READER_CACHE_KIB: u32 = 1024;
 
 /// Pages of 16 KiB rather than SQLite's 4 KiB: an article (2–8 KB of HTML) then mostly fits in
 /// one page instead of a chain of overflow pages, and a bulk import writes a quarter as many
@@ -89,7 +94,11 @@ impl SqliteStore {
         )
         .await?;
         Migrator::new(MIGRATIONS).await?.run(&writer).await?;
-        let pool = connect(options, MAX_READERS).await?;
+        let pool = connect(
+            options.pragma("cache_size", format!("-{READER_CACHE_KIB}")),
+            MAX_READERS,
+        )
+        .await?;
         Ok(SqliteStore { pool, writer })
     }
 
