@@ -25,6 +25,12 @@ macro_rules! say {
 /// How long shutdown waits for background work (WebSub notifications).
 const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// mimalloc rather than glibc's malloc: the hot path allocates a few small objects per request,
+/// and glibc's per-thread arenas kept freed build buffers as resident memory (see
+/// docs/BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let cli = Cli::parse();

@@ -254,6 +254,12 @@ fn prefix_of_lines(file: &std::path::Path, count: u64) -> Result<u64> {
     Ok(length)
 }
 
+/// mimalloc rather than glibc's malloc: the hot path allocates a few small objects per request,
+/// and glibc's per-thread arenas kept freed build buffers as resident memory (see
+/// docs/BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() -> Result<()> {
     match Cli::parse().command {
