@@ -38,6 +38,14 @@ const BUILDS_PER_CORE: usize = 2;
 /// Validated batches an import may hold ready while the store writes one.
 const IMPORT_BATCHES_AHEAD: usize = 2;
 
+/// What the import's reading thread hands over.
+enum Validated {
+    /// The next batch, and how long reading and validating it took.
+    Batch(Result<Vec<Article>, import::StreamError>, Duration),
+    /// The input is exhausted.
+    End,
+}
+
 /// What an import stored, and where its time went.
 #[derive(Debug, Clone, Copy)]
 pub struct Imported {
@@ -61,7 +69,7 @@ pub enum ImportFailure {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// The validating thread died.
+    /// The reading and validating thread could not start or died.
     #[error("the import's validating thread failed")]
     Validator,
 }
@@ -231,48 +239,70 @@ impl App {
     {
         let (batches, mut received) = tokio::sync::mpsc::channel(IMPORT_BATCHES_AHEAD);
         let settings = self.settings.clone();
-        let validator = tokio::task::spawn_blocking(move || {
-            let mut stream = import::NdjsonStream::new(reader, &settings);
-            let mut busy = Duration::ZERO;
-            loop {
-                let started = Instant::now();
-                let Some(batch) = stream.next() else { break };
-                busy += started.elapsed();
-                // The writer gave up (a store error): no point reading on.
-                if batches.blocking_send(batch).is_err() {
-                    break;
+        // A thread of its own rather than Tokio's blocking pool: if the import fails early, a
+        // reader still waiting on a slow pipe must not hold up the runtime's shutdown. It stops
+        // at its next batch once nobody receives.
+        std::thread::Builder::new()
+            .name("feedcast-import".into())
+            .spawn(move || {
+                let mut stream = import::NdjsonStream::new(reader, &settings);
+                loop {
+                    let started = Instant::now();
+                    let batch = match stream.next() {
+                        Some(batch) => Validated::Batch(batch, started.elapsed()),
+                        None => Validated::End,
+                    };
+                    let end = matches!(batch, Validated::End);
+                    if batches.blocking_send(batch).is_err() || end {
+                        break;
+                    }
                 }
-            }
-            busy
-        });
-        let mut writer = self.store.begin_write().await?;
-        let (mut articles, mut writing) = (0, Duration::ZERO);
+            })
+            .map_err(|_| ImportFailure::Validator)?;
+        // Begun at the first good batch and rolled back (dropped) at the first bad one: a
+        // file that will not be stored holds no write lock while the rest of it is checked.
+        let mut writer = None;
+        let (mut articles, mut validating, mut writing) = (0, Duration::ZERO, Duration::ZERO);
         let mut problems = Vec::new();
-        while let Some(batch) = received.recv().await {
+        loop {
+            let (batch, took) = match received.recv().await {
+                Some(Validated::Batch(batch, took)) => (batch, took),
+                Some(Validated::End) => break,
+                // The thread died without saying it was done.
+                None => return Err(ImportFailure::Validator),
+            };
+            validating += took;
             match batch {
-                // After a bad line nothing will be stored; the rest is only checked.
                 Ok(batch) if problems.is_empty() => {
                     let started = Instant::now();
-                    writer.write(&batch, &self.settings.catalog).await?;
+                    let w = match writer.as_mut() {
+                        Some(w) => w,
+                        None => writer.insert(self.store.begin_write().await?),
+                    };
+                    w.write(&batch, &self.settings.catalog).await?;
                     writing += started.elapsed();
                     articles += batch.len();
                 }
                 Ok(_) => {}
-                Err(import::StreamError::Invalid(bad)) => problems.extend(bad.problems),
+                Err(import::StreamError::Invalid(bad)) => {
+                    writer = None;
+                    problems.extend(bad.problems);
+                }
                 Err(import::StreamError::Read(e)) => return Err(e.into()),
             }
         }
-        let validating = validator.await.map_err(|_| ImportFailure::Validator)?;
         if !problems.is_empty() {
             return Err(ImportFailure::Invalid(import::ImportError {
                 unit: "line",
                 problems,
             }));
         }
-        let started = Instant::now();
-        let buckets = writer.commit().await?;
-        writing += started.elapsed();
-        self.changed(&buckets, Invalidation::Change);
+        if let Some(writer) = writer {
+            let started = Instant::now();
+            let buckets = writer.commit().await?;
+            writing += started.elapsed();
+            self.changed(&buckets, Invalidation::Change);
+        }
         Ok(Imported {
             articles,
             validating,

@@ -1,8 +1,10 @@
-//! Batches of articles in: NDJSON (one article a line) or a JSON array, all validated before
-//! anything is stored.
+//! Batches of articles in: NDJSON (one article a line) or a JSON array, each article validated
+//! before anything of its batch is stored.
 //!
 //! A batch is accepted whole or not at all, so a half-imported file never leaves the store in
-//! a state nobody asked for. Every problem is reported with its line (or array item) and field,
+//! a state nobody asked for. A file of any length is streamed ([`NdjsonStream`]): its batches are
+//! validated as they are read and written in one transaction that is committed only if no line
+//! was bad. Every problem is reported with its line (or array item) and field,
 //! not only the first, so an editor can fix a file in one pass. The CLI's `import` and the admin
 //! API both come through here.
 
@@ -105,11 +107,26 @@ fn validate_all<T: Sync>(
             std::thread::scope(|scope| {
                 let workers: Vec<_> = items
                     .chunks(chunk)
-                    .map(|part| scope.spawn(|| check(part)))
+                    .map(|part| (part, scope.spawn(|| check(part))))
                     .collect();
                 workers
                     .into_iter()
-                    .flat_map(|w| w.join().unwrap_or_default())
+                    .flat_map(|(part, worker)| {
+                        // A checker that panicked (a bug) must not make its articles vanish
+                        // from an import that then succeeds: they are reported instead.
+                        worker.join().unwrap_or_else(|_| {
+                            part.iter()
+                                .map(|(position, _)| {
+                                    let problem = Problem {
+                                        position: *position,
+                                        field: None,
+                                        message: "could not be checked (internal error)".into(),
+                                    };
+                                    (*position, Err(vec![problem]))
+                                })
+                                .collect()
+                        })
+                    })
                     .collect()
             })
         };
@@ -220,9 +237,11 @@ impl<R: std::io::BufRead> Iterator for NdjsonStream<'_, R> {
                 Ok(0) => self.ended = true,
                 Ok(_) => {
                     self.lines_read += 1;
-                    if !line.trim_ascii().is_empty() {
-                        // Checked once here, so the JSON parser need not check it again.
-                        lines.push((self.lines_read, String::from_utf8(line)));
+                    // Checked once here, so the JSON parser need not check it again.
+                    let text = String::from_utf8(line);
+                    // Blank as `parse_ndjson` sees it (any Unicode white space).
+                    if !text.as_ref().is_ok_and(|t| t.trim().is_empty()) {
+                        lines.push((self.lines_read, text));
                     }
                 }
                 Err(source) => {
@@ -348,5 +367,68 @@ mod tests {
         assert_eq!(one.id().as_str(), "b7");
         let err = parse_one(GOOD, "b7", &s).unwrap_err();
         assert!(err.problems[0].message.contains("does not match"), "{err}");
+    }
+
+    fn line(n: usize) -> String {
+        GOOD.replace("\"a1\"", &format!("\"s{n}\""))
+    }
+
+    #[test]
+    fn a_stream_numbers_lines_across_batches_and_skips_blank_ones() {
+        // 2,500 lines span two batches; blank lines (ASCII or not), CRLF endings and a last
+        // line without a newline are all taken as `parse_ndjson` takes them.
+        let mut text = String::new();
+        for n in 1..=2_500 {
+            match n {
+                7 => text.push_str("   \n"),
+                8 => text.push_str("\u{3000}\r\n"),
+                2_400 => text.push_str("{\"id\":\"bad\"}\n"),
+                2_500 => text.push_str(&line(n)),
+                _ => text.push_str(&format!("{}\r\n", line(n))),
+            }
+        }
+        let s = settings();
+        let batches: Vec<_> = NdjsonStream::new(text.as_bytes(), &s).collect();
+        assert_eq!(batches.len(), 2);
+        let first = batches[0].as_ref().unwrap();
+        assert_eq!(
+            first.len(),
+            2_000,
+            "a batch is 2,000 lines that are not blank"
+        );
+        let Err(StreamError::Invalid(bad)) = &batches[1] else {
+            panic!("the second batch holds line 2,400")
+        };
+        assert!(!bad.problems.is_empty());
+        assert!(bad.problems.iter().all(|p| p.position == 2_400), "{bad}");
+
+        let whole = parse_ndjson(&text.replace("{\"id\":\"bad\"}", ""), &s).unwrap();
+        let streamed: usize =
+            NdjsonStream::new(text.replace("{\"id\":\"bad\"}", "").as_bytes(), &s)
+                .map(|b| b.unwrap().len())
+                .sum();
+        assert_eq!(streamed, whole.len());
+        assert_eq!(whole.len(), 2_497);
+        assert_eq!(NdjsonStream::new(&b" \n\n"[..], &s).count(), 0);
+    }
+
+    #[test]
+    fn a_stream_reports_an_unreadable_line_and_stops() {
+        struct Broken;
+        impl std::io::Read for Broken {
+            fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+                Err(std::io::Error::other("disk on fire"))
+            }
+        }
+        let s = settings();
+        let text = format!("{}\n", line(1));
+        let reader = std::io::BufReader::new(std::io::Read::chain(text.as_bytes(), Broken));
+        let batches: Vec<_> = NdjsonStream::new(reader, &s).collect();
+        assert_eq!(batches.len(), 1);
+        let Err(StreamError::Read(e)) = &batches[0] else {
+            panic!("a read error, not a batch")
+        };
+        assert_eq!(e.line, 2);
+        assert!(e.to_string().contains("disk on fire"), "{e}");
     }
 }
