@@ -188,6 +188,15 @@ enum Backend {
     Postgres(PgStore),
 }
 
+impl Backend {
+    async fn after_write(&self) {
+        match self {
+            Backend::Sqlite(s) => s.after_write().await,
+            Backend::Postgres(s) => s.after_write().await,
+        }
+    }
+}
+
 /// Default bound on one store operation; past it the store counts as unavailable.
 const DEFAULT_QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -214,6 +223,7 @@ macro_rules! delegate {
 pub struct Writer {
     tx: WriteTx,
     touched: shared::Touched,
+    backend: Backend,
 }
 
 enum WriteTx {
@@ -246,6 +256,7 @@ impl Writer {
             doing: "committing a write",
             source,
         })?;
+        self.backend.after_write().await;
         Ok(self.touched.into_iter().collect())
     }
 }
@@ -333,7 +344,9 @@ impl Store {
     }
 
     /// Starts a write that can take articles in several parts (an import streamed from a file)
-    /// and stores them all at [`Writer::commit`], or none if the writer is dropped.
+    /// and stores them all at [`Writer::commit`], or none if the writer is dropped. On SQLite
+    /// there is one writer: other writes wait while a `Writer` is held (so a task holding one
+    /// must not start another).
     pub async fn begin_write(&self) -> Result<Writer, StoreError> {
         // Not bounded by the query timeout: a batch of thousands of articles takes longer than
         // any read should. An HTTP write is bounded by the request timeout instead, and since an
@@ -345,6 +358,7 @@ impl Store {
         Ok(Writer {
             tx,
             touched: shared::Touched::new(),
+            backend: self.backend.clone(),
         })
     }
 

@@ -110,17 +110,23 @@ impl PgStore {
 }
 
 impl PgStore {
-    /// Marks this transaction's writes as feedcast's own, hence sanitized (see migration 3).
     /// Where writes go: the one pool.
     fn writer(&self) -> &PgPool {
         &self.pool
     }
+
+    /// A plain transaction: row locks order concurrent writers.
+    const BEGIN_WRITE: &str = "BEGIN";
+
+    /// Nothing to give back.
+    pub(super) async fn after_write(&self) {}
 
     /// Closes the pool.
     pub(super) async fn close(&self) {
         self.pool.close().await;
     }
 
+    /// Marks this transaction's writes as feedcast's own, hence sanitized (see migration 3).
     async fn mark_writer(tx: &mut sqlx::Transaction<'_, Postgres>) -> Result<(), StoreError> {
         sqlx::query("SELECT set_config('feedcast.writer', 'feedcast', true)")
             .execute(&mut **tx)

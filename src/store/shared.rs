@@ -333,7 +333,7 @@ macro_rules! store_queries {
         impl $store {
             pub(super) async fn delete(&self, id: &str) -> Result<Option<Vec<Bucket>>, StoreError> {
                 let q = |doing: &'static str| move |source| StoreError::Query { doing, source };
-                let mut tx = self.writer().begin().await.map_err(q("starting a takedown"))?;
+                let mut tx = self.writer().begin_with(Self::BEGIN_WRITE).await.map_err(q("starting a takedown"))?;
                 let before: Vec<String> = sqlx::query_scalar(shared::SELECT_BUCKETS_OF)
                     .bind(id)
                     .fetch_all(&mut *tx)
@@ -363,7 +363,7 @@ macro_rules! store_queries {
             pub(super) async fn begin_write(
                 &self,
             ) -> Result<sqlx::Transaction<'static, $db>, StoreError> {
-                let mut tx = self.writer().begin().await.map_err(|source| StoreError::Query {
+                let mut tx = self.writer().begin_with(Self::BEGIN_WRITE).await.map_err(|source| StoreError::Query {
                     doing: "starting a write",
                     source,
                 })?;
@@ -550,7 +550,7 @@ macro_rules! store_queries {
             ) -> Result<(), StoreError> {
                 let q = |doing: &'static str| move |source| StoreError::Query { doing, source };
                 let tree = catalog.region_tree_fingerprint();
-                let mut tx = self.writer().begin().await.map_err(q("starting a refile"))?;
+                let mut tx = self.writer().begin_with(Self::BEGIN_WRITE).await.map_err(q("starting a refile"))?;
                 Self::lock_for_refile(&mut tx).await?;
                 Self::store_region_tree(&mut tx, catalog).await?;
                 let stored: Option<String> = sqlx::query_scalar(shared::SELECT_META)

@@ -31,8 +31,8 @@ const MIGRATIONS: Embedded = Embedded(&[
 /// How long a writer waits for another writer's lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Readers in parallel: a feed read is a few milliseconds of CPU, so a few more than the
-/// cores; each holds its own page cache.
+/// Readers in parallel. A feed read is about a millisecond of CPU; four keep a few cores busy,
+/// and each holds its own page cache.
 const MAX_READERS: u32 = 4;
 
 /// A reader's page cache, in KiB: a build reads a few hundred kilobytes, and what is hot is
@@ -46,7 +46,7 @@ const PAGE_SIZE: u32 = 16 * 1024;
 
 /// The writer's page cache, in KiB (SQLite's default is 2 MiB): an import appends to each of
 /// thousands of feed-index ranges at once, and with their pages cached it does not re-read
-/// them for every batch. Readers keep the default: the service cache holds what is hot.
+/// them for every batch. Given back after each write ([`SqliteStore::after_write`]).
 const WRITER_CACHE_KIB: u32 = 64 * 1024;
 
 /// The article store on SQLite.
@@ -78,6 +78,9 @@ impl SqliteStore {
         let connect = |options: SqliteConnectOptions, connections: u32| async move {
             SqlitePoolOptions::new()
                 .max_connections(connections)
+                // Waiting for the one writer connection is bounded like waiting for another
+                // process's lock.
+                .acquire_timeout(BUSY_TIMEOUT)
                 .connect_with(options)
                 .await
                 .map_err(|source| StoreError::Connect {
@@ -102,9 +105,25 @@ impl SqliteStore {
         Ok(SqliteStore { pool, writer })
     }
 
-    /// Where writes go.
+    /// Where writes go. One connection: a task that holds a [`Writer`](super::Writer) and
+    /// starts another write waits for itself (until the acquire timeout).
     fn writer(&self) -> &SqlitePool {
         &self.writer
+    }
+
+    /// Takes the write lock at once: a transaction that read first and then wrote would fail
+    /// at once (`SQLITE_BUSY_SNAPSHOT`, no busy wait) if another process wrote in between.
+    const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
+
+    /// Hands the writer's page cache back after a write: it is large for imports, and a
+    /// long-running server would otherwise keep it filled with pages of old writes.
+    pub(super) async fn after_write(&self) {
+        if let Err(cause) = sqlx::query("PRAGMA shrink_memory")
+            .execute(&self.writer)
+            .await
+        {
+            tracing::debug!(%cause, "could not shrink the writer's page cache");
+        }
     }
 
     /// Closes both pools.
@@ -182,5 +201,36 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[tokio::test]
+    async fn a_new_file_has_large_pages_and_readers_see_committed_writes_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
+        let (page,): (i64,) = sqlx::query_as("PRAGMA page_size")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(page, i64::from(PAGE_SIZE));
+        // The writer holds an open transaction: readers still answer, from before it.
+        let mut tx = store
+            .writer()
+            .begin_with(SqliteStore::BEGIN_WRITE)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO meta (key, value) VALUES ('k', 'v')")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        let count = |store: SqliteStore| async move {
+            let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM meta WHERE key = 'k'")
+                .fetch_one(&store.pool)
+                .await
+                .unwrap();
+            n
+        };
+        assert_eq!(count(store.clone()).await, 0);
+        tx.commit().await.unwrap();
+        assert_eq!(count(store.clone()).await, 1);
     }
 }
