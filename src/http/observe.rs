@@ -43,6 +43,7 @@ fn route_kind(path: &str) -> usize {
 struct RouteMetrics {
     ok: ::metrics::Counter,
     not_modified: ::metrics::Counter,
+    not_found: ::metrics::Counter,
     bytes: ::metrics::Counter,
     seconds: ::metrics::Histogram,
 }
@@ -52,6 +53,7 @@ static ROUTES: LazyLock<[RouteMetrics; 8]> = LazyLock::new(|| {
     KINDS.map(|kind| RouteMetrics {
         ok: ::metrics::counter!(metrics::REQUESTS, "route" => kind, "status" => "200"),
         not_modified: ::metrics::counter!(metrics::REQUESTS, "route" => kind, "status" => "304"),
+        not_found: ::metrics::counter!(metrics::REQUESTS, "route" => kind, "status" => "404"),
         bytes: ::metrics::counter!(metrics::RESPONSE_BYTES, "route" => kind),
         seconds: ::metrics::histogram!(metrics::REQUEST_SECONDS, "route" => kind),
     })
@@ -110,6 +112,8 @@ pub(super) async fn observe(State(app): State<Arc<App>>, request: Request, next:
     match status {
         200 => route.ok.increment(1),
         304 => route.not_modified.increment(1),
+        // Scanners probe for what is not there: as cheap as a hit.
+        404 => route.not_found.increment(1),
         other => ::metrics::counter!(metrics::REQUESTS, "route" => KINDS[kind], "status" => other.to_string())
             .increment(1),
     }
