@@ -352,6 +352,9 @@ impl FeedCache {
             match built {
                 Ok(entry) if self.is_current(key, &entry) => {
                     self.store_is_up();
+                    // moka evicts in batches; without this, a burst of cold builds holds
+                    // hundreds of inserted-but-not-yet-weighed entries beyond the budget.
+                    self.entries.run_pending_tasks().await;
                     return Ok(self.label(entry));
                 }
                 // Writes keep racing the builds: serve the latest build, honestly labelled.
