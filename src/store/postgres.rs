@@ -128,43 +128,21 @@ impl PgStore {
 
     /// Marks this transaction's writes as feedcast's own, hence sanitized (see migration 3).
     async fn mark_writer(tx: &mut sqlx::Transaction<'_, Postgres>) -> Result<(), StoreError> {
-        sqlx::query("SELECT set_config('feedcast.writer', 'feedcast', true)")
-            .execute(&mut **tx)
-            .await
-            .map(|_| ())
-            .map_err(|source| StoreError::Query {
-                doing: "marking a write",
-                source,
-            })
+        let query = sqlx::query("SELECT set_config('feedcast.writer', 'feedcast', true)");
+        run_in(tx, query, "marking a write").await
     }
 
     /// Tells every replica that the feed index was rebuilt, so they drop their caches.
     async fn announce_refile(tx: &mut sqlx::Transaction<'_, Postgres>) -> Result<(), StoreError> {
-        sqlx::query("SELECT pg_notify($1, '{\"refiled\": true}')")
-            .bind(CHANNEL)
-            .execute(&mut **tx)
-            .await
-            .map(|_| ())
-            .map_err(|source| StoreError::Query {
-                doing: "announcing a refile",
-                source,
-            })
+        let query = sqlx::query("SELECT pg_notify($1, '{\"refiled\": true}')").bind(CHANNEL);
+        run_in(tx, query, "announcing a refile").await
     }
 
     async fn lock_for_refile(tx: &mut sqlx::Transaction<'_, Postgres>) -> Result<(), StoreError> {
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(REFILE_LOCK)
-            .execute(&mut **tx)
-            .await
-            .map(|_| ())
-            .map_err(|source| StoreError::Query {
-                doing: "waiting for another replica's refile",
-                source,
-            })
+        let query = sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(REFILE_LOCK);
+        run_in(tx, query, "waiting for another replica's refile").await
     }
 
-    /// Stores the region tree, which the filing trigger walks; at every start, since the
-    /// configuration may have changed.
     async fn store_region_tree(
         tx: &mut sqlx::Transaction<'_, Postgres>,
         catalog: &Catalog,
@@ -266,6 +244,19 @@ impl PgStore {
         });
         (rx, task)
     }
+}
+
+/// Runs one statement in `tx`, naming what it was for if it fails.
+async fn run_in(
+    tx: &mut sqlx::Transaction<'_, Postgres>,
+    query: sqlx::query::Query<'_, Postgres, sqlx::postgres::PgArguments>,
+    doing: &'static str,
+) -> Result<(), StoreError> {
+    query
+        .execute(&mut **tx)
+        .await
+        .map(|_| ())
+        .map_err(|source| StoreError::Query { doing, source })
 }
 
 store_queries!(PgStore, Postgres, files_in_code: false);

@@ -383,30 +383,25 @@ macro_rules! store_queries {
                 // A few multi-row statements per chunk rather than several per article: the
                 // per-statement cost, not the data, is what bounds an import.
                 for chunk in articles.chunks(shared::WRITE_CHUNK) {
-                    let mut select = sqlx::QueryBuilder::<$db>::new(
-                        "SELECT bucket FROM feed_index WHERE article_id IN (",
-                    );
-                    let mut ids = select.separated(", ");
-                    for a in chunk {
-                        ids.push_bind(a.id().as_str());
-                    }
-                    select.push(")");
-                    let before: Vec<String> = select
-                        .build_query_scalar()
-                        .fetch_all(&mut **tx)
-                        .await
-                        .map_err(q("reading articles' buckets"))?;
-                    touched.extend(before.iter().filter_map(|k| Bucket::from_key(k)));
-                    if $files_in_code {
-                        let mut delete = sqlx::QueryBuilder::<$db>::new(
-                            "DELETE FROM feed_index WHERE article_id IN (",
-                        );
-                        let mut ids = delete.separated(", ");
+                    // `sql` followed by the chunk's ids as an IN list.
+                    let of_ids = |sql: &'static str| {
+                        let mut query = sqlx::QueryBuilder::<$db>::new(sql);
+                        let mut ids = query.separated(", ");
                         for a in chunk {
                             ids.push_bind(a.id().as_str());
                         }
-                        delete.push(")");
-                        delete
+                        query.push(")");
+                        query
+                    };
+                    let before: Vec<String> =
+                        of_ids("SELECT bucket FROM feed_index WHERE article_id IN (")
+                            .build_query_scalar()
+                            .fetch_all(&mut **tx)
+                            .await
+                            .map_err(q("reading articles' buckets"))?;
+                    touched.extend(before.iter().filter_map(|k| Bucket::from_key(k)));
+                    if $files_in_code {
+                        of_ids("DELETE FROM feed_index WHERE article_id IN (")
                             .build()
                             .execute(&mut **tx)
                             .await
