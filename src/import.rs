@@ -157,21 +157,31 @@ fn not_an_article(e: serde_json::Error) -> String {
     format!("not an article object: {e}")
 }
 
-/// Parses and validates NDJSON text; blank lines are skipped.
+/// Parses and validates NDJSON text; blank lines are skipped. The same reading as a streamed
+/// import ([`NdjsonStream`]), collected.
 pub fn parse_ndjson(text: &str, settings: &Settings) -> Result<Vec<Article>, ImportError> {
-    let lines: Vec<(usize, &str)> = text
-        .lines()
-        .enumerate()
-        .filter(|(_, line)| !line.trim().is_empty())
-        .map(|(i, line)| (i + 1, line))
-        .collect();
-    validate_all(
-        "line",
-        &lines,
-        |line| serde_json::from_str(line).map_err(not_an_article),
-        settings,
-        &mut HashMap::new(),
-    )
+    let mut articles = Vec::new();
+    let mut problems = Vec::new();
+    for batch in NdjsonStream::new(text.as_bytes(), settings) {
+        match batch {
+            Ok(batch) => articles.extend(batch),
+            Err(StreamError::Invalid(bad)) => problems.extend(bad.problems),
+            // Text in memory reads without error; said as a problem rather than assumed.
+            Err(StreamError::Read(e)) => problems.push(Problem {
+                position: e.line,
+                field: None,
+                message: e.source.to_string(),
+            }),
+        }
+    }
+    if problems.is_empty() {
+        Ok(articles)
+    } else {
+        Err(ImportError {
+            unit: "line",
+            problems,
+        })
+    }
 }
 
 /// Lines an [`NdjsonStream`] validates at a time: enough to keep every core busy, few enough
