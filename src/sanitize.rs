@@ -124,6 +124,24 @@ pub fn escape_html(s: &str) -> String {
     out
 }
 
+/// Escapes plain text for an XML text node or double-quoted attribute that some readers decode
+/// as HTML (OPML's `text`, RSS's plain-text elements): `&`, `<` and `>` as the hexadecimal
+/// character references the RSS Best Practices Profile advises, so the text reads the same
+/// whether it is decoded once as XML or again as HTML.
+pub fn escape_plain_xml(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&#x26;"),
+            '<' => out.push_str("&#x3C;"),
+            '>' => out.push_str("&#x3E;"),
+            '"' => out.push_str("&quot;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

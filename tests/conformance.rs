@@ -48,27 +48,59 @@ fn html_urls(html: &str) -> Vec<String> {
     out
 }
 
+/// The markup of an HTML fragment: its tags, without the text between them. Sanitized HTML
+/// has no `<` in its text, so every `<` starts a tag.
+fn tags(html: &str) -> Vec<&str> {
+    html.split('<')
+        .skip(1)
+        .map(|rest| rest.split_once('>').map_or(rest, |(tag, _)| tag))
+        .collect()
+}
+
 fn check_content(html: &str) {
-    let lower = html.to_lowercase();
-    for banned in [
-        "<script",
-        "javascript:",
-        "onerror",
-        "onclick",
-        "<form",
-        "<iframe",
-        "style=",
-        "<style",
-        "<object",
-        "<embed",
-        "<base",
-        "<meta",
-        "data:",
-    ] {
-        assert!(!lower.contains(banned), "{banned} in {html}");
+    // Text may mention anything (an article about XSS shows `onerror` as text); markup may not.
+    for tag in tags(html) {
+        let lower = tag.to_lowercase();
+        let name = lower
+            .trim_start_matches('/')
+            .split(|c: char| c.is_whitespace() || c == '/')
+            .next()
+            .unwrap_or_default();
+        for banned in [
+            "script", "form", "input", "iframe", "style", "object", "embed", "base", "meta",
+        ] {
+            assert_ne!(name, banned, "<{tag}> in {html}");
+        }
+        for banned in ["javascript:", "onerror", "onclick", "style=", "data:"] {
+            assert!(!lower.contains(banned), "{banned} in <{tag}> of {html}");
+        }
     }
     for url in html_urls(html) {
         assert!(absolute(&url), "relative or odd URL `{url}` in {html}");
+    }
+}
+
+/// RSS `<description>` is HTML, and plain text in it must stay text: parsed as HTML it has no
+/// element (an HTML tokenizer starts a tag only at `<`) and its character references decode to
+/// the plain text.
+fn check_rss_description(description: &str, plain: &str) {
+    assert!(
+        !description.contains('<'),
+        "plain text became markup: {description}"
+    );
+    let decoded = quick_xml::escape::unescape(description).unwrap();
+    assert_eq!(decoded, plain, "{description}");
+}
+
+/// RSS `<title>` is plain text written with character references for `&`, `<` and `>`, so an
+/// aggregator that decodes it as HTML still reads the characters.
+fn check_rss_plain_text_references(body: &[u8]) {
+    let xml = String::from_utf8_lossy(body);
+    for title in xml.split("<title>").skip(1) {
+        let (text, _) = title.split_once("</title>").unwrap();
+        for entity in ["&amp;", "&lt;", "&gt;"] {
+            assert!(!text.contains(entity), "{entity} in <title>{text}</title>");
+        }
     }
 }
 
@@ -88,7 +120,12 @@ fn check_rss(s: &Settings, a: &Article, body: &[u8]) {
     assert_eq!(item.title(), Some(a.title()));
     assert_eq!(item.link(), Some(a.url()));
     assert!(absolute(item.link().unwrap()));
-    assert_eq!(item.description().unwrap_or_default(), a.summary());
+    match item.description() {
+        Some(description) => check_rss_description(description, a.summary()),
+        None => assert!(a.summary().is_empty()),
+    }
+    assert!(!channel.description().contains('<'));
+    check_rss_plain_text_references(body);
     let published = DateTime::parse_from_rfc2822(item.pub_date().unwrap()).unwrap();
     assert_eq!(published.timestamp(), a.published_at().timestamp());
     // The site's offset at that date, in whole minutes (LMT before 1901 had seconds).
@@ -120,7 +157,9 @@ fn check_atom(s: &Settings, a: &Article, body: &[u8]) {
     let entry = &feed.entries()[0];
     assert_eq!(entry.id(), item_id(s, a));
     assert!(url::Url::parse(entry.id()).is_ok(), "atom:id is an IRI");
+    // Atom text constructs of `type="text"` carry the characters as they are.
     assert_eq!(entry.title().as_str(), a.title());
+    assert_eq!(entry.title().r#type, atom_syndication::TextType::Text);
     assert_eq!(entry.updated().timestamp(), a.modified_at().timestamp());
     assert_eq!(
         entry.published().unwrap().timestamp(),
@@ -133,6 +172,9 @@ fn check_atom(s: &Settings, a: &Article, body: &[u8]) {
         .unwrap();
     assert_eq!(alternate.href(), a.url());
     assert_eq!(entry.summary().map_or("", |t| t.as_str()), a.summary());
+    if let Some(summary) = entry.summary() {
+        assert_eq!(summary.r#type, atom_syndication::TextType::Text);
+    }
     if let Some(content) = entry.content() {
         assert_eq!(content.content_type(), Some("html"));
         check_content(content.value().unwrap());
@@ -269,6 +311,20 @@ fn sanitizing_keeps_what_readers_need() {
         by_id["adv-07"].published_at().to_rfc3339(),
         "2021-01-18T16:00:00+00:00"
     );
+    // Markup that an article only mentions (escaped in its HTML) is text: in the title, in a
+    // summary, and in the lead taken from the content when there is no summary.
+    assert_eq!(
+        by_id["adv-28"].title(),
+        "标题提到 <script>alert(1)</script> 与 AT&T"
+    );
+    assert_eq!(
+        by_id["adv-28"].summary(),
+        "写 <img src=x onerror=alert(1)> 会执行"
+    );
+    assert_eq!(
+        by_id["adv-29"].summary(),
+        "摘要 <b>粗体</b> &lt;i&gt; 与 <a href=\"javascript:alert(1)\">链接</a> ]]>"
+    );
     // A style that hid text is gone, so the text shows like any other.
     let hostile = by_id["adv-04"].content_html();
     assert!(
@@ -279,7 +335,30 @@ fn sanitizing_keeps_what_readers_need() {
 
 const FEEDPARSER: &str = r#"
 import calendar, json, sys
+from html.parser import HTMLParser
 import feedparser
+
+class Reader(HTMLParser):
+    """The text and the element names of an HTML fragment."""
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.text, self.tags = [], []
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+    def handle_data(self, data):
+        self.text.append(data)
+
+def summary(e):
+    detail = e.get("summary_detail")
+    if not detail:
+        return None
+    if detail.get("type") == "text/html":
+        r = Reader()
+        r.feed(detail["value"])
+        r.close()
+        return {"text": "".join(r.text), "tags": r.tags}
+    return {"text": detail["value"], "tags": []}
+
 out = {}
 for url in sys.argv[1:]:
     d = feedparser.parse(url)
@@ -290,6 +369,7 @@ for url in sys.argv[1:]:
             "id": e.get("id"), "link": e.get("link"), "title": e.get("title"),
             "published": calendar.timegm(e.published_parsed) if e.get("published_parsed") else None,
             "updated": calendar.timegm(e.updated_parsed) if e.get("updated_parsed") else None,
+            "summary": summary(e),
         } for e in d.entries],
     }
 print(json.dumps(out))
@@ -341,6 +421,13 @@ async fn feedparser_reads_every_conformance_feed() {
             let a = by_id[e["id"].as_str().unwrap()];
             assert_eq!(e["link"].as_str(), Some(a.url()), "{url}");
             assert_eq!(e["title"].as_str(), Some(a.title()), "{url}");
+            // Read as the reader reads it (HTML for RSS, text for Atom), a summary is its
+            // characters and never markup.
+            if !a.summary().is_empty() {
+                let summary = &e["summary"];
+                assert_eq!(summary["text"].as_str(), Some(a.summary()), "{url}");
+                assert_eq!(summary["tags"], serde_json::json!([]), "{url}");
+            }
             let published: Option<i64> = e["published"].as_i64();
             assert_eq!(
                 published,

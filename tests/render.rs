@@ -65,7 +65,8 @@ fn rss_matches_its_golden_file_and_round_trips() {
     let item = &channel.items()[0];
     // `<item>` is markup, so plain text drops it; the rest survives, decoded once.
     assert_eq!(item.title(), Some("]]> 《\"氢\"装上阵》R&D & 控制符 🚀"));
-    assert_eq!(item.description(), Some("摘要 粗体 &amp; ]]>"));
+    // `<description>` is HTML: the plain-text summary `摘要 粗体 &amp; ]]>`, escaped once.
+    assert_eq!(item.description(), Some("摘要 粗体 &amp;amp; ]]&gt;"));
     let content = item.content().unwrap();
     assert!(!content.contains("<script"), "{content}");
     assert!(
@@ -210,4 +211,29 @@ fn the_update_schedule_agrees_with_the_cache_policy() {
     assert_eq!(channel.ttl(), Some(minutes.to_string().as_str()));
     let sy = channel.syndication_ext().unwrap();
     assert_eq!(sy.frequency(), 3600 / s.caching.category);
+}
+
+#[test]
+fn opml_writes_plain_text_with_character_references() {
+    let s = common::settings_with(&[(r#"name = "园区""#, r#"name = "园区 & <开发区>""#)]);
+    let opml = String::from_utf8(feedcast::render::opml(&s)).unwrap();
+    assert!(
+        opml.contains(r#"text="园区 &#x26; &#x3C;开发区&#x3E;""#),
+        "{opml}"
+    );
+    // And an XML parser reads the characters back.
+    let mut reader = quick_xml::Reader::from_str(&opml);
+    let mut texts = Vec::new();
+    loop {
+        match reader.read_event().unwrap() {
+            quick_xml::events::Event::Empty(e) | quick_xml::events::Event::Start(e) => {
+                if let Some(text) = e.try_get_attribute("text").unwrap() {
+                    texts.push(text.unescape_value().unwrap().into_owned());
+                }
+            }
+            quick_xml::events::Event::Eof => break,
+            _ => {}
+        }
+    }
+    assert!(texts.iter().any(|t| t == "园区 & <开发区>"), "{texts:?}");
 }

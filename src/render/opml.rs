@@ -2,12 +2,12 @@
 
 use crate::config::{Region, Settings};
 use crate::feed::{FeedId, FeedKey, Format};
-use crate::sanitize::escape_html;
+use crate::sanitize::{escape_html, escape_plain_xml};
 
 fn outline(settings: &Settings, text: &str, feed: FeedId) -> String {
     let xml = FeedKey::latest(feed.clone(), Format::Rss, settings).url(settings);
     let page = FeedKey::latest(feed, Format::Html, settings).url(settings);
-    let text = escape_html(text);
+    let text = escape_plain_xml(text);
     format!(
         "<outline type=\"rss\" text=\"{text}\" title=\"{text}\" xmlUrl=\"{}\" htmlUrl=\"{}\"",
         escape_html(&xml),
@@ -38,7 +38,7 @@ pub fn opml(settings: &Settings) -> Vec<u8> {
         String::from("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<opml version=\"2.0\">\n");
     out.push_str(&format!(
         "<head>\n  <title>{}</title>\n  <docs>http://opml.org/spec2.opml</docs>\n</head>\n<body>\n",
-        escape_html(&settings.site.title)
+        escape_plain_xml(&settings.site.title)
     ));
     out.push_str("<outline text=\"栏目\">\n");
     for cat in c.categories() {

@@ -17,6 +17,7 @@ use super::{
 use crate::config::Settings;
 use crate::feed::{Feed, View};
 use crate::model::Article;
+use crate::sanitize::escape_html;
 
 pub(super) fn render(feed: &Feed, settings: &Settings) -> Result<Vec<u8>, String> {
     let site = &settings.site;
@@ -57,7 +58,8 @@ pub(super) fn render(feed: &Feed, settings: &Settings) -> Result<Vec<u8>, String
     let channel = Channel {
         title: feed.title.clone(),
         link: site.link.to_string(),
-        description: feed.description.clone(),
+        // `<description>` is HTML: plain text is escaped once for it, then XML-encoded.
+        description: escape_html(&feed.description),
         language: Some(site.language.clone()),
         copyright: site.copyright.clone(),
         last_build_date: Some(rfc2822(local(settings, feed.updated))),
@@ -78,14 +80,62 @@ pub(super) fn render(feed: &Feed, settings: &Settings) -> Result<Vec<u8>, String
         items: feed.items.iter().map(|a| item(settings, a)).collect(),
         ..Channel::default()
     };
-    channel.write_to(Vec::new()).map_err(|e| e.to_string())
+    channel
+        .write_to(Vec::new())
+        .map(|xml| hex_references(&xml))
+        .map_err(|e| e.to_string())
+}
+
+/// Rewrites the writer's `&amp;`, `&lt;` and `&gt;` outside CDATA sections as `&#x26;`,
+/// `&#x3C;` and `&#x3E;`. The document means the same to an XML parser, but RSS never said
+/// whether `<title>` and its kin are plain text or HTML, and aggregators that decode them as
+/// HTML read character references as the characters themselves where they would read `&lt;b>`
+/// as a tag: the RSS Best Practices Profile's advice for plain text. Inside CDATA (the HTML of
+/// `<description>` and `content:encoded`) the text is literal and stays as it is.
+fn hex_references(xml: &[u8]) -> Vec<u8> {
+    const CDATA_START: &[u8] = b"<![CDATA[";
+    const CDATA_END: &[u8] = b"]]>";
+    let mut out = Vec::with_capacity(xml.len() + xml.len() / 16);
+    let mut rest = xml;
+    while !rest.is_empty() {
+        if rest.starts_with(CDATA_START) {
+            let end = find(rest, CDATA_END).map_or(rest.len(), |i| i + CDATA_END.len());
+            out.extend_from_slice(&rest[..end]);
+            rest = &rest[end..];
+            continue;
+        }
+        let replaced = [
+            (&b"&amp;"[..], &b"&#x26;"[..]),
+            (b"&lt;", b"&#x3C;"),
+            (b"&gt;", b"&#x3E;"),
+        ]
+        .into_iter()
+        .find(|(entity, _)| rest.starts_with(entity));
+        match replaced {
+            Some((entity, reference)) => {
+                out.extend_from_slice(reference);
+                rest = &rest[entity.len()..];
+            }
+            None => {
+                out.push(rest[0]);
+                rest = &rest[1..];
+            }
+        }
+    }
+    out
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 fn item(settings: &Settings, a: &Article) -> Item {
     Item {
         title: Some(a.title().to_owned()),
         link: Some(a.url().to_owned()),
-        description: (!a.summary().is_empty()).then(|| a.summary().to_owned()),
+        // `<description>` is HTML: the plain-text summary is escaped once for it, so a summary
+        // that mentions markup shows it as text instead of becoming live markup in a reader.
+        description: (!a.summary().is_empty()).then(|| escape_html(a.summary())),
         guid: Some(Guid {
             value: item_id(settings, a),
             permalink: false,
@@ -109,5 +159,20 @@ fn item(settings: &Settings, a: &Article) -> Item {
             ..DublinCoreExtension::default()
         }),
         ..Item::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_references_rewrite_escapes_outside_cdata_only() {
+        let xml =
+            b"<t a=\"1&amp;2\">x &amp; &lt;b&gt; &quot;</t><d><![CDATA[&amp; <b> &lt;]]></d>&amp;";
+        assert_eq!(
+            String::from_utf8(hex_references(xml)).unwrap(),
+            "<t a=\"1&#x26;2\">x &#x26; &#x3C;b&#x3E; &quot;</t><d><![CDATA[&amp; <b> &lt;]]></d>&#x26;"
+        );
     }
 }
