@@ -264,7 +264,7 @@ impl App {
         // file that will not be stored holds no write lock while the rest of it is checked.
         let mut writer = None;
         let (mut articles, mut validating, mut writing) = (0, Duration::ZERO, Duration::ZERO);
-        let mut problems = Vec::new();
+        let mut problems = import::ImportError::new("line");
         loop {
             let (batch, took) = match received.recv().await {
                 Some(Validated::Batch(batch, took)) => (batch, took),
@@ -287,16 +287,13 @@ impl App {
                 Ok(_) => {}
                 Err(import::StreamError::Invalid(bad)) => {
                     writer = None;
-                    problems.extend(bad.problems);
+                    problems.absorb(bad);
                 }
                 Err(import::StreamError::Read(e)) => return Err(e.into()),
             }
         }
         if !problems.is_empty() {
-            return Err(ImportFailure::Invalid(import::ImportError {
-                unit: "line",
-                problems,
-            }));
+            return Err(ImportFailure::Invalid(problems));
         }
         if let Some(writer) = writer {
             let started = Instant::now();

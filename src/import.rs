@@ -4,20 +4,31 @@
 //! A batch is accepted whole or not at all, so a half-imported file never leaves the store in
 //! a state nobody asked for. A file of any length is streamed ([`NdjsonStream`]): its batches are
 //! validated as they are read and written in one transaction that is committed only if no line
-//! was bad. Every problem is reported with its line (or array item) and field,
-//! not only the first, so an editor can fix a file in one pass. The CLI's `import` and the admin
+//! was bad. Every problem is found and counted, with its line (or array item) and field, so an
+//! editor can fix a file in one pass; the first [`MAX_LISTED_PROBLEMS`] are kept and reported,
+//! so that no input, however bad, costs more memory than that. The CLI's `import` and the admin
 //! API both come through here.
+//!
+//! An article is a JSON object; anything else in its place (an array, a string) is refused as
+//! not one. A byte-order mark at the start of a file or body is skipped.
 
 use std::collections::HashMap;
 use std::fmt;
 
+use serde::de::IgnoredAny;
+use serde_json::value::RawValue;
+
 use crate::config::Settings;
-use crate::model::{Article, ArticleInput};
+use crate::model::{Article, ArticleInput, JsonObject};
+
+/// Problems an [`ImportError`] lists; the rest are only counted. A file of a million bad lines
+/// would otherwise be answered with hundreds of megabytes of problems.
+pub const MAX_LISTED_PROBLEMS: usize = 100;
 
 /// One problem with one article of a batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
-    /// 1-based line (NDJSON) or item (JSON array) number.
+    /// 1-based line (NDJSON) or item (JSON array) number; 0 for the body as a whole.
     pub position: usize,
     /// The field at fault, when one is.
     pub field: Option<&'static str>,
@@ -25,24 +36,74 @@ pub struct Problem {
     pub message: String,
 }
 
-/// Every problem found in a batch; nothing of it was stored.
+/// Every problem found in a batch, the first [`MAX_LISTED_PROBLEMS`] of them listed; nothing
+/// of it was stored.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct ImportError {
     /// What positions count: `line` or `item`.
     pub unit: &'static str,
-    /// The problems, in order.
+    /// The first problems, in order.
     pub problems: Vec<Problem>,
+    /// How many problems there are in all, listed or not.
+    pub problem_count: usize,
+    /// How many lines or items have a problem.
+    pub bad_count: usize,
+    /// The position of the last problem counted, to count bad positions once each.
+    last_position: Option<usize>,
+}
+
+impl ImportError {
+    /// No problem yet, counting positions as `unit`s.
+    pub fn new(unit: &'static str) -> Self {
+        ImportError {
+            unit,
+            problems: Vec::new(),
+            problem_count: 0,
+            bad_count: 0,
+            last_position: None,
+        }
+    }
+
+    /// Counts a problem, and lists it while fewer than [`MAX_LISTED_PROBLEMS`] are. Problems
+    /// come in the order of their positions.
+    pub fn add(&mut self, problem: Problem) {
+        self.problem_count += 1;
+        if self.last_position != Some(problem.position) {
+            self.bad_count += 1;
+            self.last_position = Some(problem.position);
+        }
+        if self.problems.len() < MAX_LISTED_PROBLEMS {
+            self.problems.push(problem);
+        }
+    }
+
+    /// Takes in the problems of a later part of the same input.
+    pub fn absorb(&mut self, later: ImportError) {
+        let room = MAX_LISTED_PROBLEMS.saturating_sub(self.problems.len());
+        self.problems.extend(later.problems.into_iter().take(room));
+        self.problem_count += later.problem_count;
+        self.bad_count += later.bad_count;
+        self.last_position = later.last_position.or(self.last_position);
+    }
+
+    /// Whether any problem was found.
+    pub fn is_empty(&self) -> bool {
+        self.problem_count == 0
+    }
+
+    fn one(unit: &'static str, problem: Problem) -> Self {
+        let mut error = ImportError::new(unit);
+        error.add(problem);
+        error
+    }
 }
 
 impl fmt::Display for ImportError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut positions: Vec<usize> = self.problems.iter().map(|p| p.position).collect();
-        positions.dedup();
         writeln!(
             f,
             "{} bad {}(s); nothing was imported:",
-            positions.len(),
-            self.unit
+            self.bad_count, self.unit
         )?;
         for p in &self.problems {
             match p.field {
@@ -52,6 +113,14 @@ impl fmt::Display for ImportError {
                 None => writeln!(f, "  {} {}: {}", self.unit, p.position, p.message)?,
             }
         }
+        let unlisted = self.problem_count - self.problems.len();
+        if unlisted > 0 {
+            writeln!(
+                f,
+                "  … and {unlisted} more problems ({} in all)",
+                self.problem_count
+            )?;
+        }
         Ok(())
     }
 }
@@ -60,13 +129,87 @@ impl fmt::Display for ImportError {
 /// sanitizing HTML is most of an import's cost.
 const PARALLEL_FROM: usize = 256;
 
+/// Why a text is not an article's JSON, and in which field.
+type ParseProblem = (Option<&'static str>, String);
+
+/// The import format's fields, as problems name them.
+const FIELDS: [&str; 15] = [
+    "id",
+    "title",
+    "summary",
+    "content_html",
+    "url",
+    "published_at",
+    "updated_at",
+    "author",
+    "source.name",
+    "source.url",
+    "source",
+    "categories",
+    "region",
+    "image",
+    "language",
+];
+
+/// The field a serde path (`title`, `source.url`, `categories[2]`) is in, if it is one.
+fn field_of(path: &str) -> Option<&'static str> {
+    let path = path.split('[').next().unwrap_or_default();
+    let known = |name: &str| FIELDS.iter().copied().find(|f| *f == name);
+    known(path).or_else(|| known(path.split('.').next().unwrap_or_default()))
+}
+
+/// serde_json's message without its ` at line L column C`, which the caller states its own way.
+fn bare_message(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let suffix = format!(" at line {} column {}", e.line(), e.column());
+    text.strip_suffix(&suffix).unwrap_or(&text).to_owned()
+}
+
+/// Where in a text an error is: the column alone for a line of NDJSON.
+fn location(e: &serde_json::Error, one_line: bool) -> String {
+    if one_line {
+        format!("column {}", e.column())
+    } else {
+        format!("line {} column {}", e.line(), e.column())
+    }
+}
+
+/// The words for a JSON error in an article: not JSON (and where), not an object, or a field
+/// of the wrong type.
+fn json_problem(e: &serde_json::Error, one_line: bool) -> String {
+    use serde_json::error::Category;
+    let message = bare_message(e);
+    match e.classify() {
+        Category::Syntax | Category::Eof | Category::Io => {
+            format!("not valid JSON: {message} at {}", location(e, one_line))
+        }
+        Category::Data if message.ends_with(JsonObject::<()>::EXPECTED) => {
+            "not a JSON object".to_owned()
+        }
+        Category::Data => message,
+    }
+}
+
+/// Reads one article's JSON (an object), naming the field a problem is in when it is in one.
+fn read_article(text: &str, one_line: bool) -> Result<ArticleInput, ParseProblem> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let input: JsonObject<ArticleInput> =
+        serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let field = field_of(&e.path().to_string());
+            let message = json_problem(e.inner(), one_line);
+            (field, message)
+        })?;
+    de.end().map_err(|e| (None, json_problem(&e, one_line)))?;
+    Ok(input.0)
+}
+
 /// Parses (with `parse`) and validates every item, on all cores for a large batch, then
 /// reports in order. An id given twice is an error, since which of the two was meant cannot be
 /// known.
 fn validate_all<T: Sync>(
     unit: &'static str,
     items: &[(usize, T)],
-    parse: impl Fn(&T) -> Result<ArticleInput, String> + Sync,
+    parse: impl Fn(&T) -> Result<ArticleInput, ParseProblem> + Sync,
     settings: &Settings,
     seen: &mut HashMap<String, usize>,
 ) -> Result<Vec<Article>, ImportError> {
@@ -76,10 +219,10 @@ fn validate_all<T: Sync>(
             .map(|(position, item)| {
                 let position = *position;
                 let checked = parse(item)
-                    .map_err(|message| {
+                    .map_err(|(field, message)| {
                         vec![Problem {
                             position,
-                            field: None,
+                            field,
                             message,
                         }]
                     })
@@ -132,42 +275,48 @@ fn validate_all<T: Sync>(
         };
 
     let mut articles = Vec::with_capacity(checked.len());
-    let mut problems = Vec::new();
+    let mut problems = ImportError::new(unit);
     for (position, result) in checked {
         match result {
             Ok(article) => match seen.insert(article.id().to_string(), position) {
-                Some(first) => problems.push(Problem {
+                Some(first) => problems.add(Problem {
                     position,
                     field: Some("id"),
                     message: format!("`{}` is already at {unit} {first}", article.id()),
                 }),
                 None => articles.push(article),
             },
-            Err(found) => problems.extend(found),
+            Err(found) => found.into_iter().for_each(|p| problems.add(p)),
         }
     }
     if problems.is_empty() {
         Ok(articles)
     } else {
-        Err(ImportError { unit, problems })
+        Err(problems)
     }
 }
 
-fn not_an_article(e: serde_json::Error) -> String {
-    format!("not an article object: {e}")
+/// A text without the byte-order mark some editors put at its start.
+fn without_bom(text: &str) -> &str {
+    text.strip_prefix('\u{FEFF}').unwrap_or(text)
 }
 
 /// Parses and validates NDJSON text; blank lines are skipped. The same reading as a streamed
 /// import ([`NdjsonStream`]), collected.
 pub fn parse_ndjson(text: &str, settings: &Settings) -> Result<Vec<Article>, ImportError> {
     let mut articles = Vec::new();
-    let mut problems = Vec::new();
+    let mut problems = ImportError::new("line");
     for batch in NdjsonStream::new(text.as_bytes(), settings) {
         match batch {
-            Ok(batch) => articles.extend(batch),
-            Err(StreamError::Invalid(bad)) => problems.extend(bad.problems),
+            Ok(batch) if problems.is_empty() => articles.extend(batch),
+            // Nothing will be stored: no need to keep what is good.
+            Ok(_) => {}
+            Err(StreamError::Invalid(bad)) => {
+                articles = Vec::new();
+                problems.absorb(bad);
+            }
             // Text in memory reads without error; said as a problem rather than assumed.
-            Err(StreamError::Read(e)) => problems.push(Problem {
+            Err(StreamError::Read(e)) => problems.add(Problem {
                 position: e.line,
                 field: None,
                 message: e.source.to_string(),
@@ -177,10 +326,7 @@ pub fn parse_ndjson(text: &str, settings: &Settings) -> Result<Vec<Article>, Imp
     if problems.is_empty() {
         Ok(articles)
     } else {
-        Err(ImportError {
-            unit: "line",
-            problems,
-        })
+        Err(problems)
     }
 }
 
@@ -233,6 +379,9 @@ impl<'s, R: std::io::BufRead> NdjsonStream<'s, R> {
     }
 }
 
+/// UTF-8's byte-order mark.
+const BOM: &[u8] = "\u{FEFF}".as_bytes();
+
 impl<R: std::io::BufRead> Iterator for NdjsonStream<'_, R> {
     type Item = Result<Vec<Article>, StreamError>;
 
@@ -247,6 +396,9 @@ impl<R: std::io::BufRead> Iterator for NdjsonStream<'_, R> {
                 Ok(0) => self.ended = true,
                 Ok(_) => {
                     self.lines_read += 1;
+                    if self.lines_read == 1 && line.starts_with(BOM) {
+                        line.drain(..BOM.len());
+                    }
                     // Checked once here, so the JSON parser need not check it again.
                     let text = String::from_utf8(line);
                     // Blank as `parse_ndjson` sees it (any Unicode white space).
@@ -269,8 +421,8 @@ impl<R: std::io::BufRead> Iterator for NdjsonStream<'_, R> {
                 "line",
                 &lines,
                 |line| match line {
-                    Ok(line) => serde_json::from_str(line).map_err(not_an_article),
-                    Err(e) => Err(format!("not UTF-8 text: {}", e.utf8_error())),
+                    Ok(line) => read_article(line, true),
+                    Err(e) => Err((None, format!("not UTF-8 text: {}", e.utf8_error()))),
                 },
                 self.settings,
                 &mut self.seen,
@@ -280,42 +432,87 @@ impl<R: std::io::BufRead> Iterator for NdjsonStream<'_, R> {
     }
 }
 
+/// Where a syntax error in a JSON array of articles is: its item and field, read by a second,
+/// slower pass that follows the keys (only ever run on a body that failed).
+fn locate_in_array(text: &str) -> Option<(usize, Option<&'static str>)> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let e =
+        serde_path_to_error::deserialize::<_, Vec<HashMap<String, IgnoredAny>>>(&mut de).err()?;
+    let path = e.path().to_string();
+    let index: usize = path.strip_prefix('[')?.split(']').next()?.parse().ok()?;
+    let field = path.split_once("].").and_then(|(_, rest)| field_of(rest));
+    Some((index + 1, field))
+}
+
 /// Parses and validates a JSON array of articles.
 pub fn parse_json_array(text: &str, settings: &Settings) -> Result<Vec<Article>, ImportError> {
-    let items: Vec<serde_json::Value> = serde_json::from_str(text).map_err(|e| ImportError {
-        unit: "item",
-        problems: vec![Problem {
-            position: 0,
-            field: None,
-            message: format!("not a JSON array of articles: {e}"),
-        }],
+    let text = without_bom(text);
+    // Each item is kept as its text until it is read, so the whole body never becomes a tree
+    // of JSON values (several times its size).
+    let items: Vec<&RawValue> = serde_json::from_str(text).map_err(|e| {
+        use serde_json::error::Category;
+        let problem = match e.classify() {
+            Category::Data => Problem {
+                position: 0,
+                field: None,
+                message: "not a JSON array of articles".to_owned(),
+            },
+            _ => {
+                let (position, field) = locate_in_array(text).unwrap_or((0, None));
+                Problem {
+                    position,
+                    field,
+                    message: json_problem(&e, false),
+                }
+            }
+        };
+        ImportError::one("item", problem)
     })?;
-    let items: Vec<(usize, serde_json::Value)> = items
+    let mut articles = Vec::with_capacity(items.len());
+    let mut problems = ImportError::new("item");
+    let mut seen = HashMap::new();
+    let numbered: Vec<(usize, &RawValue)> = items
         .into_iter()
         .enumerate()
         .map(|(i, v)| (i + 1, v))
         .collect();
-    validate_all(
-        "item",
-        &items,
-        |v| serde_json::from_value(v.clone()).map_err(not_an_article),
-        settings,
-        &mut HashMap::new(),
-    )
+    // Checked a part at a time, like a stream, so the problems of a huge body are dropped as
+    // they pass the listed ones rather than held until the end.
+    for part in numbered.chunks(STREAM_BATCH) {
+        match validate_all(
+            "item",
+            part,
+            |raw| read_article(raw.get(), false),
+            settings,
+            &mut seen,
+        ) {
+            Ok(found) if problems.is_empty() => articles.extend(found),
+            Ok(_) => {}
+            Err(bad) => {
+                articles = Vec::new();
+                problems.absorb(bad);
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(articles)
+    } else {
+        Err(problems)
+    }
 }
 
 /// Parses and validates one article; `id`, if given, fills a missing id or must match.
 pub fn parse_one(text: &str, id: &str, settings: &Settings) -> Result<Article, ImportError> {
-    let input = serde_json::from_str::<ArticleInput>(text)
-        .map_err(not_an_article)
-        .and_then(|mut input: ArticleInput| match input.id.as_deref() {
+    let input =
+        read_article(without_bom(text), false).and_then(|mut input| match input.id.as_deref() {
             None => {
                 input.id = Some(id.to_owned());
                 Ok(input)
             }
             Some(given) if given == id => Ok(input),
-            Some(given) => Err(format!(
-                "id: `{given}` in the body does not match `{id}` in the URL"
+            Some(given) => Err((
+                Some("id"),
+                format!("`{given}` in the body does not match `{id}` in the URL"),
             )),
         });
     validate_all(
@@ -377,6 +574,108 @@ mod tests {
         assert_eq!(one.id().as_str(), "b7");
         let err = parse_one(GOOD, "b7", &s).unwrap_err();
         assert!(err.problems[0].message.contains("does not match"), "{err}");
+    }
+
+    #[test]
+    fn an_array_in_place_of_an_article_is_not_an_article() {
+        let s = settings();
+        let positional = r#"["a9","标题","","","https://x.example.cn/a9","2024-05-18"]"#;
+        let err = parse_ndjson(&format!("{GOOD}\n{positional}\n"), &s).unwrap_err();
+        assert_eq!(err.problems.len(), 1, "{err}");
+        assert_eq!(
+            (err.problems[0].position, err.problems[0].message.as_str()),
+            (2, "not a JSON object")
+        );
+        let err = parse_one(positional, "a9", &s).unwrap_err();
+        assert_eq!(err.problems[0].message, "not a JSON object");
+        let err = parse_json_array(&format!("[{GOOD}, {positional}]"), &s).unwrap_err();
+        assert_eq!(
+            (err.problems[0].position, err.problems[0].message.as_str()),
+            (2, "not a JSON object")
+        );
+        let source = GOOD.replace("}", r#","source":["江阴日报","https://jyrb.example.cn/"]}"#);
+        let err = parse_ndjson(&source, &s).unwrap_err();
+        assert_eq!(err.problems[0].field, Some("source"), "{err}");
+        assert_eq!(err.problems[0].message, "not a JSON object");
+        // An array of article objects is a batch, as it always was.
+        assert_eq!(parse_json_array(&format!("[{GOOD}]"), &s).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_byte_order_mark_at_the_start_is_skipped() {
+        let s = settings();
+        let bom = '\u{FEFF}';
+        assert_eq!(
+            parse_ndjson(&format!("{bom}{GOOD}\n"), &s).unwrap().len(),
+            1
+        );
+        assert_eq!(
+            parse_json_array(&format!("{bom}[{GOOD}]"), &s)
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(
+            parse_one(&format!("{bom}{GOOD}"), "a1", &s)
+                .unwrap()
+                .id()
+                .as_str(),
+            "a1"
+        );
+        // Only at the start: elsewhere it is a character like any other.
+        let err = parse_ndjson(&format!("{GOOD}\n{bom}{}\n", line(2)), &s).unwrap_err();
+        assert_eq!(err.problems[0].position, 2);
+    }
+
+    #[test]
+    fn text_that_is_not_json_is_refused_naming_the_field_and_where() {
+        let s = settings();
+        let surrogate = GOOD.replace("标题", "\\ud800");
+        let err = parse_ndjson(&format!("{GOOD}\n{surrogate}\n"), &s).unwrap_err();
+        let p = &err.problems[0];
+        assert_eq!((p.position, p.field), (2, Some("title")), "{err}");
+        assert!(p.message.starts_with("not valid JSON: "), "{err}");
+        assert!(p.message.contains(" at column "), "{err}");
+        let control = GOOD.replace("标题", "标\u{1}题");
+        let err = parse_ndjson(&control, &s).unwrap_err();
+        assert_eq!(err.problems[0].field, Some("title"), "{err}");
+        assert!(
+            err.problems[0].message.contains("control character"),
+            "{err}"
+        );
+        let cut = &GOOD[..40];
+        let err = parse_ndjson(cut, &s).unwrap_err();
+        assert!(
+            err.problems[0].message.starts_with("not valid JSON: "),
+            "{err}"
+        );
+        let err = parse_json_array(&format!("[{GOOD},\n{control}]"), &s).unwrap_err();
+        let p = &err.problems[0];
+        assert_eq!((p.position, p.field), (2, Some("title")), "{err}");
+        assert!(p.message.contains(" at line 2 column "), "{err}");
+        let err = parse_one(&GOOD.replace("\"a1\"", "\"a2\""), "a1", &s).unwrap_err();
+        assert_eq!(err.problems[0].field, Some("id"), "{err}");
+    }
+
+    #[test]
+    fn problems_are_counted_in_full_and_listed_up_to_the_bound() {
+        let s = settings();
+        // Each `{}` lacks id, title, url and published_at: four problems a line.
+        let text = "{}\n".repeat(5_000);
+        let err = parse_ndjson(&text, &s).unwrap_err();
+        assert_eq!(err.problems.len(), MAX_LISTED_PROBLEMS);
+        assert_eq!(err.problem_count, 20_000);
+        assert_eq!(err.bad_count, 5_000);
+        assert_eq!(err.problems[99].position, 25);
+        let shown = err.to_string();
+        assert!(shown.starts_with("5000 bad line(s)"), "{shown}");
+        assert!(
+            shown.ends_with("… and 19900 more problems (20000 in all)\n"),
+            "{shown}"
+        );
+        let array = format!("[{}]", vec!["{}"; 5_000].join(","));
+        let err = parse_json_array(&array, &s).unwrap_err();
+        assert_eq!((err.problems.len(), err.problem_count), (100, 20_000));
     }
 
     fn line(n: usize) -> String {

@@ -233,6 +233,7 @@ pub struct ArticleInput {
     pub published_at: Option<String>,
     pub updated_at: Option<String>,
     pub author: Option<String>,
+    #[serde(default, deserialize_with = "object_or_null")]
     pub source: Option<SourceInput>,
     #[serde(default)]
     pub categories: Vec<String>,
@@ -248,6 +249,42 @@ pub struct ArticleInput {
 pub struct SourceInput {
     pub name: Option<String>,
     pub url: Option<String>,
+}
+
+/// A value that must be a JSON object. serde's derived structs also accept an array of their
+/// fields in order, which would make `["id", "title", …]` an article; the import format names
+/// every field, so an object is the only form it takes.
+#[derive(Debug)]
+pub struct JsonObject<T>(pub T);
+
+impl JsonObject<()> {
+    /// What an error says was expected (so that callers can tell this error apart).
+    pub const EXPECTED: &'static str = "expected a JSON object";
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for JsonObject<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Visitor<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        deserializer
+            .deserialize_map(Visitor(std::marker::PhantomData))
+            .map(JsonObject)
+    }
+}
+
+/// `source`: an object, or null or absent for none.
+fn object_or_null<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<SourceInput>, D::Error> {
+    Ok(Option::<JsonObject<SourceInput>>::deserialize(deserializer)?.map(|o| o.0))
 }
 
 /// One problem with one field of an article.

@@ -226,3 +226,26 @@ fn a_file_longer_than_a_batch_is_stored_whole_or_not_at_all() {
         "nothing of the failed file's first batches was kept"
     );
 }
+
+#[test]
+fn import_lists_the_first_hundred_problems_and_counts_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.ndjson");
+    // Each `{}` lacks four required fields.
+    std::fs::write(&file, "{}\n".repeat(300)).unwrap();
+    let out = feedcast(
+        &dir.path().join("x.db"),
+        &["import", file.to_str().unwrap()],
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("300 bad line(s); nothing was imported"),
+        "{err}"
+    );
+    assert_eq!(err.matches("  line ").count(), 100, "{err}");
+    assert!(
+        err.contains("… and 1100 more problems (1200 in all)"),
+        "{err}"
+    );
+}

@@ -8,54 +8,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Backend, Proxy, Server, TestDb, settings, settings_with};
-use feedcast::config::Settings;
+use common::{Backend, Proxy, Server, TOKEN, TestDb, admin_server, call, settings, settings_with};
 use feedcast::feed::{FeedId, FeedKey, Format};
 use feedcast::store::DatabaseUrl;
 use serde_json::{Value, json};
-
-const TOKEN: &str = "s3cret-token";
-
-async fn admin_server(backend: Backend, settings: Settings) -> Option<Server> {
-    let db = TestDb::new(backend).await?;
-    let url = db.url.clone();
-    let mut server = Server::start_at(&url, settings, Some(TOKEN)).await;
-    server.db = Some(db);
-    Some(server)
-}
-
-/// An admin request; returns the status and the JSON answer (`Null` for a non-JSON body).
-async fn call(
-    server: &Server,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: &str,
-) -> (u16, Value) {
-    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-    let mut request = server
-        .client
-        .request(method, format!("{}{path}", server.base))
-        .body(body.to_owned());
-    if let Some(token) = token {
-        request = request.header("authorization", format!("Bearer {token}"));
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    let is_json = response
-        .headers()
-        .get("content-type")
-        .is_some_and(|v| v == "application/json");
-    let text = response.text().await.unwrap();
-    (
-        status,
-        if is_json {
-            serde_json::from_str(&text).unwrap()
-        } else {
-            Value::Null
-        },
-    )
-}
 
 fn article(id: &str, title: &str, region: &str) -> Value {
     json!({
@@ -89,8 +45,8 @@ async fn the_admin_api_checks_token_size_and_every_field() {
     for token in [
         None,
         Some("wrong"),
-        Some("s3cret-toke"),
-        Some("s3cret-token-and-more"),
+        Some(&TOKEN[..TOKEN.len() - 1]),
+        Some(&format!("{TOKEN}-and-more")),
     ] {
         let (status, body) = call(&server, "PUT", "/api/articles/a1", token, &good).await;
         assert_eq!(status, 401, "{token:?}");

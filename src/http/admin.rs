@@ -54,26 +54,54 @@ impl FromRequestParts<Arc<App>> for Admin {
     }
 }
 
-fn text(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<String, ApiError> {
-    let body = body.map_err(|rejection| match rejection {
+/// Proof that a request's declared length is within `admin.max_body_bytes`. Checked before any
+/// of the body is read, so a client announcing a gigabyte is answered at once; a body without a
+/// length (chunked) is cut off by the body limit as soon as it passes it.
+struct WithinLimit;
+
+impl FromRequestParts<Arc<App>> for WithinLimit {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
+        let limit = app.settings.admin_max_body_bytes;
+        let declared = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        match declared {
+            Some(length) if length > limit as u64 => Err(ApiError::TooLarge { limit }),
+            _ => Ok(WithinLimit),
+        }
+    }
+}
+
+/// The body as text, borrowed from the buffered bytes (a 16 MiB body is not copied).
+fn text(body: &Result<Bytes, BytesRejection>, limit: usize) -> Result<&str, ApiError> {
+    let body = body.as_ref().map_err(|rejection| match rejection {
         BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_)) => {
             ApiError::TooLarge { limit }
         }
         other => ApiError::BadRequest(other.body_text()),
     })?;
-    String::from_utf8(body.to_vec())
-        .map_err(|_| ApiError::BadRequest("the body is not UTF-8".into()))
+    std::str::from_utf8(body).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "the body is not UTF-8 (at byte {})",
+            e.valid_up_to()
+        ))
+    })
 }
 
 /// `PUT /api/articles/{id}`: stores one article, replacing any with the same id.
 async fn upsert(
     _: Admin,
+    _: WithinLimit,
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let body = text(body, app.settings.admin_max_body_bytes)?;
-    let article = import::parse_one(&body, &id, &app.settings)?;
+    let body = text(&body, app.settings.admin_max_body_bytes)?;
+    let article = import::parse_one(body, &id, &app.settings)?;
     app.write(std::slice::from_ref(&article)).await?;
     Ok(super::error::json_response(
         axum::http::StatusCode::OK,
@@ -84,20 +112,24 @@ async fn upsert(
 /// `POST /api/articles`: stores a batch (NDJSON, or a JSON array), all of it or none.
 async fn batch(
     _: Admin,
+    _: WithinLimit,
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let body = text(body, app.settings.admin_max_body_bytes)?;
+    let body = text(&body, app.settings.admin_max_body_bytes)?;
     let is_array = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|t| t.starts_with("application/json"))
-        || body.trim_start().starts_with('[');
+        || body
+            .trim_start_matches('\u{FEFF}')
+            .trim_start()
+            .starts_with('[');
     let articles = if is_array {
-        import::parse_json_array(&body, &app.settings)?
+        import::parse_json_array(body, &app.settings)?
     } else {
-        import::parse_ndjson(&body, &app.settings)?
+        import::parse_ndjson(body, &app.settings)?
     };
     app.write(&articles).await?;
     Ok(super::error::json_response(

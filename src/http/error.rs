@@ -148,7 +148,11 @@ impl IntoResponse for ApiError {
                     .collect();
                 (
                     StatusCode::UNPROCESSABLE_ENTITY,
-                    json!({ "error": "invalid articles; nothing was stored", "problems": problems }),
+                    json!({
+                        "error": "invalid articles; nothing was stored",
+                        "problems": problems,
+                        "problem_count": e.problem_count,
+                    }),
                 )
             }
             ApiError::NoArticle(id) => (

@@ -255,6 +255,118 @@ impl Server {
     }
 }
 
+/// The admin token the tests use: 32 bytes, the least `serve` accepts.
+pub const TOKEN: &str = "feedcast-test-token-0123456789ab";
+
+/// A server with the admin API on (token [`TOKEN`]) over a fresh store.
+pub async fn admin_server(backend: Backend, settings: Settings) -> Option<Server> {
+    let db = TestDb::new(backend).await?;
+    let url = db.url.clone();
+    let mut server = Server::start_at(&url, settings, Some(TOKEN)).await;
+    server.db = Some(db);
+    Some(server)
+}
+
+/// An admin request; returns the status and the JSON answer (`Null` for a non-JSON body).
+pub async fn call(
+    server: &Server,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (u16, serde_json::Value) {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut request = server
+        .client
+        .request(method, format!("{}{path}", server.base))
+        .body(body.to_owned());
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let is_json = response
+        .headers()
+        .get("content-type")
+        .is_some_and(|v| v == "application/json");
+    let text = response.text().await.unwrap();
+    (
+        status,
+        if is_json {
+            serde_json::from_str(&text).unwrap()
+        } else {
+            serde_json::Value::Null
+        },
+    )
+}
+
+/// A response read off a raw connection: status, headers (names lowercased) and body.
+pub struct RawResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Reads one HTTP/1.1 response (with a `Content-Length` body, or none) from a raw connection,
+/// failing the test if none comes within 10 s.
+pub async fn read_response(stream: &mut tokio::net::TcpStream) -> RawResponse {
+    use tokio::io::AsyncReadExt;
+    let read = async {
+        let mut buf = Vec::new();
+        let head_end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            let mut chunk = [0u8; 4096];
+            let n = stream.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "connection closed before a response: {buf:?}");
+            buf.extend_from_slice(&chunk[..n]);
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+        let mut lines = head.split("\r\n");
+        let status = lines
+            .next()
+            .unwrap()
+            .split(' ')
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+            .collect();
+        let length: usize = headers
+            .iter()
+            .find(|(n, _)| n == "content-length")
+            .map_or(0, |(_, v)| v.parse().unwrap());
+        let mut body = buf[head_end..].to_vec();
+        while body.len() < length {
+            let mut chunk = [0u8; 4096];
+            let n = stream.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "connection closed in the body");
+            body.extend_from_slice(&chunk[..n]);
+        }
+        RawResponse {
+            status,
+            headers,
+            body,
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), read)
+        .await
+        .expect("a response within 10 s")
+}
+
 /// Validates an article given as JSON against the shipped configuration.
 pub fn article(json: serde_json::Value) -> Article {
     let s = settings();
