@@ -192,3 +192,192 @@ async fn a_byte_order_mark_is_skipped_and_every_refusal_names_the_line_and_the_f
     assert_eq!(body["problems"][0]["field"], "id", "{body}");
     server.stop().await;
 }
+
+/// A small tmpfs the test mounts (CI runs as root) and unmounts when dropped: a disk that fills.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(bytes: usize) -> Option<SmallDisk> {
+        let dir = tempfile::tempdir().unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI runs as root and must be able to mount a tmpfs"
+            );
+            eprintln!("SKIPPED: cannot mount a tmpfs here (not root?)");
+            return None;
+        }
+        Some(SmallDisk { dir })
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Fills the disk with a file until no byte more fits.
+    fn fill(&self) {
+        use std::io::Write;
+        let mut filler = std::fs::File::create(self.path().join("filler")).unwrap();
+        let chunk = vec![0u8; 64 * 1024];
+        while filler.write_all(&chunk).is_ok() {}
+        let _ = filler.write_all(&[0u8; 512]);
+    }
+
+    fn free(&self) {
+        std::fs::remove_file(self.path().join("filler")).unwrap();
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// How a test makes the store's writes fail, and lifts the fault again.
+enum Fault {
+    /// SQLite on a disk that is full.
+    FullDisk(SmallDisk),
+    /// PostgreSQL with a trigger (in the test's own schema) that refuses every commit.
+    RefusingTrigger(sqlx::PgPool),
+}
+
+impl Fault {
+    async fn start(&self) {
+        match self {
+            Fault::FullDisk(disk) => disk.fill(),
+            Fault::RefusingTrigger(pool) => {
+                for sql in [
+                    "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS \
+                     $$ BEGIN RAISE EXCEPTION 'refused at commit by the test'; END $$",
+                    "CREATE CONSTRAINT TRIGGER refuse AFTER INSERT OR UPDATE OR DELETE ON articles \
+                     DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse()",
+                ] {
+                    sqlx::query(sql).execute(pool).await.unwrap();
+                }
+            }
+        }
+    }
+
+    async fn lift(&self) {
+        match self {
+            Fault::FullDisk(disk) => disk.free(),
+            Fault::RefusingTrigger(pool) => {
+                sqlx::query("DROP TRIGGER refuse ON articles")
+                    .execute(pool)
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+}
+
+async fn a_failed_write_leaves_the_store_writable(server: common::Server, fault: Fault, why: &str) {
+    let readyz = |server: &common::Server| {
+        let url = format!("{}/readyz", server.base);
+        let client = server.client.clone();
+        async move {
+            let r = client.get(url).send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    let (status, _) = call(
+        &server,
+        "PUT",
+        "/api/articles/w1",
+        Some(TOKEN),
+        &article("w1").to_string(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(readyz(&server).await.0, 200);
+
+    fault.start().await;
+    // Large enough that SQLite must grow its files to write it.
+    let mut big = article("w2");
+    big["content_html"] = json!(format!("<p>{}</p>", "氢".repeat(300_000)));
+    let (status, body) = call(
+        &server,
+        "PUT",
+        "/api/articles/w2",
+        Some(TOKEN),
+        &big.to_string(),
+    )
+    .await;
+    assert_eq!(status, 503, "{body}");
+    let (status, text) = readyz(&server).await;
+    assert_eq!(status, 503, "{text}");
+    assert!(
+        text.starts_with("not ready: the store cannot write: "),
+        "{text}"
+    );
+    assert!(text.contains(why), "{text}");
+    // Reads go on.
+    let feed = server.get("/feeds/category/hydrogen.rss").await;
+    assert_eq!(feed.status(), 200);
+    assert!(feed.text().await.unwrap().contains("article/w1"));
+    let metrics = server.text("/metrics").await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("feedcast_store_write_failures_total ")
+                && l.split(' ').nth(1).is_some_and(|n| n != "0")),
+        "{metrics}"
+    );
+
+    // The cause gone, the very next writes work, with no restart.
+    fault.lift().await;
+    let (status, body) = call(
+        &server,
+        "PUT",
+        "/api/articles/w2",
+        Some(TOKEN),
+        &big.to_string(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = call(&server, "DELETE", "/api/articles/w1", Some(TOKEN), "").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(readyz(&server).await, (200, "ready\n".to_owned()));
+    assert_eq!(server.app.store.count().await.unwrap(), 1);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_full_disk_sqlite_writes_again_once_there_is_room() {
+    let Some(disk) = SmallDisk::mount(8 * 1024 * 1024) else {
+        return;
+    };
+    let url = feedcast::store::DatabaseUrl::Sqlite(disk.path().join("feedcast.db"));
+    let server = common::Server::start_at(&url, common::settings(), Some(TOKEN)).await;
+    a_failed_write_leaves_the_store_writable(server, Fault::FullDisk(disk), "full").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_refused_commit_postgres_writes_again_once_the_cause_is_gone() {
+    let Some(db) = common::TestDb::new(Backend::Postgres).await else {
+        return;
+    };
+    let feedcast::store::DatabaseUrl::Postgres(url) = &db.url else {
+        unreachable!()
+    };
+    let pool = sqlx::PgPool::connect(url).await.unwrap();
+    let server = common::Server::start_at(&db.url, common::settings(), Some(TOKEN)).await;
+    a_failed_write_leaves_the_store_writable(
+        server,
+        Fault::RefusingTrigger(pool),
+        "refused at commit by the test",
+    )
+    .await;
+    drop(db);
+}

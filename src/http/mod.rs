@@ -197,20 +197,21 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
         .into_response()
 }
 
-/// Ready when the store answers within its query timeout.
+/// Ready when the store answers within its query timeout and its last write did not fail: an
+/// instance that cannot write cannot take an article down, though it still serves reads.
 async fn readyz(State(app): State<Arc<App>>) -> Response {
-    match app.ready().await {
-        Ok(()) => "ready\n".into_response(),
+    let not_ready = match app.ready().await {
         Err(cause) => {
             tracing::warn!(%cause, "not ready");
-            let mut r = (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "not ready: the article store is unavailable\n",
-            )
-                .into_response();
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-            r
+            "not ready: the article store is unavailable\n".to_owned()
         }
-    }
+        Ok(()) => match app.store.write_health().failure() {
+            Some(reason) => format!("not ready: the store cannot write: {reason}\n"),
+            None => return "ready\n".into_response(),
+        },
+    };
+    let mut r = (StatusCode::SERVICE_UNAVAILABLE, not_ready).into_response();
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    r
 }

@@ -197,6 +197,45 @@ impl Backend {
     }
 }
 
+/// Whether the store can write, as its last write showed: from a failed write until the next
+/// one succeeds, the reason. While it cannot, this instance cannot take an article down, so it
+/// must not say it is ready; reads go on being served.
+#[derive(Debug, Clone, Default)]
+pub struct WriteHealth(Arc<std::sync::Mutex<Option<String>>>);
+
+impl WriteHealth {
+    /// Why the last write failed, if it did.
+    pub fn failure(&self) -> Option<String> {
+        self.lock().clone()
+    }
+
+    /// Notes a whole write's outcome (a commit, a takedown) and passes it on.
+    fn record<T>(&self, outcome: Result<T, StoreError>) -> Result<T, StoreError> {
+        match outcome {
+            Ok(done) => {
+                *self.lock() = None;
+                Ok(done)
+            }
+            Err(e) => Err(self.failed(e)),
+        }
+    }
+
+    /// Notes a failed step of a write (which is not known to work until it commits), counting
+    /// it, and passes the error on.
+    fn failed(&self, e: StoreError) -> StoreError {
+        metrics::counter!(crate::metrics::STORE_WRITE_FAILURES).increment(1);
+        *self.lock() = Some(e.to_string());
+        e
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<String>> {
+        // A panic while holding this lock cannot leave the text half-written.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 /// Default bound on one store operation; past it the store counts as unavailable.
 const DEFAULT_QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -207,6 +246,7 @@ pub struct Store {
     /// Read operations run against the backend (each is one SQL statement per bucket).
     queries: Arc<AtomicU64>,
     query_timeout: Duration,
+    writes: WriteHealth,
 }
 
 macro_rules! delegate {
@@ -224,11 +264,12 @@ pub struct Writer {
     tx: WriteTx,
     touched: shared::Touched,
     backend: Backend,
+    writes: WriteHealth,
 }
 
 enum WriteTx {
-    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
-    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+    Sqlite(shared::Tx<sqlx::Sqlite>),
+    Postgres(shared::Tx<sqlx::Postgres>),
 }
 
 impl Writer {
@@ -239,10 +280,11 @@ impl Writer {
         catalog: &Catalog,
     ) -> Result<(), StoreError> {
         let touched = &mut self.touched;
-        match &mut self.tx {
+        let written = match &mut self.tx {
             WriteTx::Sqlite(tx) => SqliteStore::write_in(tx, articles, catalog, touched).await,
             WriteTx::Postgres(tx) => PgStore::write_in(tx, articles, catalog, touched).await,
-        }
+        };
+        written.map_err(|e| self.writes.failed(e))
     }
 
     /// Stores everything written, and returns every bucket whose feeds changed: those the
@@ -252,10 +294,11 @@ impl Writer {
             WriteTx::Sqlite(tx) => tx.commit().await,
             WriteTx::Postgres(tx) => tx.commit().await,
         };
-        committed.map_err(|source| StoreError::Query {
-            doing: "committing a write",
-            source,
-        })?;
+        self.writes
+            .record(committed.map_err(|source| StoreError::Query {
+                doing: "committing a write",
+                source,
+            }))?;
         self.backend.after_write().await;
         Ok(self.touched.into_iter().collect())
     }
@@ -303,6 +346,7 @@ impl Store {
             backend,
             queries: Arc::new(AtomicU64::new(0)),
             query_timeout: DEFAULT_QUERY_TIMEOUT,
+            writes: WriteHealth::default(),
         };
         delegate!(store, s => s.refile_if_tree_changed(catalog).await)?;
         Ok(store)
@@ -352,23 +396,31 @@ impl Store {
         // any read should. An HTTP write is bounded by the request timeout instead, and since an
         // upsert is idempotent, a client cut off can safely retry.
         let tx = match &self.backend {
-            Backend::Sqlite(s) => WriteTx::Sqlite(s.begin_write().await?),
-            Backend::Postgres(s) => WriteTx::Postgres(s.begin_write().await?),
+            Backend::Sqlite(s) => s.begin_write().await.map(WriteTx::Sqlite),
+            Backend::Postgres(s) => s.begin_write().await.map(WriteTx::Postgres),
         };
         Ok(Writer {
-            tx,
+            tx: tx.map_err(|e| self.writes.failed(e))?,
             touched: shared::Touched::new(),
             backend: self.backend.clone(),
+            writes: self.writes.clone(),
         })
     }
 
     /// Takes an article down; returns the buckets it was filed under, or `None` if there was
     /// no such article.
     pub async fn delete(&self, id: &ArticleId) -> Result<Option<Vec<Bucket>>, StoreError> {
-        self.bounded("taking an article down", async {
-            delegate!(self, s => s.delete(id.as_str()).await)
-        })
-        .await
+        let deleted = self
+            .bounded("taking an article down", async {
+                delegate!(self, s => s.delete(id.as_str()).await)
+            })
+            .await;
+        self.writes.record(deleted)
+    }
+
+    /// Whether the store can write, as its last write showed.
+    pub fn write_health(&self) -> &WriteHealth {
+        &self.writes
     }
 
     /// The articles of a selection within a window, newest first (ties: greater id first).

@@ -127,24 +127,24 @@ impl PgStore {
     }
 
     /// Marks this transaction's writes as feedcast's own, hence sanitized (see migration 3).
-    async fn mark_writer(tx: &mut sqlx::Transaction<'_, Postgres>) -> Result<(), StoreError> {
+    async fn mark_writer(tx: &mut shared::Tx<Postgres>) -> Result<(), StoreError> {
         let query = sqlx::query("SELECT set_config('feedcast.writer', 'feedcast', true)");
         run_in(tx, query, "marking a write").await
     }
 
     /// Tells every replica that the feed index was rebuilt, so they drop their caches.
-    async fn announce_refile(tx: &mut sqlx::Transaction<'_, Postgres>) -> Result<(), StoreError> {
+    async fn announce_refile(tx: &mut shared::Tx<Postgres>) -> Result<(), StoreError> {
         let query = sqlx::query("SELECT pg_notify($1, '{\"refiled\": true}')").bind(CHANNEL);
         run_in(tx, query, "announcing a refile").await
     }
 
-    async fn lock_for_refile(tx: &mut sqlx::Transaction<'_, Postgres>) -> Result<(), StoreError> {
+    async fn lock_for_refile(tx: &mut shared::Tx<Postgres>) -> Result<(), StoreError> {
         let query = sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(REFILE_LOCK);
         run_in(tx, query, "waiting for another replica's refile").await
     }
 
     async fn store_region_tree(
-        tx: &mut sqlx::Transaction<'_, Postgres>,
+        tx: &mut shared::Tx<Postgres>,
         catalog: &Catalog,
     ) -> Result<(), StoreError> {
         let q = |doing: &'static str| move |source| StoreError::Query { doing, source };
@@ -248,7 +248,7 @@ impl PgStore {
 
 /// Runs one statement in `tx`, naming what it was for if it fails.
 async fn run_in(
-    tx: &mut sqlx::Transaction<'_, Postgres>,
+    tx: &mut shared::Tx<Postgres>,
     query: sqlx::query::Query<'_, Postgres, sqlx::postgres::PgArguments>,
     doing: &'static str,
 ) -> Result<(), StoreError> {

@@ -40,6 +40,72 @@ impl<'s> MigrationSource<'s> for Embedded {
     }
 }
 
+/// A write transaction on one pooled connection, begun and ended with plain statements rather
+/// than through sqlx's `Transaction`.
+///
+/// Why: when a COMMIT fails (SQLite on a full disk), SQLite has already rolled the transaction
+/// back, so sqlx's own rollback fails too and its connection goes on counting a transaction that
+/// no longer exists: every later write on it failed with "attempted to call begin_with at
+/// non-zero transaction depth" until the process restarted. Here a connection whose transaction
+/// did not end with a successful COMMIT (a failed statement, a failed COMMIT, a writer dropped
+/// part-way) is closed, never reused, which also rolls back whatever it held; the next write
+/// gets a fresh connection.
+pub(crate) struct Tx<DB: sqlx::Database> {
+    conn: sqlx::pool::PoolConnection<DB>,
+    committed: bool,
+}
+
+// Per backend rather than generic over `Database`: the generic version's futures could not be
+// shown to be `Send` (sqlx's executor bounds are higher-ranked), which axum handlers need.
+macro_rules! tx_statements {
+    ($db:ty) => {
+        impl Tx<$db> {
+            /// Takes a connection from `pool` and starts a transaction on it with `begin`.
+            pub(super) async fn begin(
+                pool: &sqlx::Pool<$db>,
+                begin: &str,
+            ) -> Result<Self, sqlx::Error> {
+                let mut tx = Tx {
+                    conn: pool.acquire().await?,
+                    committed: false,
+                };
+                sqlx::Executor::execute(&mut *tx.conn, begin).await?;
+                Ok(tx)
+            }
+
+            /// Commits; on failure the connection is closed rather than returned to the pool.
+            pub(super) async fn commit(mut self) -> Result<(), sqlx::Error> {
+                sqlx::Executor::execute(&mut *self.conn, "COMMIT").await?;
+                self.committed = true;
+                Ok(())
+            }
+        }
+    };
+}
+tx_statements!(sqlx::Sqlite);
+tx_statements!(sqlx::Postgres);
+
+impl<DB: sqlx::Database> std::ops::Deref for Tx<DB> {
+    type Target = DB::Connection;
+    fn deref(&self) -> &DB::Connection {
+        &self.conn
+    }
+}
+
+impl<DB: sqlx::Database> std::ops::DerefMut for Tx<DB> {
+    fn deref_mut(&mut self) -> &mut DB::Connection {
+        &mut self.conn
+    }
+}
+
+impl<DB: sqlx::Database> Drop for Tx<DB> {
+    fn drop(&mut self) {
+        if !self.committed {
+            self.conn.close_on_drop();
+        }
+    }
+}
+
 /// Key of the `meta` row holding the region tree the feed index was built for.
 pub(super) const META_REGION_TREE: &str = "region_tree";
 
@@ -333,7 +399,7 @@ macro_rules! store_queries {
         impl $store {
             pub(super) async fn delete(&self, id: &str) -> Result<Option<Vec<Bucket>>, StoreError> {
                 let q = |doing: &'static str| move |source| StoreError::Query { doing, source };
-                let mut tx = self.writer().begin_with(Self::BEGIN_WRITE).await.map_err(q("starting a takedown"))?;
+                let mut tx = shared::Tx::<$db>::begin(self.writer(), Self::BEGIN_WRITE).await.map_err(q("starting a takedown"))?;
                 let before: Vec<String> = sqlx::query_scalar(shared::SELECT_BUCKETS_OF)
                     .bind(id)
                     .fetch_all(&mut *tx)
@@ -362,8 +428,8 @@ macro_rules! store_queries {
 
             pub(super) async fn begin_write(
                 &self,
-            ) -> Result<sqlx::Transaction<'static, $db>, StoreError> {
-                let mut tx = self.writer().begin_with(Self::BEGIN_WRITE).await.map_err(|source| StoreError::Query {
+            ) -> Result<shared::Tx<$db>, StoreError> {
+                let mut tx = shared::Tx::<$db>::begin(self.writer(), Self::BEGIN_WRITE).await.map_err(|source| StoreError::Query {
                     doing: "starting a write",
                     source,
                 })?;
@@ -373,7 +439,7 @@ macro_rules! store_queries {
 
             /// Writes within `tx`, adding the buckets whose feeds change to `touched`.
             pub(super) async fn write_in(
-                tx: &mut sqlx::Transaction<'static, $db>,
+                tx: &mut shared::Tx<$db>,
                 articles: &[Article],
                 catalog: &Catalog,
                 touched: &mut shared::Touched,
@@ -545,7 +611,7 @@ macro_rules! store_queries {
             ) -> Result<(), StoreError> {
                 let q = |doing: &'static str| move |source| StoreError::Query { doing, source };
                 let tree = catalog.region_tree_fingerprint();
-                let mut tx = self.writer().begin_with(Self::BEGIN_WRITE).await.map_err(q("starting a refile"))?;
+                let mut tx = shared::Tx::<$db>::begin(self.writer(), Self::BEGIN_WRITE).await.map_err(q("starting a refile"))?;
                 Self::lock_for_refile(&mut tx).await?;
                 Self::store_region_tree(&mut tx, catalog).await?;
                 let stored: Option<String> = sqlx::query_scalar(shared::SELECT_META)

@@ -135,23 +135,23 @@ impl SqliteStore {
 
 impl SqliteStore {
     /// Only feedcast writes SQLite: its rows are always sanitized.
-    async fn mark_writer(_tx: &mut sqlx::Transaction<'_, Sqlite>) -> Result<(), StoreError> {
+    async fn mark_writer(_tx: &mut shared::Tx<Sqlite>) -> Result<(), StoreError> {
         Ok(())
     }
 
     /// One process, no one to tell.
-    async fn announce_refile(_tx: &mut sqlx::Transaction<'_, Sqlite>) -> Result<(), StoreError> {
+    async fn announce_refile(_tx: &mut shared::Tx<Sqlite>) -> Result<(), StoreError> {
         Ok(())
     }
 
     /// SQLite serializes writers already.
-    async fn lock_for_refile(_tx: &mut sqlx::Transaction<'_, Sqlite>) -> Result<(), StoreError> {
+    async fn lock_for_refile(_tx: &mut shared::Tx<Sqlite>) -> Result<(), StoreError> {
         Ok(())
     }
 
     /// Feedcast files SQLite articles itself, from the catalog: nothing to store.
     async fn store_region_tree(
-        _tx: &mut sqlx::Transaction<'_, Sqlite>,
+        _tx: &mut shared::Tx<Sqlite>,
         _catalog: &Catalog,
     ) -> Result<(), StoreError> {
         Ok(())
