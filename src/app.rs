@@ -89,6 +89,8 @@ pub struct App {
     pub index: Encoded,
     /// The OPML list of every feed, built once.
     pub opml: Encoded,
+    /// The Content-Security-Policy of the HTML pages, built once from the configuration.
+    pub page_policy: String,
     /// Feeds built from the store so far.
     builds: AtomicU64,
     admin_token: Option<AdminToken>,
@@ -134,6 +136,7 @@ impl App {
         App {
             index: static_doc(render::index_page(&settings)),
             opml: static_doc(render::opml(&settings)),
+            page_policy: render::content_security_policy(&settings),
             settings,
             store,
             cache,

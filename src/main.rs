@@ -54,10 +54,12 @@ async fn main() -> Result<()> {
     let store = Store::open(&database, &settings.catalog)
         .await
         .with_context(|| format!("opening the article store at {database}"))?;
-    // The admin token comes from the environment only: a flag would show in `ps`.
-    let admin_token = std::env::var("FEEDCAST_ADMIN_TOKEN")
-        .ok()
-        .and_then(|t| AdminToken::new(&t));
+    // The admin token comes from the environment only: a flag would show in `ps`. Only `serve`
+    // uses it, so only `serve` refuses one too short to be safe.
+    let admin_token = match std::env::var("FEEDCAST_ADMIN_TOKEN") {
+        Ok(token) if matches!(cli.command, Command::Serve { .. }) => AdminToken::new(&token)?,
+        _ => None,
+    };
     let app = Arc::new(App::new(settings, store).with_admin_token(admin_token));
 
     let outcome = match cli.command {

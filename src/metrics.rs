@@ -25,6 +25,8 @@ pub const BUILD_SECONDS: &str = "feedcast_feed_build_duration_seconds";
 pub const STORE_SECONDS: &str = "feedcast_store_query_duration_seconds";
 /// WebSub notifications, by outcome (`delivered`, `retried`, `given_up`).
 pub const WEBSUB: &str = "feedcast_websub_notifications_total";
+/// Connections closed for a limit, by reason (`per_address`, `write_timeout`).
+pub const CONNECTIONS_CLOSED: &str = "feedcast_http_connections_closed_total";
 /// Writes (upserts, imports, takedowns) the store failed.
 pub const STORE_WRITE_FAILURES: &str = "feedcast_store_write_failures_total";
 /// Times the PostgreSQL change listener lost its connection.

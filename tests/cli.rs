@@ -249,3 +249,21 @@ fn import_lists_the_first_hundred_problems_and_counts_the_rest() {
         "{err}"
     );
 }
+
+#[test]
+fn serve_refuses_an_admin_token_under_32_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["--config", CONFIG, "--database"])
+        .arg(format!("sqlite://{}", dir.path().join("x.db").display()))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("FEEDCAST_ADMIN_TOKEN", "change-me")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("FEEDCAST_ADMIN_TOKEN") && err.contains("at least 32"),
+        "{err}"
+    );
+}

@@ -381,3 +381,365 @@ async fn after_a_refused_commit_postgres_writes_again_once_the_cause_is_gone() {
     .await;
     drop(db);
 }
+
+/// The shipped configuration with more in `[http]` and `[admin]`.
+fn with_http(http: &str, admin: &str) -> feedcast::config::Settings {
+    settings_with(&[
+        (
+            "max_query_bytes = 1024         # longer query strings get 414",
+            &format!("max_query_bytes = 1024\n{http}"),
+        ),
+        (
+            "max_body_bytes = 16777216",
+            &format!("max_body_bytes = 16777216\n{admin}"),
+        ),
+    ])
+}
+
+/// A PUT of an article from the client a proxy names in `X-Forwarded-For`.
+async fn put_from(server: &common::Server, forwarded_for: &str, token: &str) -> reqwest::Response {
+    server
+        .client
+        .put(format!("{}/api/articles/x1", server.base))
+        .bearer_auth(token)
+        .header("x-forwarded-for", forwarded_for)
+        .body(article("x1").to_string())
+        .send()
+        .await
+        .unwrap()
+}
+
+const WRONG: &str = "wrong-token-wrong-token-wrong-tok";
+
+#[tokio::test]
+async fn failed_authentications_are_limited_per_client_behind_a_trusted_proxy() {
+    let settings = with_http(
+        r#"trusted_proxies = ["127.0.0.0/8"]"#,
+        "max_failed_auth_per_minute = 3",
+    );
+    let server = admin_server(Backend::Sqlite, settings).await.unwrap();
+    for _ in 0..3 {
+        assert_eq!(put_from(&server, "203.0.113.7", WRONG).await.status(), 401);
+    }
+    // That client has had its share: even the right token gets 429 for the rest of the minute.
+    let limited = put_from(&server, "203.0.113.7", TOKEN).await;
+    assert_eq!(limited.status(), 429);
+    let wait: u64 = limited.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    // Another client behind the same proxy is not held back by it …
+    assert_eq!(put_from(&server, "203.0.113.8", WRONG).await.status(), 401);
+    assert_eq!(put_from(&server, "203.0.113.8", TOKEN).await.status(), 200);
+    // … and a client cannot pose as another by writing the header itself: the proxy's entry,
+    // the right-most untrusted one, names it.
+    let spoofed = put_from(&server, "203.0.113.8, 203.0.113.7", TOKEN).await;
+    assert_eq!(spoofed.status(), 429);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn without_a_trusted_proxy_forwarded_for_is_ignored() {
+    let server = admin_server(
+        Backend::Sqlite,
+        with_http("", "max_failed_auth_per_minute = 3"),
+    )
+    .await
+    .unwrap();
+    for client in ["203.0.113.1", "203.0.113.2", "203.0.113.3"] {
+        assert_eq!(put_from(&server, client, WRONG).await.status(), 401);
+    }
+    // Every request came from 127.0.0.1, whatever the header said.
+    assert_eq!(put_from(&server, "203.0.113.4", TOKEN).await.status(), 429);
+    server.stop().await;
+}
+
+/// Sends raw bytes as a request and reads the answer.
+async fn raw(server: &common::Server, request: &[u8]) -> common::RawResponse {
+    let mut stream = connect(server).await;
+    stream.write_all(request).await.unwrap();
+    read_response(&mut stream).await
+}
+
+#[tokio::test]
+async fn a_request_needs_one_valid_host_except_in_http_1_0() {
+    let server = common::Server::start(Backend::Sqlite).await.unwrap();
+    for request in [
+        &b"GET /healthz HTTP/1.1\r\n\r\n"[..],
+        b"GET /healthz HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: user@a.example\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: a example\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: \r\n\r\n",
+        b"GET /healthz HTTP/1.0\r\nHost: a.example:99999x\r\n\r\n",
+    ] {
+        let response = raw(&server, request).await;
+        assert_eq!(response.status, 400, "{}", String::from_utf8_lossy(request));
+    }
+    for request in [
+        &b"GET /healthz HTTP/1.0\r\n\r\n"[..],
+        b"GET /healthz HTTP/1.1\r\nHost: feeds.example.cn:8080\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n",
+    ] {
+        let response = raw(&server, request).await;
+        assert_eq!(response.status, 200, "{}", String::from_utf8_lossy(request));
+    }
+    server.stop().await;
+}
+
+/// The value of a counter in the metrics `/metrics` serves (0 while it has not been counted),
+/// read in process: a test that holds every connection the server allows can still read it.
+async fn counter(_server: &common::Server, series: &str) -> u64 {
+    let metrics = feedcast::metrics::handle().unwrap().render();
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn requests_hyper_refuses_are_counted_like_every_other() {
+    let server = common::Server::start(Backend::Sqlite).await.unwrap();
+    let series =
+        |status| format!("feedcast_http_requests_total{{route=\"other\",status=\"{status}\"}}");
+    for (status, request) in [
+        (400, b"NOT AN HTTP REQUEST\r\n\r\n".to_vec()),
+        (
+            431,
+            format!(
+                "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+                "a".repeat(600_000)
+            )
+            .into_bytes(),
+        ),
+        (
+            414,
+            format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(70_000)).into_bytes(),
+        ),
+    ] {
+        let before = counter(&server, &series(status)).await;
+        let response = raw(&server, &request).await;
+        assert_eq!(response.status, status);
+        // hyper answers, then closes the connection and says why; the count follows that.
+        let counted = async {
+            while counter(&server, &series(status)).await <= before {
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(10), counted)
+            .await
+            .unwrap_or_else(|_| panic!("{status} not counted"));
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn every_response_is_nosniff_and_pages_carry_a_strict_content_security_policy() {
+    let settings = settings_with(&[(
+        "iframe_hosts = []",
+        r#"iframe_hosts = ["player.video.example.cn"]"#,
+    )]);
+    let server = common::Server::start_with(Backend::Sqlite, settings)
+        .await
+        .unwrap();
+    for path in [
+        "/",
+        "/feeds/category/parks.rss",
+        "/feeds/nope.rss",
+        "/healthz",
+        "/feeds.opml",
+    ] {
+        let r = server.get(path).await;
+        assert_eq!(r.headers()["x-content-type-options"], "nosniff", "{path}");
+    }
+    let page = server.get("/").await;
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        page.headers()["referrer-policy"],
+        "strict-origin-when-cross-origin"
+    );
+    let body = page.text().await.unwrap();
+    // The page's own stylesheet, by the hash of exactly what it holds.
+    let style = body
+        .split_once("<style>")
+        .and_then(|(_, rest)| rest.split_once("</style>"))
+        .unwrap()
+        .0;
+    use base64::Engine;
+    use sha2::Digest;
+    let hash = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(style));
+    assert_eq!(
+        csp,
+        format!(
+            "default-src 'none'; img-src http: https: data:; style-src 'sha256-{hash}'; \
+             frame-src https://player.video.example.cn; base-uri 'none'; form-action 'none'; \
+             frame-ancestors 'none'"
+        )
+    );
+    // A feed's page for people carries it too; the feed itself has no need.
+    let html = server
+        .client
+        .get(format!("{}/feeds/category/parks.rss", server.base))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(html.headers()["content-security-policy"], csp.as_str());
+    let feed = server.get("/feeds/category/parks.rss").await;
+    assert!(feed.headers().get("content-security-policy").is_none());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_404_never_echoes_control_characters_or_markup() {
+    let server = common::Server::start(Backend::Sqlite).await.unwrap();
+    for path in [
+        "/feeds/category/%3Cscript%3Ealert(1)%3C%2Fscript%3E.rss",
+        "/feeds/region/%1B%5B2J%0D%0AX-Injected:%201.rss",
+        "/feeds/%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E.atom",
+    ] {
+        let r = server.get(path).await;
+        assert_eq!(r.status(), 404, "{path}");
+        let body = r.text().await.unwrap();
+        assert!(!body.contains(['<', '>', '\u{1b}', '\r']), "{body:?}");
+        assert_eq!(body.matches('\n').count(), 1, "{body:?}");
+    }
+    let r = server.get("/feeds/category/parks.rss?limit=%3Cb%3E").await;
+    assert_eq!(r.status(), 400);
+    assert!(!r.text().await.unwrap().contains('<'));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_never_read_their_answers_cannot_lock_everyone_out() {
+    // Four connections in all; each stuck client pipelines requests for a large feed and reads
+    // nothing, so its socket fills and stays full.
+    let settings = settings_with(&[(
+        "max_connections = 10000        # more wait in the listen backlog",
+        "max_connections = 4\nwrite_timeout_ms = 300",
+    )]);
+    let server = common::Server::start_with(Backend::Sqlite, settings)
+        .await
+        .unwrap();
+    server.app.load_demo_if_empty().await.unwrap();
+    let request = "GET /feeds/region/320000.rss?limit=100 HTTP/1.1\r\nHost: x\r\n\r\n".repeat(64);
+    let mut stuck = Vec::new();
+    for _ in 0..4 {
+        let mut stream = connect(&server).await;
+        let request = request.clone();
+        stuck.push(tokio::spawn(async move {
+            // Writes until the server stops reading (its answers are not being read), or
+            // until it closes the connection.
+            while stream.write_all(request.as_bytes()).await.is_ok() {}
+            stream
+        }));
+    }
+    let closed = "feedcast_http_connections_closed_total{reason=\"write_timeout\"}";
+    // A fifth client is served once the stuck ones are closed for not reading.
+    let served = async {
+        loop {
+            let attempt = server
+                .client
+                .get(format!("{}/healthz", server.base))
+                .timeout(std::time::Duration::from_secs(1))
+                .send()
+                .await;
+            if attempt.is_ok_and(|r| r.status() == 200) {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(20), served)
+        .await
+        .expect("served once the clients that do not read are cut off");
+    assert!(counter(&server, closed).await >= 1);
+    for task in stuck {
+        task.abort();
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn one_address_holds_a_bounded_number_of_connections_unless_it_is_a_trusted_proxy() {
+    use tokio::io::AsyncReadExt;
+    let server = common::Server::start_with(
+        Backend::Sqlite,
+        with_http("max_connections_per_address = 2", ""),
+    )
+    .await
+    .unwrap();
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut stream = connect(&server).await;
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        assert_eq!(read_response(&mut stream).await.status, 200);
+        held.push(stream);
+    }
+    // The third is closed at once, before a byte is read from it.
+    let mut third = connect(&server).await;
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), third.read(&mut byte))
+        .await
+        .expect("closed at once");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    assert!(
+        counter(
+            &server,
+            "feedcast_http_connections_closed_total{reason=\"per_address\"}"
+        )
+        .await
+            >= 1
+    );
+    // Once one is let go, the address may connect again.
+    drop(held.pop());
+    let again = async {
+        loop {
+            let mut stream = connect(&server).await;
+            if stream
+                .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                .await
+                .is_ok()
+            {
+                let mut buf = [0u8; 12];
+                if stream.read_exact(&mut buf).await.is_ok() {
+                    return buf;
+                }
+            }
+            tokio::task::yield_now().await;
+        }
+    };
+    let head = tokio::time::timeout(std::time::Duration::from_secs(10), again)
+        .await
+        .unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    server.stop().await;
+
+    // A trusted proxy (here every client is 127.0.0.1) carries many clients: it is exempt.
+    let server = common::Server::start_with(
+        Backend::Sqlite,
+        with_http(
+            "max_connections_per_address = 2\ntrusted_proxies = [\"127.0.0.1\"]",
+            "",
+        ),
+    )
+    .await
+    .unwrap();
+    let mut held = Vec::new();
+    for _ in 0..5 {
+        let mut stream = connect(&server).await;
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        assert_eq!(read_response(&mut stream).await.status, 200);
+        held.push(stream);
+    }
+    server.stop().await;
+}

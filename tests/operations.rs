@@ -171,7 +171,15 @@ fn request_logs_are_json_lines_with_id_method_path_status_bytes_latency() {
             .await
             .unwrap();
         assert_eq!(r.headers()["x-request-id"], "req-42");
-        r.bytes().await.unwrap().len()
+        let bytes = r.bytes().await.unwrap().len();
+        // A request hyper itself refuses (it is not HTTP) is logged like any other.
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        stream.write_all(b"NOT HTTP\r\n\r\n").await.unwrap();
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await.unwrap();
+        assert!(answer.starts_with(b"HTTP/1.1 400"), "{answer:?}");
+        bytes
     });
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -191,11 +199,22 @@ fn request_logs_are_json_lines_with_id_method_path_status_bytes_latency() {
         .find(|l: &serde_json::Value| l["request_id"] == "req-42")
         .unwrap_or_else(|| panic!("no log line for the request in\n{stderr}"));
     assert_eq!(line["method"], "GET");
+    assert_eq!(line["client"], "127.0.0.1");
     assert_eq!(line["path"], "/feeds/category/parks.atom");
     assert_eq!(line["status"], 200);
     assert_eq!(line["bytes"], bytes as u64);
     assert!(line["latency_us"].as_u64().is_some());
     assert_eq!(line["level"], "INFO");
+    let refused = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| l["message"] == "request" && l["status"] == 400)
+        .unwrap_or_else(|| panic!("no log line for the refused request in\n{stderr}"));
+    assert_eq!(
+        (&refused["method"], &refused["path"]),
+        (&"-".into(), &"-".into())
+    );
+    assert_eq!(refused["client"], "127.0.0.1");
 }
 
 #[test]

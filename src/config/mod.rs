@@ -23,6 +23,9 @@ const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 const DEFAULT_ADMIN_BODY_BYTES: usize = 16 * 1024 * 1024;
 /// Default bound on one store operation.
 const DEFAULT_QUERY_TIMEOUT_MS: u64 = 2000;
+/// Default number of failed admin authentications a client address may make in a minute: a
+/// person mistyping a token is not stopped, a guesser gets ten tries a minute.
+const DEFAULT_FAILED_AUTH_PER_MINUTE: u32 = 10;
 
 /// A configuration that could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +69,11 @@ pub struct Settings {
     pub websub: WebSub,
     /// Largest admin API request body, in bytes (default 16 MiB).
     pub admin_max_body_bytes: usize,
+    /// Failed admin authentications one client address may make in a minute before it gets 429
+    /// for the rest of the minute (default 10).
+    pub admin_max_failed_auth_per_minute: u32,
+    /// Proxies (load balancer, CDN) whose `X-Forwarded-For` names the client (default none).
+    pub trusted_proxies: TrustedProxies,
     /// Bound on one store operation; past it the store counts as unavailable (default 2 s).
     pub store_query_timeout: std::time::Duration,
     /// Hosts whose https pages article content may embed in an iframe (default none).
@@ -88,6 +96,13 @@ pub struct HttpLimits {
     pub max_connections: usize,
     /// Longest accepted query string, in bytes; longer gets 414 (default 1,024).
     pub max_query_bytes: usize,
+    /// A connection whose socket accepts no byte of a pending response for this long is closed
+    /// (default 30 s), so a client that sends requests and never reads the answers cannot hold
+    /// its connection forever.
+    pub write_timeout: Duration,
+    /// Connections one client address may hold at once; more are closed at once (default 256).
+    /// Trusted proxies are exempt: every client behind them shares their address.
+    pub max_connections_per_address: usize,
 }
 
 impl Default for HttpLimits {
@@ -98,7 +113,28 @@ impl Default for HttpLimits {
             shutdown_timeout: Duration::from_secs(10),
             max_connections: 10_000,
             max_query_bytes: 1024,
+            write_timeout: Duration::from_secs(30),
+            max_connections_per_address: 256,
         }
+    }
+}
+
+/// The proxies in front of feedcast (`http.trusted_proxies`): connections from them carry the
+/// client's address in `X-Forwarded-For`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustedProxies(Vec<ipnet::IpNet>);
+
+impl TrustedProxies {
+    /// Whether `ip` is one of the proxies.
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        // An IPv4 peer may show as an IPv4-mapped IPv6 address on a dual-stack socket.
+        let ip = ip.to_canonical();
+        self.0.iter().any(|net| net.contains(&ip))
+    }
+
+    /// Whether any proxy is trusted.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }
 
@@ -107,11 +143,30 @@ impl Default for HttpLimits {
 #[derive(Clone)]
 pub struct AdminToken(String);
 
+/// Shortest admin token accepted, in bytes: 32 random bytes (or 32 hex digits, 128 bits) are
+/// beyond guessing even at the rate limit's ten tries a minute; a short word is not.
+pub const MIN_ADMIN_TOKEN_BYTES: usize = 32;
+
+/// An admin token that is too short to be safe.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "FEEDCAST_ADMIN_TOKEN is {length} bytes long; it must be at least {MIN_ADMIN_TOKEN_BYTES} (e.g. `openssl rand -hex 32`)"
+)]
+pub struct TokenTooShort {
+    /// The given token's length.
+    pub length: usize,
+}
+
 impl AdminToken {
-    /// A token, if `value` is not empty.
-    pub fn new(value: &str) -> Option<Self> {
+    /// A token from `value`: `None` if it is empty (the admin API stays off), an error if it is
+    /// shorter than [`MIN_ADMIN_TOKEN_BYTES`].
+    pub fn new(value: &str) -> Result<Option<Self>, TokenTooShort> {
         let value = value.trim();
-        (!value.is_empty()).then(|| AdminToken(value.to_owned()))
+        match value.len() {
+            0 => Ok(None),
+            length if length < MIN_ADMIN_TOKEN_BYTES => Err(TokenTooShort { length }),
+            _ => Ok(Some(AdminToken(value.to_owned()))),
+        }
     }
 
     /// Whether `presented` is this token, compared in constant time so the comparison does
@@ -641,7 +696,16 @@ fn validate(raw: raw::Config, at: At<'_>) -> Result<Settings, ConfigError> {
         websub,
         admin_max_body_bytes: raw
             .admin
-            .map_or(DEFAULT_ADMIN_BODY_BYTES, |a| a.max_body_bytes),
+            .as_ref()
+            .and_then(|a| a.max_body_bytes)
+            .unwrap_or(DEFAULT_ADMIN_BODY_BYTES),
+        admin_max_failed_auth_per_minute: raw
+            .admin
+            .as_ref()
+            .and_then(|a| a.max_failed_auth_per_minute)
+            .unwrap_or(DEFAULT_FAILED_AUTH_PER_MINUTE)
+            .max(1),
+        trusted_proxies: trusted_proxies(raw.http.as_ref(), at)?,
         iframe_hosts,
         http: {
             let raw = raw.http.unwrap_or_default();
@@ -653,6 +717,11 @@ fn validate(raw: raw::Config, at: At<'_>) -> Result<Settings, ConfigError> {
                 shutdown_timeout: ms(raw.shutdown_timeout_ms, d.shutdown_timeout),
                 max_connections: raw.max_connections.unwrap_or(d.max_connections).max(1),
                 max_query_bytes: raw.max_query_bytes.unwrap_or(d.max_query_bytes),
+                write_timeout: ms(raw.write_timeout_ms, d.write_timeout),
+                max_connections_per_address: raw
+                    .max_connections_per_address
+                    .unwrap_or(d.max_connections_per_address)
+                    .max(1),
             }
         },
         store_query_timeout: std::time::Duration::from_millis(
@@ -660,6 +729,27 @@ fn validate(raw: raw::Config, at: At<'_>) -> Result<Settings, ConfigError> {
                 .map_or(DEFAULT_QUERY_TIMEOUT_MS, |s| s.query_timeout_ms),
         ),
     })
+}
+
+/// `http.trusted_proxies`: CIDRs (`10.0.0.0/8`, `2001:db8::/32`) or single addresses.
+fn trusted_proxies(raw: Option<&raw::Http>, at: At<'_>) -> Result<TrustedProxies, ConfigError> {
+    let mut nets = Vec::new();
+    for entry in raw.map_or(&[][..], |h| &h.trusted_proxies[..]) {
+        let text = entry.get_ref().trim();
+        let net = text
+            .parse::<ipnet::IpNet>()
+            .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+            .map_err(|_| {
+                at(
+                    entry.span(),
+                    format!(
+                        "http.trusted_proxies: `{text}` is not an address or a CIDR such as `10.0.0.0/8`"
+                    ),
+                )
+            })?;
+        nets.push(net.trunc());
+    }
+    Ok(TrustedProxies(nets))
 }
 
 #[cfg(test)]
@@ -765,5 +855,20 @@ parent = "320200"
         let s = Settings::parse(text, Path::new("feeds.toml")).unwrap();
         assert!(s.catalog.categories().len() >= 3);
         assert!(s.catalog.regions().iter().any(|r| r.lineage.len() >= 3));
+    }
+
+    #[test]
+    fn errors_name_the_line_of_a_trusted_proxy_that_is_no_address() {
+        let (line, message) =
+            error_at("[http]\ntrusted_proxies = [\"10.0.0.0/8\", \"lb.internal\"]\n");
+        assert_eq!(line, 9);
+        assert!(
+            message.contains("`lb.internal` is not an address or a CIDR"),
+            "{message}"
+        );
+        let s = parse("[http]\ntrusted_proxies = [\"10.1.2.3/8\", \"2001:db8::1\"]\n").unwrap();
+        assert!(s.trusted_proxies.contains("10.200.0.1".parse().unwrap()));
+        assert!(s.trusted_proxies.contains("2001:db8::1".parse().unwrap()));
+        assert!(!s.trusted_proxies.contains("2001:db8::2".parse().unwrap()));
     }
 }

@@ -133,7 +133,8 @@ pub(super) fn websub_first_retry_ms() -> u64 {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct Admin {
-    pub max_body_bytes: usize,
+    pub max_body_bytes: Option<usize>,
+    pub max_failed_auth_per_minute: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -158,4 +159,8 @@ pub(super) struct Http {
     pub shutdown_timeout_ms: Option<u64>,
     pub max_connections: Option<usize>,
     pub max_query_bytes: Option<usize>,
+    pub write_timeout_ms: Option<u64>,
+    pub max_connections_per_address: Option<usize>,
+    #[serde(default)]
+    pub trusted_proxies: Vec<Spanned<String>>,
 }

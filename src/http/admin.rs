@@ -1,10 +1,15 @@
 //! The admin API: publish, correct and take down articles.
 //!
-//! Off (404) unless a token is configured; then every request needs it as a bearer token.
-//! Bodies are bounded (413), validated whole before anything is stored (422 listing every
-//! problem by field, and by line or item for a batch), and answers are JSON.
+//! Off (404) unless a token is configured; then every request needs it as a bearer token, and
+//! a client address that fails to give it `admin.max_failed_auth_per_minute` times gets 429
+//! for the rest of that minute. Bodies are bounded (413, before any of the body is read when
+//! its length is declared), validated whole before anything is stored (422 listing the first
+//! problems by field, and by line or item for a batch, with their count), and answers are JSON.
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -16,17 +21,77 @@ use axum::response::Response;
 use axum::routing::{post, put};
 use serde_json::json;
 
+use super::client::ClientAddr;
 use super::error::ApiError;
 use crate::app::App;
 use crate::import;
 use crate::model::ArticleId;
 
 /// The admin routes, under `/api`.
-pub(super) fn routes(max_body_bytes: usize) -> Router<Arc<App>> {
+pub(super) fn routes(max_body_bytes: usize, max_failed_auth_per_minute: u32) -> Router<Arc<App>> {
     Router::new()
         .route("/api/articles", post(batch))
         .route("/api/articles/{id}", put(upsert).delete(take_down))
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::Extension(Arc::new(AuthLimiter::new(
+            max_failed_auth_per_minute,
+        ))))
+}
+
+/// Client addresses the failed-authentication limiter remembers; past that the least recently
+/// seen are forgotten, so a flood of addresses costs bounded memory.
+const TRACKED_ADDRESSES: u64 = 10_000;
+
+/// The window failed authentications are counted in.
+const AUTH_WINDOW: Duration = Duration::from_secs(60);
+
+/// Failed authentications of one client address in its current window.
+struct Failures {
+    since: Instant,
+    count: AtomicU32,
+}
+
+/// Counts failed authentications per client address and minute, and says when an address has
+/// had its share: a token cannot be guessed faster than that from one address.
+struct AuthLimiter {
+    failures: moka::future::Cache<IpAddr, Arc<Failures>>,
+    max_per_minute: u32,
+}
+
+impl AuthLimiter {
+    fn new(max_per_minute: u32) -> Self {
+        AuthLimiter {
+            failures: moka::future::Cache::builder()
+                .max_capacity(TRACKED_ADDRESSES)
+                // The window starts at an address's first failure and ends a minute later.
+                .time_to_live(AUTH_WINDOW)
+                .eviction_policy(moka::policy::EvictionPolicy::lru())
+                .build(),
+            max_per_minute,
+        }
+    }
+
+    /// How long `client` must wait, if it has failed its share this minute.
+    async fn wait(&self, client: IpAddr) -> Option<Duration> {
+        let failures = self.failures.get(&client).await?;
+        (failures.count.load(Ordering::Relaxed) >= self.max_per_minute)
+            .then(|| AUTH_WINDOW.saturating_sub(failures.since.elapsed()))
+    }
+
+    async fn failed(&self, client: IpAddr) {
+        let failures = self
+            .failures
+            .entry(client)
+            .or_insert_with(async {
+                Arc::new(Failures {
+                    since: Instant::now(),
+                    count: AtomicU32::new(0),
+                })
+            })
+            .await
+            .into_value();
+        failures.count.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// Proof that a request carries the admin token.
@@ -39,6 +104,19 @@ impl FromRequestParts<Arc<App>> for Admin {
         let Some(token) = app.admin_token() else {
             return Err(ApiError::Off);
         };
+        let client = parts
+            .extensions
+            .get::<ClientAddr>()
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0);
+        let limiter = parts.extensions.get::<Arc<AuthLimiter>>().cloned();
+        if let Some(limiter) = &limiter {
+            // Checked before the token, so that a right guess after the limit is no signal.
+            if let Some(wait) = limiter.wait(client).await {
+                return Err(ApiError::TooManyFailures {
+                    retry_after: wait.as_secs().max(1),
+                });
+            }
+        }
         let presented = parts
             .headers
             .get(header::AUTHORIZATION)
@@ -49,6 +127,9 @@ impl FromRequestParts<Arc<App>> for Admin {
         if token.verify(presented.trim()) {
             Ok(Admin)
         } else {
+            if let Some(limiter) = &limiter {
+                limiter.failed(client).await;
+            }
             Err(ApiError::Unauthorized)
         }
     }

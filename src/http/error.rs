@@ -40,11 +40,40 @@ impl From<Arc<FeedError>> for AppError {
     }
 }
 
+/// Longest reason echoed back, in characters: it may quote the request's path.
+const MAX_REASON_CHARS: usize = 200;
+
+/// A reason fit to send back: it quotes the (percent-decoded) path or query, so control
+/// characters and markup in it are percent-encoded again, and a long one is cut.
+fn printable(why: &str) -> String {
+    let mut out = String::with_capacity(why.len());
+    for c in why.chars().take(MAX_REASON_CHARS) {
+        if c.is_control() || matches!(c, '<' | '>' | '&' | '"' | '\'' | '\u{2028}' | '\u{2029}') {
+            let mut utf8 = [0; 4];
+            for b in c.encode_utf8(&mut utf8).bytes() {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    if why.chars().nth(MAX_REASON_CHARS).is_some() {
+        out.push('…');
+    }
+    out
+}
+
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let (status, body) = match self {
-            AppError::NotFound(why) => (StatusCode::NOT_FOUND, format!("not found: {why}\n")),
-            AppError::BadRequest(why) => (StatusCode::BAD_REQUEST, format!("bad request: {why}\n")),
+            AppError::NotFound(why) => (
+                StatusCode::NOT_FOUND,
+                format!("not found: {}\n", printable(&why)),
+            ),
+            AppError::BadRequest(why) => (
+                StatusCode::BAD_REQUEST,
+                format!("bad request: {}\n", printable(&why)),
+            ),
             AppError::Unavailable(cause) => {
                 tracing::error!(%cause, "store unavailable");
                 let mut r = (
@@ -82,6 +111,11 @@ pub enum ApiError {
     Off,
     /// The bearer token is missing or wrong.
     Unauthorized,
+    /// This client address failed to authenticate too often this minute.
+    TooManyFailures {
+        /// Seconds until it may try again.
+        retry_after: u64,
+    },
     /// The body is over the configured limit.
     TooLarge {
         /// The limit, in bytes.
@@ -135,6 +169,17 @@ impl IntoResponse for ApiError {
                 );
                 return r;
             }
+            ApiError::TooManyFailures { retry_after } => {
+                let mut r = json_response(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    &json!({ "error": format!("too many failed authentications; try again in {retry_after} s") }),
+                );
+                r.headers_mut().insert(
+                    axum::http::header::RETRY_AFTER,
+                    axum::http::HeaderValue::from(retry_after),
+                );
+                return r;
+            }
             ApiError::TooLarge { limit } => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 json!({ "error": format!("the body is over the limit of {limit} bytes") }),
@@ -173,5 +218,21 @@ impl IntoResponse for ApiError {
             }
         };
         json_response(status, &body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reason_never_echoes_control_characters_or_markup() {
+        assert_eq!(
+            printable("no category `<script>\u{1b}[2J\n`"),
+            "no category `%3Cscript%3E%1B[2J%0A`"
+        );
+        assert_eq!(printable("no region `江阴`"), "no region `江阴`");
+        let long = printable(&"x".repeat(5000));
+        assert_eq!(long.chars().count(), MAX_REASON_CHARS + 1);
     }
 }

@@ -4,6 +4,7 @@
 //! in one place ([`error::AppError`]).
 
 mod admin;
+mod client;
 mod conditional;
 mod error;
 mod negotiate;
@@ -43,7 +44,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/feeds/{*path}", get(feed))
-        .merge(admin::routes(app.settings.admin_max_body_bytes))
+        .merge(admin::routes(
+            app.settings.admin_max_body_bytes,
+            app.settings.admin_max_failed_auth_per_minute,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
             observe::observe,
@@ -59,7 +63,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let limits = app.settings.http;
-    serve::run(listener, router(app), limits, shutdown).await
+    let trusted = app.settings.trusted_proxies.clone();
+    serve::run(listener, router(app), limits, trusted, shutdown).await
 }
 
 /// How a document is to be sent.
@@ -68,6 +73,16 @@ struct Policy {
     max_age: u32,
     /// Request headers the choice of representation depends on.
     vary: &'static str,
+    /// For a page for people (HTML), its Content-Security-Policy.
+    page_policy: Option<HeaderValue>,
+}
+
+/// The Content-Security-Policy header of `app`'s pages. The policy is built from validated
+/// configuration (host names), so it is always a valid header value; were it not, the
+/// strictest policy stands in.
+fn page_policy(app: &App) -> HeaderValue {
+    HeaderValue::from_str(&app.page_policy)
+        .unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'"))
 }
 
 fn header_str(headers: &HeaderMap, name: HeaderName) -> Option<&str> {
@@ -102,6 +117,13 @@ fn respond(request: &HeaderMap, doc: &Encoded, policy: Policy) -> Response {
     headers.insert(header::VARY, HeaderValue::from_static(policy.vary));
     if let Some(link) = &doc.link_header {
         headers.insert(header::LINK, link.clone());
+    }
+    if let Some(page_policy) = policy.page_policy {
+        headers.insert(header::CONTENT_SECURITY_POLICY, page_policy);
+        headers.insert(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("strict-origin-when-cross-origin"),
+        );
     }
     if !fresh {
         headers.insert(
@@ -145,6 +167,7 @@ async fn feed(
         } else {
             "Accept-Encoding"
         },
+        page_policy: (key.format == Format::Html).then(|| page_policy(&app)),
     };
     let mut response = respond(request, &served.entry().doc, policy);
     if served.is_stale() {
@@ -166,6 +189,7 @@ async fn index(State(app): State<Arc<App>>, request: Request) -> Response {
         content_type: Format::Html.content_type(),
         max_age: app.settings.caching.category,
         vary: "Accept-Encoding",
+        page_policy: Some(page_policy(&app)),
     };
     respond(request.headers(), &app.index, policy)
 }
@@ -175,6 +199,7 @@ async fn opml(State(app): State<Arc<App>>, request: Request) -> Response {
         content_type: OPML_TYPE,
         max_age: app.settings.caching.category,
         vary: "Accept-Encoding",
+        page_policy: None,
     };
     respond(request.headers(), &app.opml, policy)
 }

@@ -1,16 +1,21 @@
-//! Around every request: a request id, the query-string bound (414), the request timeout (503),
-//! one log line (id, method, path, status, bytes, latency) and the request metrics.
+//! Around every request: its client address, a request id, the Host check (400), the
+//! query-string bound (414), the request timeout (503), the headers every response carries,
+//! one log line (id, client, method, path, status, bytes, latency) and the request metrics.
+//! Requests hyper refuses before routing, and connections closed for a limit, are logged and
+//! counted here too, so every refusal shows in the same place.
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Instant;
 
 use axum::body::{Body, HttpBody};
-use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderValue, StatusCode, Version, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use super::client::{ClientAddr, client_address};
 use crate::app::App;
 use crate::metrics;
 
@@ -68,8 +73,43 @@ fn plain(status: StatusCode, text: &'static str) -> Response {
         .into_response()
 }
 
+/// Why a request's `Host` is not acceptable (RFC 9112 §3.2: an HTTP/1.1 request has exactly
+/// one, and it is a host with an optional port), if it is not.
+fn host_problem(request: &Request) -> Option<&'static str> {
+    let mut hosts = request.headers().get_all(header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (None, _) if request.version() == Version::HTTP_11 => {
+            Some("bad request: an HTTP/1.1 request needs a Host header\n")
+        }
+        (None, _) => None,
+        (Some(_), Some(_)) => Some("bad request: more than one Host header\n"),
+        (Some(host), None) => {
+            let valid = host
+                .to_str()
+                .ok()
+                .filter(|h| !h.is_empty() && !h.contains('@'))
+                .is_some_and(|h| {
+                    // A port, if any, follows the last `:` after an IPv6 literal's `]`.
+                    let wants_port = h.rsplit_once(']').map_or(h, |(_, rest)| rest).contains(':');
+                    h.parse::<axum::http::uri::Authority>()
+                        .is_ok_and(|a| !wants_port || a.port_u16().is_some())
+                });
+            (!valid).then_some("bad request: the Host header is not a host name\n")
+        }
+    }
+}
+
+/// A new request id.
+fn next_id() -> HeaderValue {
+    HeaderValue::from(NEXT_ID.fetch_add(1, Ordering::Relaxed))
+}
+
 /// The middleware.
-pub(super) async fn observe(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+pub(super) async fn observe(
+    State(app): State<Arc<App>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     let limits = app.settings.http;
     let id = request
@@ -77,7 +117,13 @@ pub(super) async fn observe(State(app): State<Arc<App>>, request: Request, next:
         .get(REQUEST_ID)
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.to_str().is_ok())
         .cloned()
-        .unwrap_or_else(|| HeaderValue::from(NEXT_ID.fetch_add(1, Ordering::Relaxed)));
+        .unwrap_or_else(next_id);
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+    let client = client_address(peer, request.headers(), &app.settings.trusted_proxies);
+    request.extensions_mut().insert(ClientAddr(client));
     // Cheap copies (shared bytes) for the log line, taken before the request moves on.
     let method = request.method().clone();
     let uri = request.uri().clone();
@@ -86,7 +132,9 @@ pub(super) async fn observe(State(app): State<Arc<App>>, request: Request, next:
     let too_long = uri
         .query()
         .is_some_and(|q| q.len() > limits.max_query_bytes);
-    let mut response = if too_long {
+    let mut response = if let Some(problem) = host_problem(&request) {
+        plain(StatusCode::BAD_REQUEST, problem)
+    } else if too_long {
         plain(StatusCode::URI_TOO_LONG, "query string too long\n")
     } else {
         match tokio::time::timeout(limits.request_timeout, next.run(request)).await {
@@ -104,10 +152,31 @@ pub(super) async fn observe(State(app): State<Arc<App>>, request: Request, next:
             }
         }
     };
-    response.headers_mut().insert(REQUEST_ID, id.clone());
+    let headers = response.headers_mut();
+    headers.insert(REQUEST_ID, id.clone());
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     let status = response.status().as_u16();
     let bytes = response_bytes(response.body());
     let latency = started.elapsed();
+    count(kind, status, bytes, latency);
+    tracing::info!(
+        request_id = id.to_str().unwrap_or_default(),
+        %client,
+        %method,
+        path = uri.path(),
+        status,
+        bytes,
+        latency_us = latency.as_micros() as u64,
+        "request"
+    );
+    response
+}
+
+/// Counts an answered request in the metrics of its route kind.
+fn count(kind: usize, status: u16, bytes: u64, latency: std::time::Duration) {
     let route = &ROUTES[kind];
     match status {
         200 => route.ok.increment(1),
@@ -119,16 +188,30 @@ pub(super) async fn observe(State(app): State<Arc<App>>, request: Request, next:
     }
     route.bytes.increment(bytes);
     route.seconds.record(latency.as_secs_f64());
+}
+
+/// A request hyper refused before it reached the router (it could not be parsed, or its head
+/// was too large): logged and counted like any other, under the route kind `other`, since its
+/// path is not known.
+pub(super) fn refused_by_hyper(client: IpAddr, status: u16) {
+    count(KINDS.len() - 1, status, 0, std::time::Duration::ZERO);
     tracing::info!(
-        request_id = id.to_str().unwrap_or_default(),
-        %method,
-        path = uri.path(),
+        request_id = next_id().to_str().unwrap_or_default(),
+        %client,
+        method = "-",
+        path = "-",
         status,
-        bytes,
-        latency_us = latency.as_micros() as u64,
+        bytes = 0u64,
+        latency_us = 0u64,
         "request"
     );
-    response
+}
+
+/// A connection closed for a limit (`per_address`: its address held too many already;
+/// `write_timeout`: it stopped reading what it asked for).
+pub(super) fn connection_refused(client: IpAddr, reason: &'static str) {
+    ::metrics::counter!(metrics::CONNECTIONS_CLOSED, "reason" => reason).increment(1);
+    tracing::info!(%client, reason, "connection closed");
 }
 
 fn response_bytes(body: &Body) -> u64 {

@@ -1,20 +1,70 @@
-//! The accept loop: hyper's HTTP/1 server under feedcast's limits. A connection must send its
-//! headers within the header-read timeout; at most `max_connections` are served at once (the
-//! rest wait in the listen backlog); on shutdown the listener closes at once and in-flight
-//! requests get `shutdown_timeout` to finish.
+//! The accept loop: hyper's HTTP/1 server under feedcast's limits.
+//!
+//! A connection must send its headers within the header-read timeout; one whose socket accepts
+//! no byte of a pending response for the write timeout is closed (a client that pipelines
+//! requests and never reads the answers would otherwise hold it forever); one client address
+//! holds at most `max_connections_per_address` connections (trusted proxies exempt) and the
+//! whole server at most `max_connections` (the rest wait in the listen backlog). Requests that
+//! hyper refuses before they reach the router (400, 414, 431) are logged and counted like any
+//! other. On shutdown the listener closes at once and in-flight requests get
+//! `shutdown_timeout` to finish.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::Router;
+use axum::extract::ConnectInfo;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio_io_timeout::TimeoutStream;
+use tower::Layer;
 
-use crate::config::HttpLimits;
+use super::observe;
+use crate::config::{HttpLimits, TrustedProxies};
+
+/// Open connections per client address, for `max_connections_per_address`.
+#[derive(Default)]
+struct PerAddress(Mutex<HashMap<IpAddr, usize>>);
+
+/// One connection counted against its address; uncounted when dropped.
+struct Counted {
+    table: Arc<PerAddress>,
+    ip: IpAddr,
+}
+
+impl PerAddress {
+    /// Counts a connection from `ip`, or `None` if that address holds `limit` already.
+    fn admit(table: &Arc<PerAddress>, ip: IpAddr, limit: usize) -> Option<Counted> {
+        let mut open = table.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = open.entry(ip).or_insert(0);
+        if *count >= limit {
+            return None;
+        }
+        *count += 1;
+        Some(Counted {
+            table: table.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        let mut open = self.table.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = open.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
 
 /// Serves `router` on `listener` until `shutdown` completes, then lets in-flight requests
 /// finish within `limits.shutdown_timeout`.
@@ -22,9 +72,11 @@ pub(super) async fn run(
     listener: TcpListener,
     router: Router,
     limits: HttpLimits,
+    trusted: TrustedProxies,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let connections = Arc::new(Semaphore::new(limits.max_connections));
+    let per_address = Arc::new(PerAddress::default());
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -35,9 +87,9 @@ pub(super) async fn run(
             },
             () = &mut shutdown => break,
         };
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of file descriptors and the like: pass, and let the backlog wait.
                     tracing::warn!(cause = %e, "accept failed");
@@ -47,19 +99,36 @@ pub(super) async fn run(
             },
             () = &mut shutdown => break,
         };
+        let ip = peer.ip().to_canonical();
+        // Every client behind a trusted proxy shares its address: the proxy is not limited.
+        let counted = if trusted.contains(ip) {
+            None
+        } else {
+            match PerAddress::admit(&per_address, ip, limits.max_connections_per_address) {
+                Some(counted) => Some(counted),
+                None => {
+                    observe::connection_refused(ip, "per_address");
+                    continue;
+                }
+            }
+        };
         let _ = stream.set_nodelay(true);
+        let mut io = TimeoutStream::new(stream);
+        io.set_write_timeout(Some(limits.write_timeout));
+        let service = axum::Extension(ConnectInfo(peer)).layer(router.clone());
         let connection = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout)
             .serve_connection(
-                TokioIo::new(stream),
-                TowerToHyperService::new(router.clone()),
+                TokioIo::new(Box::pin(io)),
+                TowerToHyperService::new(service),
             );
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(e) = connection.await {
-                tracing::debug!(cause = %e, "connection ended with an error");
+                ended_with(&e, peer);
             }
+            drop(counted);
             drop(permit);
         });
     }
@@ -73,4 +142,40 @@ pub(super) async fn run(
         }
     }
     Ok(())
+}
+
+/// Says how a connection that hyper ended with an error ended: a request hyper refused is
+/// logged and counted as a request; a client that stopped reading, as a write timeout.
+fn ended_with(e: &hyper::Error, peer: SocketAddr) {
+    if let Some(status) = refused_status(e) {
+        observe::refused_by_hyper(peer.ip().to_canonical(), status);
+        return;
+    }
+    let timed_out = std::error::Error::source(e)
+        .and_then(|s| s.downcast_ref::<std::io::Error>())
+        .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut);
+    if timed_out {
+        observe::connection_refused(peer.ip().to_canonical(), "write_timeout");
+    } else {
+        tracing::debug!(cause = %e, "connection ended with an error");
+    }
+}
+
+/// The status hyper answered a request it could not parse with (see hyper's `on_error`):
+/// 431 for a head over its buffer, 414 for a URI over its bound, 400 for the rest.
+fn refused_status(e: &hyper::Error) -> Option<u16> {
+    if !e.is_parse() || e.is_parse_version_h2() {
+        return None;
+    }
+    Some(if e.is_parse_too_large() {
+        // hyper has no predicate for the two causes it folds together; its message tells them
+        // apart ("URI too long" against "message head is too large").
+        if e.to_string().contains("URI") {
+            414
+        } else {
+            431
+        }
+    } else {
+        400
+    })
 }

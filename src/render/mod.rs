@@ -22,7 +22,7 @@ use crate::feed::{Feed, FeedKey, Format, View};
 use crate::model::Article;
 use crate::sanitize::escape_html;
 
-pub use html::index_page;
+pub use html::{content_security_policy, index_page};
 pub use opml::opml;
 
 /// The generator named in every feed.

@@ -192,7 +192,7 @@ impl Server {
     }
 
     async fn serve(settings: Settings, store: Store, token: Option<&str>) -> Server {
-        let token = token.and_then(feedcast::config::AdminToken::new);
+        let token = token.and_then(|t| feedcast::config::AdminToken::new(t).unwrap());
         let app = Arc::new(App::new(settings, store).with_admin_token(token));
         // On PostgreSQL, start once the instance hears the database's changes.
         let mut heard = app.heard();
