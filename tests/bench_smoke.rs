@@ -37,6 +37,8 @@ fn the_benchmark_runs_end_to_end_at_tiny_sizes() {
         "hot     gzip",
         "hot     304",
         "memory  sweep",
+        "memory  admin POST of 1 MiB, every line bad: HTTP 422",
+        "memory  admin POST of 1 MiB, every line valid: HTTP 200",
         "bench: done",
     ] {
         assert!(stdout.contains(stage), "no `{stage}` line:\n{stdout}");

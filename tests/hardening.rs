@@ -382,16 +382,25 @@ async fn after_a_refused_commit_postgres_writes_again_once_the_cause_is_gone() {
     drop(db);
 }
 
-/// The shipped configuration with more in `[http]` and `[admin]`.
-fn with_http(http: &str, admin: &str) -> feedcast::config::Settings {
+/// The shipped configuration with these trusted proxies, this many failed authentications a
+/// minute and this many connections per address.
+fn with_http(
+    trusted_proxies: &str,
+    failed_auth: u32,
+    per_address: u32,
+) -> feedcast::config::Settings {
     settings_with(&[
         (
-            "max_query_bytes = 1024         # longer query strings get 414",
-            &format!("max_query_bytes = 1024\n{http}"),
+            "trusted_proxies = []",
+            &format!("trusted_proxies = {trusted_proxies}"),
         ),
         (
-            "max_body_bytes = 16777216",
-            &format!("max_body_bytes = 16777216\n{admin}"),
+            "max_failed_auth_per_minute = 10",
+            &format!("max_failed_auth_per_minute = {failed_auth}"),
+        ),
+        (
+            "max_connections_per_address = 256",
+            &format!("max_connections_per_address = {per_address}"),
         ),
     ])
 }
@@ -413,10 +422,7 @@ const WRONG: &str = "wrong-token-wrong-token-wrong-tok";
 
 #[tokio::test]
 async fn failed_authentications_are_limited_per_client_behind_a_trusted_proxy() {
-    let settings = with_http(
-        r#"trusted_proxies = ["127.0.0.0/8"]"#,
-        "max_failed_auth_per_minute = 3",
-    );
+    let settings = with_http(r#"["127.0.0.0/8"]"#, 3, 256);
     let server = admin_server(Backend::Sqlite, settings).await.unwrap();
     for _ in 0..3 {
         assert_eq!(put_from(&server, "203.0.113.7", WRONG).await.status(), 401);
@@ -442,12 +448,9 @@ async fn failed_authentications_are_limited_per_client_behind_a_trusted_proxy() 
 
 #[tokio::test]
 async fn without_a_trusted_proxy_forwarded_for_is_ignored() {
-    let server = admin_server(
-        Backend::Sqlite,
-        with_http("", "max_failed_auth_per_minute = 3"),
-    )
-    .await
-    .unwrap();
+    let server = admin_server(Backend::Sqlite, with_http("[]", 3, 256))
+        .await
+        .unwrap();
     for client in ["203.0.113.1", "203.0.113.2", "203.0.113.3"] {
         assert_eq!(put_from(&server, client, WRONG).await.status(), 401);
     }
@@ -618,10 +621,10 @@ async fn a_404_never_echoes_control_characters_or_markup() {
 async fn clients_that_never_read_their_answers_cannot_lock_everyone_out() {
     // Four connections in all; each stuck client pipelines requests for a large feed and reads
     // nothing, so its socket fills and stays full.
-    let settings = settings_with(&[(
-        "max_connections = 10000        # more wait in the listen backlog",
-        "max_connections = 4\nwrite_timeout_ms = 300",
-    )]);
+    let settings = settings_with(&[
+        ("max_connections = 10000 ", "max_connections = 4 "),
+        ("write_timeout_ms = 30000 ", "write_timeout_ms = 300 "),
+    ]);
     let server = common::Server::start_with(Backend::Sqlite, settings)
         .await
         .unwrap();
@@ -666,12 +669,9 @@ async fn clients_that_never_read_their_answers_cannot_lock_everyone_out() {
 #[tokio::test]
 async fn one_address_holds_a_bounded_number_of_connections_unless_it_is_a_trusted_proxy() {
     use tokio::io::AsyncReadExt;
-    let server = common::Server::start_with(
-        Backend::Sqlite,
-        with_http("max_connections_per_address = 2", ""),
-    )
-    .await
-    .unwrap();
+    let server = common::Server::start_with(Backend::Sqlite, with_http("[]", 10, 2))
+        .await
+        .unwrap();
     let mut held = Vec::new();
     for _ in 0..2 {
         let mut stream = connect(&server).await;
@@ -722,15 +722,9 @@ async fn one_address_holds_a_bounded_number_of_connections_unless_it_is_a_truste
     server.stop().await;
 
     // A trusted proxy (here every client is 127.0.0.1) carries many clients: it is exempt.
-    let server = common::Server::start_with(
-        Backend::Sqlite,
-        with_http(
-            "max_connections_per_address = 2\ntrusted_proxies = [\"127.0.0.1\"]",
-            "",
-        ),
-    )
-    .await
-    .unwrap();
+    let server = common::Server::start_with(Backend::Sqlite, with_http(r#"["127.0.0.1"]"#, 10, 2))
+        .await
+        .unwrap();
     let mut held = Vec::new();
     for _ in 0..5 {
         let mut stream = connect(&server).await;

@@ -214,7 +214,9 @@ async fn json_feed_carries_what_the_xml_formats_carry() {
         assert_eq!(j["url"].as_str(), r.link());
         assert_eq!(j["title"].as_str(), r.title());
         // JSON Feed's summary is plain text; RSS's description is that text escaped as HTML.
-        let description = r.description().map(|d| quick_xml::escape::unescape(d).unwrap());
+        let description = r
+            .description()
+            .map(|d| quick_xml::escape::unescape(d).unwrap());
         assert_eq!(j["summary"].as_str(), description.as_deref());
         assert_eq!(j["content_html"].as_str(), r.content());
         assert_eq!(j["_source"]["url"].as_str(), r.source().map(|s| s.url()));
