@@ -107,6 +107,8 @@ impl Encoded {
             gzip: gzip(&body),
             brotli: brotli(&body),
             identity: body,
+            // The IMF-fixdate, by chrono rather than httpdate: httpdate cannot write dates
+            // before 1970, and articles reach back to 1900.
             last_modified_header: rendered
                 .last_modified
                 .and_then(|t| header(t.format("%a, %d %b %Y %H:%M:%S GMT").to_string())),

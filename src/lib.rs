@@ -43,5 +43,8 @@ pub mod sanitize;
 pub mod store;
 pub mod websub;
 
+/// The generator named in every feed, and the user agent of every request feedcast sends.
+pub const GENERATOR: &str = concat!("feedcast ", env!("CARGO_PKG_VERSION"));
+
 /// The demo articles shipped with the binary, so `serve --demo` works from any directory.
 pub const DEMO_ARTICLES: &str = include_str!("../examples/articles.ndjson");

@@ -12,14 +12,7 @@ use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
 use url::Url;
 
-/// How deliveries are retried.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Retry {
-    /// Attempts per hub and topic, the first included.
-    pub attempts: u32,
-    /// Wait before the second attempt; doubled before each further one.
-    pub first_delay: Duration,
-}
+use crate::config::Retry;
 
 /// How long one publish request may take before it counts as failed.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -44,7 +37,7 @@ impl Publisher {
         let (tx, mut rx) = mpsc::unbounded_channel::<BTreeSet<String>>();
         let client = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
-            .user_agent(crate::render::GENERATOR)
+            .user_agent(crate::GENERATOR)
             .build()
             .unwrap_or_default();
         let worker = tokio::spawn(async move {

@@ -204,7 +204,16 @@ pub struct WebSub {
     /// Hubs every feed advertises and that are notified when a feed changes.
     pub hubs: Vec<Url>,
     /// How failed notifications are retried (default: 5 attempts, 1 s then doubling).
-    pub retry: crate::websub::Retry,
+    pub retry: Retry,
+}
+
+/// How failed outgoing notifications are retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retry {
+    /// Attempts per target and topic, the first included.
+    pub attempts: u32,
+    /// Wait before the second attempt; doubled before each further one.
+    pub first_delay: Duration,
 }
 
 /// The portal, as its feeds present it.
@@ -542,7 +551,7 @@ fn validate(raw: raw::Config, at: At<'_>) -> Result<Settings, ConfigError> {
     });
     let mut websub = WebSub {
         hubs: Vec::new(),
-        retry: crate::websub::Retry {
+        retry: Retry {
             attempts: raw_websub.attempts.max(1),
             first_delay: std::time::Duration::from_millis(raw_websub.first_retry_ms),
         },

@@ -45,8 +45,10 @@ pub fn not_modified(
         };
     }
     match (if_modified_since, last_modified) {
-        (Some(since), Some(modified)) => DateTime::parse_from_rfc2822(since.trim())
-            .map(|since| modified.timestamp() <= since.timestamp())
+        // httpdate reads all three forms RFC 9110 §5.6.7 requires recipients to accept: the
+        // IMF-fixdate, RFC 850 and asctime.
+        (Some(since), Some(modified)) => httpdate::parse_http_date(since.trim())
+            .map(|since| modified.timestamp() <= DateTime::<Utc>::from(since).timestamp())
             .unwrap_or(false),
         _ => false,
     }
@@ -94,5 +96,19 @@ mod tests {
         assert!(!not_modified(None, Some("yesterday"), TAG, modified));
         assert!(!not_modified(None, Some(same), TAG, None));
         assert!(!not_modified(Some("\"other\""), Some(same), TAG, modified));
+    }
+
+    #[test]
+    fn if_modified_since_is_read_in_every_form_http_allows() {
+        let modified = at("1994-11-06T08:49:37Z");
+        for (form, date) in [
+            ("IMF-fixdate", "Sun, 06 Nov 1994 08:49:37 GMT"),
+            ("RFC 850", "Sunday, 06-Nov-94 08:49:37 GMT"),
+            ("asctime", "Sun Nov  6 08:49:37 1994"),
+        ] {
+            assert!(not_modified(None, Some(date), TAG, modified), "{form}");
+            let earlier = at("1994-11-06T08:49:38Z");
+            assert!(!not_modified(None, Some(date), TAG, earlier), "{form}");
+        }
     }
 }

@@ -10,9 +10,10 @@ use atom_syndication::{
 };
 
 use super::{
-    FEED_HISTORY_NS, GENERATOR, Links, SYNDICATION_NS, category_name, content_html, feed_id,
-    item_id, local, schedule,
+    FEED_HISTORY_NS, Links, SYNDICATION_NS, category_name, content_html, feed_id, item_id, local,
+    schedule,
 };
+use crate::GENERATOR;
 use crate::config::Settings;
 use crate::feed::{Feed, View};
 use crate::model::Article;

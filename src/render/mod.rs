@@ -25,9 +25,6 @@ use crate::sanitize::escape_html;
 pub use html::{content_security_policy, index_page};
 pub use opml::opml;
 
-/// The generator named in every feed.
-pub const GENERATOR: &str = concat!("feedcast ", env!("CARGO_PKG_VERSION"));
-
 /// Namespace of RFC 5005's `fh:archive`.
 const FEED_HISTORY_NS: &str = "http://purl.org/syndication/history/1.0";
 /// Namespace of the RSS syndication module (`sy:updatePeriod`, `sy:updateFrequency`).

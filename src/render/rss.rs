@@ -11,9 +11,10 @@ use rss::extension::{Extension, ExtensionMap};
 use rss::{Category, Channel, Guid, Item, Source};
 
 use super::{
-    FEED_HISTORY_NS, GENERATOR, Links, SYNDICATION_NS, category_name, content_html, item_id, local,
-    rfc2822, schedule,
+    FEED_HISTORY_NS, Links, SYNDICATION_NS, category_name, content_html, item_id, local, rfc2822,
+    schedule,
 };
+use crate::GENERATOR;
 use crate::config::Settings;
 use crate::feed::{Feed, View};
 use crate::model::Article;

@@ -13,8 +13,38 @@ use feedcast::model::{Article, ArticleInput};
 use feedcast::store::{DatabaseUrl, Store};
 use tokio::sync::oneshot;
 
-/// The PostgreSQL the tests use, if any.
+/// The PostgreSQL the tests use, if set.
 pub const POSTGRES_ENV: &str = "FEEDCAST_TEST_POSTGRES_URL";
+
+/// The PostgreSQL the tests use when [`POSTGRES_ENV`] is not set, if it answers.
+pub const DEFAULT_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// The PostgreSQL the tests run on: [`POSTGRES_ENV`] if set, else [`DEFAULT_POSTGRES`] if it
+/// accepts a connection within a second; or why there is none. Decided once per test binary,
+/// and said once.
+pub async fn postgres_url() -> Result<String, String> {
+    static URL: tokio::sync::OnceCell<Result<String, String>> = tokio::sync::OnceCell::const_new();
+    URL.get_or_init(|| async {
+        if let Ok(url) = std::env::var(POSTGRES_ENV) {
+            eprintln!("PostgreSQL tests use {url} (from {POSTGRES_ENV})");
+            return Ok(url);
+        }
+        let connect = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .connect(DEFAULT_POSTGRES);
+        match tokio::time::timeout(std::time::Duration::from_secs(1), connect).await {
+            Ok(Ok(pool)) => {
+                pool.close().await;
+                eprintln!("PostgreSQL tests use {DEFAULT_POSTGRES} (it answered; {POSTGRES_ENV} is not set)");
+                Ok(DEFAULT_POSTGRES.to_owned())
+            }
+            Ok(Err(e)) => Err(format!("{DEFAULT_POSTGRES} refused: {e}; set {POSTGRES_ENV}")),
+            Err(_) => Err(format!("{DEFAULT_POSTGRES} did not answer within 1 s; set {POSTGRES_ENV}")),
+        }
+    })
+    .await
+    .clone()
+}
 
 /// The shipped configuration, so tests exercise what users run.
 pub fn settings() -> Settings {
@@ -96,15 +126,16 @@ impl TestDb {
                 })
             }
             Backend::Postgres => {
-                let Ok(base) = std::env::var(POSTGRES_ENV) else {
-                    assert!(
-                        std::env::var_os("CI").is_none(),
-                        "{POSTGRES_ENV} must be set in CI: .ci/run sets it"
-                    );
-                    eprintln!(
-                        "SKIPPED: PostgreSQL part of this test; set {POSTGRES_ENV} to run it"
-                    );
-                    return None;
+                let base = match postgres_url().await {
+                    Ok(base) => base,
+                    Err(why) => {
+                        assert!(
+                            std::env::var_os("CI").is_none(),
+                            "PostgreSQL is required in CI (.ci/run starts it): {why}"
+                        );
+                        eprintln!("SKIPPED: PostgreSQL part of this test: {why}");
+                        return None;
+                    }
                 };
                 static COUNTER: AtomicUsize = AtomicUsize::new(0);
                 let schema = format!(
@@ -395,7 +426,7 @@ impl Proxy {
         let DatabaseUrl::Postgres(direct) = &db.url else {
             panic!("a proxy stands in front of PostgreSQL only")
         };
-        let parsed = url::Url::parse(&std::env::var(POSTGRES_ENV).unwrap()).unwrap();
+        let parsed = url::Url::parse(&postgres_url().await.unwrap()).unwrap();
         let target = format!(
             "{}:{}",
             parsed.host_str().unwrap(),
