@@ -27,6 +27,11 @@ pub const STORE_SECONDS: &str = "feedcast_store_query_duration_seconds";
 pub const WEBSUB: &str = "feedcast_websub_notifications_total";
 /// Connections closed for a limit, by reason (`per_address`, `write_timeout`).
 pub const CONNECTIONS_CLOSED: &str = "feedcast_http_connections_closed_total";
+/// Stored articles left out of a feed because their id, title, url or publication time
+/// cannot be fixed (rows written by something other than feedcast).
+pub const STORED_ARTICLES_SKIPPED: &str = "feedcast_stored_articles_skipped_total";
+/// Fields of stored articles left out because they cannot be fixed.
+pub const STORED_FIELDS_DROPPED: &str = "feedcast_stored_article_fields_dropped_total";
 /// Writes (upserts, imports, takedowns) the store failed.
 pub const STORE_WRITE_FAILURES: &str = "feedcast_store_write_failures_total";
 /// Times the PostgreSQL change listener lost its connection.

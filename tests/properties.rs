@@ -7,7 +7,7 @@ mod common;
 
 use common::settings;
 use feedcast::feed::{Archive, FeedKey, Format, describe};
-use feedcast::model::ArticleInput;
+use feedcast::import::ArticleInput;
 use feedcast::render::{render, verify};
 use proptest::prelude::*;
 
@@ -77,7 +77,7 @@ fn input() -> impl Strategy<Value = ArticleInput> {
                     url: Some(format!("https://www.kechuang.example.cn/{path}")),
                     published_at: Some(format!("{y:04}-{m:02}-{d:02}T{h:02}:00:00{offset:+03}:00")),
                     author: Some(author),
-                    source: Some(feedcast::model::SourceInput {
+                    source: Some(feedcast::import::SourceInput {
                         name: Some(source_name),
                         url: Some(format!("https://src.example.com/{path}?a=1&b=<2>")),
                     }),

@@ -518,3 +518,63 @@ async fn rows_the_cms_writes_in_sql_are_sanitized_or_skipped_never_break_a_feed(
     cms.close().await;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn rows_the_cms_writes_follow_the_same_rules_as_what_arrives_through_the_api() {
+    let settings = settings_with(&[(
+        "iframe_hosts = []",
+        r#"iframe_hosts = ["player.video.example.cn"]"#,
+    )]);
+    let Some(server) = admin_server(Backend::Postgres, settings).await else {
+        return;
+    };
+    let DatabaseUrl::Postgres(pg) = &server.db.as_ref().unwrap().url else {
+        unreachable!()
+    };
+    let cms = sqlx::PgPool::connect(pg).await.unwrap();
+    // An embed from an allowed host, a relative image, a language that is not a tag, a
+    // category nobody declared beside one that is, and an edit time no feed can write.
+    sqlx::query(
+        "INSERT INTO articles (id, title, summary, content_html, url, published_at, updated_at, \
+         categories, region, language, image) VALUES ('cms-rules', '规则一致', '', $1, \
+         'https://www.kechuang.example.cn/n/9.html', 1716000000000000, 999999999999999999, \
+         'nope hydrogen', '320281', 'not a tag!', 'img/lead.jpg')",
+    )
+    .bind(r#"<p>视频</p><iframe src="https://player.video.example.cn/embed/9"></iframe><iframe src="https://evil.example.com/x"></iframe>"#)
+    .execute(&cms)
+    .await
+    .unwrap();
+    let doc: Value =
+        serde_json::from_str(&server.text("/feeds/category/hydrogen.json").await).unwrap();
+    let item = doc["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["id"].as_str().unwrap().ends_with("article/cms-rules"))
+        .expect("the row is kept: only its bad fields are left out");
+    let content = item["content_html"].as_str().unwrap();
+    assert!(
+        content.contains(r#"src="https://player.video.example.cn/embed/9""#),
+        "{content}"
+    );
+    assert!(!content.contains("evil"), "{content}");
+    assert_eq!(
+        item["image"],
+        "https://www.kechuang.example.cn/n/img/lead.jpg"
+    );
+    assert_eq!(item["language"], "zh-CN", "the site's, not `not a tag!`");
+    assert_eq!(item["tags"], json!(["氢能科技"]));
+    assert!(item.get("date_modified").is_none(), "{item}");
+    assert_eq!(
+        item["summary"], "视频",
+        "a lead from the content, as on import"
+    );
+    let dropped = feedcast::metrics::handle().unwrap().render();
+    assert!(
+        dropped
+            .lines()
+            .any(|l| l.starts_with("feedcast_stored_article_fields_dropped_total ")),
+        "{dropped}"
+    );
+    server.stop().await;
+}

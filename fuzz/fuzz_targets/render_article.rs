@@ -2,7 +2,7 @@
 //! panics, and an accepted article renders well-formed in every format.
 #![no_main]
 
-use feedcast::model::{ArticleInput, SourceInput};
+use feedcast::import::{ArticleInput, SourceInput};
 use libfuzzer_sys::fuzz_target;
 
 mod common;

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 
 use super::{FeedId, FeedKey, Month, View};
 use crate::config::Settings;
+use crate::import;
 use crate::model::Article;
 use crate::store::{Edge, Store, StoreError, Window};
 
@@ -44,11 +45,10 @@ pub async fn assemble(
 ) -> Result<Feed, StoreError> {
     let selection = key.feed.selection(&settings.catalog);
     let tz = settings.site.time_zone;
-    let (items, archive) = match key.view {
+    let (rows, mut archive) = match key.view {
         View::Latest { limit } => {
-            let items = store.articles(&selection, Window::newest(limit)).await?;
-            let prev = items.first().map(|a| Month::of(a.published_at(), tz));
-            (items, Archive { prev, next: None })
+            let rows = store.articles(&selection, Window::newest(limit)).await?;
+            (rows, Archive::default())
         }
         View::Archive(month) => {
             let window = Window {
@@ -56,7 +56,7 @@ pub async fn assemble(
                 until: Some(month.end(tz)),
                 limit: None,
             };
-            let (items, prev, next) = tokio::try_join!(
+            let (rows, prev, next) = tokio::try_join!(
                 store.articles(&selection, window),
                 store.edge(&selection, Edge::NewestBefore(month.start(tz))),
                 store.edge(&selection, Edge::OldestFrom(month.end(tz))),
@@ -65,9 +65,18 @@ pub async fn assemble(
                 prev: prev.map(|t| Month::of(t, tz)),
                 next: next.map(|t| Month::of(t, tz)),
             };
-            (items, archive)
+            (rows, archive)
         }
     };
+    // Every row goes through the intake, which skips one that cannot be fixed: one bad row
+    // must not take the feed down for every subscriber.
+    let items: Vec<Article> = rows
+        .into_iter()
+        .filter_map(|row| import::stored(row, settings))
+        .collect();
+    if let View::Latest { .. } = key.view {
+        archive.prev = items.first().map(|a| Month::of(a.published_at(), tz));
+    }
     Ok(describe(settings, key, items, archive))
 }
 

@@ -14,7 +14,8 @@ use std::fmt;
 
 use chrono::{DateTime, Utc};
 
-use crate::config::{Catalog, Settings};
+use crate::config::Settings;
+use crate::model::Catalog;
 use crate::model::{Bucket, CategorySlug, FeedSlug, RegionCode};
 use crate::store::Selection;
 

@@ -6,8 +6,9 @@
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use super::local;
-use crate::config::{Region, Settings};
+use crate::config::Settings;
 use crate::feed::{Feed, FeedId, FeedKey, Format, View};
+use crate::model::Region;
 
 const STYLE: &str = "body{font-family:system-ui,'PingFang SC','Noto Sans CJK SC',sans-serif;\
 max-width:46rem;margin:2rem auto;padding:0 1rem;line-height:1.6;color:#222}\

@@ -1,7 +1,8 @@
 //! OPML 2.0: every feed in one file a reader can import, outlined by kind, regions as a tree.
 
-use crate::config::{Region, Settings};
+use crate::config::Settings;
 use crate::feed::{FeedId, FeedKey, Format};
+use crate::model::Region;
 use crate::sanitize::{escape_html, escape_plain_xml};
 
 fn outline(settings: &Settings, text: &str, feed: FeedId) -> String {

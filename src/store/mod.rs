@@ -26,7 +26,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::config::Catalog;
+use crate::model::Catalog;
 use crate::model::{Article, ArticleId, Bucket, CategorySlug, RegionCode};
 
 pub use postgres::PgStore;
@@ -130,14 +130,6 @@ pub enum StoreError {
         doing: &'static str,
         /// The bound.
         after: Duration,
-    },
-    /// A stored row does not hold a valid article (e.g. written by hand with a bad value).
-    #[error("stored article `{id}` is invalid: {problem}")]
-    Corrupt {
-        /// The article's id.
-        id: String,
-        /// What is wrong with it.
-        problem: String,
     },
 }
 
@@ -423,12 +415,13 @@ impl Store {
         &self.writes
     }
 
-    /// The articles of a selection within a window, newest first (ties: greater id first).
+    /// The articles of a selection within a window, newest first (ties: greater id first), as
+    /// stored: the intake ([`crate::import::stored`]) turns them into articles.
     pub async fn articles(
         &self,
         selection: &Selection,
         window: Window,
-    ) -> Result<Vec<Article>, StoreError> {
+    ) -> Result<Vec<crate::import::StoredArticle>, StoreError> {
         self.queries.fetch_add(1, Ordering::Relaxed);
         self.bounded("reading a feed", async {
             delegate!(self, s => s.articles(selection, window).await)

@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 
 use super::shared::{self, Embedded, store_queries};
 use super::{Change, Edge, Filing, Selection, StoreError, Window};
-use crate::config::Catalog;
+use crate::model::Catalog;
 use crate::model::{Article, Bucket, CategorySlug, RegionCode};
 
 const MIGRATIONS: Embedded = Embedded(&[

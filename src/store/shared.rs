@@ -9,11 +9,10 @@ use chrono::{DateTime, Utc};
 use sqlx::error::BoxDynError;
 use sqlx::migrate::{Migration, MigrationSource, MigrationType};
 
-use super::{StoreError, Window};
-use url::Url;
+use super::Window;
 
-use crate::model::{Article, ArticleId, Bucket, CategorySlug, RegionCode, Source};
-use crate::sanitize;
+use crate::import::StoredArticle;
+use crate::model::{Article, Bucket, CategorySlug};
 
 /// Migrations compiled into the binary: (version, description, SQL).
 #[derive(Debug)]
@@ -193,35 +192,15 @@ pub(super) fn window_params(window: Window) -> (i64, i64, i64) {
     )
 }
 
-/// An article's columns as stored.
-pub(super) struct Row {
-    pub id: String,
-    pub title: String,
-    pub summary: String,
-    pub content_html: String,
-    pub url: String,
-    pub published_at: i64,
-    pub updated_at: Option<i64>,
-    pub author: Option<String>,
-    pub source_name: Option<String>,
-    pub source_url: Option<String>,
-    pub categories: String,
-    pub region: Option<String>,
-    pub image: Option<String>,
-    pub language: String,
-    /// Whether feedcast sanitized the text when it wrote the row.
-    pub sanitized: i64,
-}
-
-/// Reads a [`Row`] from any backend's row.
-pub(super) fn read_row<R>(row: &R) -> Result<Row, sqlx::Error>
+/// Reads a [`StoredArticle`] from any backend's row.
+pub(super) fn read_row<R>(row: &R) -> Result<StoredArticle, sqlx::Error>
 where
     R: sqlx::Row,
     for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     for<'r> &'r str: sqlx::ColumnIndex<R>,
 {
-    Ok(Row {
+    Ok(StoredArticle {
         id: row.try_get("id")?,
         title: row.try_get("title")?,
         summary: row.try_get("summary")?,
@@ -236,25 +215,13 @@ where
         region: row.try_get("region")?,
         image: row.try_get("image")?,
         language: row.try_get("language")?,
-        sanitized: row.try_get("sanitized")?,
+        sanitized: row.try_get::<i64, _>("sanitized")? != 0,
     })
 }
 
 /// Microseconds since the epoch, as stored.
 pub(super) fn micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
-}
-
-/// A stored time, within the years every feed format can write.
-fn instant(id: &str, field: &str, micros: i64) -> Result<DateTime<Utc>, StoreError> {
-    DateTime::from_timestamp_micros(micros)
-        // 1899 and 9999 in UTC may be 1900 and 10000 in the site's zone; import keeps dates
-        // within 1900..=9999 there, and the renderer never panics on the edges.
-        .filter(|t| (1899..=9999).contains(&chrono::Datelike::year(t)))
-        .ok_or_else(|| StoreError::Corrupt {
-            id: id.to_owned(),
-            problem: format!("{field} {micros} µs is not a time between 1899 and 9999"),
-        })
 }
 
 /// The stored form of an article's categories.
@@ -267,107 +234,18 @@ pub(super) fn categories_column(article: &Article) -> String {
     slugs.join(" ")
 }
 
-impl Row {
-    /// Turns stored columns back into an article. A row may have been written by something
-    /// other than feedcast (the CMS, in SQL), so nothing in it is trusted: names and dates are
-    /// re-checked, URLs must be absolute http(s), characters XML forbids are dropped, and the
-    /// text of a row feedcast did not write is sanitized as on import.
-    pub(super) fn into_article(self) -> Result<Article, StoreError> {
-        let corrupt = |problem: String| StoreError::Corrupt {
-            id: self.id.clone(),
-            problem,
-        };
-        let id = ArticleId::parse(&self.id).map_err(|e| corrupt(e.to_string()))?;
-        let categories = self
-            .categories
-            .split_whitespace()
-            .map(CategorySlug::parse)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| corrupt(e.to_string()))?;
-        let region = self
-            .region
-            .as_deref()
-            .map(RegionCode::parse)
-            .transpose()
-            .map_err(|e| corrupt(e.to_string()))?;
-        let url = http_url(&self.url)
-            .ok_or_else(|| corrupt(format!("url `{}` is not an absolute http(s) URL", self.url)))?;
-        let published_at = instant(&self.id, "published_at", self.published_at)?;
-        let updated_at = match self.updated_at {
-            Some(u) => Some(instant(&self.id, "updated_at", u)?.max(published_at)),
-            None => None,
-        };
-        let trusted = self.sanitized != 0;
-        let text = |s: &str| {
-            if trusted {
-                sanitize::xml_chars(s).into_owned()
-            } else {
-                sanitize::plain_text(s)
-            }
-        };
-        let title = text(&self.title);
-        if title.is_empty() {
-            return Err(corrupt("the title is empty".into()));
-        }
-        let summary = if trusted {
-            text(&self.summary)
-        } else {
-            sanitize::truncate(&text(&self.summary), crate::model::MAX_SUMMARY_CHARS)
-        };
-        let content_html = match (trusted, Url::parse(&url)) {
-            (true, _) => sanitize::xml_chars(&self.content_html).into_owned(),
-            (false, Ok(base)) => sanitize::html(&self.content_html, &base, &[]),
-            (false, Err(_)) => String::new(),
-        };
-        let source = match (
-            self.source_name,
-            self.source_url.as_deref().and_then(http_url),
-        ) {
-            (Some(name), Some(url)) => Some(Source {
-                name: text(&name),
-                url,
-            })
-            .filter(|s| !s.name.is_empty()),
-            _ => None,
-        };
-        Ok(Article {
-            published_at,
-            updated_at,
-            id,
-            title,
-            summary,
-            content_html,
-            url,
-            author: self.author.as_deref().map(text).filter(|a| !a.is_empty()),
-            source,
-            categories,
-            region,
-            image: self.image.as_deref().and_then(http_url),
-            language: sanitize::xml_chars(&self.language).into_owned(),
-        })
-    }
-}
-
-/// `s` if it is an absolute http(s) URL.
-fn http_url(s: &str) -> Option<String> {
-    Url::parse(s)
-        .ok()
-        .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
-        .map(|_| s.to_owned())
-}
-
 /// Merges the per-bucket results of a selection: newest first, ties by id, each article once.
-pub(super) fn newest_first(mut articles: Vec<Article>, limit: Option<u32>) -> Vec<Article> {
-    articles.sort_by(|a, b| {
-        b.published_at()
-            .cmp(&a.published_at())
-            .then_with(|| b.id().as_str().cmp(a.id().as_str()))
+pub(super) fn newest_first(mut rows: Vec<StoredArticle>, limit: Option<u32>) -> Vec<StoredArticle> {
+    rows.sort_by(|a, b| {
+        b.published_at
+            .cmp(&a.published_at)
+            .then_with(|| b.id.cmp(&a.id))
     });
-    articles.dedup_by(|a, b| a.id() == b.id());
+    rows.dedup_by(|a, b| a.id == b.id);
     if let Some(limit) = limit {
-        articles.truncate(limit as usize);
+        rows.truncate(limit as usize);
     }
-    articles
+    rows
 }
 
 /// The articles to write, each id once (the last given wins, as separate upserts would), in
@@ -399,7 +277,9 @@ macro_rules! store_queries {
         impl $store {
             pub(super) async fn delete(&self, id: &str) -> Result<Option<Vec<Bucket>>, StoreError> {
                 let q = |doing: &'static str| move |source| StoreError::Query { doing, source };
-                let mut tx = shared::Tx::<$db>::begin(self.writer(), Self::BEGIN_WRITE).await.map_err(q("starting a takedown"))?;
+                let mut tx = shared::Tx::<$db>::begin(self.writer(), Self::BEGIN_WRITE)
+                    .await
+                    .map_err(q("starting a takedown"))?;
                 let before: Vec<String> = sqlx::query_scalar(shared::SELECT_BUCKETS_OF)
                     .bind(id)
                     .fetch_all(&mut *tx)
@@ -426,13 +306,13 @@ macro_rules! store_queries {
                     })
             }
 
-            pub(super) async fn begin_write(
-                &self,
-            ) -> Result<shared::Tx<$db>, StoreError> {
-                let mut tx = shared::Tx::<$db>::begin(self.writer(), Self::BEGIN_WRITE).await.map_err(|source| StoreError::Query {
-                    doing: "starting a write",
-                    source,
-                })?;
+            pub(super) async fn begin_write(&self) -> Result<shared::Tx<$db>, StoreError> {
+                let mut tx = shared::Tx::<$db>::begin(self.writer(), Self::BEGIN_WRITE)
+                    .await
+                    .map_err(|source| StoreError::Query {
+                        doing: "starting a write",
+                        source,
+                    })?;
                 Self::mark_writer(&mut tx).await?;
                 Ok(tx)
             }
@@ -499,7 +379,11 @@ macro_rules! store_queries {
                     let mut rows: Vec<(String, i64, &str)> = Vec::new();
                     for a in chunk {
                         for bucket in catalog.buckets(a) {
-                            rows.push((bucket.key(), shared::micros(a.published_at()), a.id().as_str()));
+                            rows.push((
+                                bucket.key(),
+                                shared::micros(a.published_at()),
+                                a.id().as_str(),
+                            ));
                             touched.insert(bucket);
                         }
                     }
@@ -509,7 +393,9 @@ macro_rules! store_queries {
                                 "INSERT INTO feed_index (bucket, published_at, article_id) ",
                             );
                             insert.push_values(part, |mut row, (key, published, id)| {
-                                row.push_bind(key.as_str()).push_bind(*published).push_bind(*id);
+                                row.push_bind(key.as_str())
+                                    .push_bind(*published)
+                                    .push_bind(*id);
                             });
                             insert
                                 .build()
@@ -526,7 +412,7 @@ macro_rules! store_queries {
                 &self,
                 selection: &Selection,
                 window: Window,
-            ) -> Result<Vec<Article>, StoreError> {
+            ) -> Result<Vec<crate::import::StoredArticle>, StoreError> {
                 let sql = shared::articles_sql(selection.and_any_of.len());
                 let (from, until, limit) = shared::window_params(window);
                 let mut found = Vec::new();
@@ -546,15 +432,10 @@ macro_rules! store_queries {
                             source,
                         })?;
                     for row in &rows {
-                        let row = shared::read_row(row).map_err(|source| StoreError::Query {
+                        found.push(shared::read_row(row).map_err(|source| StoreError::Query {
                             doing: "decoding an article",
                             source,
-                        })?;
-                        // One bad row must not take the feed down for every subscriber.
-                        match row.into_article() {
-                            Ok(article) => found.push(article),
-                            Err(e) => tracing::warn!(cause = %e, "skipping a stored article"),
-                        }
+                        })?);
                     }
                 }
                 Ok(shared::newest_first(found, window.limit))
@@ -611,7 +492,9 @@ macro_rules! store_queries {
             ) -> Result<(), StoreError> {
                 let q = |doing: &'static str| move |source| StoreError::Query { doing, source };
                 let tree = catalog.region_tree_fingerprint();
-                let mut tx = shared::Tx::<$db>::begin(self.writer(), Self::BEGIN_WRITE).await.map_err(q("starting a refile"))?;
+                let mut tx = shared::Tx::<$db>::begin(self.writer(), Self::BEGIN_WRITE)
+                    .await
+                    .map_err(q("starting a refile"))?;
                 Self::lock_for_refile(&mut tx).await?;
                 Self::store_region_tree(&mut tx, catalog).await?;
                 let stored: Option<String> = sqlx::query_scalar(shared::SELECT_META)

@@ -12,7 +12,7 @@ use super::shared::{self, Embedded, store_queries};
 use chrono::{DateTime, Utc};
 
 use super::{Edge, Selection, StoreError, Window};
-use crate::config::Catalog;
+use crate::model::Catalog;
 use crate::model::{Article, Bucket};
 
 const MIGRATIONS: Embedded = Embedded(&[

@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use feedcast::app::App;
 use feedcast::config::Settings;
-use feedcast::model::{Article, ArticleInput};
+use feedcast::import::ArticleInput;
+use feedcast::model::Article;
 use feedcast::store::{DatabaseUrl, Store};
 use tokio::sync::oneshot;
 

@@ -15,11 +15,18 @@
 use std::collections::HashMap;
 use std::fmt;
 
+mod intake;
+
 use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
 
 use crate::config::Settings;
-use crate::model::{Article, ArticleInput, JsonObject};
+use crate::model::Article;
+
+pub use intake::{
+    ArticleErrors, ArticleInput, FieldError, JsonObject, SourceInput, StoredArticle, parse_date,
+    stored,
+};
 
 /// Problems an [`ImportError`] lists; the rest are only counted. A file of a million bad lines
 /// would otherwise be answered with hundreds of megabytes of problems.
@@ -532,7 +539,7 @@ mod tests {
     use super::*;
 
     fn settings() -> Settings {
-        Settings::parse(include_str!("../feeds.toml"), Path::new("feeds.toml")).unwrap()
+        Settings::parse(include_str!("../../feeds.toml"), Path::new("feeds.toml")).unwrap()
     }
 
     const GOOD: &str = r#"{"id":"a1","title":"标题","url":"https://x.example.cn/a1","published_at":"2024-05-18","categories":["parks"]}"#;

@@ -1,9 +1,14 @@
-//! The neutral article types: no format, SQL or HTTP concerns.
+//! The article intake: the one place that makes an [`Article`], whatever its path.
 //!
-//! Input arrives as [`ArticleInput`] (the JSON of the import format, later of the admin API) and is
-//! validated once, at the edge, into an [`Article`]: its names are checked against the catalog,
-//! its dates are instants, its URLs absolute and its text sanitized. Inner code takes an
-//! `Article` as proof of all that and never re-checks.
+//! What arrives (a line of an import, an admin API body) is an [`ArticleInput`], checked
+//! strictly by [`ArticleInput::validate`]: every problem is reported by field and nothing bad is
+//! stored. What is read back from the store is a [`StoredArticle`], checked leniently by
+//! [`stored`]: a row may have been written by the CMS in SQL, so nothing in it is trusted, but
+//! one bad value must not take a feed down for every subscriber. A field it cannot fix is
+//! dropped (logged once per row, with the id and the fields, and counted in `/metrics`); the
+//! row is skipped only when its id, title, url or publication time cannot be fixed. Both paths
+//! apply the same rules: the same sanitizer with the same iframe hosts, images resolved against
+//! the article's URL, language tags checked.
 
 use std::fmt;
 
@@ -13,209 +18,8 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::config::Settings;
+use crate::model::{Article, ArticleId, CategorySlug, MAX_SUMMARY_CHARS, Source};
 use crate::sanitize;
-
-/// Longest accepted name (slug, region code, article id), in bytes.
-const MAX_NAME_LEN: usize = 128;
-
-/// Longest summary kept, in characters; longer ones are cut with an ellipsis so a bridge that
-/// shows the summary as a preview gets a preview, not the article.
-pub const MAX_SUMMARY_CHARS: usize = 300;
-
-/// A name that appears in URLs and cache keys was not acceptable.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "`{value}` is not a valid {what}: use 1 to {MAX_NAME_LEN} ASCII letters, digits, `-`, `_` or `.`, starting with a letter or digit"
-)]
-pub struct InvalidName {
-    /// What kind of name it was meant to be.
-    pub what: &'static str,
-    /// The rejected text.
-    pub value: String,
-}
-
-fn check_name(what: &'static str, value: &str) -> Result<(), InvalidName> {
-    let ok = !value.is_empty()
-        && value.len() <= MAX_NAME_LEN
-        && value.as_bytes()[0].is_ascii_alphanumeric()
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if ok {
-        Ok(())
-    } else {
-        Err(InvalidName {
-            what,
-            value: value.to_owned(),
-        })
-    }
-}
-
-macro_rules! name_type {
-    ($(#[$doc:meta])* $name:ident, $what:literal) => {
-        $(#[$doc])*
-        ///
-        /// Always 1 to 128 URL-safe ASCII characters, so it can stand in a path unescaped.
-        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub struct $name(String);
-
-        impl $name {
-            /// Checks `value` and wraps it.
-            pub fn parse(value: &str) -> Result<Self, InvalidName> {
-                check_name($what, value).map(|()| Self(value.to_owned()))
-            }
-
-            /// The name as text.
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-    };
-}
-
-name_type!(
-    /// A category's slug, as declared in `feeds.toml` (e.g. `parks`).
-    CategorySlug,
-    "category slug"
-);
-name_type!(
-    /// A region's code, as declared in `feeds.toml` (e.g. `320281`).
-    RegionCode,
-    "region code"
-);
-name_type!(
-    /// A custom feed's slug, as declared in `feeds.toml`.
-    FeedSlug,
-    "feed slug"
-);
-name_type!(
-    /// An article's id: unique, and stable for the article's life, since item ids derive from it.
-    ArticleId,
-    "article id"
-);
-
-/// A bucket of the feed index: one category, or one region together with every region below it.
-///
-/// An article is filed under each of its categories and under its region and every ancestor of
-/// that region, so any category or region feed is one ordered range of one bucket.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Bucket {
-    /// Articles of a category.
-    Category(CategorySlug),
-    /// Articles of a region or of any region below it.
-    Region(RegionCode),
-}
-
-impl Bucket {
-    /// The bucket's key as stored: `c:<slug>` or `r:<code>`.
-    pub fn key(&self) -> String {
-        match self {
-            Bucket::Category(c) => format!("c:{c}"),
-            Bucket::Region(r) => format!("r:{r}"),
-        }
-    }
-
-    /// Reads a stored key back; `None` for anything that is not a valid key.
-    pub fn from_key(key: &str) -> Option<Bucket> {
-        match key.split_once(':')? {
-            ("c", slug) => CategorySlug::parse(slug).ok().map(Bucket::Category),
-            ("r", code) => RegionCode::parse(code).ok().map(Bucket::Region),
-            _ => None,
-        }
-    }
-}
-
-/// The original publisher of a reprint.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Source {
-    /// The publisher's name, plain text, never empty.
-    pub name: String,
-    /// The original report's (or the publisher's) absolute http(s) URL.
-    pub url: String,
-}
-
-/// A validated, sanitized article. Only [`ArticleInput::validate`] and the store make one.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Article {
-    pub(crate) id: ArticleId,
-    pub(crate) title: String,
-    pub(crate) summary: String,
-    pub(crate) content_html: String,
-    pub(crate) url: String,
-    pub(crate) published_at: DateTime<Utc>,
-    pub(crate) updated_at: Option<DateTime<Utc>>,
-    pub(crate) author: Option<String>,
-    pub(crate) source: Option<Source>,
-    pub(crate) categories: Vec<CategorySlug>,
-    pub(crate) region: Option<RegionCode>,
-    pub(crate) image: Option<String>,
-    pub(crate) language: String,
-}
-
-impl Article {
-    /// The stable id.
-    pub fn id(&self) -> &ArticleId {
-        &self.id
-    }
-    /// Plain-text title, never empty.
-    pub fn title(&self) -> &str {
-        &self.title
-    }
-    /// Plain-text lead, at most [`MAX_SUMMARY_CHARS`] characters.
-    pub fn summary(&self) -> &str {
-        &self.summary
-    }
-    /// Sanitized HTML body with absolute URLs.
-    pub fn content_html(&self) -> &str {
-        &self.content_html
-    }
-    /// Canonical absolute http(s) URL.
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-    /// First publication.
-    pub fn published_at(&self) -> DateTime<Utc> {
-        self.published_at
-    }
-    /// Last edit, never before publication.
-    pub fn updated_at(&self) -> Option<DateTime<Utc>> {
-        self.updated_at
-    }
-    /// The latest of publication and last edit.
-    pub fn modified_at(&self) -> DateTime<Utc> {
-        self.updated_at.unwrap_or(self.published_at)
-    }
-    /// Plain-text author name.
-    pub fn author(&self) -> Option<&str> {
-        self.author.as_deref()
-    }
-    /// The original publisher, for a reprint.
-    pub fn source(&self) -> Option<&Source> {
-        self.source.as_ref()
-    }
-    /// Declared categories, without duplicates, in the order given.
-    pub fn categories(&self) -> &[CategorySlug] {
-        &self.categories
-    }
-    /// Declared region.
-    pub fn region(&self) -> Option<&RegionCode> {
-        self.region.as_ref()
-    }
-    /// Absolute http(s) URL of the lead image.
-    pub fn image(&self) -> Option<&str> {
-        self.image.as_deref()
-    }
-    /// Language tag (e.g. `zh-CN`).
-    pub fn language(&self) -> &str {
-        &self.language
-    }
-}
 
 /// An article as it arrives in the import format (and later the admin API), not yet checked.
 ///
@@ -534,19 +338,184 @@ pub fn parse_date(value: &str, tz: Tz) -> Result<DateTime<Utc>, String> {
     Ok(dt)
 }
 
+/// An article's columns as the store holds them, read back and not yet trusted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub struct StoredArticle {
+    pub id: String,
+    pub title: String,
+    pub summary: String,
+    pub content_html: String,
+    pub url: String,
+    /// Microseconds since the epoch.
+    pub published_at: i64,
+    /// Microseconds since the epoch.
+    pub updated_at: Option<i64>,
+    pub author: Option<String>,
+    pub source_name: Option<String>,
+    pub source_url: Option<String>,
+    /// Category slugs separated by spaces.
+    pub categories: String,
+    pub region: Option<String>,
+    pub image: Option<String>,
+    pub language: String,
+    /// Whether feedcast sanitized the text when it wrote the row (the CMS's rows are not).
+    pub sanitized: bool,
+}
+
+/// A stored time, within the years every feed format can write. 1899 and 9999 in UTC may be
+/// 1900 and 10000 in the site's zone; import keeps dates within 1900..=9999 there, and the
+/// renderer never panics on the edges.
+fn stored_instant(micros: i64) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp_micros(micros)
+        .filter(|t| (1899..=9999).contains(&chrono::Datelike::year(t)))
+}
+
+/// Turns a stored row back into an article, leniently (see the module doc): `None` when its
+/// id, title, url or publication time cannot be fixed.
+pub fn stored(row: StoredArticle, settings: &Settings) -> Option<Article> {
+    let skip = |id: &str, why: &str| {
+        tracing::warn!(
+            id,
+            cause = why,
+            "skipping a stored article that cannot be fixed"
+        );
+        metrics::counter!(crate::metrics::STORED_ARTICLES_SKIPPED).increment(1);
+        None
+    };
+    let Ok(id) = ArticleId::parse(&row.id) else {
+        return skip(&row.id, "its id is not a valid id");
+    };
+    let Ok(url) = absolute_http_url(&row.url, None) else {
+        return skip(&row.id, "its url is not an absolute http(s) URL");
+    };
+    let Some(published_at) = stored_instant(row.published_at) else {
+        return skip(
+            &row.id,
+            "its published_at is not a time between 1899 and 9999",
+        );
+    };
+    // feedcast's own rows were sanitized when written: only characters XML forbids are
+    // dropped (cheaply) again. Anyone else's are cleaned as on import.
+    let trusted = row.sanitized;
+    let text = |s: &str| {
+        if trusted {
+            sanitize::xml_chars(s).into_owned()
+        } else {
+            sanitize::plain_text(s)
+        }
+    };
+    let title = text(&row.title);
+    if title.is_empty() {
+        return skip(&row.id, "its title has no text");
+    }
+
+    let catalog = &settings.catalog;
+    let mut dropped: Vec<&'static str> = Vec::new();
+    let updated_at = match row.updated_at.map(stored_instant) {
+        None => None,
+        Some(Some(t)) => Some(t.max(published_at)),
+        Some(None) => {
+            dropped.push("updated_at");
+            None
+        }
+    };
+    let content_html = if trusted {
+        sanitize::xml_chars(&row.content_html).into_owned()
+    } else {
+        sanitize::html(&row.content_html, &url, &settings.iframe_hosts)
+    };
+    let summary = match text(&row.summary) {
+        s if trusted => s,
+        s if s.is_empty() => {
+            sanitize::truncate(&sanitize::plain_text(&content_html), MAX_SUMMARY_CHARS)
+        }
+        s => sanitize::truncate(&s, MAX_SUMMARY_CHARS),
+    };
+    let source = match (&row.source_name, &row.source_url) {
+        (None, None) => None,
+        (name, link) => {
+            let name = name.as_deref().map(text).filter(|n| !n.is_empty());
+            let link = link
+                .as_deref()
+                .and_then(|u| absolute_http_url(u, None).ok());
+            match (name, link) {
+                (Some(name), Some(link)) => Some(Source {
+                    name,
+                    url: link.to_string(),
+                }),
+                _ => {
+                    dropped.push("source");
+                    None
+                }
+            }
+        }
+    };
+    let mut categories: Vec<CategorySlug> = Vec::new();
+    for raw in row.categories.split_whitespace() {
+        match catalog.category_slug(raw) {
+            Some(slug) if !categories.contains(slug) => categories.push(slug.clone()),
+            Some(_) => {}
+            None if !dropped.contains(&"categories") => dropped.push("categories"),
+            None => {}
+        }
+    }
+    let region = row
+        .region
+        .as_deref()
+        .and_then(|raw| match catalog.region(raw) {
+            Some(r) => Some(r.code.clone()),
+            None => {
+                dropped.push("region");
+                None
+            }
+        });
+    let image = row
+        .image
+        .as_deref()
+        .and_then(|raw| match absolute_http_url(raw, Some(&url)) {
+            Ok(u) => Some(String::from(u)),
+            Err(_) => {
+                dropped.push("image");
+                None
+            }
+        });
+    let language = match row.language.trim() {
+        "" => settings.site.language.clone(),
+        tag if is_language_tag(tag) => tag.to_owned(),
+        _ => {
+            dropped.push("language");
+            settings.site.language.clone()
+        }
+    };
+    if !dropped.is_empty() {
+        tracing::warn!(
+            id = row.id,
+            fields = dropped.join(", "),
+            "a stored article had fields that cannot be fixed: left out"
+        );
+        metrics::counter!(crate::metrics::STORED_FIELDS_DROPPED).increment(dropped.len() as u64);
+    }
+    Some(Article {
+        id,
+        title,
+        summary,
+        content_html,
+        url: url.to_string(),
+        published_at,
+        updated_at,
+        author: row.author.as_deref().map(text).filter(|a| !a.is_empty()),
+        source,
+        categories,
+        region,
+        image,
+        language,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn can_parse_names() {
-        assert!(CategorySlug::parse("hydrogen-energy").is_ok());
-        assert!(RegionCode::parse("320281").is_ok());
-        assert!(CategorySlug::parse("").is_err());
-        assert!(CategorySlug::parse("-x").is_err());
-        assert!(CategorySlug::parse("a/b").is_err());
-        assert!(ArticleId::parse("氢能").is_err());
-    }
 
     #[test]
     fn bare_date_means_midnight_in_the_site_time_zone() {

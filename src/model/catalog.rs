@@ -1,0 +1,154 @@
+//! The catalog: the categories, the region tree and the custom feeds that `feeds.toml`
+//! declares, with lookups by name. Every category and region has a feed; a region's feed rolls
+//! up every region below it, which is why each region knows its lineage. `config` builds the
+//! catalog, once, from a validated file; everything below config reads it.
+
+use std::collections::HashMap;
+
+use super::{Article, Bucket, CategorySlug, FeedSlug, RegionCode};
+
+/// A category; every category has a feed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Category {
+    /// URL name.
+    pub slug: CategorySlug,
+    /// Display name, e.g. `氢能科技`.
+    pub name: String,
+}
+
+/// A region of the tree; every region has a feed that rolls up all regions below it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Region {
+    /// URL name, e.g. `320281`.
+    pub code: RegionCode,
+    /// Display name, e.g. `江阴市`.
+    pub name: String,
+    /// The region this one belongs to.
+    pub parent: Option<RegionCode>,
+    /// This region and all above it, nearest first: an article of this region belongs to
+    /// each of their feeds.
+    pub lineage: Vec<RegionCode>,
+}
+
+/// A feed declared in `feeds.toml`: articles of any of its categories (all, if none) that are
+/// also in any of its regions or below them (anywhere, if none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomFeed {
+    /// URL name.
+    pub slug: FeedSlug,
+    /// Display title.
+    pub title: String,
+    /// Optional description.
+    pub description: Option<String>,
+    /// Categories, any of which qualifies.
+    pub categories: Vec<CategorySlug>,
+    /// Regions, any of which (or a region below it) qualifies.
+    pub regions: Vec<RegionCode>,
+}
+
+impl CustomFeed {
+    /// Whether an article in these buckets belongs to this feed.
+    pub fn contains(&self, buckets: &[Bucket]) -> bool {
+        let in_category = self.categories.is_empty()
+            || self
+                .categories
+                .iter()
+                .any(|c| buckets.contains(&Bucket::Category(c.clone())));
+        let in_region = self.regions.is_empty()
+            || self
+                .regions
+                .iter()
+                .any(|r| buckets.contains(&Bucket::Region(r.clone())));
+        in_category && in_region
+    }
+}
+
+/// Categories, the region tree and custom feeds, with lookups by name.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    // Filled by `config`, which validates every entry (names, parents, no cycles, what a custom
+    // feed names) before it goes in; nothing else builds a catalog.
+    pub(crate) categories: Vec<Category>,
+    pub(crate) regions: Vec<Region>,
+    pub(crate) feeds: Vec<CustomFeed>,
+    pub(crate) category_index: HashMap<String, usize>,
+    pub(crate) region_index: HashMap<String, usize>,
+    pub(crate) feed_index: HashMap<String, usize>,
+}
+
+impl Catalog {
+    /// Categories in declared order.
+    pub fn categories(&self) -> &[Category] {
+        &self.categories
+    }
+    /// Regions in declared order.
+    pub fn regions(&self) -> &[Region] {
+        &self.regions
+    }
+    /// Custom feeds in declared order.
+    pub fn feeds(&self) -> &[CustomFeed] {
+        &self.feeds
+    }
+    /// A category by slug.
+    pub fn category(&self, slug: &str) -> Option<&Category> {
+        self.category_index.get(slug).map(|&i| &self.categories[i])
+    }
+    /// A declared category's slug, for turning input text into a checked slug.
+    pub fn category_slug(&self, slug: &str) -> Option<&CategorySlug> {
+        self.category(slug).map(|c| &c.slug)
+    }
+    /// A region by code.
+    pub fn region(&self, code: &str) -> Option<&Region> {
+        self.region_index.get(code).map(|&i| &self.regions[i])
+    }
+    /// A custom feed by slug.
+    pub fn feed(&self, slug: &str) -> Option<&CustomFeed> {
+        self.feed_index.get(slug).map(|&i| &self.feeds[i])
+    }
+    /// Direct children of a region (or the top-level regions, for `None`), in declared order.
+    pub fn children<'a>(
+        &'a self,
+        parent: Option<&'a RegionCode>,
+    ) -> impl Iterator<Item = &'a Region> {
+        self.regions
+            .iter()
+            .filter(move |r| r.parent.as_ref() == parent)
+    }
+
+    /// The buckets an article is filed under: each of its categories, its region and every
+    /// region above it.
+    pub fn buckets(&self, article: &Article) -> Vec<Bucket> {
+        self.buckets_of(article.categories(), article.region())
+    }
+
+    /// The buckets of an article filed under these categories and this region.
+    pub fn buckets_of(
+        &self,
+        categories: &[CategorySlug],
+        region: Option<&RegionCode>,
+    ) -> Vec<Bucket> {
+        let mut out: Vec<Bucket> = categories.iter().cloned().map(Bucket::Category).collect();
+        if let Some(region) = region.and_then(|r| self.region(r.as_str())) {
+            out.extend(region.lineage.iter().cloned().map(Bucket::Region));
+        }
+        out
+    }
+
+    /// A text that changes whenever the region tree does. Stored buckets depend on the tree
+    /// (an article is filed under each ancestor), so the store refiles articles when it changes.
+    pub fn region_tree_fingerprint(&self) -> String {
+        let mut pairs: Vec<String> = self
+            .regions
+            .iter()
+            .map(|r| {
+                format!(
+                    "{}<{}",
+                    r.code,
+                    r.parent.as_ref().map_or("", |p| p.as_str())
+                )
+            })
+            .collect();
+        pairs.sort();
+        pairs.join(",")
+    }
+}
