@@ -332,7 +332,10 @@ impl App {
     pub async fn ready(&self) -> Result<(), StoreError> {
         let answer = self.store.ping().await;
         match &answer {
-            Ok(()) => self.cache.store_is_up(),
+            Ok(()) => {
+                self.cache.store_is_up();
+                self.store.probe_write().await;
+            }
             Err(_) => self.cache.store_is_down(),
         }
         answer

@@ -42,6 +42,22 @@ async fn a_body_of_a_million_bad_lines_is_answered_with_the_first_hundred_proble
     assert_eq!(answer["problems"].as_array().unwrap().len(), 100);
     assert_eq!(answer["problem_count"], 800_000);
     assert_eq!(answer["problems"][99]["line"], 25);
+    // The same as one JSON array: its items are read and checked a batch at a time too.
+    let array = format!("[{}]", vec!["{}"; 200_000].join(","));
+    let response = server
+        .client
+        .post(format!("{}/api/articles", server.base))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .body(array)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 422);
+    let answer: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    assert_eq!(answer["problems"].as_array().unwrap().len(), 100);
+    assert_eq!(answer["problem_count"], 800_000);
+    assert_eq!(answer["problems"][99]["item"], 25);
     assert_eq!(server.app.store.count().await.unwrap(), 0);
     server.stop().await;
 }
@@ -124,6 +140,25 @@ async fn an_array_in_place_of_an_article_is_refused_and_an_array_of_articles_is_
     assert_eq!(status, 422);
     assert_eq!(body["problems"][0]["item"], 2, "{body}");
     assert_eq!(server.app.store.count().await.unwrap(), 0);
+
+    // Declared NDJSON, a first line that opens with `[` is still a line, not an array.
+    let first = format!("{positional}\n{}\n", article("p6"));
+    let response = server
+        .client
+        .post(format!("{}/api/articles", server.base))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/x-ndjson")
+        .body(first)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 422);
+    let body: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    assert_eq!(body["problems"][0]["line"], 1, "{body}");
+    assert_eq!(
+        body["problems"][0]["message"], "not a JSON object",
+        "{body}"
+    );
 
     let batch = json!([article("p4"), article("p5")]).to_string();
     let (status, body) = call(&server, "POST", "/api/articles", Some(TOKEN), &batch).await;
@@ -262,6 +297,9 @@ impl Fault {
                      $$ BEGIN RAISE EXCEPTION 'refused at commit by the test'; END $$",
                     "CREATE CONSTRAINT TRIGGER refuse AFTER INSERT OR UPDATE OR DELETE ON articles \
                      DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse()",
+                    // Every table a write touches, the write probe's `meta` too.
+                    "CREATE CONSTRAINT TRIGGER refuse AFTER INSERT OR UPDATE OR DELETE ON meta \
+                     DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse()",
                 ] {
                     sqlx::query(sql).execute(pool).await.unwrap();
                 }
@@ -273,10 +311,12 @@ impl Fault {
         match self {
             Fault::FullDisk(disk) => disk.free(),
             Fault::RefusingTrigger(pool) => {
-                sqlx::query("DROP TRIGGER refuse ON articles")
-                    .execute(pool)
-                    .await
-                    .unwrap();
+                for table in ["articles", "meta"] {
+                    sqlx::query(&format!("DROP TRIGGER refuse ON {table}"))
+                        .execute(pool)
+                        .await
+                        .unwrap();
+                }
             }
         }
     }
@@ -475,6 +515,7 @@ async fn a_request_needs_one_valid_host_except_in_http_1_0() {
         b"GET /healthz HTTP/1.1\r\nHost: user@a.example\r\n\r\n",
         b"GET /healthz HTTP/1.1\r\nHost: a example\r\n\r\n",
         b"GET /healthz HTTP/1.1\r\nHost: \r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: a.example,b.example\r\n\r\n",
         b"GET /healthz HTTP/1.0\r\nHost: a.example:99999x\r\n\r\n",
     ] {
         let response = raw(&server, request).await;
@@ -736,4 +777,44 @@ async fn one_address_holds_a_bounded_number_of_connections_unless_it_is_a_truste
         held.push(stream);
     }
     server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_whose_write_failed_probes_until_writes_work_again() {
+    let Some(db) = common::TestDb::new(Backend::Postgres).await else {
+        return;
+    };
+    let feedcast::store::DatabaseUrl::Postgres(url) = &db.url else {
+        unreachable!()
+    };
+    let fault = Fault::RefusingTrigger(sqlx::PgPool::connect(url).await.unwrap());
+    let settings = common::settings();
+    // Probing at every readiness check, rather than every ten seconds, so the test need not wait.
+    let store = feedcast::store::Store::open(&db.url, &settings.catalog)
+        .await
+        .unwrap()
+        .with_write_probe_interval(std::time::Duration::ZERO);
+    let server = common::Server::serve(settings, store, Some(TOKEN)).await;
+    fault.start().await;
+    let (status, _) = call(
+        &server,
+        "PUT",
+        "/api/articles/p1",
+        Some(TOKEN),
+        &article("p1").to_string(),
+    )
+    .await;
+    assert_eq!(status, 503);
+    let r = server.get("/readyz").await;
+    assert_eq!(r.status(), 503, "the probe's own write is refused too");
+    // The cause gone, readiness comes back with no write from outside: a load balancer that
+    // took the instance out of rotation sends it none.
+    fault.lift().await;
+    let r = server.get("/readyz").await;
+    assert_eq!(
+        (r.status().as_u16(), r.text().await.unwrap()),
+        (200, "ready\n".to_owned())
+    );
+    server.stop().await;
+    drop(db);
 }

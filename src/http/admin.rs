@@ -21,7 +21,7 @@ use axum::response::Response;
 use axum::routing::{post, put};
 use serde_json::json;
 
-use super::client::ClientAddr;
+use super::client::{ClientAddr, limit_key};
 use super::error::ApiError;
 use crate::app::App;
 use crate::import;
@@ -107,7 +107,7 @@ impl FromRequestParts<Arc<App>> for Admin {
         let client = parts
             .extensions
             .get::<ClientAddr>()
-            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0);
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| limit_key(c.0));
         let limiter = parts.extensions.get::<Arc<AuthLimiter>>().cloned();
         if let Some(limiter) = &limiter {
             // Checked before the token, so that a right guess after the limit is no signal.
@@ -199,14 +199,25 @@ async fn batch(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body = text(&body, app.settings.admin_max_body_bytes)?;
-    let is_array = headers
+    // The declared type decides; without one, a body that opens with `[` is a JSON array.
+    let declared = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|t| t.starts_with("application/json"))
-        || body
+        .map(|t| {
+            t.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        });
+    let is_array = match declared.as_deref() {
+        Some("application/json") => true,
+        Some("application/x-ndjson" | "application/ndjson" | "application/jsonl") => false,
+        _ => body
             .trim_start_matches('\u{FEFF}')
             .trim_start()
-            .starts_with('[');
+            .starts_with('['),
+    };
     let articles = if is_array {
         import::parse_json_array(body, &app.settings)?
     } else {

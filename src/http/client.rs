@@ -10,6 +10,18 @@ use axum::http::HeaderMap;
 
 use crate::config::TrustedProxies;
 
+/// The key per-client limits count under: the address itself for IPv4, its /64 for IPv6,
+/// since one IPv6 subscriber is routinely given a whole /64 to pick addresses from.
+pub fn limit_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(std::net::Ipv6Addr::from(prefix))
+        }
+        v4 => v4,
+    }
+}
+
 /// The client a request is from, as the request extensions carry it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientAddr(pub IpAddr);
@@ -32,15 +44,16 @@ pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &TrustedProxie
     }
     // Every X-Forwarded-For header, in order, as one list; walked from the right, the hop
     // nearest us, while the hops are proxies we trust.
-    let entries: Vec<&str> = headers
+    // Split as bytes: a client may put anything (non-ASCII too) in the part it writes, and
+    // that must not cost the entries our proxies appended after it.
+    let entries: Vec<&[u8]> = headers
         .get_all("x-forwarded-for")
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
         .collect();
     let mut client = peer;
     for entry in entries.iter().rev() {
-        match entry_address(entry) {
+        match std::str::from_utf8(entry).ok().and_then(entry_address) {
             Some(ip) if trusted.contains(ip) => client = ip,
             Some(ip) => return ip,
             // A trusted hop passed on something that is not an address: the last hop that
@@ -100,6 +113,21 @@ mod tests {
             client_address(lb, &forwarded(&["evil, 192.0.2.1"]), &t),
             ip("192.0.2.1")
         );
+        // What the client wrote, however broken, does not hide what the proxies appended.
+        let mut h = HeaderMap::new();
+        h.append(
+            "x-forwarded-for",
+            axum::http::HeaderValue::from_bytes("é\t, 203.0.113.9".as_bytes()).unwrap(),
+        );
+        assert_eq!(client_address(lb, &h, &t), ip("203.0.113.9"));
+    }
+
+    #[test]
+    fn an_ipv6_client_is_limited_by_its_64() {
+        assert_eq!(limit_key(ip("2001:db8:1:2:aaaa::1")), ip("2001:db8:1:2::"));
+        assert_eq!(limit_key(ip("2001:db8:1:2:ffff::9")), ip("2001:db8:1:2::"));
+        assert_eq!(limit_key(ip("203.0.113.7")), ip("203.0.113.7"));
+        assert_eq!(limit_key(ip("::ffff:203.0.113.7")), ip("203.0.113.7"));
     }
 
     #[test]

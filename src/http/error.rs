@@ -48,7 +48,13 @@ const MAX_REASON_CHARS: usize = 200;
 fn printable(why: &str) -> String {
     let mut out = String::with_capacity(why.len());
     for c in why.chars().take(MAX_REASON_CHARS) {
-        if c.is_control() || matches!(c, '<' | '>' | '&' | '"' | '\'' | '\u{2028}' | '\u{2029}') {
+        // Controls, markup, and the invisible format characters that reorder or hide text.
+        let unsafe_char = c.is_control()
+            || matches!(c, '<' | '>' | '&' | '"' | '\'' | '\u{FEFF}')
+            || ('\u{200B}'..='\u{200F}').contains(&c)
+            || ('\u{2028}'..='\u{202E}').contains(&c)
+            || ('\u{2060}'..='\u{2069}').contains(&c);
+        if unsafe_char {
             let mut utf8 = [0; 4];
             for b in c.encode_utf8(&mut utf8).bytes() {
                 out.push_str(&format!("%{b:02X}"));
@@ -232,6 +238,7 @@ mod tests {
             "no category `%3Cscript%3E%1B[2J%0A`"
         );
         assert_eq!(printable("no region `江阴`"), "no region `江阴`");
+        assert_eq!(printable("a\u{202E}b\u{200B}"), "a%E2%80%AEb%E2%80%8B");
         let long = printable(&"x".repeat(5000));
         assert_eq!(long.chars().count(), MAX_REASON_CHARS + 1);
     }

@@ -87,7 +87,12 @@ fn host_problem(request: &Request) -> Option<&'static str> {
             let valid = host
                 .to_str()
                 .ok()
-                .filter(|h| !h.is_empty() && !h.contains('@'))
+                // An authority may hold userinfo and sub-delims; a Host holds neither.
+                .filter(|h| {
+                    !h.is_empty()
+                        && !h
+                            .contains(['@', ',', ';', '!', '$', '&', '\'', '(', ')', '*', '+', '='])
+                })
                 .is_some_and(|h| {
                     // A port, if any, follows the last `:` after an IPv6 literal's `]`.
                     let wants_port = h.rsplit_once(']').map_or(h, |(_, rest)| rest).contains(':');

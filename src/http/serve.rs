@@ -104,7 +104,8 @@ pub(super) async fn run(
         let counted = if trusted.contains(ip) {
             None
         } else {
-            match PerAddress::admit(&per_address, ip, limits.max_connections_per_address) {
+            let key = super::client::limit_key(ip);
+            match PerAddress::admit(&per_address, key, limits.max_connections_per_address) {
                 Some(counted) => Some(counted),
                 None => {
                     observe::connection_refused(ip, "per_address");

@@ -17,7 +17,6 @@ use std::fmt;
 
 mod intake;
 
-use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
 
 use crate::config::Settings;
@@ -97,12 +96,6 @@ impl ImportError {
     pub fn is_empty(&self) -> bool {
         self.problem_count == 0
     }
-
-    fn one(unit: &'static str, problem: Problem) -> Self {
-        let mut error = ImportError::new(unit);
-        error.add(problem);
-        error
-    }
 }
 
 impl fmt::Display for ImportError {
@@ -172,23 +165,34 @@ fn bare_message(e: &serde_json::Error) -> String {
     text.strip_suffix(&suffix).unwrap_or(&text).to_owned()
 }
 
-/// Where in a text an error is: the column alone for a line of NDJSON.
-fn location(e: &serde_json::Error, one_line: bool) -> String {
-    if one_line {
-        format!("column {}", e.column())
-    } else {
-        format!("line {} column {}", e.line(), e.column())
+/// What text an article's JSON was read from, for saying where in it an error is.
+#[derive(Debug, Clone, Copy)]
+enum Text {
+    /// A line of NDJSON: the line is the problem's position, so the column says where.
+    Line,
+    /// An item of a JSON array.
+    Item,
+    /// A whole body (a PUT).
+    Body,
+}
+
+/// Where in a text an error is.
+fn location(e: &serde_json::Error, text: Text) -> String {
+    match text {
+        Text::Line => format!("column {}", e.column()),
+        Text::Item => format!("column {} of the item", e.column()),
+        Text::Body => format!("line {} column {}", e.line(), e.column()),
     }
 }
 
 /// The words for a JSON error in an article: not JSON (and where), not an object, or a field
 /// of the wrong type.
-fn json_problem(e: &serde_json::Error, one_line: bool) -> String {
+fn json_problem(e: &serde_json::Error, text: Text) -> String {
     use serde_json::error::Category;
     let message = bare_message(e);
     match e.classify() {
         Category::Syntax | Category::Eof | Category::Io => {
-            format!("not valid JSON: {message} at {}", location(e, one_line))
+            format!("not valid JSON: {message} at {}", location(e, text))
         }
         Category::Data if message.ends_with(JsonObject::<()>::EXPECTED) => {
             "not a JSON object".to_owned()
@@ -198,15 +202,15 @@ fn json_problem(e: &serde_json::Error, one_line: bool) -> String {
 }
 
 /// Reads one article's JSON (an object), naming the field a problem is in when it is in one.
-fn read_article(text: &str, one_line: bool) -> Result<ArticleInput, ParseProblem> {
-    let mut de = serde_json::Deserializer::from_str(text);
+fn read_article(json: &str, text: Text) -> Result<ArticleInput, ParseProblem> {
+    let mut de = serde_json::Deserializer::from_str(json);
     let input: JsonObject<ArticleInput> =
         serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let field = field_of(&e.path().to_string());
-            let message = json_problem(e.inner(), one_line);
+            let message = json_problem(e.inner(), text);
             (field, message)
         })?;
-    de.end().map_err(|e| (None, json_problem(&e, one_line)))?;
+    de.end().map_err(|e| (None, json_problem(&e, text)))?;
     Ok(input.0)
 }
 
@@ -428,7 +432,7 @@ impl<R: std::io::BufRead> Iterator for NdjsonStream<'_, R> {
                 "line",
                 &lines,
                 |line| match line {
-                    Ok(line) => read_article(line, true),
+                    Ok(line) => read_article(line, Text::Line),
                     Err(e) => Err((None, format!("not UTF-8 text: {}", e.utf8_error()))),
                 },
                 self.settings,
@@ -439,79 +443,99 @@ impl<R: std::io::BufRead> Iterator for NdjsonStream<'_, R> {
     }
 }
 
-/// Where a syntax error in a JSON array of articles is: its item and field, read by a second,
-/// slower pass that follows the keys (only ever run on a body that failed).
-fn locate_in_array(text: &str) -> Option<(usize, Option<&'static str>)> {
-    let mut de = serde_json::Deserializer::from_str(text);
-    let e =
-        serde_path_to_error::deserialize::<_, Vec<HashMap<String, IgnoredAny>>>(&mut de).err()?;
-    let path = e.path().to_string();
-    let index: usize = path.strip_prefix('[')?.split(']').next()?.parse().ok()?;
-    let field = path.split_once("].").and_then(|(_, rest)| field_of(rest));
-    Some((index + 1, field))
+/// A JSON array of articles being read: its items are validated a batch at a time as the
+/// parser reaches them, so neither the items nor their problems pile up whatever the body.
+struct ArrayReader<'s> {
+    settings: &'s Settings,
+    articles: Vec<Article>,
+    problems: ImportError,
+    seen: HashMap<String, usize>,
+    /// Items read so far: an error the parser meets is in the next one.
+    items_read: usize,
+}
+
+impl ArrayReader<'_> {
+    fn check(&mut self, part: &[(usize, &RawValue)]) {
+        match validate_all(
+            "item",
+            part,
+            |raw| read_article(raw.get(), Text::Item),
+            self.settings,
+            &mut self.seen,
+        ) {
+            Ok(found) if self.problems.is_empty() => self.articles.extend(found),
+            // Nothing will be stored: no need to keep what is good.
+            Ok(_) => {}
+            Err(bad) => {
+                self.articles = Vec::new();
+                self.problems.absorb(bad);
+            }
+        }
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for &mut ArrayReader<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON array of articles")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut part: Vec<(usize, &'de RawValue)> = Vec::with_capacity(STREAM_BATCH);
+        while let Some(raw) = seq.next_element::<&'de RawValue>()? {
+            self.items_read += 1;
+            part.push((self.items_read, raw));
+            if part.len() == STREAM_BATCH {
+                self.check(&part);
+                part.clear();
+            }
+        }
+        self.check(&part);
+        Ok(())
+    }
 }
 
 /// Parses and validates a JSON array of articles.
 pub fn parse_json_array(text: &str, settings: &Settings) -> Result<Vec<Article>, ImportError> {
+    use serde::Deserializer as _;
     let text = without_bom(text);
-    // Each item is kept as its text until it is read, so the whole body never becomes a tree
-    // of JSON values (several times its size).
-    let items: Vec<&RawValue> = serde_json::from_str(text).map_err(|e| {
+    let mut reader = ArrayReader {
+        settings,
+        articles: Vec::new(),
+        problems: ImportError::new("item"),
+        seen: HashMap::new(),
+        items_read: 0,
+    };
+    let mut de = serde_json::Deserializer::from_str(text);
+    let read = de.deserialize_seq(&mut reader).and_then(|()| de.end());
+    if let Err(e) = read {
         use serde_json::error::Category;
         let problem = match e.classify() {
-            Category::Data => Problem {
+            Category::Data if reader.items_read == 0 => Problem {
                 position: 0,
                 field: None,
                 message: "not a JSON array of articles".to_owned(),
             },
-            _ => {
-                let (position, field) = locate_in_array(text).unwrap_or((0, None));
-                Problem {
-                    position,
-                    field,
-                    message: json_problem(&e, false),
-                }
-            }
+            _ => Problem {
+                position: reader.items_read + 1,
+                field: None,
+                message: json_problem(&e, Text::Body),
+            },
         };
-        ImportError::one("item", problem)
-    })?;
-    let mut articles = Vec::with_capacity(items.len());
-    let mut problems = ImportError::new("item");
-    let mut seen = HashMap::new();
-    let numbered: Vec<(usize, &RawValue)> = items
-        .into_iter()
-        .enumerate()
-        .map(|(i, v)| (i + 1, v))
-        .collect();
-    // Checked a part at a time, like a stream, so the problems of a huge body are dropped as
-    // they pass the listed ones rather than held until the end.
-    for part in numbered.chunks(STREAM_BATCH) {
-        match validate_all(
-            "item",
-            part,
-            |raw| read_article(raw.get(), false),
-            settings,
-            &mut seen,
-        ) {
-            Ok(found) if problems.is_empty() => articles.extend(found),
-            Ok(_) => {}
-            Err(bad) => {
-                articles = Vec::new();
-                problems.absorb(bad);
-            }
-        }
+        reader.problems.add(problem);
     }
-    if problems.is_empty() {
-        Ok(articles)
+    if reader.problems.is_empty() {
+        Ok(reader.articles)
     } else {
-        Err(problems)
+        Err(reader.problems)
     }
 }
 
 /// Parses and validates one article; `id`, if given, fills a missing id or must match.
 pub fn parse_one(text: &str, id: &str, settings: &Settings) -> Result<Article, ImportError> {
-    let input =
-        read_article(without_bom(text), false).and_then(|mut input| match input.id.as_deref() {
+    let input = read_article(without_bom(text), Text::Body).and_then(|mut input| {
+        match input.id.as_deref() {
             None => {
                 input.id = Some(id.to_owned());
                 Ok(input)
@@ -521,7 +545,8 @@ pub fn parse_one(text: &str, id: &str, settings: &Settings) -> Result<Article, I
                 Some("id"),
                 format!("`{given}` in the body does not match `{id}` in the URL"),
             )),
-        });
+        }
+    });
     validate_all(
         "item",
         &[(1, input)],
@@ -658,8 +683,14 @@ mod tests {
         );
         let err = parse_json_array(&format!("[{GOOD},\n{control}]"), &s).unwrap_err();
         let p = &err.problems[0];
-        assert_eq!((p.position, p.field), (2, Some("title")), "{err}");
+        assert_eq!(p.position, 2, "{err}");
+        assert!(p.message.starts_with("not valid JSON: "), "{err}");
         assert!(p.message.contains(" at line 2 column "), "{err}");
+        // A lone surrogate passes the array's first reading and is found in its item.
+        let err = parse_json_array(&format!("[{GOOD},\n{surrogate}]"), &s).unwrap_err();
+        let p = &err.problems[0];
+        assert_eq!((p.position, p.field), (2, Some("title")), "{err}");
+        assert!(p.message.contains(" of the item"), "{err}");
         let err = parse_one(&GOOD.replace("\"a1\"", "\"a2\""), "a1", &s).unwrap_err();
         assert_eq!(err.problems[0].field, Some("id"), "{err}");
     }

@@ -193,12 +193,31 @@ impl Backend {
 /// one succeeds, the reason. While it cannot, this instance cannot take an article down, so it
 /// must not say it is ready; reads go on being served.
 #[derive(Debug, Clone, Default)]
-pub struct WriteHealth(Arc<std::sync::Mutex<Option<String>>>);
+pub struct WriteHealth(Arc<std::sync::Mutex<Option<WriteFailure>>>);
+
+/// The last failed write: why, and when it (or the last probe) happened.
+#[derive(Debug, Clone)]
+struct WriteFailure {
+    reason: String,
+    at: std::time::Instant,
+}
+
+/// While writes fail, how often [`Store::probe_write`] may try one of its own, by default. Without a probe,
+/// an instance taken out of rotation for failing a write would never see the next write that
+/// clears it (its load balancer sends it none, and other replicas' writes do not count here).
+pub const WRITE_PROBE_INTERVAL: Duration = Duration::from_secs(10);
 
 impl WriteHealth {
     /// Why the last write failed, if it did.
     pub fn failure(&self) -> Option<String> {
-        self.lock().clone()
+        self.lock().as_ref().map(|f| f.reason.clone())
+    }
+
+    /// Whether writes are failing and the last attempt is at least `interval` ago.
+    fn due_for_probe(&self, interval: Duration) -> bool {
+        self.lock()
+            .as_ref()
+            .is_some_and(|f| f.at.elapsed() >= interval)
     }
 
     /// Notes a whole write's outcome (a commit, a takedown) and passes it on.
@@ -216,11 +235,14 @@ impl WriteHealth {
     /// it, and passes the error on.
     fn failed(&self, e: StoreError) -> StoreError {
         metrics::counter!(crate::metrics::STORE_WRITE_FAILURES).increment(1);
-        *self.lock() = Some(e.to_string());
+        *self.lock() = Some(WriteFailure {
+            reason: e.to_string(),
+            at: std::time::Instant::now(),
+        });
         e
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<String>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<WriteFailure>> {
         // A panic while holding this lock cannot leave the text half-written.
         self.0
             .lock()
@@ -239,6 +261,7 @@ pub struct Store {
     queries: Arc<AtomicU64>,
     query_timeout: Duration,
     writes: WriteHealth,
+    write_probe_interval: Duration,
 }
 
 macro_rules! delegate {
@@ -339,9 +362,16 @@ impl Store {
             queries: Arc::new(AtomicU64::new(0)),
             query_timeout: DEFAULT_QUERY_TIMEOUT,
             writes: WriteHealth::default(),
+            write_probe_interval: WRITE_PROBE_INTERVAL,
         };
         delegate!(store, s => s.refile_if_tree_changed(catalog).await)?;
         Ok(store)
+    }
+
+    /// Probes writes every `interval` while they fail (default [`WRITE_PROBE_INTERVAL`]).
+    pub fn with_write_probe_interval(mut self, interval: Duration) -> Self {
+        self.write_probe_interval = interval;
+        self
     }
 
     /// Bounds every later operation to `timeout`.
@@ -413,6 +443,20 @@ impl Store {
     /// Whether the store can write, as its last write showed.
     pub fn write_health(&self) -> &WriteHealth {
         &self.writes
+    }
+
+    /// While writes fail, and at most every [`WRITE_PROBE_INTERVAL`], tries a small write of its
+    /// own (a row of `meta`); one that commits clears the failure.
+    pub async fn probe_write(&self) {
+        if !self.writes.due_for_probe(self.write_probe_interval) {
+            return;
+        }
+        let probed = self
+            .bounded("probing a write", async {
+                delegate!(self, s => s.probe_write().await)
+            })
+            .await;
+        let _ = self.writes.record(probed);
     }
 
     /// The articles of a selection within a window, newest first (ties: greater id first), as

@@ -105,6 +105,9 @@ impl<DB: sqlx::Database> Drop for Tx<DB> {
     }
 }
 
+/// Key of the `meta` row that write probes write.
+pub(super) const META_WRITE_PROBE: &str = "write_probe";
+
 /// Key of the `meta` row holding the region tree the feed index was built for.
 pub(super) const META_REGION_TREE: &str = "region_tree";
 
@@ -293,6 +296,21 @@ macro_rules! store_queries {
                 tx.commit().await.map_err(q("committing a takedown"))?;
                 Ok((deleted.rows_affected() > 0)
                     .then(|| before.iter().filter_map(|k| Bucket::from_key(k)).collect()))
+            }
+
+            /// Writes and commits one row of `meta`: whether the store takes writes again.
+            pub(super) async fn probe_write(&self) -> Result<(), StoreError> {
+                let q = |doing: &'static str| move |source| StoreError::Query { doing, source };
+                let mut tx = shared::Tx::<$db>::begin(self.writer(), Self::BEGIN_WRITE)
+                    .await
+                    .map_err(q("starting a write probe"))?;
+                sqlx::query(shared::UPSERT_META)
+                    .bind(shared::META_WRITE_PROBE)
+                    .bind(chrono::Utc::now().to_rfc3339())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(q("writing a probe"))?;
+                tx.commit().await.map_err(q("committing a write probe"))
             }
 
             pub(super) async fn ping(&self) -> Result<(), StoreError> {

@@ -223,7 +223,8 @@ impl Server {
         Some(Server::start_on(db, settings).await)
     }
 
-    async fn serve(settings: Settings, store: Store, token: Option<&str>) -> Server {
+    /// Starts on a store the test opened itself (to set it up in a way of its own).
+    pub async fn serve(settings: Settings, store: Store, token: Option<&str>) -> Server {
         let token = token.and_then(|t| feedcast::config::AdminToken::new(t).unwrap());
         let app = Arc::new(App::new(settings, store).with_admin_token(token));
         // On PostgreSQL, start once the instance hears the database's changes.
