@@ -7,15 +7,21 @@
 //!
 //! # Layout
 //!
-//! Data flows one way: **config → store → assembly → render → cache → http**.
+//! Data flows one way: **config → store → assembly → render → cache → http**. Each module
+//! below may name (`crate::…`) only modules listed before it, and the constants of the crate
+//! root; `tests/layers.rs` holds the code to that.
 //!
-//! - [`config`]: `feeds.toml` parsed and validated once into [`config::Settings`] and the
-//!   [`config::Catalog`] of categories, the region tree and custom feeds.
-//! - [`model`]: the neutral article types. [`model::ArticleInput`] is what arrives (import, later
-//!   the admin API); [`model::Article`] is what it becomes after validation and sanitizing.
+//! - [`metrics`]: the Prometheus metrics, every name defined once (any layer may count).
+//! - [`model`]: the neutral types: [`model::Article`] (validated, sanitized), the URL-safe
+//!   names, the feed-index buckets, and the [`model::Catalog`] of categories, the region tree
+//!   and custom feeds.
 //! - [`sanitize`]: the one place that cleans text and HTML.
-//! - [`import`]: NDJSON in, validated articles out, every bad line reported with its number.
-//! - [`store`]: the article store behind one interface, on SQLite or PostgreSQL.
+//! - [`config`]: `feeds.toml` parsed and validated once into [`config::Settings`], with
+//!   `file:line:column` errors.
+//! - [`import`]: the article intake (strict for what arrives, lenient for rows read back) and
+//!   batches: NDJSON or JSON arrays in, every problem counted, the first listed.
+//! - [`store`]: the article store behind one interface, on SQLite or PostgreSQL; rows in and
+//!   out, no sanitizing.
 //! - [`feed`]: [`feed::FeedKey`] names a feed, its format and its parameters; [`feed::assemble`]
 //!   selects the items of any feed the same way.
 //! - [`render`]: one module per format (RSS, Atom, JSON Feed, an HTML page), each turning a
@@ -26,7 +32,6 @@
 //! - [`app`]: the service core that wires the stages together (read a feed, write articles).
 //! - [`http`]: the axum router on hyper under feedcast's limits; handlers are thin and errors
 //!   become answers in one place.
-//! - [`metrics`]: the Prometheus metrics, every name defined once.
 //! - [`cli`]: the command line (`serve`, `import`, `check`, `render`).
 
 pub mod app;

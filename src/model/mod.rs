@@ -138,9 +138,8 @@ pub struct Source {
     pub url: String,
 }
 
-/// A validated, sanitized article. Only the intake makes one
-/// ([`crate::import::ArticleInput::validate`] for what arrives, [`crate::import::stored`] for
-/// what is read back from the store).
+/// A validated, sanitized article. Only the intake (in `import`) makes one: strictly from what
+/// arrives, leniently from what is read back from the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Article {
     pub(crate) id: ArticleId,
