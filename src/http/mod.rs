@@ -1,5 +1,5 @@
 //! The HTTP edge: an axum router over [`App`]. Handlers are thin: they turn a request into a
-//! [`FeedKey`], ask the app, and hand the document to [`respond`], the one place that applies
+//! [`FeedKey`], ask the app, and hand the document to `respond`, the one place that applies
 //! content negotiation, conditional requests and caching headers. Every error becomes an answer
 //! in one place ([`error::AppError`]).
 

@@ -1,9 +1,10 @@
-//! The neutral article types: no format, SQL or HTTP concerns.
+//! The neutral types: no format, SQL or HTTP concerns.
 //!
-//! Input arrives as [`ArticleInput`] (the JSON of the import format, later of the admin API) and is
-//! validated once, at the edge, into an [`Article`]: its names are checked against the catalog,
-//! its dates are instants, its URLs absolute and its text sanitized. Inner code takes an
-//! `Article` as proof of all that and never re-checks.
+//! An [`Article`] is made by the intake (in `import`) only, once, at the edge: its names are
+//! checked against the [`Catalog`], its dates are instants, its URLs absolute and its text
+//! sanitized. Inner code takes an `Article` as proof of all that and never re-checks. The URL-safe
+//! names (slugs, region codes, ids) and the feed-index [`Bucket`]s live here too, and the catalog
+//! of categories, regions and custom feeds that `feeds.toml` declares.
 
 mod catalog;
 

@@ -5,7 +5,7 @@
 //! range scan of one bucket, newest first, and costs the same at ten articles or ten million; a
 //! custom feed is a few such scans merged.
 //!
-//! The two backends share their SQL and their row mapping ([`shared`]); they differ only in how
+//! The two backends share their SQL and their row mapping (`shared`); they differ only in how
 //! they connect and in their migrations, which live in `migrations/<backend>/` and are embedded
 //! in the binary.
 
