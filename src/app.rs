@@ -31,6 +31,26 @@ pub enum FeedError {
     Render(#[from] RenderError),
 }
 
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// CPU work that did not finish: its task panicked (a bug) or the runtime is shutting down.
+#[derive(Debug, thiserror::Error)]
+#[error("CPU work failed: {0}")]
+pub struct CpuWorkFailed(String);
+
+impl CpuWorkFailed {
+    /// As the error of rendering `key`'s document.
+    fn of(self, key: &FeedKey, doing: &str) -> RenderError {
+        RenderError {
+            format: key.format,
+            path: key.url_path(),
+            message: format!("{doing} failed: {}", self.0),
+        }
+    }
+}
+
 /// Builds in flight per core. A build is mostly CPU (rendering, compressing) after a short
 /// store read. Measured with bench/run's sweep of 10,000 cold feeds: two per core finished the
 /// sweep ~10% sooner but peaked ~10 MiB higher; the hot path is the cache, so memory wins.
@@ -98,6 +118,8 @@ pub struct App {
     /// Feeds being built (read, rendered, compressed) at once. Each holds megabytes while it
     /// is built, so a sweep of cold feeds would otherwise grow memory with its concurrency.
     building: tokio::sync::Semaphore,
+    /// CPU tasks on the blocking pool at once (see [`App::off_async`]).
+    cpu: tokio::sync::Semaphore,
 }
 
 impl App {
@@ -145,9 +167,8 @@ impl App {
             builds: AtomicU64::new(0),
             admin_token: None,
             heard,
-            building: tokio::sync::Semaphore::new(
-                BUILDS_PER_CORE * std::thread::available_parallelism().map_or(1, |n| n.get()),
-            ),
+            building: tokio::sync::Semaphore::new(BUILDS_PER_CORE * cores()),
+            cpu: tokio::sync::Semaphore::new(cores()),
         }
     }
 
@@ -197,33 +218,48 @@ impl App {
             .get_or_build(key, || async {
                 let _slot = self.building.acquire().await;
                 let rendered = self.build(key).await?;
-                // Compression is CPU work: keep it off the threads that serve hits.
-                let encoded = tokio::task::spawn_blocking(move || Encoded::new(rendered)).await;
-                encoded.map_err(|e| {
-                    FeedError::Render(RenderError {
-                        format: key.format,
-                        path: key.url_path(),
-                        message: format!("compression failed: {e}"),
-                    })
-                })
+                self.off_async(move || Encoded::new(rendered))
+                    .await
+                    .map_err(|cause| FeedError::Render(cause.of(key, "compressing")))
             })
             .await
+    }
+
+    /// Runs CPU work (sanitizing, rendering, compressing, validating) on Tokio's blocking pool,
+    /// one task per core at most, so that it never holds up the threads that serve cached feeds
+    /// and 304s, and a burst of it holds a bounded amount of memory.
+    pub async fn off_async<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, CpuWorkFailed> {
+        let _slot = self.cpu.acquire().await;
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|e| CpuWorkFailed(e.to_string()))
     }
 
     /// Builds a feed from the store, bypassing the cache.
     pub async fn build(&self, key: &FeedKey) -> Result<Rendered, FeedError> {
         self.builds.fetch_add(1, Ordering::Relaxed);
         let started = std::time::Instant::now();
-        let feed = feed::assemble(&self.settings, &self.store, key).await?;
-        let body = render::render(&feed, &self.settings)?;
+        let selected = feed::select(&self.settings, &self.store, key).await?;
+        let (settings, owned_key) = (self.settings.clone(), key.clone());
+        let rendered = self
+            .off_async(move || -> Result<Rendered, RenderError> {
+                let feed = feed::finish(&settings, &owned_key, selected);
+                let body = render::render(&feed, &settings)?;
+                let link = (owned_key.format != Format::Html)
+                    .then(|| render::Links::of(&feed, &settings).http_header());
+                Ok(Rendered {
+                    body,
+                    last_modified: (!feed.items.is_empty()).then_some(feed.updated),
+                    link,
+                })
+            })
+            .await
+            .map_err(|cause| cause.of(key, "rendering"))??;
         metrics::histogram!(crate::metrics::BUILD_SECONDS).record(started.elapsed().as_secs_f64());
-        let link = (key.format != Format::Html)
-            .then(|| render::Links::of(&feed, &self.settings).http_header());
-        Ok(Rendered {
-            body,
-            last_modified: (!feed.items.is_empty()).then_some(feed.updated),
-            link,
-        })
+        Ok(rendered)
     }
 
     /// Stores articles (all or none), drops every cached feed they were or are now in, and

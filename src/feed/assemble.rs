@@ -1,11 +1,13 @@
 //! One assembly path for every feed and view: select, order, limit (or bound by month),
-//! find the neighbouring archives, compute last-updated.
+//! find the neighbouring archives, compute last-updated. It comes in two halves, so that the
+//! caller can run the second off the async workers: [`select`] reads the store (I/O), and
+//! [`finish`] puts the rows through the intake and describes the feed (CPU).
 
 use chrono::{DateTime, Utc};
 
 use super::{FeedId, FeedKey, Month, View};
 use crate::config::Settings;
-use crate::import;
+use crate::import::{self, StoredArticle};
 use crate::model::Article;
 use crate::store::{Edge, Store, StoreError, Window};
 
@@ -37,15 +39,32 @@ pub struct Archive {
     pub next: Option<Month>,
 }
 
+/// What the store holds for a feed: its rows, not yet through the intake, and its neighbouring
+/// archives.
+#[derive(Debug, Clone)]
+pub struct Selected {
+    rows: Vec<StoredArticle>,
+    archive: Archive,
+}
+
 /// Reads a feed's items from the store and describes the feed.
 pub async fn assemble(
     settings: &Settings,
     store: &Store,
     key: &FeedKey,
 ) -> Result<Feed, StoreError> {
+    Ok(finish(settings, key, select(settings, store, key).await?))
+}
+
+/// Reads what a feed holds from the store.
+pub async fn select(
+    settings: &Settings,
+    store: &Store,
+    key: &FeedKey,
+) -> Result<Selected, StoreError> {
     let selection = key.feed.selection(&settings.catalog);
     let tz = settings.site.time_zone;
-    let (rows, mut archive) = match key.view {
+    let (rows, archive) = match key.view {
         View::Latest { limit } => {
             let rows = store.articles(&selection, Window::newest(limit)).await?;
             (rows, Archive::default())
@@ -68,6 +87,14 @@ pub async fn assemble(
             (rows, archive)
         }
     };
+    Ok(Selected { rows, archive })
+}
+
+/// Puts a feed's rows through the intake and describes the feed: CPU work (a row the CMS wrote
+/// is sanitized here).
+pub fn finish(settings: &Settings, key: &FeedKey, selected: Selected) -> Feed {
+    let Selected { rows, mut archive } = selected;
+    let tz = settings.site.time_zone;
     // Every row goes through the intake, which skips one that cannot be fixed: one bad row
     // must not take the feed down for every subscriber.
     let items: Vec<Article> = rows
@@ -77,7 +104,7 @@ pub async fn assemble(
     if let View::Latest { .. } = key.view {
         archive.prev = items.first().map(|a| Month::of(a.published_at(), tz));
     }
-    Ok(describe(settings, key, items, archive))
+    describe(settings, key, items, archive)
 }
 
 /// Titles a feed and computes its last-updated time; separate from the store so it is tested

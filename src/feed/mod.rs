@@ -19,7 +19,7 @@ use crate::model::Catalog;
 use crate::model::{Bucket, CategorySlug, FeedSlug, RegionCode};
 use crate::store::Selection;
 
-pub use assemble::{Archive, Feed, assemble, describe};
+pub use assemble::{Archive, Feed, Selected, assemble, describe, finish, select};
 pub use month::Month;
 
 /// A feed, independent of format and item count.

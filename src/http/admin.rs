@@ -157,20 +157,39 @@ impl FromRequestParts<Arc<App>> for WithinLimit {
     }
 }
 
-/// The body as text, borrowed from the buffered bytes (a 16 MiB body is not copied).
-fn text(body: &Result<Bytes, BytesRejection>, limit: usize) -> Result<&str, ApiError> {
-    let body = body.as_ref().map_err(|rejection| match rejection {
+/// The buffered body, or why there is none.
+fn buffered(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes, ApiError> {
+    body.map_err(|rejection| match rejection {
         BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_)) => {
             ApiError::TooLarge { limit }
         }
         other => ApiError::BadRequest(other.body_text()),
-    })?;
+    })
+}
+
+/// The body as text, borrowed from the buffered bytes (a 16 MiB body is not copied).
+fn text(body: &Bytes) -> Result<&str, ApiError> {
     std::str::from_utf8(body).map_err(|e| {
         ApiError::BadRequest(format!(
             "the body is not UTF-8 (at byte {})",
             e.valid_up_to()
         ))
     })
+}
+
+/// Validates a body (CPU work: parsing, sanitizing up to 16 MiB of HTML) off the async
+/// workers, with `check` turning its text into articles.
+async fn validated<T: Send + 'static>(
+    app: &App,
+    body: Bytes,
+    check: impl FnOnce(&str, &crate::config::Settings) -> Result<T, import::ImportError>
+    + Send
+    + 'static,
+) -> Result<T, ApiError> {
+    let settings = app.settings.clone();
+    app.off_async(move || check(text(&body)?, &settings).map_err(ApiError::from))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
 }
 
 /// `PUT /api/articles/{id}`: stores one article, replacing any with the same id.
@@ -181,8 +200,12 @@ async fn upsert(
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let body = text(&body, app.settings.admin_max_body_bytes)?;
-    let article = import::parse_one(body, &id, &app.settings)?;
+    let body = buffered(body, app.settings.admin_max_body_bytes)?;
+    let for_url = id.clone();
+    let article = validated(&app, body, move |text, settings| {
+        import::parse_one(text, &for_url, settings)
+    })
+    .await?;
     app.write(std::slice::from_ref(&article)).await?;
     Ok(super::error::json_response(
         axum::http::StatusCode::OK,
@@ -198,7 +221,7 @@ async fn batch(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let body = text(&body, app.settings.admin_max_body_bytes)?;
+    let body = buffered(body, app.settings.admin_max_body_bytes)?;
     // The declared type decides; without one, a body that opens with `[` is a JSON array.
     let declared = headers
         .get(header::CONTENT_TYPE)
@@ -213,16 +236,19 @@ async fn batch(
     let is_array = match declared.as_deref() {
         Some("application/json") => true,
         Some("application/x-ndjson" | "application/ndjson" | "application/jsonl") => false,
-        _ => body
+        _ => text(&body)?
             .trim_start_matches('\u{FEFF}')
             .trim_start()
             .starts_with('['),
     };
-    let articles = if is_array {
-        import::parse_json_array(body, &app.settings)?
-    } else {
-        import::parse_ndjson(body, &app.settings)?
-    };
+    let articles = validated(&app, body, move |text, settings| {
+        if is_array {
+            import::parse_json_array(text, settings)
+        } else {
+            import::parse_ndjson(text, settings)
+        }
+    })
+    .await?;
     app.write(&articles).await?;
     Ok(super::error::json_response(
         axum::http::StatusCode::OK,

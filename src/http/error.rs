@@ -135,6 +135,8 @@ pub enum ApiError {
     NoArticle(String),
     /// The store failed; nothing may have been stored.
     Store(crate::store::StoreError),
+    /// A bug or an unexpected failure; nothing was stored.
+    Internal(String),
 }
 
 impl From<crate::import::ImportError> for ApiError {
@@ -210,6 +212,13 @@ impl IntoResponse for ApiError {
                 StatusCode::NOT_FOUND,
                 json!({ "error": format!("no article `{id}`") }),
             ),
+            ApiError::Internal(cause) => {
+                tracing::error!(%cause, "internal error during an admin request");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    json!({ "error": "internal error; nothing was stored" }),
+                )
+            }
             ApiError::Store(cause) => {
                 tracing::error!(%cause, "store failed during an admin request");
                 let mut r = json_response(
