@@ -16,9 +16,10 @@ use crate::config::{AdminToken, Settings};
 use crate::feed::{self, FeedId, FeedKey, Format};
 use crate::import;
 use crate::model::{Article, ArticleId, Bucket};
+use crate::outbound::{self, Outbound};
 use crate::render::{self, RenderError};
 use crate::store::{Change, Store, StoreError};
-use crate::websub::Publisher;
+use crate::websub::PublishPing;
 
 /// Why a feed could not be produced.
 #[derive(Debug, thiserror::Error)]
@@ -102,7 +103,8 @@ pub struct App {
     /// The article store.
     pub store: Store,
     cache: Arc<FeedCache>,
-    publisher: Publisher,
+    /// The WebSub pings to the configured hubs; `None` without hubs.
+    pings: Option<Outbound>,
     /// Applies the database's change notifications to the cache (PostgreSQL).
     listener: Option<JoinHandle<()>>,
     /// The index page, built once: it depends on the configuration only.
@@ -147,7 +149,24 @@ impl App {
                 listening.abort();
             })
         });
-        let publisher = Publisher::start(settings.websub.hubs.clone(), settings.websub.retry);
+        let pings = (!settings.websub.hubs.is_empty()).then(|| {
+            let every_topic = FeedId::all(&settings.catalog)
+                .into_iter()
+                .flat_map(|feed| {
+                    Format::FEEDS.map(|format| {
+                        FeedKey::latest(feed.clone(), format, &settings).topic(&settings)
+                    })
+                })
+                .collect();
+            Outbound::start(
+                Arc::new(PublishPing::new(every_topic)),
+                outbound::Limits {
+                    max_in_flight: settings.outbound.max_in_flight,
+                    max_per_host: settings.outbound.max_per_host,
+                    retry: settings.websub.retry,
+                },
+            )
+        });
         let static_doc = |body: Vec<u8>| {
             Encoded::new(Rendered {
                 body: body.into(),
@@ -162,7 +181,7 @@ impl App {
             settings,
             store,
             cache,
-            publisher,
+            pings,
             listener,
             builds: AtomicU64::new(0),
             admin_token: None,
@@ -386,9 +405,9 @@ impl App {
         let touched = FeedId::touched_by(&self.settings.catalog, buckets);
         self.cache.drop_feeds(&touched, why);
         // Building topic URLs costs a URL join per feed and format: only with someone to tell.
-        if self.settings.websub.hubs.is_empty() {
+        let Some(pings) = &self.pings else {
             return;
-        }
+        };
         let topics: BTreeSet<String> = touched
             .into_iter()
             .flat_map(|feed| {
@@ -397,7 +416,7 @@ impl App {
                 })
             })
             .collect();
-        self.publisher.publish(topics);
+        pings.enqueue(&self.settings.websub.hubs, &topics);
     }
 
     /// Finishes background work: waits for queued WebSub notifications, then closes the store.
@@ -405,7 +424,9 @@ impl App {
         if let Some(listener) = &self.listener {
             listener.abort();
         }
-        self.publisher.close().await;
+        if let Some(pings) = &self.pings {
+            pings.close().await;
+        }
         self.store.close().await;
     }
 

@@ -28,7 +28,8 @@
 //!   [`feed::Feed`] into bytes; also the index page and the OPML list.
 //! - [`cache`]: rendered bytes, pre-compressed, with their validators, in a byte-bounded moka
 //!   cache loaded once per key.
-//! - [`websub`]: notifies WebSub hubs of changed feeds, in the background.
+//! - [`outbound`]: one bounded, coalescing queue for every request feedcast sends.
+//! - [`websub`]: the publish pings that tell WebSub hubs which feeds changed.
 //! - [`app`]: the service core that wires the stages together (read a feed, write articles).
 //! - [`http`]: the axum router on hyper under feedcast's limits; handlers are thin and errors
 //!   become answers in one place.
@@ -43,6 +44,7 @@ pub mod http;
 pub mod import;
 pub mod metrics;
 pub mod model;
+pub mod outbound;
 pub mod render;
 pub mod sanitize;
 pub mod store;

@@ -68,6 +68,8 @@ pub struct Settings {
     pub caching: Caching,
     /// WebSub hubs to notify of changes.
     pub websub: WebSub,
+    /// Bounds on the requests feedcast sends to others.
+    pub outbound: Outbound,
     /// Largest admin API request body, in bytes (default 16 MiB).
     pub admin_max_body_bytes: usize,
     /// Failed admin authentications one client address may make in a minute before it gets 429
@@ -206,6 +208,24 @@ pub struct WebSub {
     pub hubs: Vec<Url>,
     /// How failed notifications are retried (default: 5 attempts, 1 s then doubling).
     pub retry: Retry,
+}
+
+/// Bounds on the requests feedcast sends to others (`[outbound]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outbound {
+    /// Requests in flight at once, in all (default 16).
+    pub max_in_flight: usize,
+    /// Requests in flight at once to one host (default 4).
+    pub max_per_host: usize,
+}
+
+impl Default for Outbound {
+    fn default() -> Self {
+        Outbound {
+            max_in_flight: 16,
+            max_per_host: 4,
+        }
+    }
 }
 
 /// How failed outgoing notifications are retried.
@@ -560,6 +580,14 @@ fn validate(raw: raw::Config, at: At<'_>) -> Result<Settings, ConfigError> {
         cache,
         caching,
         websub,
+        outbound: {
+            let raw = raw.outbound.unwrap_or_default();
+            let d = Outbound::default();
+            Outbound {
+                max_in_flight: raw.max_in_flight.unwrap_or(d.max_in_flight).max(1),
+                max_per_host: raw.max_per_host.unwrap_or(d.max_per_host).max(1),
+            }
+        },
         admin_max_body_bytes: raw
             .admin
             .as_ref()

@@ -16,6 +16,7 @@ pub(super) struct Config {
     pub store: Option<Store>,
     pub sanitize: Option<Sanitize>,
     pub http: Option<Http>,
+    pub outbound: Option<Outbound>,
     #[serde(default)]
     pub categories: Vec<Category>,
     #[serde(default)]
@@ -148,6 +149,14 @@ pub(super) struct Store {
 pub(super) struct Sanitize {
     #[serde(default)]
     pub iframe_hosts: Vec<Spanned<String>>,
+}
+
+/// Counts; see `config::Outbound` for what each means.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Outbound {
+    pub max_in_flight: Option<usize>,
+    pub max_per_host: Option<usize>,
 }
 
 /// Milliseconds and counts; see `config::HttpLimits` for what each means.
