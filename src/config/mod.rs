@@ -18,16 +18,6 @@ use crate::model::{
     Catalog, Category, CategorySlug, CustomFeed, FeedSlug, InvalidName, Region, RegionCode,
 };
 
-/// Default size of the rendered-feed cache: enough for a few thousand typical feeds.
-const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
-/// Default bound on an admin request body: a large batch of full articles.
-const DEFAULT_ADMIN_BODY_BYTES: usize = 16 * 1024 * 1024;
-/// Default bound on one store operation.
-const DEFAULT_QUERY_TIMEOUT_MS: u64 = 2000;
-/// Default number of failed admin authentications a client address may make in a minute: a
-/// person mistyping a token is not stopped, a guesser gets ten tries a minute.
-const DEFAULT_FAILED_AUTH_PER_MINUTE: u32 = 10;
-
 /// A configuration that could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -106,20 +96,6 @@ pub struct HttpLimits {
     /// Connections one client address may hold at once; more are closed at once (default 256).
     /// Trusted proxies are exempt: every client behind them shares their address.
     pub max_connections_per_address: usize,
-}
-
-impl Default for HttpLimits {
-    fn default() -> Self {
-        HttpLimits {
-            header_read_timeout: Duration::from_secs(10),
-            request_timeout: Duration::from_secs(15),
-            shutdown_timeout: Duration::from_secs(10),
-            max_connections: 10_000,
-            max_query_bytes: 1024,
-            write_timeout: Duration::from_secs(30),
-            max_connections_per_address: 256,
-        }
-    }
 }
 
 /// The proxies in front of feedcast (`http.trusted_proxies`): connections from them carry the
@@ -217,15 +193,6 @@ pub struct Outbound {
     pub max_in_flight: usize,
     /// Requests in flight at once to one host (default 4).
     pub max_per_host: usize,
-}
-
-impl Default for Outbound {
-    fn default() -> Self {
-        Outbound {
-            max_in_flight: 16,
-            max_per_host: 4,
-        }
-    }
 }
 
 /// How failed outgoing notifications are retried.
@@ -346,7 +313,35 @@ fn non_empty(value: &Spanned<String>, field: &str, at: At<'_>) -> Result<String,
 }
 
 fn validate(raw: raw::Config, at: At<'_>) -> Result<Settings, ConfigError> {
-    let s = raw.site;
+    Ok(Settings {
+        site: site(raw.site, at)?,
+        catalog: catalog(raw.categories, raw.regions, raw.feeds, at)?,
+        limits: limits(raw.limits, at)?,
+        cache: CacheSettings {
+            max_bytes: raw.cache.max_bytes,
+        },
+        caching: Caching {
+            category: raw.caching.category,
+            region: raw.caching.region,
+            custom: raw.caching.custom,
+            archive: raw.caching.archive,
+        },
+        websub: websub(raw.websub, at)?,
+        outbound: Outbound {
+            max_in_flight: raw.outbound.max_in_flight.max(1),
+            max_per_host: raw.outbound.max_per_host.max(1),
+        },
+        admin_max_body_bytes: raw.admin.max_body_bytes,
+        admin_max_failed_auth_per_minute: raw.admin.max_failed_auth_per_minute.max(1),
+        trusted_proxies: trusted_proxies(&raw.http.trusted_proxies, at)?,
+        http: http_limits(&raw.http),
+        iframe_hosts: iframe_hosts(raw.sanitize, at)?,
+        store_query_timeout: Duration::from_millis(raw.store.query_timeout_ms),
+    })
+}
+
+/// `[site]`.
+fn site(s: raw::Site, at: At<'_>) -> Result<Site, ConfigError> {
     let link = url(&s.link, "site.link", at)?;
     let mut base_url = url(&s.base_url, "site.base_url", at)?;
     if !base_url.path().ends_with('/') {
@@ -367,7 +362,7 @@ fn validate(raw: raw::Config, at: At<'_>) -> Result<Settings, ConfigError> {
         None => format!("tag:{},2021:", link.host_str().unwrap_or("localhost")),
     };
     let title = non_empty(&s.title, "site.title", at)?;
-    let site = Site {
+    Ok(Site {
         description: s.description.unwrap_or_else(|| title.clone()),
         title,
         link,
@@ -378,54 +373,37 @@ fn validate(raw: raw::Config, at: At<'_>) -> Result<Settings, ConfigError> {
         reprint_notice: s.reprint_notice,
         source_label: s.source_label.unwrap_or_else(|| "来源".to_owned()),
         id_prefix,
-    };
+    })
+}
 
-    let limits = match raw.limits {
-        None => Limits {
-            default_items: 20,
-            max_items: 100,
-        },
-        Some(l) => {
-            let span = l.span();
-            let l = l.into_inner();
-            if l.max_items == 0 || l.default_items == 0 || l.default_items > l.max_items {
-                return Err(at(
-                    span,
-                    format!(
-                        "limits: need 1 <= default_items ({}) <= max_items ({})",
-                        l.default_items, l.max_items
-                    ),
-                ));
-            }
-            Limits {
-                default_items: l.default_items,
-                max_items: l.max_items,
-            }
-        }
+/// `[limits]`: item counts, checked against each other.
+fn limits(raw: Option<Spanned<raw::Limits>>, at: At<'_>) -> Result<Limits, ConfigError> {
+    let Some(l) = raw else {
+        let d = raw::Limits::default();
+        return Ok(Limits {
+            default_items: d.default_items,
+            max_items: d.max_items,
+        });
     };
-    let cache = CacheSettings {
-        max_bytes: raw.cache.map_or(DEFAULT_CACHE_BYTES, |c| c.max_bytes),
-    };
+    let span = l.span();
+    let l = l.into_inner();
+    if l.max_items == 0 || l.default_items == 0 || l.default_items > l.max_items {
+        return Err(at(
+            span,
+            format!(
+                "limits: need 1 <= default_items ({}) <= max_items ({})",
+                l.default_items, l.max_items
+            ),
+        ));
+    }
+    Ok(Limits {
+        default_items: l.default_items,
+        max_items: l.max_items,
+    })
+}
 
-    let caching = raw.caching.map_or(
-        Caching {
-            category: raw::feed_max_age(),
-            region: raw::feed_max_age(),
-            custom: raw::feed_max_age(),
-            archive: raw::archive_max_age(),
-        },
-        |c| Caching {
-            category: c.category,
-            region: c.region,
-            custom: c.custom,
-            archive: c.archive,
-        },
-    );
-    let raw_websub = raw.websub.unwrap_or(raw::WebSub {
-        hubs: Vec::new(),
-        attempts: raw::websub_attempts(),
-        first_retry_ms: raw::websub_first_retry_ms(),
-    });
+/// `[websub]`: the hubs are absolute URLs.
+fn websub(raw_websub: raw::WebSub, at: At<'_>) -> Result<WebSub, ConfigError> {
     let mut websub = WebSub {
         hubs: Vec::new(),
         retry: Retry {
@@ -436,9 +414,13 @@ fn validate(raw: raw::Config, at: At<'_>) -> Result<Settings, ConfigError> {
     for hub in &raw_websub.hubs {
         websub.hubs.push(url(hub, "websub.hubs", at)?);
     }
+    Ok(websub)
+}
 
+/// `[sanitize]`: iframe hosts are host names, lowercased.
+fn iframe_hosts(raw: raw::Sanitize, at: At<'_>) -> Result<Vec<String>, ConfigError> {
     let mut iframe_hosts = Vec::new();
-    for host in raw.sanitize.map(|s| s.iframe_hosts).unwrap_or_default() {
+    for host in raw.iframe_hosts {
         let h = host.get_ref().trim().to_ascii_lowercase();
         if h.is_empty() || h.contains(['/', ':', ' ']) {
             return Err(at(
@@ -451,9 +433,33 @@ fn validate(raw: raw::Config, at: At<'_>) -> Result<Settings, ConfigError> {
         }
         iframe_hosts.push(h);
     }
+    Ok(iframe_hosts)
+}
 
+/// `[http]`, in durations.
+fn http_limits(raw: &raw::Http) -> HttpLimits {
+    let ms = Duration::from_millis;
+    HttpLimits {
+        header_read_timeout: ms(raw.header_read_timeout_ms),
+        request_timeout: ms(raw.request_timeout_ms),
+        shutdown_timeout: ms(raw.shutdown_timeout_ms),
+        max_connections: raw.max_connections.max(1),
+        max_query_bytes: raw.max_query_bytes,
+        write_timeout: ms(raw.write_timeout_ms),
+        max_connections_per_address: raw.max_connections_per_address.max(1),
+    }
+}
+
+/// `[[categories]]`, `[[regions]]` and `[[feeds]]`: names URL-safe and declared once, every
+/// parent declared, no region its own ancestor, every category and region a feed names declared.
+fn catalog(
+    categories: Vec<raw::Category>,
+    regions: Vec<raw::Region>,
+    feeds: Vec<raw::Feed>,
+    at: At<'_>,
+) -> Result<Catalog, ConfigError> {
     let mut catalog = Catalog::default();
-    for c in raw.categories {
+    for c in categories {
         let slug = name(CategorySlug::parse, &c.slug, at)?;
         if catalog.category_index.contains_key(slug.as_str()) {
             return Err(at(
@@ -471,7 +477,7 @@ fn validate(raw: raw::Config, at: At<'_>) -> Result<Settings, ConfigError> {
         });
     }
 
-    for r in &raw.regions {
+    for r in &regions {
         let code = name(RegionCode::parse, &r.code, at)?;
         if catalog.region_index.contains_key(code.as_str()) {
             return Err(at(
@@ -489,7 +495,7 @@ fn validate(raw: raw::Config, at: At<'_>) -> Result<Settings, ConfigError> {
             lineage: Vec::new(),
         });
     }
-    for (i, r) in raw.regions.iter().enumerate() {
+    for (i, r) in regions.iter().enumerate() {
         if let Some(parent) = &r.parent {
             let Some(&p) = catalog.region_index.get(parent.get_ref().as_str()) else {
                 return Err(at(
@@ -504,7 +510,7 @@ fn validate(raw: raw::Config, at: At<'_>) -> Result<Settings, ConfigError> {
             catalog.regions[i].parent = Some(catalog.regions[p].code.clone());
         }
     }
-    for (i, r) in raw.regions.iter().enumerate() {
+    for (i, r) in regions.iter().enumerate() {
         let mut lineage = vec![catalog.regions[i].code.clone()];
         let mut next = catalog.regions[i].parent.clone();
         while let Some(code) = next {
@@ -520,7 +526,7 @@ fn validate(raw: raw::Config, at: At<'_>) -> Result<Settings, ConfigError> {
         catalog.regions[i].lineage = lineage;
     }
 
-    for f in raw.feeds {
+    for f in feeds {
         let slug = name(FeedSlug::parse, &f.slug, at)?;
         if catalog.feed_index.contains_key(slug.as_str()) {
             return Err(at(
@@ -572,63 +578,13 @@ fn validate(raw: raw::Config, at: At<'_>) -> Result<Settings, ConfigError> {
             regions,
         });
     }
-
-    Ok(Settings {
-        site,
-        catalog,
-        limits,
-        cache,
-        caching,
-        websub,
-        outbound: {
-            let raw = raw.outbound.unwrap_or_default();
-            let d = Outbound::default();
-            Outbound {
-                max_in_flight: raw.max_in_flight.unwrap_or(d.max_in_flight).max(1),
-                max_per_host: raw.max_per_host.unwrap_or(d.max_per_host).max(1),
-            }
-        },
-        admin_max_body_bytes: raw
-            .admin
-            .as_ref()
-            .and_then(|a| a.max_body_bytes)
-            .unwrap_or(DEFAULT_ADMIN_BODY_BYTES),
-        admin_max_failed_auth_per_minute: raw
-            .admin
-            .as_ref()
-            .and_then(|a| a.max_failed_auth_per_minute)
-            .unwrap_or(DEFAULT_FAILED_AUTH_PER_MINUTE)
-            .max(1),
-        trusted_proxies: trusted_proxies(raw.http.as_ref(), at)?,
-        iframe_hosts,
-        http: {
-            let raw = raw.http.unwrap_or_default();
-            let d = HttpLimits::default();
-            let ms = |v: Option<u64>, default: Duration| v.map_or(default, Duration::from_millis);
-            HttpLimits {
-                header_read_timeout: ms(raw.header_read_timeout_ms, d.header_read_timeout),
-                request_timeout: ms(raw.request_timeout_ms, d.request_timeout),
-                shutdown_timeout: ms(raw.shutdown_timeout_ms, d.shutdown_timeout),
-                max_connections: raw.max_connections.unwrap_or(d.max_connections).max(1),
-                max_query_bytes: raw.max_query_bytes.unwrap_or(d.max_query_bytes),
-                write_timeout: ms(raw.write_timeout_ms, d.write_timeout),
-                max_connections_per_address: raw
-                    .max_connections_per_address
-                    .unwrap_or(d.max_connections_per_address)
-                    .max(1),
-            }
-        },
-        store_query_timeout: std::time::Duration::from_millis(
-            raw.store
-                .map_or(DEFAULT_QUERY_TIMEOUT_MS, |s| s.query_timeout_ms),
-        ),
-    })
+    Ok(catalog)
 }
 
 /// `http.trusted_proxies`: CIDRs (`10.0.0.0/8`, `2001:db8::/32`) or single addresses.
-fn trusted_proxies(raw: Option<&raw::Http>, at: At<'_>) -> Result<TrustedProxies, ConfigError> {
+fn trusted_proxies(entries: &[Spanned<String>], at: At<'_>) -> Result<TrustedProxies, ConfigError> {
     let mut nets = Vec::new();
-    for entry in raw.map_or(&[][..], |h| &h.trusted_proxies[..]) {
+    for entry in entries {
         let text = entry.get_ref().trim();
         let net = text
             .parse::<ipnet::IpNet>()
@@ -764,5 +720,24 @@ parent = "320200"
         assert!(s.trusted_proxies.contains("10.200.0.1".parse().unwrap()));
         assert!(s.trusted_proxies.contains("2001:db8::1".parse().unwrap()));
         assert!(!s.trusted_proxies.contains("2001:db8::2".parse().unwrap()));
+    }
+
+    #[test]
+    fn every_section_has_its_defaults_when_left_out() {
+        let s = parse("").unwrap();
+        assert_eq!((s.limits.default_items, s.limits.max_items), (20, 100));
+        assert_eq!(s.cache.max_bytes, 64 * 1024 * 1024);
+        assert_eq!((s.caching.category, s.caching.archive), (300, 86_400));
+        assert_eq!(s.websub.retry.attempts, 5);
+        assert_eq!((s.outbound.max_in_flight, s.outbound.max_per_host), (16, 4));
+        assert_eq!(s.admin_max_body_bytes, 16 * 1024 * 1024);
+        assert_eq!(s.admin_max_failed_auth_per_minute, 10);
+        assert_eq!(s.store_query_timeout, Duration::from_secs(2));
+        assert_eq!(s.http.write_timeout, Duration::from_secs(30));
+        assert_eq!(s.http.max_connections_per_address, 256);
+        assert!(s.trusted_proxies.is_empty() && s.iframe_hosts.is_empty());
+        // A section given in part keeps the defaults of the rest.
+        let s = parse("[http]\nmax_connections = 5\n").unwrap();
+        assert_eq!((s.http.max_connections, s.http.max_query_bytes), (5, 1024));
     }
 }

@@ -9,14 +9,22 @@ use toml::Spanned;
 pub(super) struct Config {
     pub site: Site,
     pub limits: Option<Spanned<Limits>>,
-    pub cache: Option<Cache>,
-    pub caching: Option<Caching>,
-    pub websub: Option<WebSub>,
-    pub admin: Option<Admin>,
-    pub store: Option<Store>,
-    pub sanitize: Option<Sanitize>,
-    pub http: Option<Http>,
-    pub outbound: Option<Outbound>,
+    #[serde(default)]
+    pub cache: Cache,
+    #[serde(default)]
+    pub caching: Caching,
+    #[serde(default)]
+    pub websub: WebSub,
+    #[serde(default)]
+    pub admin: Admin,
+    #[serde(default)]
+    pub store: Store,
+    #[serde(default)]
+    pub sanitize: Sanitize,
+    #[serde(default)]
+    pub http: Http,
+    #[serde(default)]
+    pub outbound: Outbound,
     #[serde(default)]
     pub categories: Vec<Category>,
     #[serde(default)]
@@ -40,27 +48,36 @@ pub(super) struct Site {
     pub id_prefix: Option<Spanned<String>>,
 }
 
+/// Each section's defaults are its `Default`: the one place they are written.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub(super) struct Limits {
-    #[serde(default = "default_items")]
     pub default_items: u32,
-    #[serde(default = "max_items")]
     pub max_items: u32,
 }
 
-fn default_items() -> u32 {
-    20
-}
-
-fn max_items() -> u32 {
-    100
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            default_items: 20,
+            max_items: 100,
+        }
+    }
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub(super) struct Cache {
     pub max_bytes: u64,
+}
+
+impl Default for Cache {
+    fn default() -> Self {
+        // Enough for a few thousand typical feeds.
+        Cache {
+            max_bytes: 64 * 1024 * 1024,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -92,84 +109,123 @@ pub(super) struct Feed {
 
 /// Seconds; see `config::Caching` for what each means.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub(super) struct Caching {
-    #[serde(default = "feed_max_age")]
     pub category: u32,
-    #[serde(default = "feed_max_age")]
     pub region: u32,
-    #[serde(default = "feed_max_age")]
     pub custom: u32,
-    #[serde(default = "archive_max_age")]
     pub archive: u32,
 }
 
-pub(super) fn feed_max_age() -> u32 {
-    300
-}
-
-pub(super) fn archive_max_age() -> u32 {
-    86_400
+impl Default for Caching {
+    fn default() -> Self {
+        Caching {
+            category: 300,
+            region: 300,
+            custom: 300,
+            archive: 86_400,
+        }
+    }
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub(super) struct WebSub {
-    #[serde(default)]
     pub hubs: Vec<Spanned<String>>,
-    #[serde(default = "websub_attempts")]
     pub attempts: u32,
-    #[serde(default = "websub_first_retry_ms")]
     pub first_retry_ms: u64,
 }
 
-pub(super) fn websub_attempts() -> u32 {
-    5
-}
-
-pub(super) fn websub_first_retry_ms() -> u64 {
-    1000
+impl Default for WebSub {
+    fn default() -> Self {
+        WebSub {
+            hubs: Vec::new(),
+            attempts: 5,
+            first_retry_ms: 1000,
+        }
+    }
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub(super) struct Admin {
-    pub max_body_bytes: Option<usize>,
-    pub max_failed_auth_per_minute: Option<u32>,
+    pub max_body_bytes: usize,
+    pub max_failed_auth_per_minute: u32,
+}
+
+impl Default for Admin {
+    fn default() -> Self {
+        Admin {
+            // A large batch of full articles.
+            max_body_bytes: 16 * 1024 * 1024,
+            // A person mistyping a token is not stopped; a guesser gets ten tries a minute.
+            max_failed_auth_per_minute: 10,
+        }
+    }
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub(super) struct Store {
     pub query_timeout_ms: u64,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+impl Default for Store {
+    fn default() -> Self {
+        Store {
+            query_timeout_ms: 2000,
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
 pub(super) struct Sanitize {
-    #[serde(default)]
     pub iframe_hosts: Vec<Spanned<String>>,
 }
 
-/// Counts; see `config::Outbound` for what each means.
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub(super) struct Outbound {
-    pub max_in_flight: Option<usize>,
-    pub max_per_host: Option<usize>,
+/// Milliseconds and counts; see `config::HttpLimits` for what each means.
+#[derive(Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct Http {
+    pub header_read_timeout_ms: u64,
+    pub request_timeout_ms: u64,
+    pub shutdown_timeout_ms: u64,
+    pub max_connections: usize,
+    pub max_query_bytes: usize,
+    pub write_timeout_ms: u64,
+    pub max_connections_per_address: usize,
+    pub trusted_proxies: Vec<Spanned<String>>,
 }
 
-/// Milliseconds and counts; see `config::HttpLimits` for what each means.
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub(super) struct Http {
-    pub header_read_timeout_ms: Option<u64>,
-    pub request_timeout_ms: Option<u64>,
-    pub shutdown_timeout_ms: Option<u64>,
-    pub max_connections: Option<usize>,
-    pub max_query_bytes: Option<usize>,
-    pub write_timeout_ms: Option<u64>,
-    pub max_connections_per_address: Option<usize>,
-    #[serde(default)]
-    pub trusted_proxies: Vec<Spanned<String>>,
+impl Default for Http {
+    fn default() -> Self {
+        Http {
+            header_read_timeout_ms: 10_000,
+            request_timeout_ms: 15_000,
+            shutdown_timeout_ms: 10_000,
+            max_connections: 10_000,
+            max_query_bytes: 1024,
+            write_timeout_ms: 30_000,
+            max_connections_per_address: 256,
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+/// Counts; see `config::Outbound` for what each means.
+#[derive(Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct Outbound {
+    pub max_in_flight: usize,
+    pub max_per_host: usize,
+}
+
+impl Default for Outbound {
+    fn default() -> Self {
+        Outbound {
+            max_in_flight: 16,
+            max_per_host: 4,
+        }
+    }
 }
