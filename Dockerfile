@@ -7,6 +7,8 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY .cargo .cargo
 COPY src src
+# A member of the workspace: cargo reads its manifest even to build the service alone.
+COPY bench/feedcast-bench bench/feedcast-bench
 COPY migrations migrations
 COPY examples examples
 COPY feeds.toml feeds.toml

@@ -12,6 +12,7 @@ mod html;
 mod json;
 mod opml;
 mod rss;
+#[cfg(feature = "verify")]
 pub mod verify;
 
 use bytes::Bytes;
