@@ -6,7 +6,6 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -14,11 +13,11 @@ use tokio::task::JoinHandle;
 use crate::cache::{Encoded, FeedCache, Invalidation, Rendered, Served};
 use crate::config::{AdminToken, Settings};
 use crate::feed::{self, FeedId, FeedKey, Format};
-use crate::import;
+use crate::import::{self, ImportFailure, Imported};
 use crate::model::{Article, ArticleId, Bucket};
 use crate::outbound::{self, Outbound};
 use crate::render::{self, RenderError};
-use crate::store::{Change, Store, StoreError};
+use crate::store::{Store, StoreError};
 use crate::websub::PublishPing;
 
 /// Why a feed could not be produced.
@@ -56,45 +55,6 @@ impl CpuWorkFailed {
 /// store read. Measured with bench/run's sweep of 10,000 cold feeds: two per core finished the
 /// sweep ~10% sooner but peaked ~10 MiB higher; the hot path is the cache, so memory wins.
 const BUILDS_PER_CORE: usize = 1;
-
-/// Validated batches an import may hold ready while the store writes one.
-const IMPORT_BATCHES_AHEAD: usize = 2;
-
-/// What the import's reading thread hands over.
-enum Validated {
-    /// The next batch, and how long reading and validating it took.
-    Batch(Result<Vec<Article>, import::StreamError>, Duration),
-    /// The input is exhausted.
-    End,
-}
-
-/// What an import stored, and where its time went.
-#[derive(Debug, Clone, Copy)]
-pub struct Imported {
-    /// Articles stored.
-    pub articles: usize,
-    /// Time spent reading and validating (overlapping the writing).
-    pub validating: Duration,
-    /// Time spent writing and committing.
-    pub writing: Duration,
-}
-
-/// Why an import stored nothing.
-#[derive(Debug, thiserror::Error)]
-pub enum ImportFailure {
-    /// Lines are bad; every problem is listed.
-    #[error(transparent)]
-    Invalid(import::ImportError),
-    /// The input could not be read.
-    #[error(transparent)]
-    Read(#[from] import::ReadError),
-    /// The store failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// The reading and validating thread could not start or died.
-    #[error("the import's validating thread failed")]
-    Validator,
-}
 
 /// The running service's shared state.
 pub struct App {
@@ -143,7 +103,7 @@ impl App {
             let (cache, settings, heard) = (cache.clone(), settings.clone(), heard.clone());
             tokio::spawn(async move {
                 while let Some(change) = changes.recv().await {
-                    apply(&cache, &settings, change);
+                    cache.apply(&settings.catalog, change);
                     heard.send_modify(|n| *n += 1);
                 }
                 listening.abort();
@@ -289,81 +249,16 @@ impl App {
         Ok(())
     }
 
-    /// Imports NDJSON of any length from `reader` in one transaction: every article or, if any
-    /// line is bad, none (and every bad line is reported). Reading and validating the next batch
-    /// (on all cores) overlaps with writing the last, so the slower of the two sets the pace.
+    /// Imports NDJSON of any length from `reader` in one transaction (see
+    /// [`import::import_ndjson`]), then drops the feeds it changed and tells the hubs.
     pub async fn import_ndjson<R>(&self, reader: R) -> Result<Imported, ImportFailure>
     where
         R: std::io::BufRead + Send + 'static,
     {
-        let (batches, mut received) = tokio::sync::mpsc::channel(IMPORT_BATCHES_AHEAD);
-        let settings = self.settings.clone();
-        // A thread of its own rather than Tokio's blocking pool: if the import fails early, a
-        // reader still waiting on a slow pipe must not hold up the runtime's shutdown. It stops
-        // at its next batch once nobody receives.
-        std::thread::Builder::new()
-            .name("feedcast-import".into())
-            .spawn(move || {
-                let mut stream = import::NdjsonStream::new(reader, &settings);
-                loop {
-                    let started = Instant::now();
-                    let batch = match stream.next() {
-                        Some(batch) => Validated::Batch(batch, started.elapsed()),
-                        None => Validated::End,
-                    };
-                    let end = matches!(batch, Validated::End);
-                    if batches.blocking_send(batch).is_err() || end {
-                        break;
-                    }
-                }
-            })
-            .map_err(|_| ImportFailure::Validator)?;
-        // Begun at the first good batch and rolled back (dropped) at the first bad one: a
-        // file that will not be stored holds no write lock while the rest of it is checked.
-        let mut writer = None;
-        let (mut articles, mut validating, mut writing) = (0, Duration::ZERO, Duration::ZERO);
-        let mut problems = import::ImportError::new("line");
-        loop {
-            let (batch, took) = match received.recv().await {
-                Some(Validated::Batch(batch, took)) => (batch, took),
-                Some(Validated::End) => break,
-                // The thread died without saying it was done.
-                None => return Err(ImportFailure::Validator),
-            };
-            validating += took;
-            match batch {
-                Ok(batch) if problems.is_empty() => {
-                    let started = Instant::now();
-                    let w = match writer.as_mut() {
-                        Some(w) => w,
-                        None => writer.insert(self.store.begin_write().await?),
-                    };
-                    w.write(&batch, &self.settings.catalog).await?;
-                    writing += started.elapsed();
-                    articles += batch.len();
-                }
-                Ok(_) => {}
-                Err(import::StreamError::Invalid(bad)) => {
-                    writer = None;
-                    problems.absorb(bad);
-                }
-                Err(import::StreamError::Read(e)) => return Err(e.into()),
-            }
-        }
-        if !problems.is_empty() {
-            return Err(ImportFailure::Invalid(problems));
-        }
-        if let Some(writer) = writer {
-            let started = Instant::now();
-            let buckets = writer.commit().await?;
-            writing += started.elapsed();
-            self.changed(&buckets, Invalidation::Change);
-        }
-        Ok(Imported {
-            articles,
-            validating,
-            writing,
-        })
+        let (imported, buckets) =
+            import::import_ndjson(&self.store, &self.settings, reader).await?;
+        self.changed(&buckets, Invalidation::Change);
+        Ok(imported)
     }
 
     /// Takes an article down everywhere; `false` if there was no such article.
@@ -443,38 +338,6 @@ impl App {
 
 /// Drops the feeds a database change notification says changed. Removals are treated as
 /// takedowns, so no outdated copy holding the removed article is served again.
-fn apply(cache: &FeedCache, settings: &Settings, change: Change) {
-    match change {
-        Change::Article { id, before, after } => {
-            let why = if after.is_none() {
-                Invalidation::Takedown
-            } else {
-                Invalidation::Change
-            };
-            let buckets: Vec<Bucket> = before
-                .iter()
-                .chain(after.iter())
-                .flat_map(|f| {
-                    settings
-                        .catalog
-                        .buckets_of(&f.categories, f.region.as_ref())
-                })
-                .collect();
-            tracing::debug!(article = %id, feeds = buckets.len(), "store change");
-            cache.drop_feeds(&FeedId::touched_by(&settings.catalog, &buckets), why);
-        }
-        Change::Lost => {
-            metrics::counter!(crate::metrics::NOTIFY_DISCONNECTS).increment(1);
-            cache.set_listening(false);
-        }
-        Change::Missed => {
-            tracing::info!("listening for store changes; cached feeds built before are outdated");
-            cache.drop_all();
-            cache.set_listening(true);
-        }
-    }
-}
-
 /// The demo articles could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {

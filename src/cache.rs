@@ -25,6 +25,8 @@ use moka::future::Cache;
 use sha2::{Digest, Sha256};
 
 use crate::feed::{FeedId, FeedKey};
+use crate::model::{Bucket, Catalog};
+use crate::store::Change;
 
 /// Bytes counted for an entry besides its bodies: the key, the formatted validators and Link
 /// header, and moka's own node, hash-table and queue entries: about a kilobyte, estimated
@@ -410,6 +412,39 @@ impl FeedCache {
                 if why == Invalidation::Takedown {
                     m.taken_down.store(now, Ordering::SeqCst);
                 }
+            }
+        }
+    }
+
+    /// Applies a change the database announced (another replica's write, or the CMS's in
+    /// SQL): drops the feeds it touched, or on a lost or regained listening connection, marks
+    /// the cache as unable to vouch for itself, then outdated.
+    pub fn apply(&self, catalog: &Catalog, change: Change) {
+        match change {
+            Change::Article { id, before, after } => {
+                let why = if after.is_none() {
+                    Invalidation::Takedown
+                } else {
+                    Invalidation::Change
+                };
+                let buckets: Vec<Bucket> = before
+                    .iter()
+                    .chain(after.iter())
+                    .flat_map(|f| catalog.buckets_of(&f.categories, f.region.as_ref()))
+                    .collect();
+                tracing::debug!(article = %id, feeds = buckets.len(), "store change");
+                self.drop_feeds(&FeedId::touched_by(catalog, &buckets), why);
+            }
+            Change::Lost => {
+                metrics::counter!(crate::metrics::NOTIFY_DISCONNECTS).increment(1);
+                self.set_listening(false);
+            }
+            Change::Missed => {
+                tracing::info!(
+                    "listening for store changes; cached feeds built before are outdated"
+                );
+                self.drop_all();
+                self.set_listening(true);
             }
         }
     }

@@ -18,10 +18,11 @@
 //! - [`sanitize`]: the one place that cleans text and HTML.
 //! - [`config`]: `feeds.toml` parsed and validated once into [`config::Settings`], with
 //!   `file:line:column` errors.
-//! - [`import`]: the article intake (strict for what arrives, lenient for rows read back) and
-//!   batches: NDJSON or JSON arrays in, every problem counted, the first listed.
 //! - [`store`]: the article store behind one interface, on SQLite or PostgreSQL; rows in and
-//!   out, no sanitizing.
+//!   out ([`store::StoredArticle`]), no sanitizing.
+//! - [`import`]: the article intake (strict for what arrives, lenient for rows read back) and
+//!   batches: NDJSON or JSON arrays in, every problem counted, the first listed; the streamed
+//!   import of a file into the store.
 //! - [`feed`]: [`feed::FeedKey`] names a feed, its format and its parameters; [`feed::assemble`]
 //!   selects the items of any feed the same way.
 //! - [`render`]: one module per format (RSS, Atom, JSON Feed, an HTML page), each turning a

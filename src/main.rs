@@ -6,10 +6,11 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use feedcast::app::{App, ImportFailure};
+use feedcast::app::App;
 use feedcast::cli::{Cli, Command, LogFormat};
 use feedcast::config::{AdminToken, Settings};
 use feedcast::feed::{FeedId, FeedKey, Format};
+use feedcast::import::ImportFailure;
 use feedcast::store::Store;
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;

@@ -7,9 +7,9 @@ use chrono::{DateTime, Utc};
 
 use super::{FeedId, FeedKey, Month, View};
 use crate::config::Settings;
-use crate::import::{self, StoredArticle};
+use crate::import;
 use crate::model::Article;
-use crate::store::{Edge, Store, StoreError, Window};
+use crate::store::{Edge, Store, StoreError, StoredArticle, Window};
 
 /// A feed ready to render: format-neutral.
 #[derive(Debug, Clone)]

@@ -20,6 +20,7 @@ use url::Url;
 use crate::config::Settings;
 use crate::model::{Article, ArticleId, CategorySlug, MAX_SUMMARY_CHARS, Source};
 use crate::sanitize;
+use crate::store::StoredArticle;
 
 /// An article as it arrives in the import format (and later the admin API), not yet checked.
 ///
@@ -336,31 +337,6 @@ pub fn parse_date(value: &str, tz: Tz) -> Result<DateTime<Utc>, String> {
         return Err(format!("`{value}` is outside the years 1900 to 9999"));
     }
     Ok(dt)
-}
-
-/// An article's columns as the store holds them, read back and not yet trusted.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[allow(missing_docs)]
-pub struct StoredArticle {
-    pub id: String,
-    pub title: String,
-    pub summary: String,
-    pub content_html: String,
-    pub url: String,
-    /// Microseconds since the epoch.
-    pub published_at: i64,
-    /// Microseconds since the epoch.
-    pub updated_at: Option<i64>,
-    pub author: Option<String>,
-    pub source_name: Option<String>,
-    pub source_url: Option<String>,
-    /// Category slugs separated by spaces.
-    pub categories: String,
-    pub region: Option<String>,
-    pub image: Option<String>,
-    pub language: String,
-    /// Whether feedcast sanitized the text when it wrote the row (the CMS's rows are not).
-    pub sanitized: bool,
 }
 
 /// A stored time, within the years every feed format can write. 1899 and 9999 in UTC may be

@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::fmt;
 
 mod intake;
+mod pipeline;
 
 use serde_json::value::RawValue;
 
@@ -23,9 +24,9 @@ use crate::config::Settings;
 use crate::model::Article;
 
 pub use intake::{
-    ArticleErrors, ArticleInput, FieldError, JsonObject, SourceInput, StoredArticle, parse_date,
-    stored,
+    ArticleErrors, ArticleInput, FieldError, JsonObject, SourceInput, parse_date, stored,
 };
+pub use pipeline::{ImportFailure, Imported, import_ndjson};
 
 /// Problems an [`ImportError`] lists; the rest are only counted. A file of a million bad lines
 /// would otherwise be answered with hundreds of megabytes of problems.

@@ -133,6 +133,31 @@ pub enum StoreError {
     },
 }
 
+/// An article's columns as the store holds them, read back and not yet trusted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub struct StoredArticle {
+    pub id: String,
+    pub title: String,
+    pub summary: String,
+    pub content_html: String,
+    pub url: String,
+    /// Microseconds since the epoch.
+    pub published_at: i64,
+    /// Microseconds since the epoch.
+    pub updated_at: Option<i64>,
+    pub author: Option<String>,
+    pub source_name: Option<String>,
+    pub source_url: Option<String>,
+    /// Category slugs separated by spaces.
+    pub categories: String,
+    pub region: Option<String>,
+    pub image: Option<String>,
+    pub language: String,
+    /// Whether feedcast sanitized the text when it wrote the row (the CMS's rows are not).
+    pub sanitized: bool,
+}
+
 /// Which articles a feed holds, in terms of the feed index.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Selection {
@@ -460,12 +485,12 @@ impl Store {
     }
 
     /// The articles of a selection within a window, newest first (ties: greater id first), as
-    /// stored: the intake ([`crate::import::stored`]) turns them into articles.
+    /// stored: the intake (in `import`, above the store) turns them into articles.
     pub async fn articles(
         &self,
         selection: &Selection,
         window: Window,
-    ) -> Result<Vec<crate::import::StoredArticle>, StoreError> {
+    ) -> Result<Vec<StoredArticle>, StoreError> {
         self.queries.fetch_add(1, Ordering::Relaxed);
         self.bounded("reading a feed", async {
             delegate!(self, s => s.articles(selection, window).await)

@@ -11,7 +11,7 @@ use sqlx::migrate::{Migration, MigrationSource, MigrationType};
 
 use super::Window;
 
-use crate::import::StoredArticle;
+use super::StoredArticle;
 use crate::model::{Article, Bucket, CategorySlug};
 
 /// Migrations compiled into the binary: (version, description, SQL).
@@ -430,7 +430,7 @@ macro_rules! store_queries {
                 &self,
                 selection: &Selection,
                 window: Window,
-            ) -> Result<Vec<crate::import::StoredArticle>, StoreError> {
+            ) -> Result<Vec<super::StoredArticle>, StoreError> {
                 let sql = shared::articles_sql(selection.and_any_of.len());
                 let (from, until, limit) = shared::window_params(window);
                 let mut found = Vec::new();
