@@ -1,7 +1,7 @@
 //! The HTTP edge: an axum router over [`App`]. Handlers are thin: they turn a request into a
-//! [`FeedKey`], ask the app, and hand the document to `respond`, the one place that applies
-//! content negotiation, conditional requests and caching headers. Every error becomes an answer
-//! in one place ([`error::AppError`]).
+//! [`FeedKey`], ask the app, and hand the document to `representation`, the one place that sets
+//! the headers of a response (content negotiation, conditional requests, caching, security).
+//! Every error becomes an answer in one place ([`error::AppError`]).
 
 mod admin;
 mod client;
@@ -9,28 +9,25 @@ mod conditional;
 mod error;
 mod negotiate;
 mod observe;
+mod representation;
 mod serve;
 
 use std::future::Future;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Body;
 use axum::extract::{Path, RawQuery, Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use chrono::Utc;
 use tokio::net::TcpListener;
 
 use crate::app::App;
-use crate::cache::Encoded;
 use crate::feed::{FeedKey, Format};
+use representation::{Policy, STALE_MAX_AGE, header_str, page_policy, respond};
 
 pub use error::{ApiError, AppError};
-
-/// `max-age` of a stale stand-in: others should come back soon for the real thing.
-const STALE_MAX_AGE: u32 = 5;
 
 /// Content type of the OPML list.
 const OPML_TYPE: &str = "text/x-opml; charset=utf-8";
@@ -67,76 +64,6 @@ pub async fn serve(
     serve::run(listener, router(app), limits, trusted, shutdown).await
 }
 
-/// How a document is to be sent.
-struct Policy {
-    content_type: &'static str,
-    max_age: u32,
-    /// Request headers the choice of representation depends on.
-    vary: &'static str,
-    /// For a page for people (HTML), its Content-Security-Policy.
-    page_policy: Option<HeaderValue>,
-}
-
-/// The Content-Security-Policy header of `app`'s pages. The policy is built from validated
-/// configuration (host names), so it is always a valid header value; were it not, the
-/// strictest policy stands in.
-fn page_policy(app: &App) -> HeaderValue {
-    HeaderValue::from_str(&app.page_policy)
-        .unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'"))
-}
-
-fn header_str(headers: &HeaderMap, name: HeaderName) -> Option<&str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
-}
-
-/// Sends `doc` in the encoding the client accepts, or `304 Not Modified` when the client's
-/// copy is current. Both carry the same validators and caching headers.
-fn respond(request: &HeaderMap, doc: &Encoded, policy: Policy) -> Response {
-    let encoding = negotiate::encoding(header_str(request, header::ACCEPT_ENCODING));
-    let (body, etag) = doc.variant(encoding);
-    let fresh = conditional::not_modified(
-        header_str(request, header::IF_NONE_MATCH),
-        header_str(request, header::IF_MODIFIED_SINCE),
-        etag.to_str().unwrap_or_default(),
-        doc.last_modified,
-    );
-    let mut response = if fresh {
-        StatusCode::NOT_MODIFIED.into_response()
-    } else {
-        Response::new(Body::from(body.clone()))
-    };
-    // Everything but Cache-Control was formatted when the document entered the cache.
-    let headers = response.headers_mut();
-    headers.insert(header::ETAG, etag.clone());
-    if let Some(modified) = &doc.last_modified_header {
-        headers.insert(header::LAST_MODIFIED, modified.clone());
-    }
-    if let Ok(v) = HeaderValue::from_str(&format!("public, max-age={}", policy.max_age)) {
-        headers.insert(header::CACHE_CONTROL, v);
-    }
-    headers.insert(header::VARY, HeaderValue::from_static(policy.vary));
-    if let Some(link) = &doc.link_header {
-        headers.insert(header::LINK, link.clone());
-    }
-    if let Some(page_policy) = policy.page_policy {
-        headers.insert(header::CONTENT_SECURITY_POLICY, page_policy);
-        headers.insert(
-            header::REFERRER_POLICY,
-            HeaderValue::from_static("strict-origin-when-cross-origin"),
-        );
-    }
-    if !fresh {
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(policy.content_type),
-        );
-        if let Some(token) = encoding.token() {
-            headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static(token));
-        }
-    }
-    response
-}
-
 async fn feed(
     State(app): State<Arc<App>>,
     Path(path): Path<String>,
@@ -171,15 +98,7 @@ async fn feed(
     };
     let mut response = respond(request, &served.entry().doc, policy);
     if served.is_stale() {
-        let headers = response.headers_mut();
-        headers.insert(
-            header::AGE,
-            HeaderValue::from(served.entry().age().as_secs()),
-        );
-        headers.insert(
-            header::WARNING,
-            HeaderValue::from_static("110 feedcast \"Response is Stale\""),
-        );
+        representation::mark_stale(&mut response, served.entry().age());
     }
     Ok(response)
 }

@@ -20,7 +20,7 @@ use crate::app::App;
 use crate::metrics;
 
 /// Header carrying the request id, taken from the client (a load balancer's) when present.
-const REQUEST_ID: &str = "x-request-id";
+pub(super) const REQUEST_ID: &str = "x-request-id";
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -157,12 +157,7 @@ pub(super) async fn observe(
             }
         }
     };
-    let headers = response.headers_mut();
-    headers.insert(REQUEST_ID, id.clone());
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
+    super::representation::every_response(response.headers_mut(), id.clone());
     let status = response.status().as_u16();
     let bytes = response_bytes(response.body());
     let latency = started.elapsed();

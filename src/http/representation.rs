@@ -1,0 +1,108 @@
+//! The one place that sets the headers of a response. A feed's: ETag, Last-Modified,
+//! Cache-Control, Vary, Link, Content-Type, Content-Encoding and, for an outdated stand-in,
+//! Age and Warning; a page's Content-Security-Policy and Referrer-Policy; and those every
+//! response carries ([`every_response`]: the request id and `nosniff`). A feed's validators and
+//! Link were formatted when it entered the cache, so a hit or a 304 formats nothing here.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::{conditional, negotiate};
+use crate::app::App;
+use crate::cache::Encoded;
+
+/// `max-age` of a stale stand-in: others should come back soon for the real thing.
+pub(super) const STALE_MAX_AGE: u32 = 5;
+
+/// How a document is to be sent.
+pub(super) struct Policy {
+    pub content_type: &'static str,
+    pub max_age: u32,
+    /// Request headers the choice of representation depends on.
+    pub vary: &'static str,
+    /// For a page for people (HTML), its Content-Security-Policy.
+    pub page_policy: Option<HeaderValue>,
+}
+
+/// The Content-Security-Policy header of `app`'s pages. The policy is built from validated
+/// configuration (host names), so it is always a valid header value; were it not, the
+/// strictest policy stands in.
+pub(super) fn page_policy(app: &App) -> HeaderValue {
+    HeaderValue::from_str(&app.page_policy)
+        .unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'"))
+}
+
+pub(super) fn header_str(headers: &HeaderMap, name: HeaderName) -> Option<&str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Sends `doc` in the encoding the client accepts, or `304 Not Modified` when the client's
+/// copy is current. Both carry the same validators and caching headers.
+pub(super) fn respond(request: &HeaderMap, doc: &Encoded, policy: Policy) -> Response {
+    let encoding = negotiate::encoding(header_str(request, header::ACCEPT_ENCODING));
+    let (body, etag) = doc.variant(encoding);
+    let fresh = conditional::not_modified(
+        header_str(request, header::IF_NONE_MATCH),
+        header_str(request, header::IF_MODIFIED_SINCE),
+        etag.to_str().unwrap_or_default(),
+        doc.last_modified,
+    );
+    let mut response = if fresh {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        Response::new(Body::from(body.clone()))
+    };
+    // Everything but Cache-Control was formatted when the document entered the cache.
+    let headers = response.headers_mut();
+    headers.insert(header::ETAG, etag.clone());
+    if let Some(modified) = &doc.last_modified_header {
+        headers.insert(header::LAST_MODIFIED, modified.clone());
+    }
+    if let Ok(v) = HeaderValue::from_str(&format!("public, max-age={}", policy.max_age)) {
+        headers.insert(header::CACHE_CONTROL, v);
+    }
+    headers.insert(header::VARY, HeaderValue::from_static(policy.vary));
+    if let Some(link) = &doc.link_header {
+        headers.insert(header::LINK, link.clone());
+    }
+    if let Some(page_policy) = policy.page_policy {
+        headers.insert(header::CONTENT_SECURITY_POLICY, page_policy);
+        headers.insert(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("strict-origin-when-cross-origin"),
+        );
+    }
+    if !fresh {
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(policy.content_type),
+        );
+        if let Some(token) = encoding.token() {
+            headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static(token));
+        }
+    }
+    response
+}
+
+/// Marks a response as an outdated stand-in of `age`, served while the store is down.
+pub(super) fn mark_stale(response: &mut Response, age: Duration) {
+    let headers = response.headers_mut();
+    headers.insert(header::AGE, HeaderValue::from(age.as_secs()));
+    headers.insert(
+        header::WARNING,
+        HeaderValue::from_static("110 feedcast \"Response is Stale\""),
+    );
+}
+
+/// The headers every response carries, whatever produced it: its request id, and `nosniff`
+/// so that no browser takes a feed or an error for something to run.
+pub(super) fn every_response(headers: &mut HeaderMap, request_id: HeaderValue) {
+    headers.insert(super::observe::REQUEST_ID, request_id);
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+}
