@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 const BIN: &str = env!("CARGO_BIN_EXE_feedcast");
-const CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/feeds.toml");
+const CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/feeds.toml");
 
 fn feedcast(db: &Path, args: &[&str]) -> Output {
     Command::new(BIN)

@@ -422,7 +422,7 @@ async fn after_a_refused_commit_postgres_writes_again_once_the_cause_is_gone() {
     drop(db);
 }
 
-/// The shipped configuration with these trusted proxies, this many failed authentications a
+/// The tests' configuration with these trusted proxies, this many failed authentications a
 /// minute and this many connections per address.
 fn with_http(
     trusted_proxies: &str,

@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::{Backend, Proxy, Server, TestDb, settings_with};
 
 const BIN: &str = env!("CARGO_BIN_EXE_feedcast");
-const CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/feeds.toml");
+const CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/feeds.toml");
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_requests_cache_and_builds() {

@@ -390,7 +390,7 @@ mod tests {
     use super::*;
 
     fn settings() -> Settings {
-        Settings::parse(include_str!("../../feeds.toml"), Path::new("feeds.toml")).unwrap()
+        Settings::parse(include_str!("../../tests/fixtures/feeds.toml"), Path::new("tests/fixtures/feeds.toml")).unwrap()
     }
 
     #[test]

@@ -47,14 +47,14 @@ pub async fn postgres_url() -> Result<String, String> {
     .clone()
 }
 
-/// The shipped configuration, so tests exercise what users run.
+/// The tests' own configuration (`tests/fixtures/feeds.toml`), apart from the example.
 pub fn settings() -> Settings {
-    Settings::parse(include_str!("../../feeds.toml"), Path::new("feeds.toml")).unwrap()
+    Settings::parse(include_str!("../fixtures/feeds.toml"), Path::new("feeds.toml")).unwrap()
 }
 
-/// The shipped configuration with some of its text replaced (each replaced text must occur).
+/// The tests' configuration with some of its text replaced (each replaced text must occur).
 pub fn settings_with(replace: &[(&str, &str)]) -> Settings {
-    let mut text = include_str!("../../feeds.toml").to_owned();
+    let mut text = include_str!("../fixtures/feeds.toml").to_owned();
     for (from, to) in replace {
         assert!(text.contains(from), "{from}");
         text = text.replace(from, to);
@@ -400,7 +400,7 @@ pub async fn read_response(stream: &mut tokio::net::TcpStream) -> RawResponse {
         .expect("a response within 10 s")
 }
 
-/// Validates an article given as JSON against the shipped configuration.
+/// Validates an article given as JSON against the tests' configuration.
 pub fn article(json: serde_json::Value) -> Article {
     let s = settings();
     let input: ArticleInput = serde_json::from_value(json).unwrap();
