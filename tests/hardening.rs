@@ -19,6 +19,24 @@ fn article(id: &str) -> Value {
     })
 }
 
+/// A batch POST with a declared content type; the status and the JSON answer.
+async fn post_batch(server: &common::Server, content_type: &str, body: String) -> (u16, Value) {
+    let response = server
+        .client
+        .post(format!("{}/api/articles", server.base))
+        .bearer_auth(TOKEN)
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (
+        status,
+        serde_json::from_str(&response.text().await.unwrap()).unwrap(),
+    )
+}
+
 #[tokio::test]
 async fn a_body_of_a_million_bad_lines_is_answered_with_the_first_hundred_problems_and_a_count() {
     let server = admin_server(Backend::Sqlite, common::settings())
@@ -44,17 +62,8 @@ async fn a_body_of_a_million_bad_lines_is_answered_with_the_first_hundred_proble
     assert_eq!(answer["problems"][99]["line"], 25);
     // The same as one JSON array: its items are read and checked a batch at a time too.
     let array = format!("[{}]", vec!["{}"; 200_000].join(","));
-    let response = server
-        .client
-        .post(format!("{}/api/articles", server.base))
-        .bearer_auth(TOKEN)
-        .header("content-type", "application/json")
-        .body(array)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 422);
-    let answer: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    let (status, answer) = post_batch(&server, "application/json", array).await;
+    assert_eq!(status, 422);
     assert_eq!(answer["problems"].as_array().unwrap().len(), 100);
     assert_eq!(answer["problem_count"], 800_000);
     assert_eq!(answer["problems"][99]["item"], 25);
@@ -143,17 +152,8 @@ async fn an_array_in_place_of_an_article_is_refused_and_an_array_of_articles_is_
 
     // Declared NDJSON, a first line that opens with `[` is still a line, not an array.
     let first = format!("{positional}\n{}\n", article("p6"));
-    let response = server
-        .client
-        .post(format!("{}/api/articles", server.base))
-        .bearer_auth(TOKEN)
-        .header("content-type", "application/x-ndjson")
-        .body(first)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 422);
-    let body: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    let (status, body) = post_batch(&server, "application/x-ndjson", first).await;
+    assert_eq!(status, 422);
     assert_eq!(body["problems"][0]["line"], 1, "{body}");
     assert_eq!(
         body["problems"][0]["message"], "not a JSON object",

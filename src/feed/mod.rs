@@ -390,7 +390,11 @@ mod tests {
     use super::*;
 
     fn settings() -> Settings {
-        Settings::parse(include_str!("../../tests/fixtures/feeds.toml"), Path::new("tests/fixtures/feeds.toml")).unwrap()
+        Settings::parse(
+            include_str!("../../tests/fixtures/feeds.toml"),
+            Path::new("tests/fixtures/feeds.toml"),
+        )
+        .unwrap()
     }
 
     #[test]

@@ -565,7 +565,11 @@ mod tests {
     use super::*;
 
     fn settings() -> Settings {
-        Settings::parse(include_str!("../../tests/fixtures/feeds.toml"), Path::new("tests/fixtures/feeds.toml")).unwrap()
+        Settings::parse(
+            include_str!("../../tests/fixtures/feeds.toml"),
+            Path::new("tests/fixtures/feeds.toml"),
+        )
+        .unwrap()
     }
 
     const GOOD: &str = r#"{"id":"a1","title":"标题","url":"https://x.example.cn/a1","published_at":"2024-05-18","categories":["parks"]}"#;

@@ -49,7 +49,11 @@ pub async fn postgres_url() -> Result<String, String> {
 
 /// The tests' own configuration (`tests/fixtures/feeds.toml`), apart from the example.
 pub fn settings() -> Settings {
-    Settings::parse(include_str!("../fixtures/feeds.toml"), Path::new("feeds.toml")).unwrap()
+    Settings::parse(
+        include_str!("../fixtures/feeds.toml"),
+        Path::new("feeds.toml"),
+    )
+    .unwrap()
 }
 
 /// The tests' configuration with some of its text replaced (each replaced text must occur).
