@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 
 use std::io::Write;
 
-use axum::http::HeaderValue;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use moka::future::Cache;
@@ -76,21 +75,22 @@ impl Encoding {
     }
 }
 
-/// A document ready to send in every encoding, with its validators and headers already
-/// formatted, so a hit or a 304 formats nothing.
+/// A document ready to send in every encoding, with its validators in their wire form (the
+/// quoted ETag, the HTTP date, the Link value) already written, so a hit or a 304 formats
+/// nothing. Plain bytes: the HTTP layer makes them headers.
 #[derive(Debug, Clone)]
 pub struct Encoded {
     identity: Bytes,
     gzip: Bytes,
     brotli: Bytes,
     /// Each variant's strong ETag (they differ, since the bytes do), in `Encoding` order.
-    etags: [HeaderValue; 3],
+    etags: [Bytes; 3],
     /// The latest publication or edit among its items.
     pub last_modified: Option<DateTime<Utc>>,
-    /// `last_modified` as an HTTP date.
-    pub last_modified_header: Option<HeaderValue>,
-    /// The `Link` header, if any.
-    pub link_header: Option<HeaderValue>,
+    /// `last_modified` as an HTTP date (IMF-fixdate).
+    pub last_modified_http: Option<Bytes>,
+    /// The document's links in RFC 8288 form, for a `Link` header, if it has any.
+    pub link: Option<Bytes>,
 }
 
 impl Encoded {
@@ -99,11 +99,7 @@ impl Encoded {
         let body = rendered.body;
         let digest = Sha256::digest(&body);
         let digest: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
-        // Hex digits and quotes, an HTTP date, URLs: always valid header values.
-        let header = |s: String| HeaderValue::from_str(&s).ok();
-        let etag = |suffix: &str| {
-            header(format!("\"{digest}{suffix}\"")).unwrap_or(HeaderValue::from_static("\"\""))
-        };
+        let etag = |suffix: &str| Bytes::from(format!("\"{digest}{suffix}\""));
         Encoded {
             etags: [etag(""), etag("-gzip"), etag("-br")],
             gzip: gzip(&body),
@@ -111,17 +107,17 @@ impl Encoded {
             identity: body,
             // The IMF-fixdate, by chrono rather than httpdate: httpdate cannot write dates
             // before 1970, and articles reach back to 1900.
-            last_modified_header: rendered
+            last_modified_http: rendered
                 .last_modified
-                .and_then(|t| header(t.format("%a, %d %b %Y %H:%M:%S GMT").to_string())),
+                .map(|t| Bytes::from(t.format("%a, %d %b %Y %H:%M:%S GMT").to_string())),
             last_modified: rendered.last_modified,
-            link_header: rendered.link.and_then(header),
+            link: rendered.link.map(Bytes::from),
         }
     }
 
     /// The bytes and strong ETag of one variant. Each variant has its own ETag, since their
     /// bytes differ.
-    pub fn variant(&self, encoding: Encoding) -> (&Bytes, &HeaderValue) {
+    pub fn variant(&self, encoding: Encoding) -> (&Bytes, &Bytes) {
         match encoding {
             Encoding::Identity => (&self.identity, &self.etags[0]),
             Encoding::Gzip => (&self.gzip, &self.etags[1]),

@@ -9,6 +9,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 
 use super::{conditional, negotiate};
 use crate::app::App;
@@ -39,6 +40,13 @@ pub(super) fn header_str(headers: &HeaderMap, name: HeaderName) -> Option<&str> 
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
+/// A header from bytes the cache holds. They were written from hex digits, quotes, an HTTP
+/// date and absolute URLs, so they are always a valid value; were one not, the header is left
+/// out rather than the answer failing.
+fn value(bytes: &Bytes) -> Option<HeaderValue> {
+    HeaderValue::from_maybe_shared(bytes.clone()).ok()
+}
+
 /// Sends `doc` in the encoding the client accepts, or `304 Not Modified` when the client's
 /// copy is current. Both carry the same validators and caching headers.
 pub(super) fn respond(request: &HeaderMap, doc: &Encoded, policy: Policy) -> Response {
@@ -47,7 +55,7 @@ pub(super) fn respond(request: &HeaderMap, doc: &Encoded, policy: Policy) -> Res
     let fresh = conditional::not_modified(
         header_str(request, header::IF_NONE_MATCH),
         header_str(request, header::IF_MODIFIED_SINCE),
-        etag.to_str().unwrap_or_default(),
+        std::str::from_utf8(etag).unwrap_or_default(),
         doc.last_modified,
     );
     let mut response = if fresh {
@@ -57,16 +65,18 @@ pub(super) fn respond(request: &HeaderMap, doc: &Encoded, policy: Policy) -> Res
     };
     // Everything but Cache-Control was formatted when the document entered the cache.
     let headers = response.headers_mut();
-    headers.insert(header::ETAG, etag.clone());
-    if let Some(modified) = &doc.last_modified_header {
-        headers.insert(header::LAST_MODIFIED, modified.clone());
+    if let Some(etag) = value(etag) {
+        headers.insert(header::ETAG, etag);
+    }
+    if let Some(modified) = doc.last_modified_http.as_ref().and_then(value) {
+        headers.insert(header::LAST_MODIFIED, modified);
     }
     if let Ok(v) = HeaderValue::from_str(&format!("public, max-age={}", policy.max_age)) {
         headers.insert(header::CACHE_CONTROL, v);
     }
     headers.insert(header::VARY, HeaderValue::from_static(policy.vary));
-    if let Some(link) = &doc.link_header {
-        headers.insert(header::LINK, link.clone());
+    if let Some(link) = doc.link.as_ref().and_then(value) {
+        headers.insert(header::LINK, link);
     }
     if let Some(page_policy) = policy.page_policy {
         headers.insert(header::CONTENT_SECURITY_POLICY, page_policy);
