@@ -93,13 +93,14 @@ impl App {
         let cache = Arc::new(FeedCache::new(
             settings.cache.max_bytes,
             FeedId::all(&settings.catalog),
+            store.health().clone(),
         ));
         let store = store.with_query_timeout(settings.store_query_timeout);
         let settings = Arc::new(settings);
         let (heard, _) = watch::channel(0);
         let listener = store.changes().map(|(mut changes, listening)| {
             // Until the first LISTEN is in place, changes go unheard.
-            cache.set_listening(false);
+            store.health().set_listening(false);
             let (cache, settings, heard) = (cache.clone(), settings.clone(), heard.clone());
             tokio::spawn(async move {
                 while let Some(change) = changes.recv().await {
@@ -160,7 +161,7 @@ impl App {
     /// Whether this instance hears the database's change notifications (always true on
     /// SQLite); while it does not, cached feeds are served marked stale.
     pub fn is_listening(&self) -> bool {
-        self.cache.is_listening()
+        self.store.health().is_listening()
     }
 
     /// Bytes held by the feed cache, as last accounted (cheap: no pending maintenance).
@@ -283,10 +284,10 @@ impl App {
         let answer = self.store.ping().await;
         match &answer {
             Ok(()) => {
-                self.cache.store_is_up();
+                self.store.health().read_worked();
                 self.store.probe_write().await;
             }
-            Err(_) => self.cache.store_is_down(),
+            Err(_) => self.store.health().read_failed(),
         }
         answer
     }

@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use std::io::Write;
@@ -25,7 +25,7 @@ use sha2::{Digest, Sha256};
 
 use crate::feed::{FeedId, FeedKey};
 use crate::model::{Bucket, Catalog};
-use crate::store::Change;
+use crate::store::{Change, Health};
 
 /// Bytes counted for an entry besides its bodies: the key, the formatted validators and Link
 /// header, and moka's own node, hash-table and queue entries: about a kilobyte, estimated
@@ -228,22 +228,17 @@ pub struct FeedCache {
     marks: HashMap<FeedId, Marks>,
     /// The clock reading of the last "drop everything".
     all_dropped: AtomicU64,
-    /// When a build last failed, in milliseconds since `started` (0: never).
-    failed_at: AtomicU64,
-    /// Whether the store is known to be failing: set by a failed build (or a lost change
-    /// listener), cleared by a successful build or check. While set, even current entries are
-    /// served as stale, since changes to them may have gone unheard.
-    store_down: AtomicBool,
-    /// Whether change notifications are heard (always, on a single instance).
-    listening: AtomicBool,
-    started: Instant,
+    /// The store's health, shared with the store and readiness: while reads fail or changes
+    /// cannot be heard, even current entries are served as stale, since changes to them may
+    /// have gone unheard.
+    health: Health,
     /// Looked up once: a hit is cheap enough that a registry lookup would be most of it.
     hits: metrics::Counter,
 }
 
 impl FeedCache {
     /// A cache of at most `max_bytes` for the given feeds (every feed the catalog declares).
-    pub fn new(max_bytes: u64, feeds: Vec<FeedId>) -> Self {
+    pub fn new(max_bytes: u64, feeds: Vec<FeedId>, health: Health) -> Self {
         let entries = Cache::builder()
             .max_capacity(max_bytes)
             .weigher(|_key: &FeedKey, value: &Arc<Cached>| {
@@ -257,10 +252,7 @@ impl FeedCache {
             clock: AtomicU64::new(0),
             marks: feeds.into_iter().map(|f| (f, Marks::default())).collect(),
             all_dropped: AtomicU64::new(0),
-            failed_at: AtomicU64::new(0),
-            store_down: AtomicBool::new(false),
-            listening: AtomicBool::new(true),
-            started: Instant::now(),
+            health,
             hits: metrics::counter!(crate::metrics::CACHE_HITS),
         }
     }
@@ -282,19 +274,13 @@ impl FeedCache {
     }
 
     fn failed_recently(&self) -> bool {
-        let at = self.failed_at.load(Ordering::SeqCst);
-        at != 0 && self.millis() - at < RETRY_BUILD_AFTER.as_millis() as u64
-    }
-
-    fn millis(&self) -> u64 {
-        // Never 0, which means "never failed".
-        (self.started.elapsed().as_millis() as u64).max(1)
+        self.health.read_failed_within(RETRY_BUILD_AFTER)
     }
 
     /// Serves a current entry as fresh, unless the store is failing or changes cannot be
     /// heard: then no entry can vouch for itself.
     fn label(&self, entry: Arc<Cached>) -> Served {
-        if self.store_down.load(Ordering::SeqCst) || !self.listening.load(Ordering::SeqCst) {
+        if self.health.reads_failing() || !self.health.is_listening() {
             stale(entry)
         } else {
             Served::Fresh(entry)
@@ -351,7 +337,7 @@ impl FeedCache {
                 .await;
             match built {
                 Ok(entry) if self.is_current(key, &entry) => {
-                    self.store_is_up();
+                    self.health.read_worked();
                     // moka evicts in batches; without this, a burst of cold builds holds
                     // hundreds of inserted-but-not-yet-weighed entries beyond the budget.
                     self.entries.run_pending_tasks().await;
@@ -362,7 +348,7 @@ impl FeedCache {
                 // The build (maybe another request's) began before a write: build again.
                 Ok(_) => continue,
                 Err(e) => {
-                    self.store_is_down();
+                    self.health.read_failed();
                     return match stand_in.filter(|old| self.may_stand_in(key, old)) {
                         Some(old) => {
                             // Keep it as the stand-in for the next requests.
@@ -374,29 +360,6 @@ impl FeedCache {
                 }
             }
         }
-    }
-
-    /// Whether the database's change notifications are being heard.
-    pub fn is_listening(&self) -> bool {
-        self.listening.load(Ordering::SeqCst)
-    }
-
-    /// Records whether the database's change notifications are being heard (PostgreSQL);
-    /// while they are not, every entry is served as stale.
-    pub fn set_listening(&self, listening: bool) {
-        self.listening.store(listening, Ordering::SeqCst);
-    }
-
-    /// Records that the store failed (a build failed, or changes can no longer be heard).
-    pub fn store_is_down(&self) {
-        self.failed_at.store(self.millis(), Ordering::SeqCst);
-        self.store_down.store(true, Ordering::SeqCst);
-    }
-
-    /// Records that the store answered again.
-    pub fn store_is_up(&self) {
-        self.failed_at.store(0, Ordering::SeqCst);
-        self.store_down.store(false, Ordering::SeqCst);
     }
 
     /// Marks `feeds` as changed by a write that has been committed.
@@ -433,14 +396,14 @@ impl FeedCache {
             }
             Change::Lost => {
                 metrics::counter!(crate::metrics::NOTIFY_DISCONNECTS).increment(1);
-                self.set_listening(false);
+                self.health.set_listening(false);
             }
             Change::Missed => {
                 tracing::info!(
                     "listening for store changes; cached feeds built before are outdated"
                 );
                 self.drop_all();
-                self.set_listening(true);
+                self.health.set_listening(true);
             }
         }
     }
@@ -506,7 +469,7 @@ mod tests {
     #[tokio::test]
     async fn can_serve_a_hit_without_building() {
         let (a, builds) = (key("a"), AtomicUsize::new(0));
-        let cache = FeedCache::new(1 << 20, vec![a.feed.clone()]);
+        let cache = FeedCache::new(1 << 20, vec![a.feed.clone()], Health::default());
         assert_eq!(get(&cache, &a, &builds, "one").await, "one");
         assert_eq!(get(&cache, &a, &builds, "two").await, "one");
         assert_eq!(builds.load(Ordering::SeqCst), 1);
@@ -515,7 +478,11 @@ mod tests {
     #[tokio::test]
     async fn a_write_drops_only_the_feeds_it_touched() {
         let (a, b, builds) = (key("a"), key("b"), AtomicUsize::new(0));
-        let cache = FeedCache::new(1 << 20, vec![a.feed.clone(), b.feed.clone()]);
+        let cache = FeedCache::new(
+            1 << 20,
+            vec![a.feed.clone(), b.feed.clone()],
+            Health::default(),
+        );
         get(&cache, &a, &builds, "a1").await;
         get(&cache, &b, &builds, "b1").await;
         cache.drop_feeds(std::slice::from_ref(&a.feed), Invalidation::Change);
@@ -528,7 +495,7 @@ mod tests {
     #[tokio::test]
     async fn a_build_that_raced_with_a_write_is_not_served_after_it() {
         let (a, builds) = (key("a"), AtomicUsize::new(0));
-        let cache = FeedCache::new(1 << 20, vec![a.feed.clone()]);
+        let cache = FeedCache::new(1 << 20, vec![a.feed.clone()], Health::default());
         let stale = cache
             .get_or_build::<(), _>(&a, || async {
                 // The write commits and drops the feed while this build is under way.
@@ -544,15 +511,15 @@ mod tests {
     #[tokio::test]
     async fn entries_are_stale_while_changes_cannot_be_heard() {
         let (a, builds) = (key("a"), AtomicUsize::new(0));
-        let cache = FeedCache::new(1 << 20, vec![a.feed.clone()]);
+        let cache = FeedCache::new(1 << 20, vec![a.feed.clone()], Health::default());
         get(&cache, &a, &builds, "x").await;
-        cache.set_listening(false);
+        cache.health.set_listening(false);
         let served = cache
             .get_or_build::<(), _>(&a, || async { Ok(rendered("y")) })
             .await
             .unwrap();
         assert!(served.is_stale());
-        cache.set_listening(true);
+        cache.health.set_listening(true);
         let served = cache
             .get_or_build::<(), _>(&a, || async { Ok(rendered("y")) })
             .await
@@ -567,7 +534,11 @@ mod tests {
     #[tokio::test]
     async fn an_outdated_copy_stands_in_while_builds_fail_but_never_after_a_takedown() {
         let (a, b, builds) = (key("a"), key("b"), AtomicUsize::new(0));
-        let cache = FeedCache::new(1 << 20, vec![a.feed.clone(), b.feed.clone()]);
+        let cache = FeedCache::new(
+            1 << 20,
+            vec![a.feed.clone(), b.feed.clone()],
+            Health::default(),
+        );
         get(&cache, &a, &builds, "a1").await;
         get(&cache, &b, &builds, "b1").await;
         cache.drop_all();
@@ -583,9 +554,9 @@ mod tests {
 
         // While the store is down, even a current entry cannot vouch for itself.
         let c = key("c2");
-        cache.store_is_up();
+        cache.health.read_worked();
         get(&cache, &c, &builds, "c").await;
-        cache.store_is_down();
+        cache.health.read_failed();
         assert!(
             cache
                 .get_or_build::<&str, _>(&c, || async { Err("x") })
@@ -593,7 +564,7 @@ mod tests {
                 .unwrap()
                 .is_stale()
         );
-        cache.store_is_up();
+        cache.health.read_worked();
 
         cache.drop_feeds(std::slice::from_ref(&b.feed), Invalidation::Takedown);
         assert!(
@@ -607,7 +578,7 @@ mod tests {
     #[tokio::test]
     async fn concurrent_misses_build_once() {
         let (a, builds) = (key("a"), AtomicUsize::new(0));
-        let cache = FeedCache::new(1 << 20, vec![a.feed.clone()]);
+        let cache = FeedCache::new(1 << 20, vec![a.feed.clone()], Health::default());
         // The build waits until every request has been polled once, so all 16 are in flight.
         let gate = tokio::sync::Notify::new();
         let gets = (0..16).map(|_| {
@@ -631,7 +602,7 @@ mod tests {
     #[tokio::test]
     async fn a_request_joining_a_build_that_raced_a_write_builds_again() {
         let (a, builds) = (key("a"), AtomicUsize::new(0));
-        let cache = FeedCache::new(1 << 20, vec![a.feed.clone()]);
+        let cache = FeedCache::new(1 << 20, vec![a.feed.clone()], Health::default());
         let gate = tokio::sync::Notify::new();
         let first = cache.get_or_build::<(), _>(&a, || async {
             let n = builds.fetch_add(1, Ordering::SeqCst);
@@ -691,7 +662,11 @@ mod tests {
     async fn stays_within_its_byte_budget() {
         let builds = AtomicUsize::new(0);
         let keys: Vec<FeedKey> = (0..100).map(|i| key(&format!("k{i}"))).collect();
-        let cache = FeedCache::new(64 * 1024, keys.iter().map(|k| k.feed.clone()).collect());
+        let cache = FeedCache::new(
+            64 * 1024,
+            keys.iter().map(|k| k.feed.clone()).collect(),
+            Health::default(),
+        );
         let body = "x".repeat(4096);
         for k in &keys {
             get(&cache, k, &builds, &body).await;

@@ -149,7 +149,7 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
             tracing::warn!(%cause, "not ready");
             "not ready: the article store is unavailable\n".to_owned()
         }
-        Ok(()) => match app.store.write_health().failure() {
+        Ok(()) => match app.store.health().write_failure() {
             Some(reason) => format!("not ready: the store cannot write: {reason}\n"),
             None => return "ready\n".into_response(),
         },

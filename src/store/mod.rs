@@ -9,6 +9,7 @@
 //! they connect and in their migrations, which live in `migrations/<backend>/` and are embedded
 //! in the binary.
 
+mod health;
 mod postgres;
 mod shared;
 mod sqlite;
@@ -29,6 +30,7 @@ use tokio::task::JoinHandle;
 use crate::model::Catalog;
 use crate::model::{Article, ArticleId, Bucket, CategorySlug, RegionCode};
 
+pub use health::{Health, WRITE_PROBE_INTERVAL};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -214,67 +216,6 @@ impl Backend {
     }
 }
 
-/// Whether the store can write, as its last write showed: from a failed write until the next
-/// one succeeds, the reason. While it cannot, this instance cannot take an article down, so it
-/// must not say it is ready; reads go on being served.
-#[derive(Debug, Clone, Default)]
-pub struct WriteHealth(Arc<std::sync::Mutex<Option<WriteFailure>>>);
-
-/// The last failed write: why, and when it (or the last probe) happened.
-#[derive(Debug, Clone)]
-struct WriteFailure {
-    reason: String,
-    at: std::time::Instant,
-}
-
-/// While writes fail, how often [`Store::probe_write`] may try one of its own, by default. Without a probe,
-/// an instance taken out of rotation for failing a write would never see the next write that
-/// clears it (its load balancer sends it none, and other replicas' writes do not count here).
-pub const WRITE_PROBE_INTERVAL: Duration = Duration::from_secs(10);
-
-impl WriteHealth {
-    /// Why the last write failed, if it did.
-    pub fn failure(&self) -> Option<String> {
-        self.lock().as_ref().map(|f| f.reason.clone())
-    }
-
-    /// Whether writes are failing and the last attempt is at least `interval` ago.
-    fn due_for_probe(&self, interval: Duration) -> bool {
-        self.lock()
-            .as_ref()
-            .is_some_and(|f| f.at.elapsed() >= interval)
-    }
-
-    /// Notes a whole write's outcome (a commit, a takedown) and passes it on.
-    fn record<T>(&self, outcome: Result<T, StoreError>) -> Result<T, StoreError> {
-        match outcome {
-            Ok(done) => {
-                *self.lock() = None;
-                Ok(done)
-            }
-            Err(e) => Err(self.failed(e)),
-        }
-    }
-
-    /// Notes a failed step of a write (which is not known to work until it commits), counting
-    /// it, and passes the error on.
-    fn failed(&self, e: StoreError) -> StoreError {
-        metrics::counter!(crate::metrics::STORE_WRITE_FAILURES).increment(1);
-        *self.lock() = Some(WriteFailure {
-            reason: e.to_string(),
-            at: std::time::Instant::now(),
-        });
-        e
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<WriteFailure>> {
-        // A panic while holding this lock cannot leave the text half-written.
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-}
-
 /// Default bound on one store operation; past it the store counts as unavailable.
 const DEFAULT_QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -285,7 +226,7 @@ pub struct Store {
     /// Read operations run against the backend (each is one SQL statement per bucket).
     queries: Arc<AtomicU64>,
     query_timeout: Duration,
-    writes: WriteHealth,
+    health: Health,
     write_probe_interval: Duration,
 }
 
@@ -304,7 +245,7 @@ pub struct Writer {
     tx: WriteTx,
     touched: shared::Touched,
     backend: Backend,
-    writes: WriteHealth,
+    health: Health,
 }
 
 enum WriteTx {
@@ -324,7 +265,7 @@ impl Writer {
             WriteTx::Sqlite(tx) => SqliteStore::write_in(tx, articles, catalog, touched).await,
             WriteTx::Postgres(tx) => PgStore::write_in(tx, articles, catalog, touched).await,
         };
-        written.map_err(|e| self.writes.failed(e))
+        written.map_err(|e| self.health.write_failed(e))
     }
 
     /// Stores everything written, and returns every bucket whose feeds changed: those the
@@ -334,8 +275,8 @@ impl Writer {
             WriteTx::Sqlite(tx) => tx.commit().await,
             WriteTx::Postgres(tx) => tx.commit().await,
         };
-        self.writes
-            .record(committed.map_err(|source| StoreError::Query {
+        self.health
+            .record_write(committed.map_err(|source| StoreError::Query {
                 doing: "committing a write",
                 source,
             }))?;
@@ -386,7 +327,7 @@ impl Store {
             backend,
             queries: Arc::new(AtomicU64::new(0)),
             query_timeout: DEFAULT_QUERY_TIMEOUT,
-            writes: WriteHealth::default(),
+            health: Health::default(),
             write_probe_interval: WRITE_PROBE_INTERVAL,
         };
         delegate!(store, s => s.refile_if_tree_changed(catalog).await)?;
@@ -447,10 +388,10 @@ impl Store {
             Backend::Postgres(s) => s.begin_write().await.map(WriteTx::Postgres),
         };
         Ok(Writer {
-            tx: tx.map_err(|e| self.writes.failed(e))?,
+            tx: tx.map_err(|e| self.health.write_failed(e))?,
             touched: shared::Touched::new(),
             backend: self.backend.clone(),
-            writes: self.writes.clone(),
+            health: self.health.clone(),
         })
     }
 
@@ -462,18 +403,18 @@ impl Store {
                 delegate!(self, s => s.delete(id.as_str()).await)
             })
             .await;
-        self.writes.record(deleted)
+        self.health.record_write(deleted)
     }
 
-    /// Whether the store can write, as its last write showed.
-    pub fn write_health(&self) -> &WriteHealth {
-        &self.writes
+    /// What is known of the store's health: shared with the cache and readiness.
+    pub fn health(&self) -> &Health {
+        &self.health
     }
 
     /// While writes fail, and at most every [`WRITE_PROBE_INTERVAL`], tries a small write of its
     /// own (a row of `meta`); one that commits clears the failure.
     pub async fn probe_write(&self) {
-        if !self.writes.due_for_probe(self.write_probe_interval) {
+        if !self.health.due_for_probe(self.write_probe_interval) {
             return;
         }
         let probed = self
@@ -481,7 +422,7 @@ impl Store {
                 delegate!(self, s => s.probe_write().await)
             })
             .await;
-        let _ = self.writes.record(probed);
+        let _ = self.health.record_write(probed);
     }
 
     /// The articles of a selection within a window, newest first (ties: greater id first), as
