@@ -5,6 +5,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+#[cfg(feature = "testing")]
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::watch;
@@ -73,7 +74,8 @@ pub struct App {
     pub opml: Encoded,
     /// The Content-Security-Policy of the HTML pages, built once from the configuration.
     pub page_policy: String,
-    /// Feeds built from the store so far.
+    /// Feeds built from the store so far (for the tests).
+    #[cfg(feature = "testing")]
     builds: AtomicU64,
     admin_token: Option<AdminToken>,
     heard: watch::Sender<u64>,
@@ -144,6 +146,7 @@ impl App {
             cache,
             pings,
             listener,
+            #[cfg(feature = "testing")]
             builds: AtomicU64::new(0),
             admin_token: None,
             heard,
@@ -187,6 +190,7 @@ impl App {
 
     /// How many feed documents have been built from the store (each is one assembly and one
     /// rendering); a cache hit or a 304 builds nothing.
+    #[cfg(feature = "testing")]
     pub fn builds(&self) -> u64 {
         self.builds.load(Ordering::Relaxed)
     }
@@ -220,6 +224,7 @@ impl App {
 
     /// Builds a feed from the store, bypassing the cache.
     pub async fn build(&self, key: &FeedKey) -> Result<Rendered, FeedError> {
+        #[cfg(feature = "testing")]
         self.builds.fetch_add(1, Ordering::Relaxed);
         let started = std::time::Instant::now();
         let selected = feed::select(&self.settings, &self.store, key).await?;
@@ -293,6 +298,7 @@ impl App {
     }
 
     /// How many read queries the store has run.
+    #[cfg(feature = "testing")]
     pub fn store_queries(&self) -> u64 {
         self.store.queries()
     }

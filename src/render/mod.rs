@@ -12,7 +12,7 @@ mod html;
 mod json;
 mod opml;
 mod rss;
-#[cfg(feature = "verify")]
+#[cfg(feature = "testing")]
 pub mod verify;
 
 use bytes::Bytes;

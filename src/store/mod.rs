@@ -19,7 +19,9 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use std::future::Future;
+#[cfg(feature = "testing")]
 use std::sync::Arc;
+#[cfg(feature = "testing")]
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -223,7 +225,9 @@ const DEFAULT_QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Debug, Clone)]
 pub struct Store {
     backend: Backend,
-    /// Read operations run against the backend (each is one SQL statement per bucket).
+    /// Read operations run against the backend (each is one SQL statement per bucket), for
+    /// the tests.
+    #[cfg(feature = "testing")]
     queries: Arc<AtomicU64>,
     query_timeout: Duration,
     health: Health,
@@ -325,6 +329,7 @@ impl Store {
         };
         let store = Store {
             backend,
+            #[cfg(feature = "testing")]
             queries: Arc::new(AtomicU64::new(0)),
             query_timeout: DEFAULT_QUERY_TIMEOUT,
             health: Health::default(),
@@ -432,6 +437,7 @@ impl Store {
         selection: &Selection,
         window: Window,
     ) -> Result<Vec<StoredArticle>, StoreError> {
+        #[cfg(feature = "testing")]
         self.queries.fetch_add(1, Ordering::Relaxed);
         self.bounded("reading a feed", async {
             delegate!(self, s => s.articles(selection, window).await)
@@ -445,6 +451,7 @@ impl Store {
         selection: &Selection,
         edge: Edge,
     ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        #[cfg(feature = "testing")]
         self.queries.fetch_add(1, Ordering::Relaxed);
         self.bounded("finding an archive", async {
             delegate!(self, s => s.edge(selection, edge).await)
@@ -453,6 +460,7 @@ impl Store {
     }
 
     /// How many read operations (feed and archive queries) have been run.
+    #[cfg(feature = "testing")]
     pub fn queries(&self) -> u64 {
         self.queries.load(Ordering::Relaxed)
     }
