@@ -32,6 +32,13 @@ pub enum FeedError {
     Render(#[from] RenderError),
 }
 
+/// The WebSub topics of these feeds: each one's newest-items URL, in every feed format.
+fn topics(settings: &Settings, feeds: Vec<FeedId>) -> impl Iterator<Item = String> + '_ {
+    feeds.into_iter().flat_map(move |feed| {
+        Format::FEEDS.map(|format| FeedKey::latest(feed.clone(), format, settings).topic(settings))
+    })
+}
+
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
@@ -83,7 +90,7 @@ pub struct App {
     /// is built, so a sweep of cold feeds would otherwise grow memory with its concurrency.
     building: tokio::sync::Semaphore,
     /// CPU tasks on the blocking pool at once (see [`App::off_async`]).
-    cpu: tokio::sync::Semaphore,
+    cpu: Arc<tokio::sync::Semaphore>,
 }
 
 impl App {
@@ -113,14 +120,7 @@ impl App {
             })
         });
         let pings = (!settings.websub.hubs.is_empty()).then(|| {
-            let every_topic = FeedId::all(&settings.catalog)
-                .into_iter()
-                .flat_map(|feed| {
-                    Format::FEEDS.map(|format| {
-                        FeedKey::latest(feed.clone(), format, &settings).topic(&settings)
-                    })
-                })
-                .collect();
+            let every_topic = topics(&settings, FeedId::all(&settings.catalog)).collect();
             Outbound::start(
                 Arc::new(PublishPing::new(every_topic)),
                 outbound::Limits {
@@ -151,7 +151,7 @@ impl App {
             admin_token: None,
             heard,
             building: tokio::sync::Semaphore::new(BUILDS_PER_CORE * cores()),
-            cpu: tokio::sync::Semaphore::new(cores()),
+            cpu: Arc::new(tokio::sync::Semaphore::new(cores())),
         }
     }
 
@@ -216,10 +216,15 @@ impl App {
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, CpuWorkFailed> {
-        let _slot = self.cpu.acquire().await;
-        tokio::task::spawn_blocking(work)
-            .await
-            .map_err(|e| CpuWorkFailed(e.to_string()))
+        // The permit goes with the task: if the caller is cancelled (a client gone, a request
+        // timed out), the work runs on, and still counts against the bound until it ends.
+        let slot = self.cpu.clone().acquire_owned().await;
+        tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            work()
+        })
+        .await
+        .map_err(|e| CpuWorkFailed(e.to_string()))
     }
 
     /// Builds a feed from the store, bypassing the cache.
@@ -310,14 +315,7 @@ impl App {
         let Some(pings) = &self.pings else {
             return;
         };
-        let topics: BTreeSet<String> = touched
-            .into_iter()
-            .flat_map(|feed| {
-                Format::FEEDS.map(|format| {
-                    FeedKey::latest(feed.clone(), format, &self.settings).topic(&self.settings)
-                })
-            })
-            .collect();
+        let topics: BTreeSet<String> = topics(&self.settings, touched).collect();
         pings.enqueue(&self.settings.websub.hubs, &topics);
     }
 

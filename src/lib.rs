@@ -23,8 +23,8 @@
 //! - [`import`]: the article intake (strict for what arrives, lenient for rows read back) and
 //!   batches: NDJSON or JSON arrays in, every problem counted, the first listed; the streamed
 //!   import of a file into the store.
-//! - [`feed`]: [`feed::FeedKey`] names a feed, its format and its parameters; [`feed::assemble`]
-//!   selects the items of any feed the same way.
+//! - [`feed`]: [`feed::FeedKey`] names a feed, its format and its parameters; [`feed::select`]
+//!   and [`feed::finish`] assemble any feed the same way.
 //! - [`render`]: one module per format (RSS, Atom, JSON Feed, an HTML page), each turning a
 //!   [`feed::Feed`] into bytes; also the index page and the OPML list.
 //! - [`cache`]: rendered bytes, pre-compressed, with their validators, in a byte-bounded moka

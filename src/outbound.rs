@@ -5,12 +5,13 @@
 //! background, at most `max_in_flight` at once and `max_per_host` to one host, so a bulk import
 //! that touches thousands of feeds never fires thousands of requests at once, and a slow host
 //! holds up only its own entries. Entries are coalesced: a topic already pending for a target is
-//! not queued twice. Nothing is dropped: when a target has more than [`MAX_PENDING_PER_TARGET`]
+//! not queued twice, and a target's topics go out in the order they were first queued, so a
+//! topic that changes all the time cannot keep the others waiting. Nothing is dropped: when a target has more than [`MAX_PENDING_PER_TARGET`]
 //! topics pending, they collapse into one "everything changed" entry, which is sent as every
 //! topic the [`Delivery`] knows when its turn comes. The pending entries are plain data (target,
 //! topic) so that they can live in the store, shared by replicas and kept across a crash.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -40,10 +41,40 @@ pub trait Delivery: Send + Sync + 'static {
 /// What a target has pending.
 #[derive(Debug)]
 enum Pending {
-    /// These topics, each once, in order.
-    Topics(BTreeSet<String>),
+    /// These topics, each once, oldest first.
+    Topics(Queue),
     /// Too many to hold: everything changed.
     Everything,
+}
+
+/// Topics in the order first queued, each once.
+#[derive(Debug, Default)]
+struct Queue {
+    order: VecDeque<String>,
+    queued: HashSet<String>,
+}
+
+impl Queue {
+    fn push(&mut self, topic: &str) {
+        if !self.queued.contains(topic) {
+            self.queued.insert(topic.to_owned());
+            self.order.push_back(topic.to_owned());
+        }
+    }
+
+    fn pop(&mut self) -> Option<String> {
+        let topic = self.order.pop_front()?;
+        self.queued.remove(&topic);
+        Some(topic)
+    }
+
+    fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -111,9 +142,9 @@ impl Outbound {
                 let pending = state
                     .pending
                     .entry(target.clone())
-                    .or_insert_with(|| Pending::Topics(BTreeSet::new()));
+                    .or_insert_with(|| Pending::Topics(Queue::default()));
                 if let Pending::Topics(queued) = pending {
-                    queued.extend(topics.iter().cloned());
+                    topics.iter().for_each(|t| queued.push(t));
                     if queued.len() > MAX_PENDING_PER_TARGET {
                         tracing::warn!(%target, "outbound entries collapsed: everything changed");
                         *pending = Pending::Everything;
@@ -130,7 +161,7 @@ impl Outbound {
             .pending
             .values()
             .map(|p| match p {
-                Pending::Topics(t) => t.len(),
+                Pending::Topics(q) => q.len(),
                 Pending::Everything => 1,
             })
             .sum()
@@ -176,12 +207,14 @@ fn next(state: &mut State, limits: &Limits, delivery: &dyn Delivery) -> Option<(
             continue;
         };
         if let Pending::Everything = pending {
-            *pending = Pending::Topics(delivery.every_topic().into_iter().collect());
+            let mut every = Queue::default();
+            delivery.every_topic().iter().for_each(|t| every.push(t));
+            *pending = Pending::Topics(every);
         }
         let Pending::Topics(topics) = pending else {
             continue;
         };
-        let Some(topic) = topics.pop_first() else {
+        let Some(topic) = topics.pop() else {
             state.pending.remove(&target);
             continue;
         };
@@ -203,7 +236,8 @@ async fn dispatch(
     wake: Arc<Notify>,
 ) {
     loop {
-        // Registered before looking, so a wake-up between the look and the wait is kept.
+        // A wake-up between the look and the wait is not lost: `notify_one` leaves a permit
+        // for the next `notified()` to take.
         let woken = wake.notified();
         let taken = {
             let mut s = lock(&state);
@@ -218,21 +252,38 @@ async fn dispatch(
             woken.await;
             continue;
         };
-        let (delivery, state, wake) = (delivery.clone(), state.clone(), wake.clone());
+        let slot = InFlight {
+            state: state.clone(),
+            wake: wake.clone(),
+            host: host_of(&target),
+        };
+        let delivery = delivery.clone();
         tokio::spawn(async move {
             send_with_retry(delivery.as_ref(), &target, &topic, limits.retry).await;
-            let mut s = lock(&state);
-            s.in_flight -= 1;
-            let host = host_of(&target);
-            if let Some(n) = s.per_host.get_mut(&host) {
-                *n -= 1;
-                if *n == 0 {
-                    s.per_host.remove(&host);
-                }
-            }
-            drop(s);
-            wake.notify_one();
+            drop(slot);
         });
+    }
+}
+
+/// A request counted in flight; uncounted when dropped, even if its task panicked.
+struct InFlight {
+    state: Arc<Mutex<State>>,
+    wake: Arc<Notify>,
+    host: String,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut s = lock(&self.state);
+        s.in_flight = s.in_flight.saturating_sub(1);
+        if let Some(n) = s.per_host.get_mut(&self.host) {
+            *n -= 1;
+            if *n == 0 {
+                s.per_host.remove(&self.host);
+            }
+        }
+        drop(s);
+        self.wake.notify_one();
     }
 }
 
@@ -366,6 +417,18 @@ mod tests {
         assert_eq!(unique.len(), 8 * 50);
         assert!(recorder.most.load(Ordering::SeqCst) <= 16);
         assert!(recorder.per_host_most.load(Ordering::SeqCst) <= 4);
+    }
+
+    #[test]
+    fn a_topic_queued_again_after_it_was_taken_waits_behind_the_others() {
+        let mut q = Queue::default();
+        for t in ["a", "b", "a", "c"] {
+            q.push(t);
+        }
+        assert_eq!(q.pop().as_deref(), Some("a"));
+        q.push("a");
+        let rest: Vec<String> = std::iter::from_fn(|| q.pop()).collect();
+        assert_eq!(rest, ["b", "c", "a"]);
     }
 
     #[tokio::test]

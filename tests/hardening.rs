@@ -246,7 +246,7 @@ impl SmallDisk {
                 std::env::var_os("CI").is_none(),
                 "CI runs as root and must be able to mount a tmpfs"
             );
-            eprintln!("SKIPPED: cannot mount a tmpfs here (not root?)");
+            common::say("SKIPPED: cannot mount a tmpfs here (not root?)");
             return None;
         }
         Some(SmallDisk { dir })

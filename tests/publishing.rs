@@ -533,12 +533,12 @@ async fn rows_the_cms_writes_follow_the_same_rules_as_what_arrives_through_the_a
     };
     let cms = sqlx::PgPool::connect(pg).await.unwrap();
     // An embed from an allowed host, a relative image, a language that is not a tag, a
-    // category nobody declared beside one that is, and an edit time no feed can write.
+    // category that cannot be a name beside one that is, and an edit time no feed can write.
     sqlx::query(
         "INSERT INTO articles (id, title, summary, content_html, url, published_at, updated_at, \
          categories, region, language, image) VALUES ('cms-rules', '规则一致', '', $1, \
          'https://www.kechuang.example.cn/n/9.html', 1716000000000000, 999999999999999999, \
-         'nope hydrogen', '320281', 'not a tag!', 'img/lead.jpg')",
+         'bad/slug hydrogen', '320281', 'not a tag!', 'img/lead.jpg')",
     )
     .bind(r#"<p>视频</p><iframe src="https://player.video.example.cn/embed/9"></iframe><iframe src="https://evil.example.com/x"></iframe>"#)
     .execute(&cms)

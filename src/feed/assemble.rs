@@ -47,15 +47,6 @@ pub struct Selected {
     archive: Archive,
 }
 
-/// Reads a feed's items from the store and describes the feed.
-pub async fn assemble(
-    settings: &Settings,
-    store: &Store,
-    key: &FeedKey,
-) -> Result<Feed, StoreError> {
-    Ok(finish(settings, key, select(settings, store, key).await?))
-}
-
 /// Reads what a feed holds from the store.
 pub async fn select(
     settings: &Settings,
@@ -97,9 +88,14 @@ pub fn finish(settings: &Settings, key: &FeedKey, selected: Selected) -> Feed {
     let tz = settings.site.time_zone;
     // Every row goes through the intake, which skips one that cannot be fixed: one bad row
     // must not take the feed down for every subscriber.
+    let wanted = match key.view {
+        View::Latest { limit } => limit as usize,
+        View::Archive(_) => usize::MAX,
+    };
     let items: Vec<Article> = rows
         .into_iter()
         .filter_map(|row| import::stored(row, settings))
+        .take(wanted)
         .collect();
     if let View::Latest { .. } = key.view {
         archive.prev = items.first().map(|a| Month::of(a.published_at(), tz));

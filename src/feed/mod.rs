@@ -3,7 +3,7 @@
 //! A [`FeedKey`] names one thing that can be served: which feed ([`FeedId`]), in which
 //! [`Format`], and which [`View`] of it (the newest items, or one month's archive). The router,
 //! the cache, the headers and the CLI's `render` all go through [`FeedKey`], so they cannot
-//! disagree about what a URL means or how long it may be cached. [`assemble`] builds any
+//! disagree about what a URL means or how long it may be cached. [`select`] and [`finish`] build any
 //! feed the same way; a category, a region roll-up and a custom feed differ only in their
 //! [`Selection`].
 
@@ -19,7 +19,7 @@ use crate::model::Catalog;
 use crate::model::{Bucket, CategorySlug, FeedSlug, RegionCode};
 use crate::store::Selection;
 
-pub use assemble::{Archive, Feed, Selected, assemble, describe, finish, select};
+pub use assemble::{Archive, Feed, Selected, describe, finish, select};
 pub use month::Month;
 
 /// A feed, independent of format and item count.

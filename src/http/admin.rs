@@ -236,10 +236,13 @@ async fn batch(
     let is_array = match declared.as_deref() {
         Some("application/json") => true,
         Some("application/x-ndjson" | "application/ndjson" | "application/jsonl") => false,
-        _ => text(&body)?
-            .trim_start_matches('\u{FEFF}')
-            .trim_start()
-            .starts_with('['),
+        // Sniffed from the first bytes: the whole body is checked as UTF-8 once, off the
+        // async workers, with the rest of it.
+        _ => body
+            .strip_prefix("\u{FEFF}".as_bytes())
+            .unwrap_or(&body)
+            .trim_ascii_start()
+            .starts_with(b"["),
     };
     let articles = validated(&app, body, move |text, settings| {
         if is_array {

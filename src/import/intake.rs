@@ -18,7 +18,7 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::config::Settings;
-use crate::model::{Article, ArticleId, CategorySlug, MAX_SUMMARY_CHARS, Source};
+use crate::model::{Article, ArticleId, CategorySlug, MAX_SUMMARY_CHARS, RegionCode, Source};
 use crate::sanitize;
 use crate::store::StoredArticle;
 
@@ -386,7 +386,6 @@ pub fn stored(row: StoredArticle, settings: &Settings) -> Option<Article> {
         return skip(&row.id, "its title has no text");
     }
 
-    let catalog = &settings.catalog;
     let mut dropped: Vec<&'static str> = Vec::new();
     let updated_at = match row.updated_at.map(stored_instant) {
         None => None,
@@ -427,21 +426,23 @@ pub fn stored(row: StoredArticle, settings: &Settings) -> Option<Article> {
             }
         }
     };
+    // A name that is no longer declared (feeds.toml changed since the row was written) is kept:
+    // it is shown by its slug, as before. Only a name that cannot be one is dropped.
     let mut categories: Vec<CategorySlug> = Vec::new();
     for raw in row.categories.split_whitespace() {
-        match catalog.category_slug(raw) {
-            Some(slug) if !categories.contains(slug) => categories.push(slug.clone()),
-            Some(_) => {}
-            None if !dropped.contains(&"categories") => dropped.push("categories"),
-            None => {}
+        match CategorySlug::parse(raw) {
+            Ok(slug) if !categories.contains(&slug) => categories.push(slug),
+            Ok(_) => {}
+            Err(_) if !dropped.contains(&"categories") => dropped.push("categories"),
+            Err(_) => {}
         }
     }
     let region = row
         .region
         .as_deref()
-        .and_then(|raw| match catalog.region(raw) {
-            Some(r) => Some(r.code.clone()),
-            None => {
+        .and_then(|raw| match RegionCode::parse(raw) {
+            Ok(code) => Some(code),
+            Err(_) => {
                 dropped.push("region");
                 None
             }

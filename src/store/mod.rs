@@ -431,7 +431,9 @@ impl Store {
     }
 
     /// The articles of a selection within a window, newest first (ties: greater id first), as
-    /// stored: the intake (in `import`, above the store) turns them into articles.
+    /// stored: the intake (in `import`, above the store) turns them into articles. With a limit,
+    /// each bucket gives at most that many, so the caller cuts the merged rows to it after the
+    /// intake.
     pub async fn articles(
         &self,
         selection: &Selection,

@@ -238,16 +238,15 @@ pub(super) fn categories_column(article: &Article) -> String {
 }
 
 /// Merges the per-bucket results of a selection: newest first, ties by id, each article once.
-pub(super) fn newest_first(mut rows: Vec<StoredArticle>, limit: Option<u32>) -> Vec<StoredArticle> {
+/// Not cut to the window's limit: the intake may yet skip a row it cannot fix, and the next
+/// row (of another bucket) should then take its place.
+pub(super) fn newest_first(mut rows: Vec<StoredArticle>) -> Vec<StoredArticle> {
     rows.sort_by(|a, b| {
         b.published_at
             .cmp(&a.published_at)
             .then_with(|| b.id.cmp(&a.id))
     });
     rows.dedup_by(|a, b| a.id == b.id);
-    if let Some(limit) = limit {
-        rows.truncate(limit as usize);
-    }
     rows
 }
 
@@ -456,7 +455,7 @@ macro_rules! store_queries {
                         })?);
                     }
                 }
-                Ok(shared::newest_first(found, window.limit))
+                Ok(shared::newest_first(found))
             }
 
             pub(super) async fn edge(

@@ -20,6 +20,13 @@ pub const POSTGRES_ENV: &str = "FEEDCAST_TEST_POSTGRES_URL";
 /// The PostgreSQL the tests use when [`POSTGRES_ENV`] is not set, if it answers.
 pub const DEFAULT_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/test";
 
+/// Says something on standard error past the test harness's capture (which takes only what
+/// `eprintln!` prints), so it shows even when every test passes.
+pub fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 /// The PostgreSQL the tests run on: [`POSTGRES_ENV`] if set, else [`DEFAULT_POSTGRES`] if it
 /// accepts a connection within a second; or why there is none. Decided once per test binary,
 /// and said once.
@@ -27,7 +34,7 @@ pub async fn postgres_url() -> Result<String, String> {
     static URL: tokio::sync::OnceCell<Result<String, String>> = tokio::sync::OnceCell::const_new();
     URL.get_or_init(|| async {
         if let Ok(url) = std::env::var(POSTGRES_ENV) {
-            eprintln!("PostgreSQL tests use {url} (from {POSTGRES_ENV})");
+            say(&format!("PostgreSQL tests use {url} (from {POSTGRES_ENV})"));
             return Ok(url);
         }
         let connect = sqlx::postgres::PgPoolOptions::new()
@@ -36,7 +43,9 @@ pub async fn postgres_url() -> Result<String, String> {
         match tokio::time::timeout(std::time::Duration::from_secs(1), connect).await {
             Ok(Ok(pool)) => {
                 pool.close().await;
-                eprintln!("PostgreSQL tests use {DEFAULT_POSTGRES} (it answered; {POSTGRES_ENV} is not set)");
+                say(&format!(
+                    "PostgreSQL tests use {DEFAULT_POSTGRES} (it answered; {POSTGRES_ENV} is not set)"
+                ));
                 Ok(DEFAULT_POSTGRES.to_owned())
             }
             Ok(Err(e)) => Err(format!("{DEFAULT_POSTGRES} refused: {e}; set {POSTGRES_ENV}")),
@@ -79,7 +88,9 @@ pub fn available(program: &str, args: &[&str]) -> bool {
             std::env::var_os("CI").is_none(),
             "{program} {args:?} is required in CI: .ci/run installs it"
         );
-        eprintln!("SKIPPED: {program} {args:?} is not available here");
+        say(&format!(
+            "SKIPPED: {program} {args:?} is not available here"
+        ));
     }
     ok
 }
@@ -138,7 +149,7 @@ impl TestDb {
                             std::env::var_os("CI").is_none(),
                             "PostgreSQL is required in CI (.ci/run starts it): {why}"
                         );
-                        eprintln!("SKIPPED: PostgreSQL part of this test: {why}");
+                        say(&format!("SKIPPED: PostgreSQL part of this test: {why}"));
                         return None;
                     }
                 };
