@@ -35,7 +35,17 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// The `crate::name` paths of a line: the first segment after each `crate::`.
+/// The first identifier of `text`.
+fn ident(text: &str) -> &str {
+    let text = text.trim_start();
+    let end = text
+        .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .unwrap_or(text.len());
+    &text[..end]
+}
+
+/// The `crate::name` paths of a line: the first segment after each `crate::`, and each first
+/// segment of a group (`crate::{a, b::c}`).
 fn crate_paths(line: &str) -> Vec<&str> {
     line.match_indices("crate::")
         .filter(|(i, _)| {
@@ -45,14 +55,20 @@ fn crate_paths(line: &str) -> Vec<&str> {
                 .next_back()
                 .is_some_and(|c| c.is_alphanumeric() || c == '_')
         })
-        .map(|(i, m)| {
+        .flat_map(|(i, m)| {
             let rest = &line[i + m.len()..];
-            let end = rest
-                .find(|c: char| !(c.is_alphanumeric() || c == '_'))
-                .unwrap_or(rest.len());
-            &rest[..end]
+            match rest.strip_prefix('{') {
+                Some(group) => group
+                    .split('}')
+                    .next()
+                    .unwrap_or_default()
+                    .split(',')
+                    .map(ident)
+                    .collect(),
+                None => vec![ident(rest)],
+            }
         })
-        .filter(|name| !name.is_empty())
+        .filter(|name| !name.is_empty() && *name != "self")
         .collect()
 }
 
@@ -124,4 +140,8 @@ fn the_layer_check_sees_what_it_must() {
         ["import", "GENERATOR"]
     );
     assert!(crate_paths("use my_crate::x;").is_empty());
+    assert_eq!(
+        crate_paths("use crate::{store::Store, model, GENERATOR};"),
+        ["store", "model", "GENERATOR"]
+    );
 }
