@@ -6,6 +6,7 @@ use std::sync::Arc;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
+use super::representation;
 use crate::app::FeedError;
 use crate::feed::KeyError;
 
@@ -82,16 +83,13 @@ impl IntoResponse for AppError {
             ),
             AppError::Unavailable(cause) => {
                 tracing::error!(%cause, "store unavailable");
-                let mut r = (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "the article store is unavailable; try again shortly\n",
-                )
-                    .into_response();
-                r.headers_mut().insert(
-                    axum::http::header::RETRY_AFTER,
-                    axum::http::HeaderValue::from_static("5"),
+                return representation::retry_after(
+                    representation::plain(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "the article store is unavailable; try again shortly\n",
+                    ),
+                    RETRY_SECONDS,
                 );
-                return r;
             }
             AppError::Internal(cause) => {
                 tracing::error!(%cause, "internal error");
@@ -101,12 +99,7 @@ impl IntoResponse for AppError {
                 )
             }
         };
-        let mut r = (status, body).into_response();
-        r.headers_mut().insert(
-            axum::http::header::CONTENT_TYPE,
-            axum::http::HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
-        r
+        representation::plain(status, body)
     }
 }
 
@@ -153,40 +146,31 @@ impl From<crate::store::StoreError> for ApiError {
 
 /// A JSON response.
 pub(super) fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {
-    let mut r = (status, body.to_string()).into_response();
-    r.headers_mut().insert(
-        axum::http::header::CONTENT_TYPE,
-        axum::http::HeaderValue::from_static("application/json"),
-    );
-    r
+    representation::json(status, body)
 }
+
+/// Seconds a client is asked to wait when the store fails.
+const RETRY_SECONDS: u64 = 5;
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         use serde_json::json;
         let (status, body) = match self {
-            ApiError::Off => return (StatusCode::NOT_FOUND, "not found\n").into_response(),
+            ApiError::Off => return representation::plain(StatusCode::NOT_FOUND, "not found\n"),
             ApiError::Unauthorized => {
-                let mut r = json_response(
+                return representation::bearer_challenge(json_response(
                     StatusCode::UNAUTHORIZED,
                     &json!({ "error": "a valid bearer token is required" }),
-                );
-                r.headers_mut().insert(
-                    axum::http::header::WWW_AUTHENTICATE,
-                    axum::http::HeaderValue::from_static("Bearer"),
-                );
-                return r;
+                ));
             }
             ApiError::TooManyFailures { retry_after } => {
-                let mut r = json_response(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    &json!({ "error": format!("too many failed authentications; try again in {retry_after} s") }),
+                return representation::retry_after(
+                    json_response(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        &json!({ "error": format!("too many failed authentications; try again in {retry_after} s") }),
+                    ),
+                    retry_after,
                 );
-                r.headers_mut().insert(
-                    axum::http::header::RETRY_AFTER,
-                    axum::http::HeaderValue::from(retry_after),
-                );
-                return r;
             }
             ApiError::TooLarge { limit } => (
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -221,15 +205,13 @@ impl IntoResponse for ApiError {
             }
             ApiError::Store(cause) => {
                 tracing::error!(%cause, "store failed during an admin request");
-                let mut r = json_response(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    &json!({ "error": "the article store is unavailable; try again (writes are idempotent)" }),
+                return representation::retry_after(
+                    json_response(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        &json!({ "error": "the article store is unavailable; try again (writes are idempotent)" }),
+                    ),
+                    RETRY_SECONDS,
                 );
-                r.headers_mut().insert(
-                    axum::http::header::RETRY_AFTER,
-                    axum::http::HeaderValue::from_static("5"),
-                );
-                return r;
             }
         };
         json_response(status, &body)

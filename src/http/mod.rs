@@ -17,8 +17,8 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Path, RawQuery, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{StatusCode, header};
+use axum::response::Response;
 use axum::routing::get;
 use chrono::Utc;
 use tokio::net::TcpListener;
@@ -131,14 +131,11 @@ async fn healthz() -> &'static str {
 async fn metrics(State(app): State<Arc<App>>) -> Response {
     ::metrics::gauge!(crate::metrics::CACHE_BYTES).set(app.cache_bytes_now() as f64);
     let body = crate::metrics::handle().map_or_else(String::new, |h| h.render());
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
+    representation::text(
+        StatusCode::OK,
+        "text/plain; version=0.0.4; charset=utf-8",
         body,
     )
-        .into_response()
 }
 
 /// Ready when the store answers within its query timeout and its last write did not fail: an
@@ -151,11 +148,11 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
         }
         Ok(()) => match app.store.health().write_failure() {
             Some(reason) => format!("not ready: the store cannot write: {reason}\n"),
-            None => return "ready\n".into_response(),
+            None => return representation::plain(StatusCode::OK, "ready\n"),
         },
     };
-    let mut r = (StatusCode::SERVICE_UNAVAILABLE, not_ready).into_response();
-    r.headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-    r
+    representation::retry_after(
+        representation::plain(StatusCode::SERVICE_UNAVAILABLE, not_ready),
+        5,
+    )
 }

@@ -13,9 +13,10 @@ use axum::body::{Body, HttpBody};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, StatusCode, Version, header};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 
 use super::client::{ClientAddr, client_address};
+use super::representation::plain;
 use crate::app::App;
 use crate::metrics;
 
@@ -63,15 +64,6 @@ static ROUTES: LazyLock<[RouteMetrics; 8]> = LazyLock::new(|| {
         seconds: ::metrics::histogram!(metrics::REQUEST_SECONDS, "route" => kind),
     })
 });
-
-fn plain(status: StatusCode, text: &'static str) -> Response {
-    (
-        status,
-        [("content-type", "text/plain; charset=utf-8")],
-        text,
-    )
-        .into_response()
-}
 
 /// Why a request's `Host` is not acceptable (RFC 9112 §3.2: an HTTP/1.1 request has exactly
 /// one, and it is a host with an optional port), if it is not.

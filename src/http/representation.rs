@@ -1,7 +1,8 @@
 //! The one place that sets the headers of a response. A feed's: ETag, Last-Modified,
 //! Cache-Control, Vary, Link, Content-Type, Content-Encoding and, for an outdated stand-in,
-//! Age and Warning; a page's Content-Security-Policy and Referrer-Policy; and those every
-//! response carries ([`every_response`]: the request id and `nosniff`). A feed's validators and
+//! Age and Warning; a page's Content-Security-Policy and Referrer-Policy; short answers' types
+//! ([`text`], [`json`]), `Retry-After` and `WWW-Authenticate`; and those every response carries
+//! ([`every_response`]: the request id and `nosniff`). A feed's validators and
 //! Link were formatted when it entered the cache, so a hit or a 304 formats nothing here.
 
 use std::time::Duration;
@@ -115,4 +116,38 @@ pub(super) fn every_response(headers: &mut HeaderMap, request_id: HeaderValue) {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+}
+
+/// A short answer of `content_type` (errors, health, metrics).
+pub(super) fn text(status: StatusCode, content_type: &'static str, body: String) -> Response {
+    let mut r = (status, body).into_response();
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+/// A short answer in plain text.
+pub(super) fn plain(status: StatusCode, body: impl Into<String>) -> Response {
+    text(status, "text/plain; charset=utf-8", body.into())
+}
+
+/// A JSON answer (the admin API's).
+pub(super) fn json(status: StatusCode, body: &serde_json::Value) -> Response {
+    text(status, "application/json", body.to_string())
+}
+
+/// Asks the client to come back in `seconds`.
+pub(super) fn retry_after(mut response: Response, seconds: u64) -> Response {
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    response
+}
+
+/// Names the authentication scheme a 401 wants.
+pub(super) fn bearer_challenge(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response
 }
