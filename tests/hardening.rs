@@ -707,15 +707,11 @@ async fn clients_that_never_read_their_answers_cannot_lock_everyone_out() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn one_address_holds_a_bounded_number_of_connections_unless_it_is_a_trusted_proxy() {
-    use tokio::io::AsyncReadExt;
-    let server = common::Server::start_with(Backend::Sqlite, with_http("[]", 10, 2))
-        .await
-        .unwrap();
+/// `n` connections, each served one request and kept open.
+async fn served_connections(server: &common::Server, n: usize) -> Vec<tokio::net::TcpStream> {
     let mut held = Vec::new();
-    for _ in 0..2 {
-        let mut stream = connect(&server).await;
+    for _ in 0..n {
+        let mut stream = connect(server).await;
         stream
             .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
             .await
@@ -723,6 +719,16 @@ async fn one_address_holds_a_bounded_number_of_connections_unless_it_is_a_truste
         assert_eq!(read_response(&mut stream).await.status, 200);
         held.push(stream);
     }
+    held
+}
+
+#[tokio::test]
+async fn one_address_holds_a_bounded_number_of_connections_unless_it_is_a_trusted_proxy() {
+    use tokio::io::AsyncReadExt;
+    let server = common::Server::start_with(Backend::Sqlite, with_http("[]", 10, 2))
+        .await
+        .unwrap();
+    let mut held = served_connections(&server, 2).await;
     // The third is closed at once, before a byte is read from it.
     let mut third = connect(&server).await;
     let mut byte = [0u8; 1];
@@ -766,16 +772,8 @@ async fn one_address_holds_a_bounded_number_of_connections_unless_it_is_a_truste
     let server = common::Server::start_with(Backend::Sqlite, with_http(r#"["127.0.0.1"]"#, 10, 2))
         .await
         .unwrap();
-    let mut held = Vec::new();
-    for _ in 0..5 {
-        let mut stream = connect(&server).await;
-        stream
-            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-            .await
-            .unwrap();
-        assert_eq!(read_response(&mut stream).await.status, 200);
-        held.push(stream);
-    }
+    let held = served_connections(&server, 5).await;
+    assert_eq!(held.len(), 5);
     server.stop().await;
 }
 

@@ -255,6 +255,17 @@ impl Settings {
         Self::parse(&text, path)
     }
 
+    /// The tests' configuration (`tests/fixtures/feeds.toml`), for the unit tests.
+    #[cfg(test)]
+    #[allow(clippy::expect_used)]
+    pub(crate) fn test_fixture() -> Self {
+        Self::parse(
+            include_str!("../../tests/fixtures/feeds.toml"),
+            Path::new("tests/fixtures/feeds.toml"),
+        )
+        .expect("tests/fixtures/feeds.toml is valid")
+    }
+
     /// Validates configuration text; `path` only names the file in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
         let at = |span: std::ops::Range<usize>, message: String| {

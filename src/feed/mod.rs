@@ -385,16 +385,10 @@ fn parse_limit(query: Option<&str>, settings: &Settings) -> Result<u32, KeyError
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
     use super::*;
 
     fn settings() -> Settings {
-        Settings::parse(
-            include_str!("../../tests/fixtures/feeds.toml"),
-            Path::new("tests/fixtures/feeds.toml"),
-        )
-        .unwrap()
+        Settings::test_fixture()
     }
 
     #[test]

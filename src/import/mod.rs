@@ -560,16 +560,10 @@ pub fn parse_one(text: &str, id: &str, settings: &Settings) -> Result<Article, I
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
     use super::*;
 
     fn settings() -> Settings {
-        Settings::parse(
-            include_str!("../../tests/fixtures/feeds.toml"),
-            Path::new("tests/fixtures/feeds.toml"),
-        )
-        .unwrap()
+        Settings::test_fixture()
     }
 
     const GOOD: &str = r#"{"id":"a1","title":"标题","url":"https://x.example.cn/a1","published_at":"2024-05-18","categories":["parks"]}"#;
