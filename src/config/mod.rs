@@ -345,7 +345,7 @@ fn validate(raw: raw::Config, at: At<'_>) -> Result<Settings, ConfigError> {
         admin_max_body_bytes: raw.admin.max_body_bytes,
         admin_max_failed_auth_per_minute: raw.admin.max_failed_auth_per_minute.max(1),
         trusted_proxies: trusted_proxies(&raw.http.trusted_proxies, at)?,
-        http: http_limits(&raw.http),
+        http: http_limits(&raw.http, at)?,
         iframe_hosts: iframe_hosts(raw.sanitize, at)?,
         store_query_timeout: Duration::from_millis(raw.store.query_timeout_ms),
     })
@@ -447,18 +447,22 @@ fn iframe_hosts(raw: raw::Sanitize, at: At<'_>) -> Result<Vec<String>, ConfigErr
     Ok(iframe_hosts)
 }
 
-/// `[http]`, in durations.
-fn http_limits(raw: &raw::Http) -> HttpLimits {
-    let ms = Duration::from_millis;
-    HttpLimits {
-        header_read_timeout: ms(raw.header_read_timeout_ms),
-        request_timeout: ms(raw.request_timeout_ms),
-        shutdown_timeout: ms(raw.shutdown_timeout_ms),
+/// `[http]`, in durations. A time limit of zero would fail every connection or request at once,
+/// so it is refused rather than taken.
+fn http_limits(raw: &raw::Http, at: At<'_>) -> Result<HttpLimits, ConfigError> {
+    let ms = |value: &Spanned<u64>, key: &str| match *value.get_ref() {
+        0 => Err(at(value.span(), format!("http.{key} must be at least 1"))),
+        n => Ok(Duration::from_millis(n)),
+    };
+    Ok(HttpLimits {
+        header_read_timeout: ms(&raw.header_read_timeout_ms, "header_read_timeout_ms")?,
+        request_timeout: ms(&raw.request_timeout_ms, "request_timeout_ms")?,
+        shutdown_timeout: ms(&raw.shutdown_timeout_ms, "shutdown_timeout_ms")?,
         max_connections: raw.max_connections.max(1),
         max_query_bytes: raw.max_query_bytes,
-        write_timeout: ms(raw.write_timeout_ms),
+        write_timeout: ms(&raw.write_timeout_ms, "write_timeout_ms")?,
         max_connections_per_address: raw.max_connections_per_address.max(1),
-    }
+    })
 }
 
 /// `[[categories]]`, `[[regions]]` and `[[feeds]]`: names URL-safe and declared once, every
@@ -731,6 +735,16 @@ parent = "320200"
         assert!(s.trusted_proxies.contains("10.200.0.1".parse().unwrap()));
         assert!(s.trusted_proxies.contains("2001:db8::1".parse().unwrap()));
         assert!(!s.trusted_proxies.contains("2001:db8::2".parse().unwrap()));
+    }
+
+    #[test]
+    fn errors_name_the_line_of_a_time_limit_of_zero() {
+        let (line, message) = error_at("[http]\nrequest_timeout_ms = 100\nwrite_timeout_ms = 0\n");
+        assert_eq!(line, 10);
+        assert!(
+            message.contains("http.write_timeout_ms must be at least 1"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -188,12 +188,13 @@ pub(super) struct Sanitize {
 #[derive(Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub(super) struct Http {
-    pub header_read_timeout_ms: u64,
-    pub request_timeout_ms: u64,
-    pub shutdown_timeout_ms: u64,
+    // Spanned: a zero is refused, naming its line.
+    pub header_read_timeout_ms: Spanned<u64>,
+    pub request_timeout_ms: Spanned<u64>,
+    pub shutdown_timeout_ms: Spanned<u64>,
     pub max_connections: usize,
     pub max_query_bytes: usize,
-    pub write_timeout_ms: u64,
+    pub write_timeout_ms: Spanned<u64>,
     pub max_connections_per_address: usize,
     pub trusted_proxies: Vec<Spanned<String>>,
 }
@@ -201,12 +202,12 @@ pub(super) struct Http {
 impl Default for Http {
     fn default() -> Self {
         Http {
-            header_read_timeout_ms: 10_000,
-            request_timeout_ms: 15_000,
-            shutdown_timeout_ms: 10_000,
+            header_read_timeout_ms: Spanned::new(0..0, 10_000),
+            request_timeout_ms: Spanned::new(0..0, 15_000),
+            shutdown_timeout_ms: Spanned::new(0..0, 10_000),
             max_connections: 10_000,
             max_query_bytes: 1024,
-            write_timeout_ms: 30_000,
+            write_timeout_ms: Spanned::new(0..0, 30_000),
             max_connections_per_address: 256,
             trusted_proxies: Vec::new(),
         }
