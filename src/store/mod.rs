@@ -5,21 +5,23 @@
 //! range scan of one bucket, newest first, and costs the same at ten articles or ten million; a
 //! custom feed is a few such scans merged.
 //!
-//! The two backends share their SQL and their row mapping (`shared`); they differ only in how
-//! they connect and in their migrations, which live in `migrations/<backend>/` and are embedded
-//! in the binary.
+//! What the store does with articles is written once, here, in plain async code over two small
+//! traits (`backend`): a database runs `sql`'s statements on its pool or in a write
+//! transaction, and that is all it does. Every SQL text is in `sql`; `sqlite` and `postgres`
+//! only connect, migrate (from `migrations/<backend>/`, embedded in the binary) and add what
+//! is theirs alone (SQLite's single writer, PostgreSQL's filing trigger and notifications).
 
+mod backend;
 mod health;
 mod postgres;
-mod shared;
+mod sql;
 mod sqlite;
 
+use std::collections::BTreeSet;
 use std::fmt;
+use std::future::Future;
 use std::path::PathBuf;
 use std::str::FromStr;
-
-use std::future::Future;
-#[cfg(feature = "testing")]
 use std::sync::Arc;
 #[cfg(feature = "testing")]
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,10 +33,11 @@ use tokio::task::JoinHandle;
 
 use crate::model::Catalog;
 use crate::model::{Article, ArticleId, Bucket, CategorySlug, RegionCode};
+use backend::{Backend, Transaction};
+use postgres::PgStore;
+use sqlite::SqliteStore;
 
 pub use health::{Health, WRITE_PROBE_INTERVAL};
-pub use postgres::PgStore;
-pub use sqlite::SqliteStore;
 
 /// Where the store lives, parsed from `--database` / `FEEDCAST_DATABASE_URL`.
 #[derive(Clone, PartialEq, Eq)]
@@ -138,7 +141,7 @@ pub enum StoreError {
 }
 
 /// An article's columns as the store holds them, read back and not yet trusted.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 #[allow(missing_docs)]
 pub struct StoredArticle {
     pub id: String,
@@ -202,29 +205,13 @@ pub enum Edge {
     OldestFrom(DateTime<Utc>),
 }
 
-/// The backend behind a [`Store`].
-#[derive(Debug, Clone)]
-enum Backend {
-    Sqlite(SqliteStore),
-    Postgres(PgStore),
-}
-
-impl Backend {
-    async fn after_write(&self) {
-        match self {
-            Backend::Sqlite(s) => s.after_write().await,
-            Backend::Postgres(s) => s.after_write().await,
-        }
-    }
-}
-
 /// Default bound on one store operation; past it the store counts as unavailable.
 const DEFAULT_QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The article store, on whichever backend the URL chose.
 #[derive(Debug, Clone)]
 pub struct Store {
-    backend: Backend,
+    backend: Arc<dyn Backend>,
     /// Read operations run against the backend (each is one SQL statement per bucket), for
     /// the tests.
     #[cfg(feature = "testing")]
@@ -234,27 +221,19 @@ pub struct Store {
     write_probe_interval: Duration,
 }
 
-macro_rules! delegate {
-    ($self:ident, $s:ident => $call:expr) => {
-        match &$self.backend {
-            Backend::Sqlite($s) => $call,
-            Backend::Postgres($s) => $call,
-        }
-    };
+/// What a failed statement was doing, as a [`StoreError`].
+fn failed(doing: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |source| StoreError::Query { doing, source }
 }
 
 /// A write in progress (one transaction): nothing of it is visible until [`Writer::commit`],
 /// and dropping it stores nothing.
 pub struct Writer {
-    tx: WriteTx,
-    touched: shared::Touched,
-    backend: Backend,
+    tx: Box<dyn Transaction>,
+    /// The buckets whose feeds the write changes so far.
+    touched: BTreeSet<Bucket>,
+    backend: Arc<dyn Backend>,
     health: Health,
-}
-
-enum WriteTx {
-    Sqlite(shared::Tx<sqlx::Sqlite>),
-    Postgres(shared::Tx<sqlx::Postgres>),
 }
 
 impl Writer {
@@ -264,29 +243,96 @@ impl Writer {
         articles: &[Article],
         catalog: &Catalog,
     ) -> Result<(), StoreError> {
-        let touched = &mut self.touched;
-        let written = match &mut self.tx {
-            WriteTx::Sqlite(tx) => SqliteStore::write_in(tx, articles, catalog, touched).await,
-            WriteTx::Postgres(tx) => PgStore::write_in(tx, articles, catalog, touched).await,
-        };
+        let written = self.write_unrecorded(articles, catalog).await;
         written.map_err(|e| self.health.write_failed(e))
+    }
+
+    async fn write_unrecorded(
+        &mut self,
+        articles: &[Article],
+        catalog: &Catalog,
+    ) -> Result<(), StoreError> {
+        let files_in_code = self.backend.files_in_code();
+        let articles = last_of_each_id(articles);
+        // A few multi-row statements per chunk rather than several per article: the
+        // per-statement cost, not the data, is what bounds an import.
+        for chunk in articles.chunks(sql::WRITE_CHUNK) {
+            let ids = || chunk.iter().map(|a| a.id().as_str());
+            let before = self
+                .tx
+                .texts(&sql::buckets_of(ids()))
+                .await
+                .map_err(failed("reading articles' buckets"))?;
+            self.touched
+                .extend(before.iter().filter_map(|k| Bucket::from_key(k)));
+            if files_in_code {
+                self.tx
+                    .execute(&sql::unfile(ids()))
+                    .await
+                    .map_err(failed("unfiling articles"))?;
+            }
+            self.tx
+                .execute(&sql::upsert_articles(chunk))
+                .await
+                .map_err(failed("writing articles"))?;
+            let mut rows = Vec::new();
+            for a in chunk {
+                for bucket in catalog.buckets(a) {
+                    self.touched.insert(bucket.clone());
+                    rows.push((bucket, sql::micros(a.published_at()), a.id().as_str()));
+                }
+            }
+            if files_in_code {
+                for part in rows.chunks(sql::BUCKET_ROWS) {
+                    self.tx
+                        .execute(&sql::file(part))
+                        .await
+                        .map_err(failed("filing articles"))?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Stores everything written, and returns every bucket whose feeds changed: those the
     /// articles were filed under before the write and those they are now.
     pub async fn commit(self) -> Result<Vec<Bucket>, StoreError> {
-        let committed = match self.tx {
-            WriteTx::Sqlite(tx) => tx.commit().await,
-            WriteTx::Postgres(tx) => tx.commit().await,
-        };
+        let committed = self.tx.commit().await;
         self.health
-            .record_write(committed.map_err(|source| StoreError::Query {
-                doing: "committing a write",
-                source,
-            }))?;
-        self.backend.after_write().await;
+            .record_write(committed.map_err(failed("committing a write")))?;
+        if let Err(e) = self.backend.after_write().await {
+            tracing::debug!(cause = %e, "tidying up after a write failed");
+        }
         Ok(self.touched.into_iter().collect())
     }
+}
+
+/// The articles to write, each id once (the last given wins, as separate upserts would), in
+/// their order: one statement may not update the same row twice.
+fn last_of_each_id(articles: &[Article]) -> Vec<&Article> {
+    let mut last = std::collections::HashMap::new();
+    for (i, a) in articles.iter().enumerate() {
+        last.insert(a.id().as_str(), i);
+    }
+    articles
+        .iter()
+        .enumerate()
+        .filter(|(i, a)| last.get(a.id().as_str()) == Some(i))
+        .map(|(_, a)| a)
+        .collect()
+}
+
+/// Merges the per-bucket results of a selection: newest first, ties by id, each article once.
+/// Not cut to the window's limit: the intake may yet skip a row it cannot fix, and the next
+/// row (of another bucket) should then take its place.
+fn newest_first(mut rows: Vec<StoredArticle>) -> Vec<StoredArticle> {
+    rows.sort_by(|a, b| {
+        b.published_at
+            .cmp(&a.published_at)
+            .then_with(|| b.id.cmp(&a.id))
+    });
+    rows.dedup_by(|a, b| a.id == b.id);
+    rows
 }
 
 /// A change the database announced (PostgreSQL only): an article written or removed by any
@@ -321,11 +367,9 @@ impl Store {
     /// Opens the store, creating or upgrading its schema, and refiles the articles if the
     /// region tree changed since the last start.
     pub async fn open(url: &DatabaseUrl, catalog: &Catalog) -> Result<Self, StoreError> {
-        let backend = match url {
-            DatabaseUrl::Sqlite(path) => Backend::Sqlite(SqliteStore::open(path).await?),
-            DatabaseUrl::Postgres(u) => {
-                Backend::Postgres(PgStore::open(u, &url.to_string()).await?)
-            }
+        let backend: Arc<dyn Backend> = match url {
+            DatabaseUrl::Sqlite(path) => Arc::new(SqliteStore::open(path).await?),
+            DatabaseUrl::Postgres(u) => Arc::new(PgStore::open(u, &url.to_string()).await?),
         };
         let store = Store {
             backend,
@@ -335,7 +379,7 @@ impl Store {
             health: Health::default(),
             write_probe_interval: WRITE_PROBE_INTERVAL,
         };
-        delegate!(store, s => s.refile_if_tree_changed(catalog).await)?;
+        store.refile_if_tree_changed(catalog).await?;
         Ok(store)
     }
 
@@ -388,13 +432,14 @@ impl Store {
         // Not bounded by the query timeout: a batch of thousands of articles takes longer than
         // any read should. An HTTP write is bounded by the request timeout instead, and since an
         // upsert is idempotent, a client cut off can safely retry.
-        let tx = match &self.backend {
-            Backend::Sqlite(s) => s.begin_write().await.map(WriteTx::Sqlite),
-            Backend::Postgres(s) => s.begin_write().await.map(WriteTx::Postgres),
-        };
+        let tx = self
+            .backend
+            .begin_write()
+            .await
+            .map_err(failed("starting a write"));
         Ok(Writer {
             tx: tx.map_err(|e| self.health.write_failed(e))?,
-            touched: shared::Touched::new(),
+            touched: BTreeSet::new(),
             backend: self.backend.clone(),
             health: self.health.clone(),
         })
@@ -405,7 +450,22 @@ impl Store {
     pub async fn delete(&self, id: &ArticleId) -> Result<Option<Vec<Bucket>>, StoreError> {
         let deleted = self
             .bounded("taking an article down", async {
-                delegate!(self, s => s.delete(id.as_str()).await)
+                let mut tx = self
+                    .backend
+                    .begin_write()
+                    .await
+                    .map_err(failed("starting a takedown"))?;
+                let before = tx
+                    .texts(&sql::buckets_of(std::iter::once(id.as_str())))
+                    .await
+                    .map_err(failed("reading an article's buckets"))?;
+                let deleted = tx
+                    .texts(&sql::delete_article(id.as_str()))
+                    .await
+                    .map_err(failed("taking an article down"))?;
+                tx.commit().await.map_err(failed("committing a takedown"))?;
+                Ok((!deleted.is_empty())
+                    .then(|| before.iter().filter_map(|k| Bucket::from_key(k)).collect()))
             })
             .await;
         self.health.record_write(deleted)
@@ -424,7 +484,17 @@ impl Store {
         }
         let probed = self
             .bounded("probing a write", async {
-                delegate!(self, s => s.probe_write().await)
+                let mut tx = self
+                    .backend
+                    .begin_write()
+                    .await
+                    .map_err(failed("starting a write probe"))?;
+                tx.execute(&sql::write_probe())
+                    .await
+                    .map_err(failed("writing a probe"))?;
+                tx.commit()
+                    .await
+                    .map_err(failed("committing a write probe"))
             })
             .await;
         let _ = self.health.record_write(probed);
@@ -442,7 +512,17 @@ impl Store {
         #[cfg(feature = "testing")]
         self.queries.fetch_add(1, Ordering::Relaxed);
         self.bounded("reading a feed", async {
-            delegate!(self, s => s.articles(selection, window).await)
+            let mut found = Vec::new();
+            for bucket in &selection.any_of {
+                let statement = sql::articles_of(bucket, selection, window);
+                found.extend(
+                    self.backend
+                        .articles(&statement)
+                        .await
+                        .map_err(failed("reading a feed's articles"))?,
+                );
+            }
+            Ok(newest_first(found))
         })
         .await
     }
@@ -456,7 +536,21 @@ impl Store {
         #[cfg(feature = "testing")]
         self.queries.fetch_add(1, Ordering::Relaxed);
         self.bounded("finding an archive", async {
-            delegate!(self, s => s.edge(selection, edge).await)
+            let mut nearest: Option<i64> = None;
+            for bucket in &selection.any_of {
+                let statement = sql::edge_of(bucket, selection, edge);
+                let found = self
+                    .backend
+                    .number(&statement)
+                    .await
+                    .map_err(failed("finding a neighbouring archive"))?;
+                nearest = match (nearest, found, edge) {
+                    (Some(a), Some(b), Edge::NewestBefore(_)) => Some(a.max(b)),
+                    (Some(a), Some(b), Edge::OldestFrom(_)) => Some(a.min(b)),
+                    (a, b, _) => a.or(b),
+                };
+            }
+            Ok(nearest.and_then(DateTime::from_timestamp_micros))
         })
         .await
     }
@@ -470,7 +564,8 @@ impl Store {
     /// How many articles are stored.
     pub async fn count(&self) -> Result<i64, StoreError> {
         self.bounded("counting articles", async {
-            delegate!(self, s => s.count().await)
+            let counted = self.backend.number(&sql::count_articles()).await;
+            Ok(counted.map_err(failed("counting articles"))?.unwrap_or(0))
         })
         .await
     }
@@ -478,23 +573,77 @@ impl Store {
     /// Checks that the store answers, within the query timeout.
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.bounded("checking the store", async {
-            delegate!(self, s => s.ping().await)
+            let answered = self.backend.number(&sql::ping()).await;
+            answered.map(|_| ()).map_err(failed("checking the store"))
         })
         .await
+    }
+
+    /// Rebuilds the region part of the feed index when the region tree is not the one it was
+    /// built for (a region moved, appeared or went away).
+    async fn refile_if_tree_changed(&self, catalog: &Catalog) -> Result<(), StoreError> {
+        let tree = catalog.region_tree_fingerprint();
+        let mut tx = self
+            .backend
+            .begin_write()
+            .await
+            .map_err(failed("starting a refile"))?;
+        for statement in self.backend.before_refile(catalog) {
+            tx.execute(&statement)
+                .await
+                .map_err(failed("storing the region tree"))?;
+        }
+        let stored = tx
+            .texts(&sql::stored_region_tree())
+            .await
+            .map_err(failed("reading the stored region tree"))?;
+        if stored.first().map(String::as_str) == Some(tree.as_str()) {
+            return tx
+                .commit()
+                .await
+                .map_err(failed("committing the region tree"));
+        }
+        tx.execute(&sql::unfile_regions())
+            .await
+            .map_err(failed("clearing region buckets"))?;
+        let regions = tx
+            .regions(&sql::article_regions())
+            .await
+            .map_err(failed("reading article regions"))?;
+        let mut rows = Vec::new();
+        for (id, published_at, region) in &regions {
+            let Some(region) = catalog.region(region) else {
+                continue;
+            };
+            for code in &region.lineage {
+                rows.push((Bucket::Region(code.clone()), *published_at, id.as_str()));
+            }
+        }
+        for part in rows.chunks(sql::BUCKET_ROWS) {
+            tx.execute(&sql::file(part))
+                .await
+                .map_err(failed("refiling articles"))?;
+        }
+        tx.execute(&sql::store_region_tree_fingerprint(&tree))
+            .await
+            .map_err(failed("storing the region tree"))?;
+        for statement in self.backend.after_refile() {
+            tx.execute(&statement)
+                .await
+                .map_err(failed("announcing a refile"))?;
+        }
+        tx.commit().await.map_err(failed("committing a refile"))
     }
 
     /// The database's change notifications, for keeping several replicas' caches coherent;
     /// `None` on SQLite, which has one process only. Must be called within a Tokio runtime.
     pub fn changes(&self) -> Option<(mpsc::UnboundedReceiver<Change>, JoinHandle<()>)> {
-        match &self.backend {
-            Backend::Sqlite(_) => None,
-            Backend::Postgres(s) => Some(s.listen()),
-        }
+        self.backend.listen()
     }
 
     /// Closes every connection, waiting for those in use.
     pub async fn close(&self) {
-        delegate!(self, s => s.close().await)
+        self.backend.close().await
     }
 }
 

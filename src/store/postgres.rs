@@ -1,8 +1,9 @@
 //! PostgreSQL, for when one machine is not enough: many stateless replicas share one database.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgListener, PgPoolOptions};
@@ -10,10 +11,10 @@ use sqlx::{PgPool, Postgres};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::shared::{self, Embedded, store_queries};
-use super::{Change, Edge, Filing, Selection, StoreError, Window};
-use crate::model::Catalog;
-use crate::model::{Article, Bucket, CategorySlug, RegionCode};
+use super::backend::{Backend, Embedded, Op, Transaction, Tx, read_articles, read_number};
+use super::sql::{self, Statement};
+use super::{Change, Filing, StoreError, StoredArticle};
+use crate::model::{Catalog, CategorySlug, RegionCode};
 
 const MIGRATIONS: Embedded = Embedded(&[
     (
@@ -32,9 +33,6 @@ const MIGRATIONS: Embedded = Embedded(&[
         include_str!("../../migrations/postgres/0003_sanitized.sql"),
     ),
 ]);
-
-/// The channel the filing trigger notifies (see the migrations).
-const CHANNEL: &str = "feedcast_articles";
 
 /// Wait before listening again after the listening connection failed.
 const RELISTEN_DELAY: Duration = Duration::from_millis(500);
@@ -77,9 +75,6 @@ impl From<PayloadFiling> for Filing {
     }
 }
 
-/// Advisory lock key that serializes refiling when several replicas start at once.
-const REFILE_LOCK: i64 = 0x6665_6564_6361_7374; // "feedcast"
-
 /// How long a request waits for a free connection before the store counts as unavailable.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -109,64 +104,46 @@ impl PgStore {
     }
 }
 
-impl PgStore {
-    /// Where writes go: the one pool.
-    fn writer(&self) -> &PgPool {
-        &self.pool
+impl Backend for PgStore {
+    /// The database files articles, in a trigger, so that rows other programs write (the CMS,
+    /// in SQL) are filed too.
+    fn files_in_code(&self) -> bool {
+        false
     }
 
-    /// A plain transaction: row locks order concurrent writers.
-    const BEGIN_WRITE: &str = "BEGIN";
-
-    /// Nothing to give back.
-    pub(super) async fn after_write(&self) {}
-
-    /// Closes the pool.
-    pub(super) async fn close(&self) {
-        self.pool.close().await;
+    /// A transaction whose writes are marked as feedcast's own.
+    fn begin_write(&self) -> Op<'_, Box<dyn Transaction>> {
+        Box::pin(async move {
+            let mut tx = Tx::<Postgres>::begin(&self.pool, sql::POSTGRES_BEGIN_WRITE).await?;
+            tx.execute(&sql::postgres_mark_writer()).await?;
+            Ok(Box::new(tx) as Box<dyn Transaction>)
+        })
     }
 
-    /// Marks this transaction's writes as feedcast's own, hence sanitized (see migration 3).
-    async fn mark_writer(tx: &mut shared::Tx<Postgres>) -> Result<(), StoreError> {
-        let query = sqlx::query("SELECT set_config('feedcast.writer', 'feedcast', true)");
-        run_in(tx, query, "marking a write").await
+    fn articles<'a>(&'a self, statement: &'a Statement<'a>) -> Op<'a, Vec<StoredArticle>> {
+        read_articles(&self.pool, statement)
     }
 
-    /// Tells every replica that the feed index was rebuilt, so they drop their caches.
-    async fn announce_refile(tx: &mut shared::Tx<Postgres>) -> Result<(), StoreError> {
-        let query = sqlx::query("SELECT pg_notify($1, '{\"refiled\": true}')").bind(CHANNEL);
-        run_in(tx, query, "announcing a refile").await
+    fn number<'a>(&'a self, statement: &'a Statement<'a>) -> Op<'a, Option<i64>> {
+        read_number(&self.pool, statement)
     }
 
-    async fn lock_for_refile(tx: &mut shared::Tx<Postgres>) -> Result<(), StoreError> {
-        let query = sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(REFILE_LOCK);
-        run_in(tx, query, "waiting for another replica's refile").await
+    fn before_refile<'a>(&self, catalog: &'a Catalog) -> Vec<Statement<'a>> {
+        let mut statements = vec![sql::postgres_lock_for_refile()];
+        statements.extend(sql::postgres_store_region_tree(catalog));
+        statements
     }
 
-    async fn store_region_tree(
-        tx: &mut shared::Tx<Postgres>,
-        catalog: &Catalog,
-    ) -> Result<(), StoreError> {
-        let q = |doing: &'static str| move |source| StoreError::Query { doing, source };
-        sqlx::query("DELETE FROM regions")
-            .execute(&mut **tx)
-            .await
-            .map_err(q("clearing the region tree"))?;
-        let codes: Vec<&str> = catalog.regions().iter().map(|r| r.code.as_str()).collect();
-        let parents: Vec<Option<&str>> = catalog
-            .regions()
-            .iter()
-            .map(|r| r.parent.as_ref().map(|p| p.as_str()))
-            .collect();
-        sqlx::query(
-            "INSERT INTO regions (code, parent) SELECT * FROM UNNEST($1::text[], $2::text[])",
-        )
-        .bind(codes)
-        .bind(parents)
-        .execute(&mut **tx)
-        .await
-        .map(|_| ())
-        .map_err(q("storing the region tree"))
+    fn after_refile(&self) -> Vec<Statement<'static>> {
+        vec![sql::postgres_announce_refile()]
+    }
+
+    fn listen(&self) -> Option<(mpsc::UnboundedReceiver<Change>, JoinHandle<()>)> {
+        Some(self.listen_forever())
+    }
+
+    fn close(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(self.pool.close())
     }
 }
 
@@ -174,7 +151,7 @@ impl PgStore {
     /// Listens for the filing trigger's notifications on a connection of its own, forever:
     /// after the connection drops it listens again and reports [`Change::Missed`], since
     /// notifications sent meanwhile are lost.
-    pub(super) fn listen(&self) -> (mpsc::UnboundedReceiver<Change>, JoinHandle<()>) {
+    fn listen_forever(&self) -> (mpsc::UnboundedReceiver<Change>, JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let pool = self.pool.clone();
         let task = tokio::spawn(async move {
@@ -187,7 +164,7 @@ impl PgStore {
                         continue;
                     }
                 };
-                if let Err(e) = listener.listen(CHANNEL).await {
+                if let Err(e) = listener.listen(sql::POSTGRES_CHANNEL).await {
                     tracing::warn!(cause = %e, "cannot listen for store changes; retrying");
                     tokio::time::sleep(RELISTEN_DELAY).await;
                     continue;
@@ -245,18 +222,3 @@ impl PgStore {
         (rx, task)
     }
 }
-
-/// Runs one statement in `tx`, naming what it was for if it fails.
-async fn run_in(
-    tx: &mut shared::Tx<Postgres>,
-    query: sqlx::query::Query<'_, Postgres, sqlx::postgres::PgArguments>,
-    doing: &'static str,
-) -> Result<(), StoreError> {
-    query
-        .execute(&mut **tx)
-        .await
-        .map(|_| ())
-        .map_err(|source| StoreError::Query { doing, source })
-}
-
-store_queries!(PgStore, Postgres, files_in_code: false);

@@ -1,19 +1,20 @@
 //! The embedded default: one SQLite file in WAL mode, so feeds are read while articles are
 //! written.
 
+use std::future::Future;
 use std::path::Path;
+use std::pin::Pin;
 use std::time::Duration;
 
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqlitePool};
 
-use super::shared::{self, Embedded, store_queries};
-use chrono::{DateTime, Utc};
-
-use super::{Edge, Selection, StoreError, Window};
-use crate::model::Catalog;
-use crate::model::{Article, Bucket};
+use super::backend::{
+    Backend, Embedded, Op, Transaction, Tx, arguments, read_articles, read_number,
+};
+use super::sql::{self, Statement};
+use super::{StoreError, StoredArticle};
 
 const MIGRATIONS: Embedded = Embedded(&[
     (
@@ -104,77 +105,66 @@ impl SqliteStore {
         .await?;
         Ok(SqliteStore { pool, writer })
     }
+}
 
-    /// Where writes go. One connection: a task that holds a [`Writer`](super::Writer) and
-    /// starts another write waits for itself (until the acquire timeout).
-    fn writer(&self) -> &SqlitePool {
-        &self.writer
+impl Backend for SqliteStore {
+    /// Only feedcast writes SQLite, so it files articles itself, from the catalog.
+    fn files_in_code(&self) -> bool {
+        true
     }
 
-    /// Takes the write lock at once: a transaction that read first and then wrote would fail
-    /// at once (`SQLITE_BUSY_SNAPSHOT`, no busy wait) if another process wrote in between.
-    const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
+    /// On the one writer connection: a task that holds a [`Writer`](super::Writer) and starts
+    /// another write waits for itself (until the acquire timeout).
+    fn begin_write(&self) -> Op<'_, Box<dyn Transaction>> {
+        Box::pin(async move {
+            let tx = Tx::<Sqlite>::begin(&self.writer, sql::SQLITE_BEGIN_WRITE).await?;
+            Ok(Box::new(tx) as Box<dyn Transaction>)
+        })
+    }
+
+    fn articles<'a>(&'a self, statement: &'a Statement<'a>) -> Op<'a, Vec<StoredArticle>> {
+        read_articles(&self.pool, statement)
+    }
+
+    fn number<'a>(&'a self, statement: &'a Statement<'a>) -> Op<'a, Option<i64>> {
+        read_number(&self.pool, statement)
+    }
 
     /// Hands the writer's page cache back after a write: it is large for imports, and a
     /// long-running server would otherwise keep it filled with pages of old writes.
-    pub(super) async fn after_write(&self) {
-        if let Err(cause) = sqlx::query("PRAGMA shrink_memory")
-            .execute(&self.writer)
-            .await
-        {
-            tracing::debug!(%cause, "could not shrink the writer's page cache");
-        }
+    fn after_write(&self) -> Op<'_, ()> {
+        Box::pin(async move {
+            let shrink = sql::sqlite_shrink_memory();
+            let arguments = arguments::<Sqlite>(&shrink.params)?;
+            sqlx::query_with(&shrink.sql, arguments)
+                .execute(&self.writer)
+                .await
+                .map(|_| ())
+        })
     }
 
-    /// Closes both pools.
-    pub(super) async fn close(&self) {
-        self.writer.close().await;
-        self.pool.close().await;
-    }
-}
-
-impl SqliteStore {
-    /// Only feedcast writes SQLite: its rows are always sanitized.
-    async fn mark_writer(_tx: &mut shared::Tx<Sqlite>) -> Result<(), StoreError> {
-        Ok(())
-    }
-
-    /// One process, no one to tell.
-    async fn announce_refile(_tx: &mut shared::Tx<Sqlite>) -> Result<(), StoreError> {
-        Ok(())
-    }
-
-    /// SQLite serializes writers already.
-    async fn lock_for_refile(_tx: &mut shared::Tx<Sqlite>) -> Result<(), StoreError> {
-        Ok(())
-    }
-
-    /// Feedcast files SQLite articles itself, from the catalog: nothing to store.
-    async fn store_region_tree(
-        _tx: &mut shared::Tx<Sqlite>,
-        _catalog: &Catalog,
-    ) -> Result<(), StoreError> {
-        Ok(())
+    fn close(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(async move {
+            self.writer.close().await;
+            self.pool.close().await;
+        })
     }
 }
-
-store_queries!(SqliteStore, Sqlite, files_in_code: true);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Bucket;
+    use crate::store::{Edge, Selection, Window};
 
-    /// The plan SQLite chooses for a feed query, one line per step.
-    async fn plan(store: &SqliteStore, sql: &str, texts: usize, numbers: usize) -> String {
-        let explain = format!("EXPLAIN QUERY PLAN {sql}");
-        let mut query = sqlx::query_as::<_, (i64, i64, i64, String)>(&explain);
-        for i in 0..texts {
-            query = query.bind(format!("c:x{i}"));
-        }
-        for _ in 0..numbers {
-            query = query.bind(20_i64);
-        }
-        let rows = query.fetch_all(&store.pool).await.unwrap();
+    /// The plan SQLite chooses for a statement, one line per step.
+    async fn plan(store: &SqliteStore, statement: &Statement<'_>) -> String {
+        let explain = format!("EXPLAIN QUERY PLAN {}", statement.sql);
+        let arguments = arguments::<Sqlite>(&statement.params).unwrap();
+        let rows: Vec<(i64, i64, i64, String)> = sqlx::query_as_with(&explain, arguments)
+            .fetch_all(&store.pool)
+            .await
+            .unwrap();
         rows.into_iter().map(|r| r.3).collect::<Vec<_>>().join("\n")
     }
 
@@ -182,14 +172,20 @@ mod tests {
     async fn feed_queries_read_an_index_range_never_the_whole_store() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
-        for also_in in [0, 2] {
+        let bucket = |key: &str| Bucket::from_key(key).unwrap();
+        let at = chrono::DateTime::from_timestamp_micros(20).unwrap();
+        for and_any_of in [vec![], vec![bucket("c:x1"), bucket("r:320000")]] {
+            let selection = Selection {
+                any_of: vec![bucket("c:x0")],
+                and_any_of,
+            };
             let queries = [
-                (shared::articles_sql(also_in), 3),
-                (shared::edge_sql(also_in, true), 1),
-                (shared::edge_sql(also_in, false), 1),
+                sql::articles_of(&selection.any_of[0], &selection, Window::newest(20)),
+                sql::edge_of(&selection.any_of[0], &selection, Edge::NewestBefore(at)),
+                sql::edge_of(&selection.any_of[0], &selection, Edge::OldestFrom(at)),
             ];
-            for (sql, numbers) in queries {
-                let plan = plan(&store, &sql, 1 + also_in, numbers).await;
+            for statement in &queries {
+                let plan = plan(&store, statement).await;
                 assert!(
                     plan.contains("SEARCH f USING PRIMARY KEY (bucket=? AND published_at"),
                     "{plan}"
@@ -214,8 +210,8 @@ mod tests {
         assert_eq!(page, i64::from(PAGE_SIZE));
         // The writer holds an open transaction: readers still answer, from before it.
         let mut tx = store
-            .writer()
-            .begin_with(SqliteStore::BEGIN_WRITE)
+            .writer
+            .begin_with(sql::SQLITE_BEGIN_WRITE)
             .await
             .unwrap();
         sqlx::query("INSERT INTO meta (key, value) VALUES ('k', 'v')")

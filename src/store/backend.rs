@@ -1,0 +1,273 @@
+//! What a database must do for the store: run [`Statement`]s on its pool and in a write
+//! transaction. [`Backend`] and [`Transaction`] are all the store knows of a database;
+//! `sqlite` and `postgres` implement them, and everything the store does with articles is
+//! written once, in plain functions over these two traits (`store::Store`, `store::Writer`).
+//!
+//! The futures are boxed, so that a store is one type whatever its database (`Arc<dyn
+//! Backend>`): one allocation per statement, next to a round trip to the database.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+
+use sqlx::error::BoxDynError;
+use sqlx::migrate::{Migration, MigrationSource, MigrationType};
+use sqlx::{Arguments, Database, Encode, Type};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::sql::{Param, Statement};
+use super::{Change, StoredArticle};
+use crate::model::Catalog;
+
+/// A database operation in flight.
+pub(super) type Op<'a, T> = Pin<Box<dyn Future<Output = Result<T, sqlx::Error>> + Send + 'a>>;
+
+/// One database, as the store uses it.
+pub(super) trait Backend: fmt::Debug + Send + Sync {
+    /// Whether feedcast files articles in the feed index itself (SQLite), rather than the
+    /// database in a trigger (PostgreSQL, so that rows other programs write are filed too).
+    fn files_in_code(&self) -> bool;
+
+    /// Starts a write transaction.
+    fn begin_write(&self) -> Op<'_, Box<dyn Transaction>>;
+
+    /// Reads articles (the columns `StoredArticle` names).
+    fn articles<'a>(&'a self, statement: &'a Statement<'a>) -> Op<'a, Vec<StoredArticle>>;
+
+    /// Reads one number, if the query finds a row.
+    fn number<'a>(&'a self, statement: &'a Statement<'a>) -> Op<'a, Option<i64>>;
+
+    /// What a refile runs first, within its transaction: on PostgreSQL, waiting for any other
+    /// replica's refile and storing the region tree its filing trigger reads.
+    fn before_refile<'a>(&self, _catalog: &'a Catalog) -> Vec<Statement<'a>> {
+        Vec::new()
+    }
+
+    /// What a refile runs last, within its transaction: on PostgreSQL, telling every replica.
+    fn after_refile(&self) -> Vec<Statement<'static>> {
+        Vec::new()
+    }
+
+    /// Runs after each committed write (SQLite gives its writer's page cache back).
+    fn after_write(&self) -> Op<'_, ()> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// The database's change notifications, if it has any (PostgreSQL).
+    fn listen(&self) -> Option<(mpsc::UnboundedReceiver<Change>, JoinHandle<()>)> {
+        None
+    }
+
+    /// Closes every connection, waiting for those in use.
+    fn close(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+}
+
+/// A write transaction: nothing of it is visible until [`Transaction::commit`], and dropping it
+/// rolls it back.
+pub(super) trait Transaction: Send {
+    /// Runs a statement.
+    fn execute<'a>(&'a mut self, statement: &'a Statement<'a>) -> Op<'a, ()>;
+
+    /// Reads one text column of every row found.
+    fn texts<'a>(&'a mut self, statement: &'a Statement<'a>) -> Op<'a, Vec<String>>;
+
+    /// Reads (id, published_at, region) rows.
+    fn regions<'a>(
+        &'a mut self,
+        statement: &'a Statement<'a>,
+    ) -> Op<'a, Vec<(String, i64, String)>>;
+
+    /// Commits; on failure nothing was stored.
+    fn commit(self: Box<Self>) -> Op<'static, ()>;
+}
+
+/// A statement's values as a database's arguments.
+pub(super) fn arguments<'q, DB>(params: &'q [Param<'_>]) -> Result<DB::Arguments<'q>, sqlx::Error>
+where
+    DB: Database,
+    &'q str: Encode<'q, DB> + Type<DB>,
+    Option<&'q str>: Encode<'q, DB> + Type<DB>,
+    i64: Encode<'q, DB> + Type<DB>,
+    Option<i64>: Encode<'q, DB> + Type<DB>,
+{
+    let mut arguments = DB::Arguments::default();
+    for param in params {
+        let added = match param {
+            Param::Text(text) => arguments.add(text.as_ref()),
+            Param::MaybeText(text) => arguments.add(*text),
+            Param::Int(n) => arguments.add(*n),
+            Param::MaybeInt(n) => arguments.add(*n),
+        };
+        added.map_err(sqlx::Error::Encode)?;
+    }
+    Ok(arguments)
+}
+
+/// A write transaction on one pooled connection, begun and ended with plain statements rather
+/// than through sqlx's `Transaction`.
+///
+/// Why: when a COMMIT fails (SQLite on a full disk), SQLite has already rolled the transaction
+/// back, so sqlx's own rollback fails too and its connection goes on counting a transaction that
+/// no longer exists: every later write on it failed with "attempted to call begin_with at
+/// non-zero transaction depth" until the process restarted. Here a connection whose transaction
+/// did not end with a successful COMMIT (a failed statement, a failed COMMIT, a writer dropped
+/// part-way) is closed, never reused, which also rolls back whatever it held; the next write
+/// gets a fresh connection.
+pub(super) struct Tx<DB: Database> {
+    /// The connection the transaction runs on.
+    pub(super) conn: sqlx::pool::PoolConnection<DB>,
+    /// Set once COMMIT succeeded.
+    pub(super) committed: bool,
+}
+
+impl<DB: Database> Drop for Tx<DB> {
+    fn drop(&mut self) {
+        if !self.committed {
+            self.conn.close_on_drop();
+        }
+    }
+}
+
+/// Migrations compiled into the binary: (version, description, SQL).
+#[derive(Debug)]
+pub(super) struct Embedded(pub(super) &'static [(i64, &'static str, &'static str)]);
+
+impl<'s> MigrationSource<'s> for Embedded {
+    fn resolve(
+        self,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<Migration>, BoxDynError>> + Send + 's>> {
+        let migrations = self
+            .0
+            .iter()
+            .map(|&(version, description, sql)| {
+                Migration::new(
+                    version,
+                    description.into(),
+                    MigrationType::Simple,
+                    sql.into(),
+                    false,
+                )
+            })
+            .collect();
+        Box::pin(async move { Ok(migrations) })
+    }
+}
+
+/// How both databases' transactions run statements: the same sqlx calls on either.
+impl<DB> Transaction for Tx<DB>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
+    for<'r> (String,): sqlx::FromRow<'r, DB::Row>,
+    for<'r> (String, i64, String): sqlx::FromRow<'r, DB::Row>,
+{
+    fn execute<'a>(&'a mut self, statement: &'a Statement<'a>) -> Op<'a, ()> {
+        Box::pin(async move {
+            let arguments = arguments::<DB>(&statement.params)?;
+            sqlx::query_with(&statement.sql, arguments)
+                .execute(&mut *self.conn)
+                .await
+                .map(|_| ())
+        })
+    }
+
+    fn texts<'a>(&'a mut self, statement: &'a Statement<'a>) -> Op<'a, Vec<String>> {
+        Box::pin(async move {
+            let arguments = arguments::<DB>(&statement.params)?;
+            sqlx::query_scalar_with(&statement.sql, arguments)
+                .fetch_all(&mut *self.conn)
+                .await
+        })
+    }
+
+    fn regions<'a>(
+        &'a mut self,
+        statement: &'a Statement<'a>,
+    ) -> Op<'a, Vec<(String, i64, String)>> {
+        Box::pin(async move {
+            let arguments = arguments::<DB>(&statement.params)?;
+            sqlx::query_as_with(&statement.sql, arguments)
+                .fetch_all(&mut *self.conn)
+                .await
+        })
+    }
+
+    fn commit(mut self: Box<Self>) -> Op<'static, ()> {
+        Box::pin(async move {
+            sqlx::Executor::execute(&mut *self.conn, "COMMIT").await?;
+            self.committed = true;
+            Ok(())
+        })
+    }
+}
+
+impl<DB> Tx<DB>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+{
+    /// Takes a connection from `pool` and starts a transaction on it with `begin`.
+    pub(super) async fn begin(
+        pool: &sqlx::Pool<DB>,
+        begin: &'static str,
+    ) -> Result<Self, sqlx::Error> {
+        let mut tx = Tx {
+            conn: pool.acquire().await?,
+            committed: false,
+        };
+        sqlx::Executor::execute(&mut *tx.conn, begin).await?;
+        Ok(tx)
+    }
+}
+
+/// Reads articles from `pool`: the same sqlx calls on either database.
+pub(super) fn read_articles<'a, DB>(
+    pool: &'a sqlx::Pool<DB>,
+    statement: &'a Statement<'a>,
+) -> Op<'a, Vec<StoredArticle>>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
+    for<'r> StoredArticle: sqlx::FromRow<'r, DB::Row>,
+{
+    Box::pin(async move {
+        let arguments = arguments::<DB>(&statement.params)?;
+        sqlx::query_as_with(&statement.sql, arguments)
+            .fetch_all(pool)
+            .await
+    })
+}
+
+/// Reads one number from `pool`, if the query finds a row.
+pub(super) fn read_number<'a, DB>(
+    pool: &'a sqlx::Pool<DB>,
+    statement: &'a Statement<'a>,
+) -> Op<'a, Option<i64>>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
+    for<'r> (i64,): sqlx::FromRow<'r, DB::Row>,
+{
+    Box::pin(async move {
+        let arguments = arguments::<DB>(&statement.params)?;
+        sqlx::query_scalar_with(&statement.sql, arguments)
+            .fetch_optional(pool)
+            .await
+    })
+}

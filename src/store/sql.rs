@@ -1,0 +1,419 @@
+//! Every SQL text the store runs, on either backend, and the [`Statement`]s built from them.
+//!
+//! The texts use `$N` placeholders, which SQLite and PostgreSQL both accept, so most are shared;
+//! the few that only one backend runs are named for it. The columns of an article are listed
+//! once, in [`ARTICLE_COLUMNS`], and decoded by `StoredArticle`'s `sqlx::FromRow`: adding a
+//! column means adding it there, to that struct, to [`article_values`] and to the migrations.
+
+use std::borrow::Cow;
+
+use super::{Edge, Selection, Window};
+use crate::model::{Article, Bucket, Catalog, CategorySlug};
+
+/// One value bound to a placeholder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Param<'a> {
+    /// A text.
+    Text(Cow<'a, str>),
+    /// A text or NULL.
+    MaybeText(Option<&'a str>),
+    /// A 64-bit integer (times are microseconds since the epoch).
+    Int(i64),
+    /// An integer or NULL.
+    MaybeInt(Option<i64>),
+}
+
+/// One SQL statement with the values of its placeholders, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Statement<'a> {
+    /// The SQL text.
+    pub(super) sql: Cow<'static, str>,
+    /// `$1`, `$2`, … in order.
+    pub(super) params: Vec<Param<'a>>,
+}
+
+impl<'a> Statement<'a> {
+    /// A statement with no values bound yet.
+    pub(super) fn new(sql: impl Into<Cow<'static, str>>) -> Self {
+        Statement {
+            sql: sql.into(),
+            params: Vec::new(),
+        }
+    }
+
+    /// Binds the next placeholder to a text.
+    pub(super) fn text(mut self, value: impl Into<Cow<'a, str>>) -> Self {
+        self.params.push(Param::Text(value.into()));
+        self
+    }
+
+    /// Binds the next placeholder to a text or NULL.
+    fn maybe_text(mut self, value: Option<&'a str>) -> Self {
+        self.params.push(Param::MaybeText(value));
+        self
+    }
+
+    /// Binds the next placeholder to an integer.
+    pub(super) fn int(mut self, value: i64) -> Self {
+        self.params.push(Param::Int(value));
+        self
+    }
+
+    /// Binds the next placeholder to an integer or NULL.
+    fn maybe_int(mut self, value: Option<i64>) -> Self {
+        self.params.push(Param::MaybeInt(value));
+        self
+    }
+}
+
+/// Microseconds since the epoch, as stored.
+pub(super) fn micros(t: chrono::DateTime<chrono::Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+/// `($n, $n+1, …), (…)`: `rows` groups of `columns` placeholders, numbered from `$1`.
+fn placeholders(rows: usize, columns: usize) -> String {
+    let mut sql = String::with_capacity(rows * columns * 6);
+    for row in 0..rows {
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for column in 0..columns {
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("${}", row * columns + column + 1));
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+/// `$1, $2, …, $n`.
+fn list(n: usize) -> String {
+    (1..=n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Articles
+
+/// An article's columns, in the order [`article_values`] binds them and `StoredArticle` names
+/// them (`sanitized` is set by the database, not written).
+const ARTICLE_COLUMNS: &str = "id, title, summary, content_html, url, published_at, updated_at, \
+     author, source_name, source_url, categories, region, image, language";
+
+/// Placeholders per article in [`article_values`].
+fn article_params() -> usize {
+    ARTICLE_COLUMNS.split(", ").count()
+}
+
+/// Articles per multi-row statement: one parameter a column stays far below SQLite's 32,766.
+pub(super) const WRITE_CHUNK: usize = 500;
+
+/// Feed-index rows per multi-row statement (3 parameters each).
+pub(super) const BUCKET_ROWS: usize = 5000;
+
+/// An article's values, in [`ARTICLE_COLUMNS`] order.
+fn article_values<'a>(mut statement: Statement<'a>, a: &'a Article) -> Statement<'a> {
+    let categories: Vec<&str> = a.categories().iter().map(CategorySlug::as_str).collect();
+    statement = statement
+        .text(a.id().as_str())
+        .text(a.title())
+        .text(a.summary())
+        .text(a.content_html())
+        .text(a.url())
+        .int(micros(a.published_at()))
+        .maybe_int(a.updated_at().map(micros))
+        .maybe_text(a.author())
+        .maybe_text(a.source().map(|s| s.name.as_str()))
+        .maybe_text(a.source().map(|s| s.url.as_str()))
+        // Category slugs separated by spaces.
+        .text(categories.join(" "))
+        .maybe_text(a.region().map(|r| r.as_str()))
+        .maybe_text(a.image())
+        .text(a.language());
+    statement
+}
+
+/// Inserts these articles, or replaces every column but the id of those that exist.
+pub(super) fn upsert_articles<'a>(articles: &[&'a Article]) -> Statement<'a> {
+    let replace: Vec<String> = ARTICLE_COLUMNS
+        .split(", ")
+        .filter(|&column| column != "id")
+        .map(|column| format!("{column} = excluded.{column}"))
+        .collect();
+    let mut statement = Statement::new(format!(
+        "INSERT INTO articles ({ARTICLE_COLUMNS}) VALUES {} ON CONFLICT (id) DO UPDATE SET {}",
+        placeholders(articles.len(), article_params()),
+        replace.join(", ")
+    ));
+    statement.params.reserve(articles.len() * article_params());
+    for a in articles {
+        statement = article_values(statement, a);
+    }
+    statement
+}
+
+/// Takes an article down; answers its id if there was one.
+pub(super) fn delete_article(id: &str) -> Statement<'_> {
+    Statement::new("DELETE FROM articles WHERE id = $1 RETURNING id").text(id)
+}
+
+/// How many articles are stored.
+pub(super) fn count_articles() -> Statement<'static> {
+    Statement::new("SELECT COUNT(*) FROM articles")
+}
+
+/// Whether the database answers (a BIGINT, as every number the store reads).
+pub(super) fn ping() -> Statement<'static> {
+    Statement::new("SELECT CAST(1 AS BIGINT)")
+}
+
+// ---------------------------------------------------------------------------------------------
+// The feed index
+
+/// The buckets the articles with these ids are filed under.
+pub(super) fn buckets_of<'a>(ids: impl ExactSizeIterator<Item = &'a str>) -> Statement<'a> {
+    let mut statement = Statement::new(format!(
+        "SELECT bucket FROM feed_index WHERE article_id IN ({})",
+        list(ids.len())
+    ));
+    statement
+        .params
+        .extend(ids.map(|id| Param::Text(id.into())));
+    statement
+}
+
+/// Removes these articles from the feed index (SQLite, which files in code).
+pub(super) fn unfile<'a>(ids: impl ExactSizeIterator<Item = &'a str>) -> Statement<'a> {
+    let mut statement = Statement::new(format!(
+        "DELETE FROM feed_index WHERE article_id IN ({})",
+        list(ids.len())
+    ));
+    statement
+        .params
+        .extend(ids.map(|id| Param::Text(id.into())));
+    statement
+}
+
+/// Files articles: (bucket, publication time, article id) rows (SQLite, which files in code).
+pub(super) fn file<'a>(rows: &'a [(Bucket, i64, &'a str)]) -> Statement<'a> {
+    let mut statement = Statement::new(format!(
+        "INSERT INTO feed_index (bucket, published_at, article_id) VALUES {}",
+        placeholders(rows.len(), 3)
+    ));
+    for (bucket, published, id) in rows {
+        statement = statement.text(bucket.key()).int(*published).text(*id);
+    }
+    statement
+}
+
+/// Every article's region, for refiling: (id, published_at, region).
+pub(super) fn article_regions() -> Statement<'static> {
+    Statement::new("SELECT id, published_at, region FROM articles WHERE region IS NOT NULL")
+}
+
+/// Removes every region bucket, before refiling.
+pub(super) fn unfile_regions() -> Statement<'static> {
+    Statement::new("DELETE FROM feed_index WHERE bucket LIKE 'r:%'")
+}
+
+/// The selection condition on `f`: filed under `bucket` and, unless `also_in` is empty, also
+/// under any of those.
+fn in_bucket<'a>(bucket: &Bucket, also_in: &[Bucket], head: &str) -> Statement<'a> {
+    let mut sql = format!("{head} WHERE f.bucket = $1");
+    if !also_in.is_empty() {
+        let list: Vec<String> = (0..also_in.len()).map(|i| format!("${}", i + 2)).collect();
+        sql.push_str(&format!(
+            " AND EXISTS (SELECT 1 FROM feed_index g WHERE g.article_id = f.article_id \
+             AND g.bucket IN ({}))",
+            list.join(", ")
+        ));
+    }
+    let mut statement = Statement::new(sql).text(bucket.key());
+    for also in also_in {
+        statement = statement.text(also.key());
+    }
+    statement
+}
+
+/// The newest articles of one bucket of a selection within a window: one range of the index.
+pub(super) fn articles_of<'a>(
+    bucket: &Bucket,
+    selection: &Selection,
+    window: Window,
+) -> Statement<'a> {
+    let head = format!(
+        "SELECT {}, a.sanitized FROM feed_index f JOIN articles a ON a.id = f.article_id",
+        ARTICLE_COLUMNS
+            .split(", ")
+            .map(|c| format!("a.{}", c.trim()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let mut statement = in_bucket(bucket, &selection.and_any_of, &head);
+    let next = statement.params.len() + 1;
+    statement.sql.to_mut().push_str(&format!(
+        " AND f.published_at >= ${next} AND f.published_at < ${} \
+         ORDER BY f.published_at DESC, f.article_id DESC LIMIT ${}",
+        next + 1,
+        next + 2
+    ));
+    statement
+        .int(window.from.map_or(i64::MIN, micros))
+        .int(window.until.map_or(i64::MAX, micros))
+        .int(window.limit.map_or(i64::MAX, i64::from))
+}
+
+/// The publication time nearest an edge in one bucket of a selection.
+pub(super) fn edge_of<'a>(bucket: &Bucket, selection: &Selection, edge: Edge) -> Statement<'a> {
+    let (op, order, at) = match edge {
+        Edge::NewestBefore(at) => ("<", "DESC", at),
+        Edge::OldestFrom(at) => (">=", "ASC", at),
+    };
+    let mut statement = in_bucket(
+        bucket,
+        &selection.and_any_of,
+        "SELECT f.published_at FROM feed_index f",
+    );
+    let next = statement.params.len() + 1;
+    statement.sql.to_mut().push_str(&format!(
+        " AND f.published_at {op} ${next} ORDER BY f.published_at {order} LIMIT 1"
+    ));
+    statement.int(micros(at))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Meta
+
+/// Key of the `meta` row that write probes write.
+const META_WRITE_PROBE: &str = "write_probe";
+
+/// Key of the `meta` row holding the region tree the feed index was built for.
+const META_REGION_TREE: &str = "region_tree";
+
+fn upsert_meta<'a>(key: &'static str, value: impl Into<Cow<'a, str>>) -> Statement<'a> {
+    Statement::new(
+        "INSERT INTO meta (key, value) VALUES ($1, $2) \
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    )
+    .text(key)
+    .text(value)
+}
+
+/// A write probe's row: the time it was written.
+pub(super) fn write_probe() -> Statement<'static> {
+    upsert_meta(META_WRITE_PROBE, chrono::Utc::now().to_rfc3339())
+}
+
+/// The region tree the feed index was built for.
+pub(super) fn stored_region_tree() -> Statement<'static> {
+    Statement::new("SELECT value FROM meta WHERE key = $1").text(META_REGION_TREE)
+}
+
+/// Records the region tree the feed index is now built for.
+pub(super) fn store_region_tree_fingerprint(fingerprint: &str) -> Statement<'_> {
+    upsert_meta(META_REGION_TREE, fingerprint)
+}
+
+// ---------------------------------------------------------------------------------------------
+// SQLite only
+
+/// Takes SQLite's write lock at once: a transaction that read first and then wrote would fail
+/// at once (`SQLITE_BUSY_SNAPSHOT`, no busy wait) if another process wrote in between.
+pub(super) const SQLITE_BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
+
+/// Hands SQLite's writer page cache back after a write.
+pub(super) fn sqlite_shrink_memory() -> Statement<'static> {
+    Statement::new("PRAGMA shrink_memory")
+}
+
+// ---------------------------------------------------------------------------------------------
+// PostgreSQL only
+
+/// A plain transaction: row locks order concurrent writers.
+pub(super) const POSTGRES_BEGIN_WRITE: &str = "BEGIN";
+
+/// The channel the filing trigger notifies (see the migrations).
+pub(super) const POSTGRES_CHANNEL: &str = "feedcast_articles";
+
+/// Advisory lock key that serializes refiling when several replicas start at once.
+const REFILE_LOCK: i64 = 0x6665_6564_6361_7374; // "feedcast"
+
+/// Marks the transaction's writes as feedcast's own, hence sanitized (see migration 3).
+pub(super) fn postgres_mark_writer() -> Statement<'static> {
+    Statement::new("SELECT set_config('feedcast.writer', 'feedcast', true)")
+}
+
+/// Waits for any other replica's refile to end.
+pub(super) fn postgres_lock_for_refile() -> Statement<'static> {
+    Statement::new("SELECT pg_advisory_xact_lock($1)").int(REFILE_LOCK)
+}
+
+/// Replaces the region tree the filing trigger reads with the catalog's.
+pub(super) fn postgres_store_region_tree(catalog: &Catalog) -> Vec<Statement<'_>> {
+    let mut statements = vec![Statement::new("DELETE FROM regions")];
+    // Two parameters a region; PostgreSQL takes up to 65,535 in one statement.
+    for part in catalog.regions().chunks(BUCKET_ROWS) {
+        let mut insert = Statement::new(format!(
+            "INSERT INTO regions (code, parent) VALUES {}",
+            placeholders(part.len(), 2)
+        ));
+        for region in part {
+            insert = insert
+                .text(region.code.as_str())
+                .maybe_text(region.parent.as_ref().map(|p| p.as_str()));
+        }
+        statements.push(insert);
+    }
+    statements
+}
+
+/// Tells every replica that the feed index was rebuilt, so they drop their caches.
+pub(super) fn postgres_announce_refile() -> Statement<'static> {
+    Statement::new("SELECT pg_notify($1, '{\"refiled\": true}')").text(POSTGRES_CHANNEL)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_number_rows_in_order() {
+        assert_eq!(placeholders(2, 3), "($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(list(3), "$1, $2, $3");
+    }
+
+    #[test]
+    fn an_upsert_binds_every_listed_column_of_every_article() {
+        let article = Article {
+            id: crate::model::ArticleId::parse("a-1").unwrap(),
+            title: "标题".into(),
+            summary: String::new(),
+            content_html: "<p>正文</p>".into(),
+            url: "https://example.com/a-1".into(),
+            published_at: chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+            updated_at: None,
+            author: None,
+            source: None,
+            categories: Vec::new(),
+            region: None,
+            image: None,
+            language: "zh-CN".into(),
+        };
+        let upsert = upsert_articles(&[&article, &article]);
+        assert_eq!(upsert.params.len(), 2 * article_params());
+        assert!(upsert.sql.contains(&format!("${}", 2 * article_params())));
+        assert!(
+            !upsert
+                .sql
+                .contains(&format!("${}", 2 * article_params() + 1))
+        );
+        assert!(upsert.sql.contains("language = excluded.language"));
+        assert!(!upsert.sql.contains("id = excluded.id"));
+    }
+}
