@@ -134,7 +134,7 @@ impl App {
             Encoded::new(Rendered {
                 body: body.into(),
                 last_modified: None,
-                link: None,
+                links: None,
             })
         };
         App {
@@ -238,12 +238,12 @@ impl App {
             .off_async(move || -> Result<Rendered, RenderError> {
                 let feed = feed::finish(&settings, &owned_key, selected);
                 let body = render::render(&feed, &settings)?;
-                let link = (owned_key.format != Format::Html)
-                    .then(|| render::Links::of(&feed, &settings).http_header());
+                let links =
+                    (owned_key.format != Format::Html).then(|| render::Links::of(&feed, &settings));
                 Ok(Rendered {
                     body,
                     last_modified: (!feed.items.is_empty()).then_some(feed.updated),
-                    link,
+                    links,
                 })
             })
             .await

@@ -25,10 +25,11 @@ use sha2::{Digest, Sha256};
 
 use crate::feed::{FeedId, FeedKey};
 use crate::model::{Bucket, Catalog};
+use crate::render::Links;
 use crate::store::{Change, Health};
 
-/// Bytes counted for an entry besides its bodies: the key, the formatted validators and Link
-/// header, and moka's own node, hash-table and queue entries: about a kilobyte, estimated
+/// Bytes counted for an entry besides its bodies: the key, the formatted validators, the
+/// links, and moka's own node, hash-table and queue entries: about a kilobyte, estimated
 /// from the types. Erring low would let a cache of thousands of small feeds outgrow its budget.
 const ENTRY_OVERHEAD: u32 = 1024;
 
@@ -49,8 +50,8 @@ pub struct Rendered {
     pub body: Bytes,
     /// The latest publication or edit among its items; `None` when it has none.
     pub last_modified: Option<DateTime<Utc>>,
-    /// The document's links as an HTTP `Link` header value (self, hubs), if it has one.
-    pub link: Option<String>,
+    /// The document's links, for its `Link` header (self, hubs), if it has one.
+    pub links: Option<Links>,
 }
 
 /// A content coding feedcast can send.
@@ -76,8 +77,8 @@ impl Encoding {
 }
 
 /// A document ready to send in every encoding, with its validators in their wire form (the
-/// quoted ETag, the HTTP date, the Link value) already written, so a hit or a 304 formats
-/// nothing. Plain bytes: the HTTP layer makes them headers.
+/// quoted ETag, the HTTP date) already written. Plain bytes and data: the HTTP layer makes
+/// them headers.
 #[derive(Debug, Clone)]
 pub struct Encoded {
     identity: Bytes,
@@ -89,8 +90,8 @@ pub struct Encoded {
     pub last_modified: Option<DateTime<Utc>>,
     /// `last_modified` as an HTTP date (IMF-fixdate).
     pub last_modified_http: Option<Bytes>,
-    /// The document's links in RFC 8288 form, for a `Link` header, if it has any.
-    pub link: Option<Bytes>,
+    /// The document's links, for its `Link` header, if it has any.
+    pub links: Option<Links>,
 }
 
 impl Encoded {
@@ -111,7 +112,7 @@ impl Encoded {
                 .last_modified
                 .map(|t| Bytes::from(t.format("%a, %d %b %Y %H:%M:%S GMT").to_string())),
             last_modified: rendered.last_modified,
-            link: rendered.link.map(Bytes::from),
+            links: rendered.links,
         }
     }
 
@@ -447,7 +448,7 @@ mod tests {
         Encoded::new(Rendered {
             body: Bytes::from(body.to_owned()),
             last_modified: None,
-            link: None,
+            links: None,
         })
     }
 

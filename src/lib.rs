@@ -2,14 +2,15 @@
 //!
 //! The portal publishes its own reporting and reprints reports first published by regional media;
 //! feedcast serves one feed per category, one per region (a region's feed rolls up every region
-//! below it) and custom combinations declared in `feeds.toml`, as RSS 2.0 and Atom 1.0, always
+//! below it) and custom combinations declared in `feeds.toml`, as RSS 2.0, Atom 1.0 and JSON Feed 1.1, always
 //! naming and linking the original publisher of a reprint.
 //!
 //! # Layout
 //!
 //! Data flows one way: **config → store → assembly → render → cache → http**. Each module
 //! below may name (`crate::…`) only modules listed before it, and the constants of the crate
-//! root; `tests/layers.rs` holds the code to that.
+//! root; `tests/layers.rs` holds the code to that. Modules only the service itself uses
+//! (`cache`, `outbound`, `sanitize`, `websub`) are private.
 //!
 //! - [`metrics`]: the Prometheus metrics, every name defined once (any layer may count).
 //! - [`model`]: the neutral types: [`model::Article`] (validated, sanitized), the URL-safe
@@ -37,7 +38,7 @@
 //! - [`cli`]: the command line (`serve`, `import`, `check`, `render`).
 
 pub mod app;
-pub mod cache;
+mod cache;
 pub mod cli;
 pub mod config;
 pub mod feed;
@@ -45,11 +46,11 @@ pub mod http;
 pub mod import;
 pub mod metrics;
 pub mod model;
-pub mod outbound;
+mod outbound;
 pub mod render;
-pub mod sanitize;
+mod sanitize;
 pub mod store;
-pub mod websub;
+mod websub;
 
 /// The generator named in every feed, and the user agent of every request feedcast sends.
 pub const GENERATOR: &str = concat!("feedcast ", env!("CARGO_PKG_VERSION"));

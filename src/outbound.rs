@@ -156,7 +156,8 @@ impl Outbound {
     }
 
     /// Entries pending (an "everything changed" entry counts as one).
-    pub fn pending(&self) -> usize {
+    #[cfg(test)]
+    fn pending(&self) -> usize {
         lock(&self.state)
             .pending
             .values()

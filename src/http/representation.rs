@@ -2,8 +2,8 @@
 //! Cache-Control, Vary, Link, Content-Type, Content-Encoding and, for an outdated stand-in,
 //! Age and Warning; a page's Content-Security-Policy and Referrer-Policy; short answers' types
 //! ([`text`], [`json`]), `Retry-After` and `WWW-Authenticate`; and those every response carries
-//! ([`every_response`]: the request id and `nosniff`). A feed's validators and
-//! Link were formatted when it entered the cache, so a hit or a 304 formats nothing here.
+//! ([`every_response`]: the request id and `nosniff`). A feed's validators were formatted when
+//! it entered the cache; its Link header (RFC 8288) is written here from the links render gave.
 
 use std::time::Duration;
 
@@ -15,6 +15,7 @@ use bytes::Bytes;
 use super::{conditional, negotiate};
 use crate::app::App;
 use crate::cache::Encoded;
+use crate::render::Links;
 
 /// `max-age` of a stale stand-in: others should come back soon for the real thing.
 pub(super) const STALE_MAX_AGE: u32 = 5;
@@ -64,7 +65,7 @@ pub(super) fn respond(request: &HeaderMap, doc: &Encoded, policy: Policy) -> Res
     } else {
         Response::new(Body::from(body.clone()))
     };
-    // Everything but Cache-Control was formatted when the document entered the cache.
+    // The validators were formatted when the document entered the cache.
     let headers = response.headers_mut();
     if let Some(etag) = value(etag) {
         headers.insert(header::ETAG, etag);
@@ -76,7 +77,7 @@ pub(super) fn respond(request: &HeaderMap, doc: &Encoded, policy: Policy) -> Res
         headers.insert(header::CACHE_CONTROL, v);
     }
     headers.insert(header::VARY, HeaderValue::from_static(policy.vary));
-    if let Some(link) = doc.link.as_ref().and_then(value) {
+    if let Some(link) = doc.links.as_ref().and_then(link_header) {
         headers.insert(header::LINK, link);
     }
     if let Some(page_policy) = policy.page_policy {
@@ -96,6 +97,18 @@ pub(super) fn respond(request: &HeaderMap, doc: &Encoded, policy: Policy) -> Res
         }
     }
     response
+}
+
+/// A document's `Link` header (RFC 8288): its WebSub hubs and itself, so that a subscriber
+/// finds both without parsing the document. The URLs are absolute and validated; were one not a
+/// valid header value, the header is left out rather than the answer failing.
+fn link_header(links: &Links) -> Option<HeaderValue> {
+    let mut value = String::with_capacity(128);
+    for hub in &links.hubs {
+        value.push_str(&format!("<{hub}>; rel=\"hub\", "));
+    }
+    value.push_str(&format!("<{}>; rel=\"self\"", links.self_url));
+    HeaderValue::from_str(&value).ok()
 }
 
 /// Marks a response as an outdated stand-in of `age`, served while the store is down.

@@ -187,11 +187,10 @@ impl ArticleInput {
             (Some(base), Some(html)) => sanitize::html(html, base, &settings.iframe_hosts),
             _ => String::new(),
         };
-        let summary = match self.summary.as_deref().map(sanitize::plain_text) {
-            Some(s) if !s.is_empty() => s,
-            _ => sanitize::plain_text(&content_html),
-        };
-        let summary = sanitize::truncate(&summary, MAX_SUMMARY_CHARS);
+        let summary = summary_of(
+            self.summary.as_deref().map(sanitize::plain_text),
+            &content_html,
+        );
 
         let author = self
             .author
@@ -254,17 +253,9 @@ impl ArticleInput {
                     .ok()
             });
 
-        let language = match self.language.as_deref().map(str::trim) {
-            None | Some("") => site.language.clone(),
-            Some(l) if is_language_tag(l) => l.to_owned(),
-            Some(l) => {
-                p.add(
-                    "language",
-                    format!("`{l}` is not a language tag such as `zh-CN`"),
-                );
-                String::new()
-            }
-        };
+        let language = language_of(self.language.as_deref(), &site.language)
+            .map_err(|m| p.add("language", m))
+            .unwrap_or_default();
 
         match (id, title, url, published_at) {
             (Some(id), Some(title), Some(url), Some(published_at)) if p.0.is_empty() => {
@@ -303,10 +294,30 @@ fn absolute_http_url(value: &str, base: Option<&Url>) -> Result<Url, String> {
     }
 }
 
-/// A pragmatic check of a BCP 47 tag: subtags of 1 to 8 ASCII alphanumerics joined by `-`.
-fn is_language_tag(tag: &str) -> bool {
-    tag.split('-')
-        .all(|s| (1..=8).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric()))
+/// An article's language: a BCP 47 tag, by a pragmatic check (subtags of 1 to 8 ASCII
+/// alphanumerics joined by `-`), or the site's when none is given.
+fn language_of(given: Option<&str>, site: &str) -> Result<String, String> {
+    match given.map(str::trim) {
+        None | Some("") => Ok(site.to_owned()),
+        Some(tag)
+            if tag.split('-').all(|s| {
+                (1..=8).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric())
+            }) =>
+        {
+            Ok(tag.to_owned())
+        }
+        Some(tag) => Err(format!("`{tag}` is not a language tag such as `zh-CN`")),
+    }
+}
+
+/// An article's summary: the plain text given, or else its content's text, cut to
+/// [`MAX_SUMMARY_CHARS`].
+fn summary_of(given: Option<String>, content_html: &str) -> String {
+    let summary = match given {
+        Some(s) if !s.is_empty() => s,
+        _ => sanitize::plain_text(content_html),
+    };
+    sanitize::truncate(&summary, MAX_SUMMARY_CHARS)
 }
 
 /// Parses an article date: RFC 3339 with an offset; or a local date-time or a bare date
@@ -400,12 +411,10 @@ pub fn stored(row: StoredArticle, settings: &Settings) -> Option<Article> {
     } else {
         sanitize::html(&row.content_html, &url, &settings.iframe_hosts)
     };
+    // feedcast's own rows hold the summary it made on import.
     let summary = match text(&row.summary) {
         s if trusted => s,
-        s if s.is_empty() => {
-            sanitize::truncate(&sanitize::plain_text(&content_html), MAX_SUMMARY_CHARS)
-        }
-        s => sanitize::truncate(&s, MAX_SUMMARY_CHARS),
+        s => summary_of(Some(s), &content_html),
     };
     let source = match (&row.source_name, &row.source_url) {
         (None, None) => None,
@@ -457,14 +466,10 @@ pub fn stored(row: StoredArticle, settings: &Settings) -> Option<Article> {
                 None
             }
         });
-    let language = match row.language.trim() {
-        "" => settings.site.language.clone(),
-        tag if is_language_tag(tag) => tag.to_owned(),
-        _ => {
-            dropped.push("language");
-            settings.site.language.clone()
-        }
-    };
+    let language = language_of(Some(&row.language), &settings.site.language).unwrap_or_else(|_| {
+        dropped.push("language");
+        settings.site.language.clone()
+    });
     if !dropped.is_empty() {
         tracing::warn!(
             id = row.id,

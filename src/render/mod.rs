@@ -103,19 +103,6 @@ impl Links {
     }
 }
 
-impl Links {
-    /// The WebSub links (hubs and self) as an HTTP `Link` header value (RFC 8288).
-    pub fn http_header(&self) -> String {
-        let mut links: Vec<String> = self
-            .hubs
-            .iter()
-            .map(|hub| format!("<{hub}>; rel=\"hub\""))
-            .collect();
-        links.push(format!("<{}>; rel=\"self\"", self.self_url));
-        links.join(", ")
-    }
-}
-
 /// How often a polling reader should come back, derived from the feed's max-age so that the
 /// document and the HTTP headers agree: (RSS `ttl` in minutes, `sy:updatePeriod`,
 /// `sy:updateFrequency`). `None` for archives, which are not polled.
