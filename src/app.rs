@@ -242,7 +242,8 @@ impl App {
                     (owned_key.format != Format::Html).then(|| render::Links::of(&feed, &settings));
                 Ok(Rendered {
                     body,
-                    last_modified: (!feed.items.is_empty()).then_some(feed.updated),
+                    last_modified: (feed.updated > chrono::DateTime::UNIX_EPOCH)
+                        .then_some(feed.updated),
                     links,
                 })
             })

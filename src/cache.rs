@@ -48,7 +48,7 @@ const BROTLI_WINDOW: u32 = 18;
 pub struct Rendered {
     /// The document.
     pub body: Bytes,
-    /// The latest publication or edit among its items; `None` when it has none.
+    /// When what it shows last changed (microseconds); `None` for a page of no store data.
     pub last_modified: Option<DateTime<Utc>>,
     /// The document's links, for its `Link` header (self, hubs), if it has one.
     pub links: Option<Links>,
@@ -86,10 +86,12 @@ pub struct Encoded {
     brotli: Bytes,
     /// Each variant's strong ETag (they differ, since the bytes do), in `Encoding` order.
     etags: [Bytes; 3],
-    /// The latest publication or edit among its items.
+    /// When what it shows last changed, to the microsecond: `If-Modified-Since` is compared
+    /// with this, so a change within the second of the date a client holds is never a 304.
     pub last_modified: Option<DateTime<Utc>>,
-    /// `last_modified` as an HTTP date (IMF-fixdate).
-    pub last_modified_http: Option<Bytes>,
+    /// `last_modified` rounded up to the whole second, as an HTTP date (IMF-fixdate), and that
+    /// second: to be capped at the response's `Date` while it is still ahead of it.
+    pub last_modified_http: Option<(i64, Bytes)>,
     /// The document's links, for its `Link` header, if it has any.
     pub links: Option<Links>,
 }
@@ -108,9 +110,11 @@ impl Encoded {
             identity: body,
             // The IMF-fixdate, by chrono rather than httpdate: httpdate cannot write dates
             // before 1970, and articles reach back to 1900.
-            last_modified_http: rendered
-                .last_modified
-                .map(|t| Bytes::from(t.format("%a, %d %b %Y %H:%M:%S GMT").to_string())),
+            last_modified_http: rendered.last_modified.map(|t| {
+                let second = crate::render::whole_second_up(t);
+                let http = second.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+                (second.timestamp(), Bytes::from(http))
+            }),
             last_modified: rendered.last_modified,
             links: rendered.links,
         }

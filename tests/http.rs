@@ -86,13 +86,25 @@ async fn region_roll_up_and_custom_feeds(backend: Backend) {
     server.stop().await;
 }
 
+/// A time cut to its second, as feeds and HTTP dates show it.
+fn whole_second(t: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::FixedOffset> {
+    chrono::DateTime::from_timestamp(t.timestamp(), 0)
+        .unwrap()
+        .fixed_offset()
+}
+
 async fn items_carry_dates_content_and_attribution(backend: Backend) {
     let Some(server) = Server::start(backend).await else {
         return;
     };
+    let before_write = whole_second(chrono::Utc::now());
     server.app.write(&fixtures()).await.unwrap();
 
     let response = server.get("/feeds/region/320281.rss").await;
+    let last_modified = response.headers()["last-modified"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert_eq!(
         response.headers()["content-type"],
         "application/rss+xml; charset=utf-8"
@@ -132,9 +144,15 @@ async fn items_carry_dates_content_and_attribution(backend: Backend) {
     assert_eq!(categories, ["氢能科技", "园区"]);
     assert_eq!(item.dublin_core_ext().unwrap().creators(), ["王明"]);
     assert_eq!(channel.language(), Some("zh-CN"));
-    assert_eq!(
-        channel.last_build_date(),
-        Some("Sat, 18 May 2024 09:30:00 +0800")
+    // When the store last changed what the feed shows (the write just made), not the newest
+    // item's date, and the same second as Last-Modified.
+    let built = chrono::DateTime::parse_from_rfc2822(channel.last_build_date().unwrap()).unwrap();
+    assert!(built >= before_write, "{built} is the write's time");
+    assert!(channel.last_build_date().unwrap().ends_with("+0800"));
+    let modified = chrono::DateTime::parse_from_rfc2822(&last_modified).unwrap();
+    assert!(
+        modified <= built && built - modified <= chrono::TimeDelta::seconds(1),
+        "lastBuildDate {built}, Last-Modified {modified} (capped at Date within the write's second)"
     );
     assert!(channel.generator().unwrap().starts_with("feedcast"));
     let self_link = &channel.atom_ext().unwrap().links()[0];
@@ -207,6 +225,7 @@ async fn a_write_shows_at_once_in_every_feed_it_touches(backend: Backend) {
         "published_at": "2024-05-18T09:30:00+08:00", "updated_at": "2024-05-20T12:00:00+08:00",
         "categories": ["hydrogen"], "region": "310000"
     }));
+    let before_edit = whole_second(chrono::Utc::now());
     server.app.write(&[moved]).await.unwrap();
 
     let province = rss_items(&server.text("/feeds/region/320000.rss").await);
@@ -230,7 +249,17 @@ async fn a_write_shows_at_once_in_every_feed_it_touches(backend: Backend) {
         "the id never changes on edit"
     );
     let atom = atom_entries(&server.text("/feeds/region/310000.atom").await);
-    assert_eq!(atom.updated().to_rfc3339(), "2024-05-20T12:00:00+08:00");
+    let entry = atom
+        .entries()
+        .iter()
+        .find(|e| e.links()[0].href() == "https://www.kechuang.example.cn/news/county-1.html")
+        .unwrap();
+    assert_eq!(entry.updated().to_rfc3339(), "2024-05-20T12:00:00+08:00");
+    assert!(
+        atom.updated() >= &before_edit,
+        "the feed changed with the edit: {}",
+        atom.updated()
+    );
     server.stop().await;
 }
 

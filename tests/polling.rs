@@ -23,6 +23,20 @@ async fn demo(backend: Backend) -> Option<Server> {
     Some(server)
 }
 
+/// GETs `path` once its Last-Modified is no longer held back to `Date`: within the second of a
+/// change, the date a client is given is before the change, so it rightly gets no 304 for it.
+/// Only the clock passing ends that, so this polls the clock.
+async fn settled(server: &Server, path: &str) -> reqwest::Response {
+    for _ in 0..100 {
+        let r = server.get(path).await;
+        if header(&r, "last-modified") != header(&r, "date") {
+            return r;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("{path}: Last-Modified stayed at Date for 5 s");
+}
+
 fn header(r: &reqwest::Response, name: &str) -> String {
     r.headers()
         .get(name)
@@ -42,7 +56,7 @@ async fn get_with(server: &Server, path: &str, headers: &[(&str, &str)]) -> reqw
 async fn validators_answer_304_without_building_again() {
     let server = demo(Backend::Sqlite).await.unwrap();
     let path = "/feeds/category/hydrogen.atom";
-    let first = server.get(path).await;
+    let first = settled(&server, path).await;
     assert_eq!(first.status(), 200);
     let etag = header(&first, "etag");
     let modified = header(&first, "last-modified");
@@ -489,4 +503,139 @@ async fn a_write_pings_the_hub_and_feeds_advertise_it() {
         expected.remove(&form["hub.url"]);
     }
     server.stop().await;
+}
+
+/// GET `path` with `If-Modified-Since: since`: the status, Last-Modified and Date.
+async fn since(server: &Server, path: &str, since: &str) -> (u16, String, String) {
+    let r = get_with(server, path, &[("if-modified-since", since)]).await;
+    let status = r.status().as_u16();
+    (status, header(&r, "last-modified"), header(&r, "date"))
+}
+
+/// Last-Modified is when the store last changed what a document shows, so a client that
+/// revalidates by date alone sees every change: an edit or a takedown of an older item, one in
+/// the same second as the change before, one made in SQL by the CMS; and never a date after the
+/// response's own.
+async fn last_modified_moves_with_every_change(backend: Backend) {
+    let Some(server) = Server::start(backend).await else {
+        return;
+    };
+    let dated = |id: &str, published: &str, title: &str| {
+        article(json!({
+            "id": id, "title": title, "content_html": "<p>正文</p>",
+            "url": format!("https://www.kechuang.example.cn/news/{id}.html"),
+            "published_at": published, "categories": ["hydrogen"]
+        }))
+    };
+    server
+        .app
+        .write(&[
+            dated("older", "2024-05-02T09:00:00+08:00", "较早的报道"),
+            dated("newer", "2024-05-20T09:00:00+08:00", "较新的报道"),
+        ])
+        .await
+        .unwrap();
+    let paths = [
+        "/feeds/category/hydrogen.atom",
+        "/feeds/category/hydrogen.json",
+        "/feeds/category/hydrogen/archive/2024-05.rss",
+    ];
+    let mut held = Vec::new();
+    for path in paths {
+        let r = settled(&server, path).await;
+        held.push(header(&r, "last-modified"));
+        let (status, ..) = since(&server, path, held.last().unwrap()).await;
+        assert_eq!(status, 304, "{path}: unchanged since the date it gave");
+    }
+
+    // An edit of the older item: not the newest, yet every document that shows it changed.
+    let id = feedcast::model::ArticleId::parse("older").unwrap();
+    server
+        .app
+        .write(&[dated(
+            "older",
+            "2024-05-02T09:00:00+08:00",
+            "较早的报道（更正）",
+        )])
+        .await
+        .unwrap();
+    for (path, date) in paths.iter().zip(&held) {
+        let (status, ..) = since(&server, path, date).await;
+        assert_eq!(status, 200, "{path}: an edit of an older item after {date}");
+    }
+
+    // A takedown of the older item, just after a client was given a date: whether or not it is
+    // within the same second, that date never gets a 304.
+    let given: Vec<String> = {
+        let mut given = Vec::new();
+        for path in paths {
+            given.push(header(&server.get(path).await, "last-modified"));
+        }
+        given
+    };
+    assert!(server.app.take_down(&id).await.unwrap());
+    for (path, date) in paths.iter().zip(&given) {
+        let (status, modified, response_date) = since(&server, path, date).await;
+        assert_eq!(status, 200, "{path}: taken down after {date}");
+        let (modified, response_date) = (
+            httpdate::parse_http_date(&modified).unwrap(),
+            httpdate::parse_http_date(&response_date).unwrap(),
+        );
+        assert!(
+            modified <= response_date,
+            "{path}: Last-Modified after Date"
+        );
+        let body = server.text(path).await;
+        assert!(!body.contains("news/older.html"), "{path}: {body}");
+    }
+
+    // A future-dated article: Last-Modified still never passes Date.
+    server
+        .app
+        .write(&[dated("future", "2030-01-01T00:00:00+08:00", "未来的报道")])
+        .await
+        .unwrap();
+    let r = server.get(paths[0]).await;
+    let modified = httpdate::parse_http_date(&header(&r, "last-modified")).unwrap();
+    assert!(modified <= httpdate::parse_http_date(&header(&r, "date")).unwrap());
+    assert!(modified < std::time::SystemTime::now() + std::time::Duration::from_secs(1));
+
+    // On PostgreSQL, the CMS edits a row in SQL: the database's trigger moves the change time.
+    if let Some(feedcast::store::DatabaseUrl::Postgres(url)) = server.db.as_ref().map(|d| &d.url) {
+        let r = settled(&server, paths[0]).await;
+        let date = header(&r, "last-modified");
+        assert_eq!(since(&server, paths[0], &date).await.0, 304);
+        let mut heard = server.app.heard();
+        let seen = *heard.borrow();
+        let cms = sqlx::PgPool::connect(url).await.unwrap();
+        sqlx::query("UPDATE articles SET title = '较新的报道（CMS 更正）' WHERE id = 'newer'")
+            .execute(&cms)
+            .await
+            .unwrap();
+        cms.close().await;
+        // The change reaches this replica's cache by notification; the date is the store's.
+        tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            heard.wait_for(|n| *n > seen),
+        )
+        .await
+        .expect("the CMS write's notification")
+        .unwrap();
+        assert_eq!(
+            since(&server, paths[0], &date).await.0,
+            200,
+            "after a CMS edit"
+        );
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn last_modified_on_sqlite() {
+    last_modified_moves_with_every_change(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn last_modified_on_postgres() {
+    last_modified_moves_with_every_change(Backend::Postgres).await;
 }

@@ -22,8 +22,9 @@ pub struct Feed {
     pub description: String,
     /// Newest first (ties: greater id first).
     pub items: Vec<Article>,
-    /// The latest publication or edit among the items; the Unix epoch for an empty feed, so
-    /// that an unchanged feed always renders to the same bytes.
+    /// When what the feed shows last changed: the store's change time for a feed read from the
+    /// store; for one [`describe`]d from given items, the latest publication or edit among them
+    /// (the Unix epoch for none, so that an unchanged feed always renders to the same bytes).
     pub updated: DateTime<Utc>,
     /// Links to the monthly archives (RFC 5005).
     pub archive: Archive,
@@ -45,6 +46,8 @@ pub struct Archive {
 pub struct Selected {
     rows: Vec<StoredArticle>,
     archive: Archive,
+    /// When what the feed shows last changed, read before the rows.
+    changed: DateTime<Utc>,
 }
 
 /// Reads what a feed holds from the store.
@@ -55,10 +58,12 @@ pub async fn select(
 ) -> Result<Selected, StoreError> {
     let selection = key.feed.selection(&settings.catalog);
     let tz = settings.site.time_zone;
-    let (rows, archive) = match key.view {
+    let (rows, archive, changed) = match key.view {
         View::Latest { limit } => {
-            let rows = store.articles(&selection, Window::newest(limit)).await?;
-            (rows, Archive::default())
+            let window = Window::newest(limit);
+            let changed = store.changed_at(&selection, window).await?;
+            let rows = store.articles(&selection, window).await?;
+            (rows, Archive::default(), changed)
         }
         View::Archive(month) => {
             let window = Window {
@@ -66,6 +71,9 @@ pub async fn select(
                 until: Some(month.end(tz)),
                 limit: None,
             };
+            // First, and alone: a write between it and the rows makes the time older than
+            // what is shown (a needless 200 later), never newer (a wrong 304).
+            let changed = store.changed_at(&selection, window).await?;
             let (rows, prev, next) = tokio::try_join!(
                 store.articles(&selection, window),
                 store.edge(&selection, Edge::NewestBefore(month.start(tz))),
@@ -75,16 +83,24 @@ pub async fn select(
                 prev: prev.map(|t| Month::of(t, tz)),
                 next: next.map(|t| Month::of(t, tz)),
             };
-            (rows, archive)
+            (rows, archive, changed)
         }
     };
-    Ok(Selected { rows, archive })
+    Ok(Selected {
+        rows,
+        archive,
+        changed,
+    })
 }
 
 /// Puts a feed's rows through the intake and describes the feed: CPU work (a row the CMS wrote
 /// is sanitized here).
 pub fn finish(settings: &Settings, key: &FeedKey, selected: Selected) -> Feed {
-    let Selected { rows, mut archive } = selected;
+    let Selected {
+        rows,
+        mut archive,
+        changed,
+    } = selected;
     let tz = settings.site.time_zone;
     // Every row goes through the intake, which skips one that cannot be fixed: one bad row
     // must not take the feed down for every subscriber.
@@ -100,7 +116,12 @@ pub fn finish(settings: &Settings, key: &FeedKey, selected: Selected) -> Feed {
     if let View::Latest { .. } = key.view {
         archive.prev = items.first().map(|a| Month::of(a.published_at(), tz));
     }
-    describe(settings, key, items, archive)
+    Feed {
+        // The store's change time, not the newest item's: it moves on an edit of an older
+        // item and on a takedown too.
+        updated: changed,
+        ..describe(settings, key, items, archive)
+    }
 }
 
 /// Titles a feed and computes its last-updated time; separate from the store so it is tested

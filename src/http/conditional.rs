@@ -48,7 +48,8 @@ pub fn not_modified(
         // httpdate reads all three forms RFC 9110 §5.6.7 requires recipients to accept: the
         // IMF-fixdate, RFC 850 and asctime.
         (Some(since), Some(modified)) => httpdate::parse_http_date(since.trim())
-            .map(|since| modified.timestamp() <= DateTime::<Utc>::from(since).timestamp())
+            // To the microsecond: a change later within the second a client holds is a change.
+            .map(|since| modified <= DateTime::<Utc>::from(since))
             .unwrap_or(false),
         _ => false,
     }
@@ -96,6 +97,23 @@ mod tests {
         assert!(!not_modified(None, Some("yesterday"), TAG, modified));
         assert!(!not_modified(None, Some(same), TAG, None));
         assert!(!not_modified(Some("\"other\""), Some(same), TAG, modified));
+    }
+
+    #[test]
+    fn a_change_later_within_the_given_second_is_a_change() {
+        let same = "Sat, 18 May 2024 01:30:00 GMT";
+        assert!(not_modified(
+            None,
+            Some(same),
+            TAG,
+            at("2024-05-18T01:30:00Z")
+        ));
+        assert!(!not_modified(
+            None,
+            Some(same),
+            TAG,
+            at("2024-05-18T01:30:00.000001Z")
+        ));
     }
 
     #[test]

@@ -70,8 +70,20 @@ pub(super) fn respond(request: &HeaderMap, doc: &Encoded, policy: Policy) -> Res
     if let Some(etag) = value(etag) {
         headers.insert(header::ETAG, etag);
     }
-    if let Some(modified) = doc.last_modified_http.as_ref().and_then(value) {
-        headers.insert(header::LAST_MODIFIED, modified);
+    if let Some((second, http_date)) = &doc.last_modified_http {
+        let now = std::time::SystemTime::now();
+        let now_second = httpdate::HttpDate::from(now);
+        if *second <= chrono::DateTime::<chrono::Utc>::from(now).timestamp() {
+            if let Some(modified) = value(http_date) {
+                headers.insert(header::LAST_MODIFIED, modified);
+            }
+        } else if let Ok(date) = HeaderValue::from_str(&now_second.to_string()) {
+            // Changed within this second (or by a clock ahead of ours): RFC 9110 forbids a
+            // Last-Modified later than Date, so both are this second. A client sending it back
+            // gets a 200 until the second has passed, since the change is after it.
+            headers.insert(header::DATE, date.clone());
+            headers.insert(header::LAST_MODIFIED, date);
+        }
     }
     if let Ok(v) = HeaderValue::from_str(&format!("public, max-age={}", policy.max_age)) {
         headers.insert(header::CACHE_CONTROL, v);

@@ -78,7 +78,7 @@ pub(super) fn render(feed: &Feed, settings: &Settings) -> Result<Vec<u8>, String
     let out = AtomFeed {
         title: Text::plain(feed.title.clone()),
         id: feed_id(settings, feed),
-        updated: local(settings, feed.updated),
+        updated: local(settings, super::whole_second_up(feed.updated)),
         // RFC 4287 wants an author on the feed unless every entry has one: the portal.
         authors: vec![Person {
             name: site.title.clone(),

@@ -103,6 +103,13 @@ impl Links {
     }
 }
 
+/// A feed's change time as its document and its `Last-Modified` show it: rounded up to the
+/// whole second, so that the date a client holds is never before a change it was shown.
+pub fn whole_second_up(t: DateTime<Utc>) -> DateTime<Utc> {
+    let up = t.timestamp() + i64::from(t.timestamp_subsec_nanos() > 0);
+    DateTime::from_timestamp(up, 0).unwrap_or(t)
+}
+
 /// How often a polling reader should come back, derived from the feed's max-age so that the
 /// document and the HTTP headers agree: (RSS `ttl` in minutes, `sy:updatePeriod`,
 /// `sy:updateFrequency`). `None` for archives, which are not polled.

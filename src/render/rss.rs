@@ -63,7 +63,10 @@ pub(super) fn render(feed: &Feed, settings: &Settings) -> Result<Vec<u8>, String
         description: escape_html(&feed.description),
         language: Some(site.language.clone()),
         copyright: site.copyright.clone(),
-        last_build_date: Some(rfc2822(local(settings, feed.updated))),
+        last_build_date: Some(rfc2822(local(
+            settings,
+            super::whole_second_up(feed.updated),
+        ))),
         generator: Some(GENERATOR.to_owned()),
         ttl: schedule.map(|(ttl, _, _)| ttl.to_string()),
         syndication_ext: schedule.map(|(_, period, frequency)| SyndicationExtension {

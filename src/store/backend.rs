@@ -73,7 +73,7 @@ pub(super) trait Transaction: Send {
     fn texts<'a>(&'a mut self, statement: &'a Statement<'a>) -> Op<'a, Vec<String>>;
 
     /// Reads (id, published_at, region) rows.
-    fn regions<'a>(
+    fn index_rows<'a>(
         &'a mut self,
         statement: &'a Statement<'a>,
     ) -> Op<'a, Vec<(String, i64, String)>>;
@@ -186,7 +186,7 @@ where
         })
     }
 
-    fn regions<'a>(
+    fn index_rows<'a>(
         &'a mut self,
         statement: &'a Statement<'a>,
     ) -> Op<'a, Vec<(String, i64, String)>> {

@@ -260,11 +260,15 @@ impl Writer {
             let ids = || chunk.iter().map(|a| a.id().as_str());
             let before = self
                 .tx
-                .texts(&sql::buckets_of(ids()))
+                .index_rows(&sql::filed(ids()))
                 .await
                 .map_err(failed("reading articles' buckets"))?;
             self.touched
-                .extend(before.iter().filter_map(|k| Bucket::from_key(k)));
+                .extend(before.iter().filter_map(|(k, _, _)| Bucket::from_key(k)));
+            let mut stamps = Stamps::default();
+            for (key, published_at, _) in &before {
+                stamps.add(key, *published_at);
+            }
             if files_in_code {
                 self.tx
                     .execute(&sql::unfile(ids()))
@@ -278,6 +282,7 @@ impl Writer {
             let mut rows = Vec::new();
             for a in chunk {
                 for bucket in catalog.buckets(a) {
+                    stamps.add(&bucket.key(), sql::micros(a.published_at()));
                     self.touched.insert(bucket.clone());
                     rows.push((bucket, sql::micros(a.published_at()), a.id().as_str()));
                 }
@@ -289,6 +294,7 @@ impl Writer {
                         .await
                         .map_err(failed("filing articles"))?;
                 }
+                stamps.write(self.tx.as_mut()).await?;
             }
         }
         Ok(())
@@ -304,6 +310,30 @@ impl Writer {
             tracing::debug!(cause = %e, "tidying up after a write failed");
         }
         Ok(self.touched.into_iter().collect())
+    }
+}
+
+/// The change times a write moves (SQLite, which files in code): each bucket it files or unfiles
+/// an article in, as a whole and for the article's month.
+#[derive(Default)]
+struct Stamps(BTreeSet<(String, i64)>);
+
+impl Stamps {
+    fn add(&mut self, bucket_key: &str, published_at: i64) {
+        self.0.insert((bucket_key.to_owned(), sql::WHOLE_BUCKET));
+        self.0
+            .insert((bucket_key.to_owned(), sql::utc_month(published_at)));
+    }
+
+    async fn write(self, tx: &mut dyn Transaction) -> Result<(), StoreError> {
+        let keys: Vec<(String, i64)> = self.0.into_iter().collect();
+        let now = sql::micros(Utc::now());
+        for part in keys.chunks(sql::BUCKET_ROWS) {
+            tx.execute(&sql::stamp(part, now))
+                .await
+                .map_err(failed("stamping change times"))?;
+        }
+        Ok(())
     }
 }
 
@@ -333,6 +363,29 @@ fn newest_first(mut rows: Vec<StoredArticle>) -> Vec<StoredArticle> {
     });
     rows.dedup_by(|a, b| a.id == b.id);
     rows
+}
+
+/// The UTC months (yyyymm) a time range `[from, until)` in microseconds touches: a few for an
+/// archive month in any time zone; capped, so that an unbounded range reads the whole bucket.
+fn utc_months(from: i64, until: i64) -> Vec<i64> {
+    let (first, last) = (
+        sql::utc_month(from),
+        sql::utc_month(until.saturating_sub(1)),
+    );
+    let mut months = Vec::new();
+    let mut month = first;
+    while month <= last && months.len() < 3 {
+        months.push(month);
+        month = if month % 100 == 12 {
+            month + 89
+        } else {
+            month + 1
+        };
+    }
+    if month <= last {
+        return vec![sql::WHOLE_BUCKET];
+    }
+    months
 }
 
 /// A change the database announced (PostgreSQL only): an article written or removed by any
@@ -456,16 +509,27 @@ impl Store {
                     .await
                     .map_err(failed("starting a takedown"))?;
                 let before = tx
-                    .texts(&sql::buckets_of(std::iter::once(id.as_str())))
+                    .index_rows(&sql::filed(std::iter::once(id.as_str())))
                     .await
                     .map_err(failed("reading an article's buckets"))?;
                 let deleted = tx
                     .texts(&sql::delete_article(id.as_str()))
                     .await
                     .map_err(failed("taking an article down"))?;
+                if self.backend.files_in_code() {
+                    let mut stamps = Stamps::default();
+                    for (key, published_at, _) in &before {
+                        stamps.add(key, *published_at);
+                    }
+                    stamps.write(tx.as_mut()).await?;
+                }
                 tx.commit().await.map_err(failed("committing a takedown"))?;
-                Ok((!deleted.is_empty())
-                    .then(|| before.iter().filter_map(|k| Bucket::from_key(k)).collect()))
+                Ok((!deleted.is_empty()).then(|| {
+                    before
+                        .iter()
+                        .filter_map(|(k, _, _)| Bucket::from_key(k))
+                        .collect()
+                }))
             })
             .await;
         self.health.record_write(deleted)
@@ -555,6 +619,34 @@ impl Store {
         .await
     }
 
+    /// When what a selection shows last changed, by the store's clock: within a window's
+    /// months, or (a window without bounds) as a whole. Read before the articles, so that a
+    /// write in between makes the time older than what is shown, never newer.
+    pub async fn changed_at(
+        &self,
+        selection: &Selection,
+        window: Window,
+    ) -> Result<DateTime<Utc>, StoreError> {
+        self.bounded("reading a feed's change time", async {
+            let months = match (window.from, window.until) {
+                (None, None) => vec![sql::WHOLE_BUCKET],
+                (from, until) => utc_months(
+                    from.map_or(i64::MIN, sql::micros),
+                    until.map_or(i64::MAX, sql::micros),
+                ),
+            };
+            let at = self
+                .backend
+                .number(&sql::changed_at(&selection.any_of, &months))
+                .await
+                .map_err(failed("reading a feed's change time"))?;
+            Ok(at
+                .and_then(DateTime::from_timestamp_micros)
+                .unwrap_or(DateTime::UNIX_EPOCH))
+        })
+        .await
+    }
+
     /// How many read operations (feed and archive queries) have been run.
     #[cfg(feature = "testing")]
     pub fn queries(&self) -> u64 {
@@ -607,7 +699,7 @@ impl Store {
             .await
             .map_err(failed("clearing region buckets"))?;
         let regions = tx
-            .regions(&sql::article_regions())
+            .index_rows(&sql::article_regions())
             .await
             .map_err(failed("reading article regions"))?;
         let mut rows = Vec::new();

@@ -32,6 +32,11 @@ const MIGRATIONS: Embedded = Embedded(&[
         "sanitized",
         include_str!("../../migrations/postgres/0003_sanitized.sql"),
     ),
+    (
+        4,
+        "change times",
+        include_str!("../../migrations/postgres/0004_change_times.sql"),
+    ),
 ]);
 
 /// Wait before listening again after the listening connection failed.
@@ -135,7 +140,10 @@ impl Backend for PgStore {
     }
 
     fn after_refile(&self) -> Vec<Statement<'static>> {
-        vec![sql::postgres_announce_refile()]
+        vec![
+            sql::postgres_stamp_everything(),
+            sql::postgres_announce_refile(),
+        ]
     }
 
     fn listen(&self) -> Option<(mpsc::UnboundedReceiver<Change>, JoinHandle<()>)> {

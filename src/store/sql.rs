@@ -176,10 +176,10 @@ pub(super) fn ping() -> Statement<'static> {
 // ---------------------------------------------------------------------------------------------
 // The feed index
 
-/// The buckets the articles with these ids are filed under.
-pub(super) fn buckets_of<'a>(ids: impl ExactSizeIterator<Item = &'a str>) -> Statement<'a> {
+/// Where the articles with these ids are filed: (bucket, published_at, article id) rows.
+pub(super) fn filed<'a>(ids: impl ExactSizeIterator<Item = &'a str>) -> Statement<'a> {
     let mut statement = Statement::new(format!(
-        "SELECT bucket FROM feed_index WHERE article_id IN ({})",
+        "SELECT bucket, published_at, article_id FROM feed_index WHERE article_id IN ({})",
         list(ids.len())
     ));
     statement
@@ -288,6 +288,73 @@ pub(super) fn edge_of<'a>(bucket: &Bucket, selection: &Selection, edge: Edge) ->
 }
 
 // ---------------------------------------------------------------------------------------------
+// Change times
+
+/// The UTC month (yyyymm) of a stored time, as `change_times` keys it.
+pub(super) fn utc_month(micros: i64) -> i64 {
+    let t = chrono::DateTime::from_timestamp_micros(micros).unwrap_or_default();
+    i64::from(chrono::Datelike::year(&t)) * 100 + i64::from(chrono::Datelike::month(&t))
+}
+
+/// `change_times`' key for a bucket as a whole.
+pub(super) const WHOLE_BUCKET: i64 = 0;
+
+/// `change_times`' bucket for everything at once.
+const EVERYTHING: &str = "*";
+
+/// Moves these (bucket key, month) change times forward to `at`, or by a microsecond if they
+/// are already there (a clock that stepped back must not hide a change from `If-Modified-Since`).
+/// SQLite only, which files in code; PostgreSQL's filing trigger stamps with its own clock.
+pub(super) fn stamp<'a>(keys: &'a [(String, i64)], at: i64) -> Statement<'a> {
+    let mut statement = Statement::new(format!(
+        "INSERT INTO change_times (bucket, month, changed_at) VALUES {} \
+         ON CONFLICT (bucket, month) DO UPDATE SET changed_at = CASE \
+         WHEN excluded.changed_at > change_times.changed_at THEN excluded.changed_at \
+         ELSE change_times.changed_at + 1 END",
+        placeholders(keys.len(), 3)
+    ));
+    for (bucket, month) in keys {
+        statement = statement.text(bucket.as_str()).int(*month).int(at);
+    }
+    statement
+}
+
+/// Moves the change time of everything forward to `at` (SQLite, after a refile).
+pub(super) fn stamp_everything(at: i64) -> Statement<'static> {
+    Statement::new(
+        "UPDATE change_times SET changed_at = CASE WHEN changed_at < $2 THEN $2 \
+         ELSE changed_at + 1 END WHERE bucket = $1",
+    )
+    .text(EVERYTHING)
+    .int(at)
+}
+
+/// When what these buckets show last changed, in these months ([`WHOLE_BUCKET`] for the
+/// buckets' newest items), or everything did.
+pub(super) fn changed_at<'a>(buckets: &[Bucket], months: &[i64]) -> Statement<'a> {
+    let mut statement = Statement::new(format!(
+        "SELECT MAX(changed_at) FROM change_times WHERE bucket = $1 \
+         OR (bucket IN ({}) AND month IN ({}))",
+        (0..buckets.len())
+            .map(|i| format!("${}", i + 2))
+            .collect::<Vec<_>>()
+            .join(", "),
+        (0..months.len())
+            .map(|i| format!("${}", i + 2 + buckets.len()))
+            .collect::<Vec<_>>()
+            .join(", "),
+    ))
+    .text(EVERYTHING);
+    for bucket in buckets {
+        statement = statement.text(bucket.key());
+    }
+    for month in months {
+        statement = statement.int(*month);
+    }
+    statement
+}
+
+// ---------------------------------------------------------------------------------------------
 // Meta
 
 /// Key of the `meta` row that write probes write.
@@ -373,6 +440,12 @@ pub(super) fn postgres_store_region_tree(catalog: &Catalog) -> Vec<Statement<'_>
     statements
 }
 
+/// Moves the change time of everything forward, by the database's clock (after a refile).
+pub(super) fn postgres_stamp_everything() -> Statement<'static> {
+    Statement::new("UPDATE change_times SET changed_at = GREATEST(changed_at + 1, feedcast_now()) WHERE bucket = $1")
+        .text(EVERYTHING)
+}
+
 /// Tells every replica that the feed index was rebuilt, so they drop their caches.
 pub(super) fn postgres_announce_refile() -> Statement<'static> {
     Statement::new("SELECT pg_notify($1, '{\"refiled\": true}')").text(POSTGRES_CHANNEL)
@@ -381,6 +454,14 @@ pub(super) fn postgres_announce_refile() -> Statement<'static> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn change_times_are_keyed_by_utc_month() {
+        let at = |s: &str| micros(chrono::DateTime::parse_from_rfc3339(s).unwrap().to_utc());
+        assert_eq!(utc_month(at("2026-03-01T02:00:00+08:00")), 202602);
+        assert_eq!(utc_month(at("2026-12-31T23:59:59Z")), 202612);
+        assert_eq!(utc_month(at("1900-01-01T00:00:00Z")), 190001);
+    }
 
     #[test]
     fn placeholders_number_rows_in_order() {

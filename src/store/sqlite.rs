@@ -27,6 +27,11 @@ const MIGRATIONS: Embedded = Embedded(&[
         "sanitized",
         include_str!("../../migrations/sqlite/0002_sanitized.sql"),
     ),
+    (
+        3,
+        "change times",
+        include_str!("../../migrations/sqlite/0003_change_times.sql"),
+    ),
 ]);
 
 /// How long a writer waits for another writer's lock before failing.
@@ -128,6 +133,11 @@ impl Backend for SqliteStore {
 
     fn number<'a>(&'a self, statement: &'a Statement<'a>) -> Op<'a, Option<i64>> {
         read_number(&self.pool, statement)
+    }
+
+    /// Every feed changed when the feed index was rebuilt.
+    fn after_refile(&self) -> Vec<Statement<'static>> {
+        vec![sql::stamp_everything(sql::micros(chrono::Utc::now()))]
     }
 
     /// Hands the writer's page cache back after a write: it is large for imports, and a
