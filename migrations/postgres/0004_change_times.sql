@@ -1,7 +1,7 @@
 -- When what each feed shows last changed, in microseconds since the epoch by the database's
 -- clock: a feed's and an archive month's Last-Modified (and Atom `updated`, RSS
 -- `lastBuildDate`). One row per bucket and UTC month of publication (yyyymm; 0 stands for the
--- bucket as a whole, its newest items), moved forward by the filing trigger on every write,
+-- bucket as a whole, its newest items), moved forward by a statement trigger on every write,
 -- feedcast's or anyone's, that files, unfiles or edits an article there. The bucket '*' holds
 -- when everything last changed (a refile; this upgrade, since nothing before it was kept).
 CREATE TABLE change_times (
@@ -34,46 +34,65 @@ LANGUAGE sql STABLE AS $$
     ) AS l
 $$;
 
--- Moves the change time of every bucket an article is filed under, as a whole and for the UTC
--- month it was published in: to now, or by a microsecond if it is already there (a clock that
--- stepped back must not hide a change from If-Modified-Since).
-CREATE FUNCTION feedcast_stamp(categories TEXT, region TEXT, published_at BIGINT) RETURNS void
-LANGUAGE sql VOLATILE AS $$
-    INSERT INTO change_times (bucket, month, changed_at)
-    SELECT b, m, feedcast_now()
-    FROM feedcast_buckets(categories, region) AS b,
-         (VALUES (0), (to_char(to_timestamp(published_at / 1000000.0) AT TIME ZONE 'UTC',
-                               'YYYYMM')::int)) AS months (m)
-    ON CONFLICT (bucket, month) DO UPDATE
-    SET changed_at = GREATEST(change_times.changed_at + 1, excluded.changed_at)
+-- The UTC month (yyyymm) of a stored time, as change_times keys it.
+CREATE FUNCTION feedcast_month(micros BIGINT) RETURNS INTEGER LANGUAGE sql IMMUTABLE AS $$
+    SELECT to_char(to_timestamp(micros / 1000000.0) AT TIME ZONE 'UTC', 'YYYYMM')::int
 $$;
 
-CREATE OR REPLACE FUNCTION feedcast_article_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+-- Moves the change time of every bucket the changed rows are filed under, as a whole and for
+-- the UTC month each was published in: to now, or by a microsecond if it is already there (a
+-- clock that stepped back must not hide a change from If-Modified-Since). Once per statement,
+-- over its transition tables. Measured: a row-level upsert of the same few hot rows, once per
+-- article, made one 20,000-article INSERT take 219 s instead of 4 s, since each update of a row
+-- the transaction already updated walks the chain of its earlier versions.
+CREATE FUNCTION feedcast_stamp() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF TG_OP = 'INSERT' OR (TG_OP = 'UPDATE' AND (
-        NEW.categories IS DISTINCT FROM OLD.categories
-        OR NEW.region IS DISTINCT FROM OLD.region
-        OR NEW.published_at IS DISTINCT FROM OLD.published_at)) THEN
-        DELETE FROM feed_index WHERE article_id = NEW.id;
-        INSERT INTO feed_index (bucket, published_at, article_id)
-        SELECT b, NEW.published_at, NEW.id FROM feedcast_buckets(NEW.categories, NEW.region) AS b;
-        IF TG_OP = 'UPDATE' THEN
-            PERFORM feedcast_stamp(OLD.categories, OLD.region, OLD.published_at);
-        END IF;
-    END IF;
-    IF TG_OP = 'DELETE' THEN
-        PERFORM feedcast_stamp(OLD.categories, OLD.region, OLD.published_at);
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO change_times (bucket, month, changed_at)
+        SELECT bucket, month, feedcast_now() FROM (
+            -- The few distinct filings first, then their buckets: not once per row.
+            SELECT DISTINCT b AS bucket, m AS month
+            FROM (SELECT DISTINCT categories, region, feedcast_month(published_at) AS month
+                  FROM (SELECT categories, region, published_at FROM new_rows) AS c) AS r,
+                 feedcast_buckets(r.categories, r.region) AS b,
+                 LATERAL (VALUES (0), (r.month)) AS months (m)
+        ) AS keys
+        ON CONFLICT (bucket, month) DO UPDATE
+        SET changed_at = GREATEST(change_times.changed_at + 1, excluded.changed_at);
+    ELSIF TG_OP = 'UPDATE' THEN
+        INSERT INTO change_times (bucket, month, changed_at)
+        SELECT bucket, month, feedcast_now() FROM (
+            -- The few distinct filings first, then their buckets: not once per row.
+            SELECT DISTINCT b AS bucket, m AS month
+            FROM (SELECT DISTINCT categories, region, feedcast_month(published_at) AS month
+                  FROM (SELECT categories, region, published_at FROM old_rows
+                  UNION SELECT categories, region, published_at FROM new_rows) AS c) AS r,
+                 feedcast_buckets(r.categories, r.region) AS b,
+                 LATERAL (VALUES (0), (r.month)) AS months (m)
+        ) AS keys
+        ON CONFLICT (bucket, month) DO UPDATE
+        SET changed_at = GREATEST(change_times.changed_at + 1, excluded.changed_at);
     ELSE
-        PERFORM feedcast_stamp(NEW.categories, NEW.region, NEW.published_at);
+        INSERT INTO change_times (bucket, month, changed_at)
+        SELECT bucket, month, feedcast_now() FROM (
+            -- The few distinct filings first, then their buckets: not once per row.
+            SELECT DISTINCT b AS bucket, m AS month
+            FROM (SELECT DISTINCT categories, region, feedcast_month(published_at) AS month
+                  FROM (SELECT categories, region, published_at FROM old_rows) AS c) AS r,
+                 feedcast_buckets(r.categories, r.region) AS b,
+                 LATERAL (VALUES (0), (r.month)) AS months (m)
+        ) AS keys
+        ON CONFLICT (bucket, month) DO UPDATE
+        SET changed_at = GREATEST(change_times.changed_at + 1, excluded.changed_at);
     END IF;
-    -- Deleting an article removes its feed_index rows through the foreign key.
-    PERFORM pg_notify('feedcast_articles', json_build_object(
-        'id', CASE WHEN TG_OP = 'DELETE' THEN OLD.id ELSE NEW.id END,
-        'before', CASE WHEN TG_OP = 'INSERT' THEN NULL
-                  ELSE json_build_object('categories', OLD.categories, 'region', OLD.region) END,
-        'after', CASE WHEN TG_OP = 'DELETE' THEN NULL
-                 ELSE json_build_object('categories', NEW.categories, 'region', NEW.region) END
-    )::text);
     RETURN NULL;
 END
 $$;
+
+CREATE TRIGGER feedcast_stamp_insert AFTER INSERT ON articles
+REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION feedcast_stamp();
+CREATE TRIGGER feedcast_stamp_update AFTER UPDATE ON articles
+REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+FOR EACH STATEMENT EXECUTE FUNCTION feedcast_stamp();
+CREATE TRIGGER feedcast_stamp_delete AFTER DELETE ON articles
+REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION feedcast_stamp();
