@@ -65,7 +65,10 @@ async fn validators_answer_304_without_building_again() {
         "strong ETag: {etag}"
     );
     assert!(modified.ends_with(" GMT"), "{modified}");
-    assert_eq!(header(&first, "cache-control"), "public, max-age=300");
+    assert_eq!(
+        header(&first, "cache-control"),
+        "public, max-age=300, stale-while-revalidate=60, stale-if-error=86400"
+    );
     assert_eq!(header(&first, "vary"), "Accept, Accept-Encoding");
     let builds = server.app.builds();
 
@@ -81,7 +84,10 @@ async fn validators_answer_304_without_building_again() {
         assert_eq!(r.status(), 304, "{validators:?}");
         assert_eq!(header(&r, "etag"), etag);
         assert_eq!(header(&r, "last-modified"), modified);
-        assert_eq!(header(&r, "cache-control"), "public, max-age=300");
+        assert_eq!(
+            header(&r, "cache-control"),
+            "public, max-age=300, stale-while-revalidate=60, stale-if-error=86400"
+        );
         assert!(r.bytes().await.unwrap().is_empty());
     }
     // A different tag, or an older date, gets the document.
@@ -300,7 +306,7 @@ async fn an_archive_walk_collects_every_article_exactly_once(backend: Backend) {
     assert!(months.len() >= 3, "{months:?}");
     // Every month but the newest has ended, so it may be cached long.
     assert!(
-        months.iter().skip(1).all(|m| m.ends_with("max-age=86400")),
+        months.iter().skip(1).all(|m| m.contains("max-age=86400,")),
         "{months:?}"
     );
     ids.sort();
@@ -638,4 +644,53 @@ async fn last_modified_on_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn last_modified_on_postgres() {
     last_modified_moves_with_every_change(Backend::Postgres).await;
+}
+
+/// Others may serve a feed past its age while they revalidate and while feedcast cannot
+/// answer (RFC 5861), for times set per kind of feed; 0 leaves a directive out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cache_control_lets_others_serve_stale_for_times_set_per_kind() {
+    let settings = settings_with(&[(
+        "archive = 86400 # archives of months that have ended",
+        "archive = 86400\n\
+         [caching.stale_while_revalidate]\nregion = 30\ncategory = 0\n\
+         [caching.stale_if_error]\nregion = 600",
+    )]);
+    let server = Server::start_with(Backend::Sqlite, settings).await.unwrap();
+    server.app.load_demo_if_empty().await.unwrap();
+    for (path, expected) in [
+        (
+            "/feeds/region/320000.rss",
+            "public, max-age=300, stale-while-revalidate=30, stale-if-error=600",
+        ),
+        (
+            "/feeds/category/hydrogen.atom",
+            "public, max-age=300, stale-if-error=86400",
+        ),
+        (
+            "/feeds/category/hydrogen/archive/2024-01.json",
+            "public, max-age=86400, stale-while-revalidate=60, stale-if-error=86400",
+        ),
+    ] {
+        let r = server.get(path).await;
+        assert_eq!(r.status(), 200, "{path}");
+        assert_eq!(header(&r, "cache-control"), expected, "{path}");
+    }
+    server.stop().await;
+}
+
+#[test]
+fn a_stale_time_that_is_not_a_number_is_refused_naming_its_line() {
+    let text = include_str!("fixtures/feeds.toml").replace(
+        "archive = 86400 # archives of months that have ended",
+        "archive = 86400\n[caching.stale_if_error]\nregion = \"long\"",
+    );
+    let line = 1 + text[..text.find("region = \"long\"").unwrap()]
+        .matches('\n')
+        .count();
+    let e = feedcast::config::Settings::parse(&text, std::path::Path::new("feeds.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with(&format!("feeds.toml:{line}:")), "{e}");
+    assert!(e.contains("u32"), "{e}");
 }

@@ -333,6 +333,11 @@ async fn a_store_outage_serves_cached_feeds_stale_and_recovers() {
     let r = server.get(cached).await;
     assert_eq!(r.status(), 200, "a cached feed is still served");
     assert!(header(&r, "warning").unwrap().contains("Response is Stale"));
+    assert_eq!(
+        header(&r, "cache-control").as_deref(),
+        Some("public, max-age=5"),
+        "a stand-in is not to be served stale by others in turn"
+    );
     assert!(header(&r, "age").is_some());
     assert_eq!(r.text().await.unwrap(), fresh);
     assert_eq!(server.get("/readyz").await.status(), 503);

@@ -175,6 +175,36 @@ pub struct Caching {
     /// Archives of months that have ended (default 86400); the month in progress is cached
     /// like its feed.
     pub archive: u32,
+    /// `stale-while-revalidate` (RFC 5861) per kind (default 60 each; 0 leaves it out): how long
+    /// past `max-age` a cache may answer while it fetches a fresh copy.
+    pub stale_while_revalidate: PerKind,
+    /// `stale-if-error` (RFC 5861) per kind (default 86400 each; 0 leaves it out): how long past
+    /// `max-age` a cache may answer while feedcast cannot.
+    pub stale_if_error: PerKind,
+}
+
+/// Seconds for each kind of document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PerKind {
+    /// Category feeds.
+    pub category: u32,
+    /// Region feeds.
+    pub region: u32,
+    /// Custom feeds.
+    pub custom: u32,
+    /// Archives of months that have ended.
+    pub archive: u32,
+}
+
+impl PerKind {
+    fn or(raw: raw::PerKind, default: u32) -> Self {
+        PerKind {
+            category: raw.category.unwrap_or(default),
+            region: raw.region.unwrap_or(default),
+            custom: raw.custom.unwrap_or(default),
+            archive: raw.archive.unwrap_or(default),
+        }
+    }
 }
 
 /// WebSub (W3C) publishing.
@@ -336,6 +366,8 @@ fn validate(raw: raw::Config, at: At<'_>) -> Result<Settings, ConfigError> {
             region: raw.caching.region,
             custom: raw.caching.custom,
             archive: raw.caching.archive,
+            stale_while_revalidate: PerKind::or(raw.caching.stale_while_revalidate, 60),
+            stale_if_error: PerKind::or(raw.caching.stale_if_error, 86_400),
         },
         websub: websub(raw.websub, at)?,
         outbound: Outbound {

@@ -115,6 +115,8 @@ pub(super) struct Caching {
     pub region: u32,
     pub custom: u32,
     pub archive: u32,
+    pub stale_while_revalidate: PerKind,
+    pub stale_if_error: PerKind,
 }
 
 impl Default for Caching {
@@ -124,8 +126,20 @@ impl Default for Caching {
             region: 300,
             custom: 300,
             archive: 86_400,
+            stale_while_revalidate: PerKind::default(),
+            stale_if_error: PerKind::default(),
         }
     }
+}
+
+/// Seconds per kind of feed, each defaulting to its table's default (see `config::Caching`).
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct PerKind {
+    pub category: Option<u32>,
+    pub region: Option<u32>,
+    pub custom: Option<u32>,
+    pub archive: Option<u32>,
 }
 
 #[derive(Deserialize)]

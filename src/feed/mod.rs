@@ -346,15 +346,44 @@ impl FeedKey {
     /// archive changes only if one of its articles is edited or taken down.
     pub fn max_age(&self, settings: &Settings, now: DateTime<Utc>) -> u32 {
         let caching = &settings.caching;
+        self.of_kind(
+            settings,
+            now,
+            crate::config::PerKind {
+                category: caching.category,
+                region: caching.region,
+                custom: caching.custom,
+                archive: caching.archive,
+            },
+        )
+    }
+
+    /// How long past `max-age` others may serve this document at `now` (RFC 5861): while
+    /// they revalidate, and while feedcast cannot answer.
+    pub fn stale_for(&self, settings: &Settings, now: DateTime<Utc>) -> (u32, u32) {
+        let caching = &settings.caching;
+        (
+            self.of_kind(settings, now, caching.stale_while_revalidate),
+            self.of_kind(settings, now, caching.stale_if_error),
+        )
+    }
+
+    /// This document's value among `values`: an ended month's archive's, or its feed kind's.
+    fn of_kind(
+        &self,
+        settings: &Settings,
+        now: DateTime<Utc>,
+        values: crate::config::PerKind,
+    ) -> u32 {
         if let View::Archive(month) = self.view {
             if month.end(settings.site.time_zone) <= now {
-                return caching.archive;
+                return values.archive;
             }
         }
         match self.feed {
-            FeedId::Category(_) => caching.category,
-            FeedId::Region(_) => caching.region,
-            FeedId::Custom(_) => caching.custom,
+            FeedId::Category(_) => values.category,
+            FeedId::Region(_) => values.region,
+            FeedId::Custom(_) => values.custom,
         }
     }
 }

@@ -89,6 +89,12 @@ async fn feed(
         } else {
             key.max_age(settings, Utc::now())
         },
+        // Nor keep serving it once it is past its age: it may hold what was since taken down.
+        stale: if served.is_stale() {
+            (0, 0)
+        } else {
+            key.stale_for(settings, Utc::now())
+        },
         vary: if negotiable {
             "Accept, Accept-Encoding"
         } else {
@@ -107,6 +113,7 @@ async fn index(State(app): State<Arc<App>>, request: Request) -> Response {
     let policy = Policy {
         content_type: Format::Html.content_type(),
         max_age: app.settings.caching.category,
+        stale: (0, 0),
         vary: "Accept-Encoding",
         page_policy: Some(page_policy(&app)),
     };
@@ -117,6 +124,7 @@ async fn opml(State(app): State<Arc<App>>, request: Request) -> Response {
     let policy = Policy {
         content_type: OPML_TYPE,
         max_age: app.settings.caching.category,
+        stale: (0, 0),
         vary: "Accept-Encoding",
         page_policy: None,
     };

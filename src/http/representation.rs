@@ -24,6 +24,8 @@ pub(super) const STALE_MAX_AGE: u32 = 5;
 pub(super) struct Policy {
     pub content_type: &'static str,
     pub max_age: u32,
+    /// `stale-while-revalidate` and `stale-if-error` (RFC 5861), each left out at 0.
+    pub stale: (u32, u32),
     /// Request headers the choice of representation depends on.
     pub vary: &'static str,
     /// For a page for people (HTML), its Content-Security-Policy.
@@ -85,7 +87,15 @@ pub(super) fn respond(request: &HeaderMap, doc: &Encoded, policy: Policy) -> Res
             headers.insert(header::LAST_MODIFIED, date);
         }
     }
-    if let Ok(v) = HeaderValue::from_str(&format!("public, max-age={}", policy.max_age)) {
+    let mut cache_control = format!("public, max-age={}", policy.max_age);
+    let (while_revalidate, if_error) = policy.stale;
+    if while_revalidate > 0 {
+        cache_control.push_str(&format!(", stale-while-revalidate={while_revalidate}"));
+    }
+    if if_error > 0 {
+        cache_control.push_str(&format!(", stale-if-error={if_error}"));
+    }
+    if let Ok(v) = HeaderValue::from_str(&cache_control) {
         headers.insert(header::CACHE_CONTROL, v);
     }
     headers.insert(header::VARY, HeaderValue::from_static(policy.vary));
