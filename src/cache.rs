@@ -399,6 +399,10 @@ impl FeedCache {
                 tracing::debug!(article = %id, feeds = buckets.len(), "store change");
                 self.drop_feeds(&FeedId::touched_by(catalog, &buckets), why);
             }
+            Change::Resumed => {
+                tracing::info!("reading store changes again; replaying those missed meanwhile");
+                self.health.set_listening(true);
+            }
             Change::Lost => {
                 metrics::counter!(crate::metrics::NOTIFY_DISCONNECTS).increment(1);
                 self.health.set_listening(false);

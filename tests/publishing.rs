@@ -232,6 +232,89 @@ async fn heard_within_a_second(server: &Server, seen: u64) {
         .unwrap();
 }
 
+/// A replica follows the store's change log, not its notifications alone: with its listening
+/// connection cut and its reconnect held back, a takedown through another replica is still gone
+/// from it within a second, in every format and archive, and its feeds still count as fresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_takedown_reaches_a_replica_that_cannot_listen() {
+    let Some(a) = admin_server(Backend::Postgres, settings()).await else {
+        return;
+    };
+    let db = a.db.as_ref().unwrap();
+    let (proxy, proxied) = Proxy::in_front_of(db).await;
+    let b = Server::start_at(&proxied, settings(), None).await;
+    let started = *b.app.heard().borrow();
+    for id in ["t1", "t2"] {
+        let body = article(id, &format!("无锡稿件{id}"), "320281").to_string();
+        let (status, _) = call(
+            &a,
+            "PUT",
+            &format!("/api/articles/{id}"),
+            Some(TOKEN),
+            &body,
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+    let mut paths = Vec::new();
+    for format in ["rss", "atom", "json"] {
+        paths.push(format!("/feeds/region/320000.{format}"));
+        paths.push(format!("/feeds/region/320281/archive/2024-05.{format}"));
+    }
+    // B has heard of both writes (one log entry each), and caches every document.
+    let mut heard = b.app.heard();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        heard.wait_for(|n| *n >= started + 2),
+    )
+    .await
+    .expect("B hears both writes")
+    .unwrap();
+    let seen = *b.app.heard().borrow();
+    // All at once, so that B's pool holds a connection for each: new ones will be held too.
+    let bodies = futures::future::join_all(paths.iter().map(|path| b.text(path))).await;
+    for (path, body) in paths.iter().zip(bodies) {
+        assert!(body.contains("article/t1"), "{path}");
+    }
+
+    // Cut B's listening connection in PostgreSQL, and hold its reconnect at the proxy.
+    proxy.hold_new();
+    let DatabaseUrl::Postgres(direct) = &db.url else {
+        unreachable!()
+    };
+    let admin = sqlx::PgPool::connect(direct).await.unwrap();
+    let ports: Vec<i32> = proxy.ports().into_iter().map(i32::from).collect();
+    let cut: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE client_port = ANY($1) AND query LIKE 'LISTEN%'",
+    )
+    .bind(&ports)
+    .fetch_all(&admin)
+    .await
+    .unwrap();
+    assert_eq!(cut, [true], "B's one listening connection");
+    admin.close().await;
+
+    let (status, _) = call(&a, "DELETE", "/api/articles/t1", Some(TOKEN), "").await;
+    assert_eq!(status, 200);
+    heard_within_a_second(&b, seen).await;
+    for path in &paths {
+        let r = b.get(path).await;
+        assert_eq!(r.status(), 200, "{path}");
+        assert_eq!(
+            header(&r, "warning"),
+            None,
+            "{path}: B still vouches for it"
+        );
+        let body = r.text().await.unwrap();
+        assert!(!body.contains("article/t1"), "{path}: {body}");
+        assert!(body.contains("article/t2"), "{path}");
+    }
+    proxy.restore();
+    b.stop().await;
+    a.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_on_one_postgres_stay_coherent() {
     let Some(a) = admin_server(Backend::Postgres, settings()).await else {

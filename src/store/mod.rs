@@ -401,9 +401,13 @@ pub enum Change {
         /// Its categories and region after the change.
         after: Option<Filing>,
     },
-    /// The listening connection was lost: until it is back, changes go unheard.
+    /// The store's changes cannot be read: until they can, they go unheard.
     Lost,
-    /// The listening connection was re-established: changes may have been missed meanwhile.
+    /// They can be read again, and every change since they could not has been or will be
+    /// reported: nothing was missed.
+    Resumed,
+    /// Changes may have been missed (the first reading, one too long after the last, or a
+    /// rebuilt feed index): whatever was built before is outdated.
     Missed,
 }
 

@@ -2,16 +2,19 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
-use serde::Deserialize;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgListener, PgPoolOptions};
 use sqlx::{PgPool, Postgres};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
-use super::backend::{Backend, Embedded, Op, Transaction, Tx, read_articles, read_number};
+use super::backend::{
+    Backend, Embedded, Op, Transaction, Tx, arguments, read_articles, read_number,
+};
 use super::sql::{self, Statement};
 use super::{Change, Filing, StoreError, StoredArticle};
 use crate::model::{Catalog, CategorySlug, RegionCode};
@@ -37,34 +40,49 @@ const MIGRATIONS: Embedded = Embedded(&[
         "change times",
         include_str!("../../migrations/postgres/0004_change_times.sql"),
     ),
+    (
+        5,
+        "change log",
+        include_str!("../../migrations/postgres/0005_change_log.sql"),
+    ),
 ]);
 
 /// Wait before listening again after the listening connection failed.
 const RELISTEN_DELAY: Duration = Duration::from_millis(500);
 
-/// A notification's payload: from the filing trigger, or from a replica that refiled.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Notice {
-    Article(Payload),
-    Refiled {
-        #[allow(dead_code)]
-        refiled: bool,
-    },
+/// A change-log entry (migration 5).
+#[derive(sqlx::FromRow)]
+struct Logged {
+    seq: i64,
+    /// `None`: everything changed (a refile).
+    article_id: Option<String>,
+    before_categories: Option<String>,
+    before_region: Option<String>,
+    after_categories: Option<String>,
+    after_region: Option<String>,
 }
 
-/// An article change, as the filing trigger describes it.
-#[derive(Deserialize)]
-struct Payload {
-    id: String,
-    before: Option<PayloadFiling>,
-    after: Option<PayloadFiling>,
-}
-
-#[derive(Deserialize)]
+/// How an article was filed, as the log holds it.
 struct PayloadFiling {
     categories: String,
     region: Option<String>,
+}
+
+impl Logged {
+    /// What the entry tells a cache.
+    fn change(self) -> Change {
+        let filing = |categories: Option<String>, region| {
+            categories.map(|categories| Filing::from(PayloadFiling { categories, region }))
+        };
+        match self.article_id {
+            None => Change::Missed,
+            Some(id) => Change::Article {
+                id,
+                before: filing(self.before_categories, self.before_region),
+                after: filing(self.after_categories, self.after_region),
+            },
+        }
+    }
 }
 
 impl From<PayloadFiling> for Filing {
@@ -120,6 +138,7 @@ impl Backend for PgStore {
     fn begin_write(&self) -> Op<'_, Box<dyn Transaction>> {
         Box::pin(async move {
             let mut tx = Tx::<Postgres>::begin(&self.pool, sql::POSTGRES_BEGIN_WRITE).await?;
+            tx.execute(&sql::postgres_lock_change_log()).await?;
             tx.execute(&sql::postgres_mark_writer()).await?;
             Ok(Box::new(tx) as Box<dyn Transaction>)
         })
@@ -134,7 +153,12 @@ impl Backend for PgStore {
     }
 
     fn before_refile<'a>(&self, catalog: &'a Catalog) -> Vec<Statement<'a>> {
-        let mut statements = vec![sql::postgres_lock_for_refile()];
+        // The change log's lock first, as every writer takes it: a refile rewrites feed-index
+        // rows that a write's trigger may be filing.
+        let mut statements = vec![
+            sql::postgres_lock_change_log(),
+            sql::postgres_lock_for_refile(),
+        ];
         statements.extend(sql::postgres_store_region_tree(catalog));
         statements
     }
@@ -147,7 +171,7 @@ impl Backend for PgStore {
     }
 
     fn listen(&self) -> Option<(mpsc::UnboundedReceiver<Change>, JoinHandle<()>)> {
-        Some(self.listen_forever())
+        Some(self.follow())
     }
 
     fn close(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
@@ -155,78 +179,149 @@ impl Backend for PgStore {
     }
 }
 
+/// How often the change log is read while notifications cannot be heard.
+const POLL_UNHEARD: Duration = Duration::from_millis(200);
+
+/// How often it is read anyway while they can: a notification lost in between costs no more.
+const POLL_HEARD: Duration = Duration::from_secs(5);
+
+/// How long a replica may fall behind the log and still replay it: well within the hour for
+/// which entries are kept. Further behind, it drops its whole cache instead.
+const MAX_BEHIND: Duration = Duration::from_secs(30 * 60);
+
+/// How often a replica prunes the log (any replica may; they all do).
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+/// Aborts a task when dropped: the listener lives as long as the follower that spawned it.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 impl PgStore {
-    /// Listens for the filing trigger's notifications on a connection of its own, forever:
-    /// after the connection drops it listens again and reports [`Change::Missed`], since
-    /// notifications sent meanwhile are lost.
-    fn listen_forever(&self) -> (mpsc::UnboundedReceiver<Change>, JoinHandle<()>) {
+    /// Follows the change log forever, reporting each entry in commit order. Notifications
+    /// only wake it: it reads the log when one arrives, every 5 s anyway, and every 200 ms while
+    /// its listening connection is down, so a replica that cannot listen still hears every
+    /// change within a fraction of a second, and one that could not read the store at all
+    /// replays from where it was ([`Change::Resumed`]), or, if that is more than half an hour
+    /// ago, starts afresh ([`Change::Missed`]).
+    fn follow(&self) -> (mpsc::UnboundedReceiver<Change>, JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let pool = self.pool.clone();
         let task = tokio::spawn(async move {
+            let wake = Arc::new(Notify::new());
+            let heard = Arc::new(AtomicBool::new(false));
+            let _listener = AbortOnDrop(tokio::spawn(listen(
+                pool.clone(),
+                wake.clone(),
+                heard.clone(),
+            )));
+            let mut position: Option<i64> = None;
+            let mut read_at = Instant::now();
+            let mut following = false;
+            let mut pruned_at: Option<Instant> = None;
             loop {
-                let mut listener = match PgListener::connect_with(&pool).await {
-                    Ok(l) => l,
-                    Err(e) => {
-                        tracing::warn!(cause = %e, "cannot listen for store changes; retrying");
-                        tokio::time::sleep(RELISTEN_DELAY).await;
-                        continue;
-                    }
+                let read = match position {
+                    None => read_number(&pool, &sql::postgres_log_position())
+                        .await
+                        .map(|p| (p.unwrap_or(0), Vec::new())),
+                    Some(p) => read_log(&pool, p).await.map(|entries| (p, entries)),
                 };
-                if let Err(e) = listener.listen(sql::POSTGRES_CHANNEL).await {
-                    tracing::warn!(cause = %e, "cannot listen for store changes; retrying");
-                    tokio::time::sleep(RELISTEN_DELAY).await;
-                    continue;
-                }
-                // Listening (again): whatever was built before may have missed changes.
-                if tx.send(Change::Missed).is_err() {
-                    return;
-                }
-                loop {
-                    match listener.try_recv().await {
-                        Ok(Some(n)) => match serde_json::from_str::<Notice>(n.payload()) {
-                            Ok(Notice::Refiled { .. }) => {
-                                if tx.send(Change::Missed).is_err() {
-                                    return;
-                                }
-                            }
-                            Ok(Notice::Article(p)) => {
-                                let change = Change::Article {
-                                    id: p.id,
-                                    before: p.before.map(Filing::from),
-                                    after: p.after.map(Filing::from),
-                                };
-                                if tx.send(change).is_err() {
-                                    return;
-                                }
-                            }
-                            Err(e) => {
-                                tracing::warn!(cause = %e, payload = n.payload(), "unreadable store notification");
-                                if tx.send(Change::Missed).is_err() {
-                                    return;
-                                }
-                            }
-                        },
-                        // The connection dropped; sqlx re-listens on the next call.
-                        Ok(None) => {
-                            tracing::warn!(
-                                "store change listener reconnected; changes may have been missed"
-                            );
+                let mut full_page = false;
+                match read {
+                    Ok((at, entries)) => {
+                        let first = position.is_none();
+                        position = Some(at);
+                        let behind = !following && read_at.elapsed() > MAX_BEHIND;
+                        if first || behind {
+                            // Whatever was built before may be older than the log now holds.
                             if tx.send(Change::Missed).is_err() {
                                 return;
                             }
                         }
-                        Err(e) => {
-                            tracing::warn!(cause = %e, "store change listener lost its connection");
+                        full_page = entries.len() == sql::LOG_PAGE;
+                        for entry in entries {
+                            position = Some(entry.seq);
+                            if tx.send(entry.change()).is_err() {
+                                return;
+                            }
+                        }
+                        // After the replay: until its feeds are dropped, none may count as fresh.
+                        if !following && !first && !behind && tx.send(Change::Resumed).is_err() {
+                            return;
+                        }
+                        following = true;
+                        read_at = Instant::now();
+                    }
+                    Err(e) => {
+                        if following {
+                            tracing::warn!(cause = %e, "cannot read the store's change log");
                             if tx.send(Change::Lost).is_err() {
                                 return;
                             }
-                            break;
+                        }
+                        following = false;
+                    }
+                }
+                if pruned_at.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
+                    pruned_at = Some(Instant::now());
+                    let prune = sql::postgres_prune_log();
+                    if let Ok(arguments) = arguments::<Postgres>(&prune.params) {
+                        if let Err(e) = sqlx::query_with(&prune.sql, arguments).execute(&pool).await
+                        {
+                            tracing::debug!(cause = %e, "pruning the change log failed");
                         }
                     }
                 }
-                tokio::time::sleep(RELISTEN_DELAY).await;
+                if full_page {
+                    continue;
+                }
+                let wait = if heard.load(Ordering::SeqCst) {
+                    POLL_HEARD
+                } else {
+                    POLL_UNHEARD
+                };
+                let _ = tokio::time::timeout(wait, wake.notified()).await;
             }
         });
         (rx, task)
+    }
+}
+
+/// Change-log entries after `position`.
+async fn read_log(pool: &PgPool, position: i64) -> Result<Vec<Logged>, sqlx::Error> {
+    let statement = sql::postgres_log_since(position);
+    let arguments = arguments::<Postgres>(&statement.params)?;
+    sqlx::query_as_with(&statement.sql, arguments)
+        .fetch_all(pool)
+        .await
+}
+
+/// Listens for the log's notifications on a connection of its own, forever, waking the
+/// follower on each, and once more whenever listening starts or stops (`heard` says which).
+async fn listen(pool: PgPool, wake: Arc<Notify>, heard: Arc<AtomicBool>) {
+    loop {
+        match PgListener::connect_with(&pool).await {
+            Ok(mut listener) => match listener.listen(sql::POSTGRES_CHANNEL).await {
+                Ok(()) => {
+                    heard.store(true, Ordering::SeqCst);
+                    wake.notify_one();
+                    // A dropped connection ends this listener (sqlx would reconnect within
+                    // `try_recv`, unheard of, however long that takes): a new one is made.
+                    while let Ok(Some(_)) = listener.try_recv().await {
+                        wake.notify_one();
+                    }
+                    tracing::warn!("the store change listener lost its connection; polling");
+                    heard.store(false, Ordering::SeqCst);
+                    wake.notify_one();
+                }
+                Err(e) => tracing::warn!(cause = %e, "cannot listen for store changes; retrying"),
+            },
+            Err(e) => tracing::warn!(cause = %e, "cannot listen for store changes; retrying"),
+        }
+        tokio::time::sleep(RELISTEN_DELAY).await;
     }
 }

@@ -446,9 +446,42 @@ pub(super) fn postgres_stamp_everything() -> Statement<'static> {
         .text(EVERYTHING)
 }
 
-/// Tells every replica that the feed index was rebuilt, so they drop their caches.
+/// Tells every replica that the feed index was rebuilt, so they drop their caches: a change-log
+/// entry for no article in particular (see migration 5).
 pub(super) fn postgres_announce_refile() -> Statement<'static> {
-    Statement::new("SELECT pg_notify($1, '{\"refiled\": true}')").text(POSTGRES_CHANNEL)
+    Statement::new("SELECT feedcast_log(NULL, NULL, NULL, NULL, NULL)")
+}
+
+/// Waits for the writer before to commit, as appending to the change log does (migration 5),
+/// before this write takes any row lock: two feedcast writers then never deadlock, one holding
+/// the log's lock and the other a row the first is about to write.
+pub(super) fn postgres_lock_change_log() -> Statement<'static> {
+    Statement::new("SELECT pg_advisory_xact_lock($1)").int(CHANGE_LOG_LOCK)
+}
+
+/// The change log's advisory lock (migration 5).
+const CHANGE_LOG_LOCK: i64 = 7_378_415_046_506_800_934; // "feedlog&"
+
+/// The position of the newest change-log entry (0 for none).
+pub(super) fn postgres_log_position() -> Statement<'static> {
+    Statement::new("SELECT COALESCE(MAX(seq), 0) FROM change_log")
+}
+
+/// Change-log entries after a position, oldest first, at most [`LOG_PAGE`].
+pub(super) fn postgres_log_since(position: i64) -> Statement<'static> {
+    Statement::new(format!(
+        "SELECT seq, article_id, before_categories, before_region, after_categories, \
+         after_region FROM change_log WHERE seq > $1 ORDER BY seq LIMIT {LOG_PAGE}"
+    ))
+    .int(position)
+}
+
+/// Change-log entries read at once.
+pub(super) const LOG_PAGE: usize = 1000;
+
+/// Prunes change-log entries older than an hour.
+pub(super) fn postgres_prune_log() -> Statement<'static> {
+    Statement::new("DELETE FROM change_log WHERE at < feedcast_now() - 3600000000")
 }
 
 #[cfg(test)]

@@ -435,6 +435,8 @@ struct ProxyState {
     /// Accept, but never forward: a store that hangs.
     stalled: bool,
     connections: Vec<tokio::task::AbortHandle>,
+    /// The local ports of the connections made to the target: the target's `client_port`s.
+    ports: Vec<u16>,
 }
 
 impl Proxy {
@@ -471,12 +473,16 @@ impl Proxy {
                     continue;
                 }
                 let stalled = shared.lock().unwrap().stalled;
+                let ports = shared.clone();
                 let task = tokio::spawn(async move {
                     if stalled {
                         // Hold the connection open and silent.
                         std::future::pending::<()>().await;
                     }
                     if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                        if let Ok(local) = outbound.local_addr() {
+                            ports.lock().unwrap().ports.push(local.port());
+                        }
                         let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
                     }
                     drop(inbound);
@@ -501,6 +507,16 @@ impl Proxy {
         let mut state = self.state.lock().unwrap();
         state.broken = false;
         state.stalled = false;
+    }
+
+    /// New connections are accepted but never answered; those open go on working.
+    pub fn hold_new(&self) {
+        self.state.lock().unwrap().stalled = true;
+    }
+
+    /// The `client_port`s the target sees for the connections made through the proxy.
+    pub fn ports(&self) -> Vec<u16> {
+        self.state.lock().unwrap().ports.clone()
     }
 
     /// Cuts every connection; new ones are accepted but never answered.
