@@ -134,6 +134,7 @@ impl App {
             Encoded::new(Rendered {
                 body: body.into(),
                 last_modified: None,
+                store_clock_ahead: chrono::TimeDelta::zero(),
                 links: None,
             })
         };
@@ -244,6 +245,7 @@ impl App {
                     body,
                     last_modified: (feed.updated > chrono::DateTime::UNIX_EPOCH)
                         .then_some(feed.updated),
+                    store_clock_ahead: feed.store_clock_ahead,
                     links,
                 })
             })

@@ -50,6 +50,8 @@ pub struct Rendered {
     pub body: Bytes,
     /// When what it shows last changed (microseconds); `None` for a page of no store data.
     pub last_modified: Option<DateTime<Utc>>,
+    /// How far the clock that time is by (the store's) was ahead of this machine's.
+    pub store_clock_ahead: chrono::TimeDelta,
     /// The document's links, for its `Link` header (self, hubs), if it has one.
     pub links: Option<Links>,
 }
@@ -90,8 +92,10 @@ pub struct Encoded {
     /// with this, so a change within the second of the date a client holds is never a 304.
     pub last_modified: Option<DateTime<Utc>>,
     /// `last_modified` rounded up to the whole second, as an HTTP date (IMF-fixdate), and that
-    /// second: to be capped at the response's `Date` while it is still ahead of it.
+    /// second: to be held back while it is still ahead of the response (see `http`).
     pub last_modified_http: Option<(i64, Bytes)>,
+    /// How far the store's clock was ahead of this machine's when `last_modified` was read.
+    pub store_clock_ahead: chrono::TimeDelta,
     /// The document's links, for its `Link` header, if it has any.
     pub links: Option<Links>,
 }
@@ -116,6 +120,7 @@ impl Encoded {
                 (second.timestamp(), Bytes::from(http))
             }),
             last_modified: rendered.last_modified,
+            store_clock_ahead: rendered.store_clock_ahead,
             links: rendered.links,
         }
     }
@@ -456,6 +461,7 @@ mod tests {
         Encoded::new(Rendered {
             body: Bytes::from(body.to_owned()),
             last_modified: None,
+            store_clock_ahead: chrono::TimeDelta::zero(),
             links: None,
         })
     }

@@ -34,9 +34,13 @@ LANGUAGE sql STABLE AS $$
     ) AS l
 $$;
 
--- The UTC month (yyyymm) of a stored time, as change_times keys it.
+-- The UTC month (yyyymm) of a stored time, as change_times keys it; 0 (the bucket as a whole,
+-- which every write stamps) for a time outside the years 1900 to 9999, which the CMS may write
+-- but to_timestamp may refuse, and which no feed shows.
 CREATE FUNCTION feedcast_month(micros BIGINT) RETURNS INTEGER LANGUAGE sql IMMUTABLE AS $$
-    SELECT to_char(to_timestamp(micros / 1000000.0) AT TIME ZONE 'UTC', 'YYYYMM')::int
+    SELECT CASE WHEN micros BETWEEN -2208988800000000 AND 253402300799000000
+        THEN to_char(to_timestamp(micros / 1000000.0) AT TIME ZONE 'UTC', 'YYYYMM')::int
+        ELSE 0 END
 $$;
 
 -- Moves the change time of every bucket the changed rows are filed under, as a whole and for

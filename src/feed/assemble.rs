@@ -9,7 +9,7 @@ use super::{FeedId, FeedKey, Month, View};
 use crate::config::Settings;
 use crate::import;
 use crate::model::Article;
-use crate::store::{Edge, Store, StoreError, StoredArticle, Window};
+use crate::store::{Changed, Edge, Shows, Store, StoreError, StoredArticle, Window};
 
 /// A feed ready to render: format-neutral.
 #[derive(Debug, Clone)]
@@ -28,6 +28,8 @@ pub struct Feed {
     pub updated: DateTime<Utc>,
     /// Links to the monthly archives (RFC 5005).
     pub archive: Archive,
+    /// How far the clock `updated` was taken by (the store's) was ahead of this machine's.
+    pub store_clock_ahead: chrono::TimeDelta,
 }
 
 /// Where a document stands among the monthly archives.
@@ -47,7 +49,7 @@ pub struct Selected {
     rows: Vec<StoredArticle>,
     archive: Archive,
     /// When what the feed shows last changed, read before the rows.
-    changed: DateTime<Utc>,
+    changed: Changed,
 }
 
 /// Reads what a feed holds from the store.
@@ -61,7 +63,7 @@ pub async fn select(
     let (rows, archive, changed) = match key.view {
         View::Latest { limit } => {
             let window = Window::newest(limit);
-            let changed = store.changed_at(&selection, window).await?;
+            let changed = store.changed_at(&selection, Shows::Newest).await?;
             let rows = store.articles(&selection, window).await?;
             (rows, Archive::default(), changed)
         }
@@ -71,14 +73,19 @@ pub async fn select(
                 until: Some(month.end(tz)),
                 limit: None,
             };
-            // First, and alone: a write between it and the rows makes the time older than
-            // what is shown (a needless 200 later), never newer (a wrong 304).
-            let changed = store.changed_at(&selection, window).await?;
-            let (rows, prev, next) = tokio::try_join!(
-                store.articles(&selection, window),
+            let (prev, next) = tokio::try_join!(
                 store.edge(&selection, Edge::NewestBefore(month.start(tz))),
                 store.edge(&selection, Edge::OldestFrom(month.end(tz))),
             )?;
+            // Before the rows: a write in between makes the time older than what is shown (a
+            // needless 200 later), never newer (a wrong 304). From the neighbours' articles
+            // on: one coming or going between them moves this archive's links.
+            let shows = Shows::Published {
+                from: prev,
+                to: next,
+            };
+            let changed = store.changed_at(&selection, shows).await?;
+            let rows = store.articles(&selection, window).await?;
             let archive = Archive {
                 prev: prev.map(|t| Month::of(t, tz)),
                 next: next.map(|t| Month::of(t, tz)),
@@ -119,7 +126,8 @@ pub fn finish(settings: &Settings, key: &FeedKey, selected: Selected) -> Feed {
     Feed {
         // The store's change time, not the newest item's: it moves on an edit of an older
         // item and on a takedown too.
-        updated: changed,
+        updated: changed.at,
+        store_clock_ahead: changed.clock_ahead,
         ..describe(settings, key, items, archive)
     }
 }
@@ -174,5 +182,6 @@ pub fn describe(settings: &Settings, key: &FeedKey, items: Vec<Article>, archive
         items,
         updated,
         archive,
+        store_clock_ahead: chrono::TimeDelta::zero(),
     }
 }

@@ -17,6 +17,10 @@ use crate::app::App;
 use crate::cache::Encoded;
 use crate::render::Links;
 
+/// How far behind the store's clock a `Last-Modified` is held: longer than a write takes from
+/// stamping its change times to committing them.
+const HELD_BACK: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
+
 /// `max-age` of a stale stand-in: others should come back soon for the real thing.
 pub(super) const STALE_MAX_AGE: u32 = 5;
 
@@ -73,18 +77,21 @@ pub(super) fn respond(request: &HeaderMap, doc: &Encoded, policy: Policy) -> Res
         headers.insert(header::ETAG, etag);
     }
     if let Some((second, http_date)) = &doc.last_modified_http {
-        let now = std::time::SystemTime::now();
-        let now_second = httpdate::HttpDate::from(now);
-        if *second <= chrono::DateTime::<chrono::Utc>::from(now).timestamp() {
+        let now = chrono::Utc::now();
+        // A change stamped up to a second before it committed may still be unseen: the date
+        // given is at least that far behind the store's clock, so that such a change is after
+        // it (a 200, never a wrong 304). Nor is it ever after Date (RFC 9110).
+        let settled = (now + doc.store_clock_ahead - HELD_BACK).timestamp();
+        let limit = settled.min(now.timestamp());
+        if *second <= limit {
             if let Some(modified) = value(http_date) {
                 headers.insert(header::LAST_MODIFIED, modified);
             }
-        } else if let Ok(date) = HeaderValue::from_str(&now_second.to_string()) {
-            // Changed within this second (or by a clock ahead of ours): RFC 9110 forbids a
-            // Last-Modified later than Date, so both are this second. A client sending it back
-            // gets a 200 until the second has passed, since the change is after it.
-            headers.insert(header::DATE, date.clone());
-            headers.insert(header::LAST_MODIFIED, date);
+        } else if let Some(held) = chrono::DateTime::from_timestamp(limit, 0) {
+            let held = held.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+            if let Ok(held) = HeaderValue::from_str(&held) {
+                headers.insert(header::LAST_MODIFIED, held);
+            }
         }
     }
     let mut cache_control = format!("public, max-age={}", policy.max_age);

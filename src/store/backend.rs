@@ -49,6 +49,12 @@ pub(super) trait Backend: fmt::Debug + Send + Sync {
         Vec::new()
     }
 
+    /// How far the database's clock, by which change times are stamped, is ahead of this
+    /// machine's, in microseconds (0: it is this machine's).
+    fn clock_ahead(&self) -> Op<'_, i64> {
+        Box::pin(async { Ok(0) })
+    }
+
     /// Runs after each committed write (SQLite gives its writer's page cache back).
     fn after_write(&self) -> Op<'_, ()> {
         Box::pin(async { Ok(()) })

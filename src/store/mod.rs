@@ -232,6 +232,9 @@ pub struct Writer {
     tx: Box<dyn Transaction>,
     /// The buckets whose feeds the write changes so far.
     touched: BTreeSet<Bucket>,
+    /// The change times it moves (SQLite), stamped at commit: as late as can be, so that a
+    /// reader holds a date after the stamp only once the write is visible.
+    stamps: Stamps,
     backend: Arc<dyn Backend>,
     health: Health,
 }
@@ -265,9 +268,8 @@ impl Writer {
                 .map_err(failed("reading articles' buckets"))?;
             self.touched
                 .extend(before.iter().filter_map(|(k, _, _)| Bucket::from_key(k)));
-            let mut stamps = Stamps::default();
             for (key, published_at, _) in &before {
-                stamps.add(key, *published_at);
+                self.stamps.add(key, *published_at);
             }
             if files_in_code {
                 self.tx
@@ -282,7 +284,8 @@ impl Writer {
             let mut rows = Vec::new();
             for a in chunk {
                 for bucket in catalog.buckets(a) {
-                    stamps.add(&bucket.key(), sql::micros(a.published_at()));
+                    self.stamps
+                        .add(&bucket.key(), sql::micros(a.published_at()));
                     self.touched.insert(bucket.clone());
                     rows.push((bucket, sql::micros(a.published_at()), a.id().as_str()));
                 }
@@ -294,7 +297,6 @@ impl Writer {
                         .await
                         .map_err(failed("filing articles"))?;
                 }
-                stamps.write(self.tx.as_mut()).await?;
             }
         }
         Ok(())
@@ -302,7 +304,12 @@ impl Writer {
 
     /// Stores everything written, and returns every bucket whose feeds changed: those the
     /// articles were filed under before the write and those they are now.
-    pub async fn commit(self) -> Result<Vec<Bucket>, StoreError> {
+    pub async fn commit(mut self) -> Result<Vec<Bucket>, StoreError> {
+        if self.backend.files_in_code() {
+            let stamps = std::mem::take(&mut self.stamps);
+            let stamped = stamps.write(self.tx.as_mut()).await;
+            self.health.record_write(stamped)?;
+        }
         let committed = self.tx.commit().await;
         self.health
             .record_write(committed.map_err(failed("committing a write")))?;
@@ -365,27 +372,29 @@ fn newest_first(mut rows: Vec<StoredArticle>) -> Vec<StoredArticle> {
     rows
 }
 
-/// The UTC months (yyyymm) a time range `[from, until)` in microseconds touches: a few for an
-/// archive month in any time zone; capped, so that an unbounded range reads the whole bucket.
-fn utc_months(from: i64, until: i64) -> Vec<i64> {
-    let (first, last) = (
-        sql::utc_month(from),
-        sql::utc_month(until.saturating_sub(1)),
-    );
-    let mut months = Vec::new();
-    let mut month = first;
-    while month <= last && months.len() < 3 {
-        months.push(month);
-        month = if month % 100 == 12 {
-            month + 89
-        } else {
-            month + 1
-        };
-    }
-    if month <= last {
-        return vec![sql::WHOLE_BUCKET];
-    }
-    months
+/// Which of a selection's change times a document depends on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shows {
+    /// Its newest items: every change to its buckets.
+    Newest,
+    /// Articles published from `from` to `to` (either open): an archive month, from its
+    /// previous archive's newest article to its next one's oldest, since its links to them
+    /// change too when an article between them comes or goes.
+    Published {
+        /// The earliest publication that matters, if any.
+        from: Option<DateTime<Utc>>,
+        /// The latest, if any.
+        to: Option<DateTime<Utc>>,
+    },
+}
+
+/// When what a document shows last changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Changed {
+    /// By the store's clock.
+    pub at: DateTime<Utc>,
+    /// How far the store's clock was ahead of this machine's when it was read.
+    pub clock_ahead: chrono::TimeDelta,
 }
 
 /// A change the database announced (PostgreSQL only): an article written or removed by any
@@ -497,6 +506,7 @@ impl Store {
         Ok(Writer {
             tx: tx.map_err(|e| self.health.write_failed(e))?,
             touched: BTreeSet::new(),
+            stamps: Stamps::default(),
             backend: self.backend.clone(),
             health: self.health.clone(),
         })
@@ -623,30 +633,38 @@ impl Store {
         .await
     }
 
-    /// When what a selection shows last changed, by the store's clock: within a window's
-    /// months, or (a window without bounds) as a whole. Read before the articles, so that a
-    /// write in between makes the time older than what is shown, never newer.
+    /// When what a selection shows last changed, by the store's clock, and how far that clock
+    /// is ahead of this machine's. Read before the articles, so that a write in between makes
+    /// the time older than what is shown, never newer.
     pub async fn changed_at(
         &self,
         selection: &Selection,
-        window: Window,
-    ) -> Result<DateTime<Utc>, StoreError> {
+        shows: Shows,
+    ) -> Result<Changed, StoreError> {
         self.bounded("reading a feed's change time", async {
-            let months = match (window.from, window.until) {
-                (None, None) => vec![sql::WHOLE_BUCKET],
-                (from, until) => utc_months(
-                    from.map_or(i64::MIN, sql::micros),
-                    until.map_or(i64::MAX, sql::micros),
+            let (first, last) = match shows {
+                Shows::Newest => (sql::WHOLE_BUCKET, sql::WHOLE_BUCKET),
+                Shows::Published { from, to } => (
+                    from.map_or(sql::FIRST_MONTH, |t| sql::utc_month(sql::micros(t))),
+                    to.map_or(sql::LAST_MONTH, |t| sql::utc_month(sql::micros(t))),
                 ),
             };
             let at = self
                 .backend
-                .number(&sql::changed_at(&selection.any_of, &months))
+                .number(&sql::changed_at(&selection.any_of, first, last))
                 .await
                 .map_err(failed("reading a feed's change time"))?;
-            Ok(at
-                .and_then(DateTime::from_timestamp_micros)
-                .unwrap_or(DateTime::UNIX_EPOCH))
+            let clock_ahead = self
+                .backend
+                .clock_ahead()
+                .await
+                .map_err(failed("reading the store's clock"))?;
+            Ok(Changed {
+                at: at
+                    .and_then(DateTime::from_timestamp_micros)
+                    .unwrap_or(DateTime::UNIX_EPOCH),
+                clock_ahead: chrono::TimeDelta::microseconds(clock_ahead),
+            })
         })
         .await
     }

@@ -174,6 +174,16 @@ impl Backend for PgStore {
         Some(self.follow())
     }
 
+    /// The trigger stamps change times by the database's clock.
+    fn clock_ahead(&self) -> Op<'_, i64> {
+        Box::pin(async move {
+            let before = sql::micros(chrono::Utc::now());
+            let theirs = read_number(&self.pool, &sql::postgres_now()).await?;
+            let after = sql::micros(chrono::Utc::now());
+            Ok(theirs.map_or(0, |t| t - (before + after) / 2))
+        })
+    }
+
     fn close(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
         Box::pin(self.pool.close())
     }

@@ -329,29 +329,29 @@ pub(super) fn stamp_everything(at: i64) -> Statement<'static> {
     .int(at)
 }
 
-/// When what these buckets show last changed, in these months ([`WHOLE_BUCKET`] for the
-/// buckets' newest items), or everything did.
-pub(super) fn changed_at<'a>(buckets: &[Bucket], months: &[i64]) -> Statement<'a> {
+/// The first and last months `change_times` holds for publications (not [`WHOLE_BUCKET`]).
+pub(super) const FIRST_MONTH: i64 = 1;
+/// See [`FIRST_MONTH`].
+pub(super) const LAST_MONTH: i64 = 999_999;
+
+/// When what these buckets show last changed, in the months from `first` to `last` (both
+/// [`WHOLE_BUCKET`] for the buckets' newest items), or everything did.
+pub(super) fn changed_at<'a>(buckets: &[Bucket], first: i64, last: i64) -> Statement<'a> {
     let mut statement = Statement::new(format!(
         "SELECT MAX(changed_at) FROM change_times WHERE bucket = $1 \
-         OR (bucket IN ({}) AND month IN ({}))",
+         OR (bucket IN ({}) AND month BETWEEN ${} AND ${})",
         (0..buckets.len())
             .map(|i| format!("${}", i + 2))
             .collect::<Vec<_>>()
             .join(", "),
-        (0..months.len())
-            .map(|i| format!("${}", i + 2 + buckets.len()))
-            .collect::<Vec<_>>()
-            .join(", "),
+        buckets.len() + 2,
+        buckets.len() + 3,
     ))
     .text(EVERYTHING);
     for bucket in buckets {
         statement = statement.text(bucket.key());
     }
-    for month in months {
-        statement = statement.int(*month);
-    }
-    statement
+    statement.int(first).int(last)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -444,6 +444,11 @@ pub(super) fn postgres_store_region_tree(catalog: &Catalog) -> Vec<Statement<'_>
 pub(super) fn postgres_stamp_everything() -> Statement<'static> {
     Statement::new("UPDATE change_times SET changed_at = GREATEST(changed_at + 1, feedcast_now()) WHERE bucket = $1")
         .text(EVERYTHING)
+}
+
+/// The database's clock, in microseconds since the epoch.
+pub(super) fn postgres_now() -> Statement<'static> {
+    Statement::new("SELECT feedcast_now()")
 }
 
 /// Tells every replica that the feed index was rebuilt, so they drop their caches: a change-log
