@@ -176,28 +176,26 @@ pub(super) fn ping() -> Statement<'static> {
 // ---------------------------------------------------------------------------------------------
 // The feed index
 
-/// Where the articles with these ids are filed: (bucket, published_at, article id) rows.
-pub(super) fn filed<'a>(ids: impl ExactSizeIterator<Item = &'a str>) -> Statement<'a> {
-    let mut statement = Statement::new(format!(
-        "SELECT bucket, published_at, article_id FROM feed_index WHERE article_id IN ({})",
-        list(ids.len())
-    ));
+/// `head` followed by `IN ($1, …)` of these article ids.
+fn of_articles<'a>(head: &str, ids: impl ExactSizeIterator<Item = &'a str>) -> Statement<'a> {
+    let mut statement = Statement::new(format!("{head} IN ({})", list(ids.len())));
     statement
         .params
         .extend(ids.map(|id| Param::Text(id.into())));
     statement
 }
 
+/// Where the articles with these ids are filed: (bucket, published_at, article id) rows.
+pub(super) fn filed<'a>(ids: impl ExactSizeIterator<Item = &'a str>) -> Statement<'a> {
+    of_articles(
+        "SELECT bucket, published_at, article_id FROM feed_index WHERE article_id",
+        ids,
+    )
+}
+
 /// Removes these articles from the feed index (SQLite, which files in code).
 pub(super) fn unfile<'a>(ids: impl ExactSizeIterator<Item = &'a str>) -> Statement<'a> {
-    let mut statement = Statement::new(format!(
-        "DELETE FROM feed_index WHERE article_id IN ({})",
-        list(ids.len())
-    ));
-    statement
-        .params
-        .extend(ids.map(|id| Param::Text(id.into())));
-    statement
+    of_articles("DELETE FROM feed_index WHERE article_id", ids)
 }
 
 /// Files articles: (bucket, publication time, article id) rows (SQLite, which files in code).
