@@ -98,6 +98,8 @@ pub struct Encoded {
     pub store_clock_ahead: chrono::TimeDelta,
     /// The document's links, for its `Link` header, if it has any.
     pub links: Option<Links>,
+    /// The `Link` header's value, as the HTTP layer wrote it on first use.
+    link_header: std::sync::OnceLock<Bytes>,
 }
 
 impl Encoded {
@@ -122,6 +124,7 @@ impl Encoded {
             last_modified: rendered.last_modified,
             store_clock_ahead: rendered.store_clock_ahead,
             links: rendered.links,
+            link_header: std::sync::OnceLock::new(),
         }
     }
 
@@ -133,6 +136,13 @@ impl Encoded {
             Encoding::Gzip => (&self.gzip, &self.etags[1]),
             Encoding::Brotli => (&self.brotli, &self.etags[2]),
         }
+    }
+
+    /// The document's `Link` header value, if it has links: made by `write` (the HTTP layer
+    /// knows the syntax) on first use and kept, so that a hit formats nothing.
+    pub fn link_header(&self, write: impl FnOnce(&Links) -> String) -> Option<&Bytes> {
+        let links = self.links.as_ref()?;
+        Some(self.link_header.get_or_init(|| Bytes::from(write(links))))
     }
 
     /// Bytes held, all variants together.

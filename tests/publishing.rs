@@ -225,11 +225,9 @@ async fn edits_and_takedowns_on_postgres() {
 
 /// Waits until `server` has applied a change notification after `seen`, for at most a second.
 async fn heard_within_a_second(server: &Server, seen: u64) {
-    let mut heard = server.app.heard();
-    tokio::time::timeout(Duration::from_secs(1), heard.wait_for(|n| *n > seen))
-        .await
-        .expect("a change notification within one second")
-        .unwrap();
+    server
+        .hears(seen + 1, Duration::from_secs(1), "a change notification")
+        .await;
 }
 
 /// A replica follows the store's change log, not its notifications alone: with its listening
@@ -262,14 +260,8 @@ async fn a_takedown_reaches_a_replica_that_cannot_listen() {
         paths.push(format!("/feeds/region/320281/archive/2024-05.{format}"));
     }
     // B has heard of both writes (one log entry each), and caches every document.
-    let mut heard = b.app.heard();
-    tokio::time::timeout(
-        Duration::from_secs(10),
-        heard.wait_for(|n| *n >= started + 2),
-    )
-    .await
-    .expect("B hears both writes")
-    .unwrap();
+    b.hears(started + 2, Duration::from_secs(10), "B, both writes")
+        .await;
     let seen = *b.app.heard().borrow();
     // All at once, so that B's pool holds a connection for each: new ones will be held too.
     let bodies = futures::future::join_all(paths.iter().map(|path| b.text(path))).await;
@@ -458,14 +450,10 @@ async fn a_stampede_of_misses_queries_the_store_once(backend: Backend) {
     if matches!(backend, Backend::Postgres) {
         // The demo write's own notifications (one per row) arrive after it returns; a build
         // they overlap is rightly built again, so wait for them before counting.
-        let mut heard = server.app.heard();
-        tokio::time::timeout(
-            Duration::from_secs(10),
-            heard.wait_for(|n| *n >= seen + added),
-        )
-        .await
-        .expect("the demo write's notifications")
-        .unwrap();
+        let within = Duration::from_secs(10);
+        server
+            .hears(seen + added, within, "the demo write's notifications")
+            .await;
     }
     let (queries, builds) = (server.app.store_queries(), server.app.builds());
     let requests = (0..64).map(|_| server.get("/feeds/region/320000.atom"));

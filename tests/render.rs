@@ -207,10 +207,10 @@ fn the_update_schedule_agrees_with_the_cache_policy() {
     let key = FeedKey::parse("category/parks.rss", None, &s).unwrap();
     let body = render(&describe(&s, &key, hostile(), latest_archive()), &s).unwrap();
     let channel = rss::Channel::read_from(&body[..]).unwrap();
-    let minutes = s.caching.category / 60;
+    let minutes = s.caching.max_age.category / 60;
     assert_eq!(channel.ttl(), Some(minutes.to_string().as_str()));
     let sy = channel.syndication_ext().unwrap();
-    assert_eq!(sy.frequency(), 3600 / s.caching.category);
+    assert_eq!(sy.frequency(), 3600 / s.caching.max_age.category);
 }
 
 #[test]

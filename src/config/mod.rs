@@ -162,19 +162,13 @@ impl std::fmt::Debug for AdminToken {
     }
 }
 
-/// `Cache-Control: max-age` in seconds, per kind of document; RSS `ttl` and
-/// `sy:updateFrequency` are derived from the same numbers so they never disagree.
+/// How long others may cache each kind of document, in seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Caching {
-    /// Category feeds (default 300).
-    pub category: u32,
-    /// Region feeds (default 300).
-    pub region: u32,
-    /// Custom feeds (default 300).
-    pub custom: u32,
-    /// Archives of months that have ended (default 86400); the month in progress is cached
-    /// like its feed.
-    pub archive: u32,
+    /// `Cache-Control: max-age` (default 300 for feeds, 86400 for archives of months that have
+    /// ended; the month in progress is cached like its feed). RSS `ttl` and
+    /// `sy:updateFrequency` are derived from the same numbers so they never disagree.
+    pub max_age: PerKind,
     /// `stale-while-revalidate` (RFC 5861) per kind (default 60 each; 0 leaves it out): how long
     /// past `max-age` a cache may answer while it fetches a fresh copy.
     pub stale_while_revalidate: PerKind,
@@ -362,10 +356,12 @@ fn validate(raw: raw::Config, at: At<'_>) -> Result<Settings, ConfigError> {
             max_bytes: raw.cache.max_bytes,
         },
         caching: Caching {
-            category: raw.caching.category,
-            region: raw.caching.region,
-            custom: raw.caching.custom,
-            archive: raw.caching.archive,
+            max_age: PerKind {
+                category: raw.caching.category,
+                region: raw.caching.region,
+                custom: raw.caching.custom,
+                archive: raw.caching.archive,
+            },
             stale_while_revalidate: PerKind::or(raw.caching.stale_while_revalidate, 60),
             stale_if_error: PerKind::or(raw.caching.stale_if_error, 86_400),
         },
@@ -784,7 +780,10 @@ parent = "320200"
         let s = parse("").unwrap();
         assert_eq!((s.limits.default_items, s.limits.max_items), (20, 100));
         assert_eq!(s.cache.max_bytes, 64 * 1024 * 1024);
-        assert_eq!((s.caching.category, s.caching.archive), (300, 86_400));
+        assert_eq!(
+            (s.caching.max_age.category, s.caching.max_age.archive),
+            (300, 86_400)
+        );
         assert_eq!(s.websub.retry.attempts, 5);
         assert_eq!((s.outbound.max_in_flight, s.outbound.max_per_host), (16, 4));
         assert_eq!(s.admin_max_body_bytes, 16 * 1024 * 1024);

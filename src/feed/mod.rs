@@ -345,17 +345,7 @@ impl FeedKey {
     /// newest items and for the month in progress; long for a month that has ended, whose
     /// archive changes only if one of its articles is edited or taken down.
     pub fn max_age(&self, settings: &Settings, now: DateTime<Utc>) -> u32 {
-        let caching = &settings.caching;
-        self.of_kind(
-            settings,
-            now,
-            crate::config::PerKind {
-                category: caching.category,
-                region: caching.region,
-                custom: caching.custom,
-                archive: caching.archive,
-            },
-        )
+        self.of_kind(settings, now, settings.caching.max_age)
     }
 
     /// How long past `max-age` others may serve this document at `now` (RFC 5861): while
@@ -473,9 +463,9 @@ mod tests {
         let closed = FeedKey::parse("region/320000/archive/2024-04.rss", None, &s).unwrap();
         let open = FeedKey::parse("region/320000/archive/2024-05.rss", None, &s).unwrap();
         let latest = FeedKey::parse("region/320000.rss", None, &s).unwrap();
-        assert_eq!(closed.max_age(&s, now), s.caching.archive);
-        assert_eq!(open.max_age(&s, now), s.caching.region);
-        assert_eq!(latest.max_age(&s, now), s.caching.region);
+        assert_eq!(closed.max_age(&s, now), s.caching.max_age.archive);
+        assert_eq!(open.max_age(&s, now), s.caching.max_age.region);
+        assert_eq!(latest.max_age(&s, now), s.caching.max_age.region);
     }
 
     #[test]

@@ -112,7 +112,7 @@ async fn feed(
 async fn index(State(app): State<Arc<App>>, request: Request) -> Response {
     let policy = Policy {
         content_type: Format::Html.content_type(),
-        max_age: app.settings.caching.category,
+        max_age: app.settings.caching.max_age.category,
         stale: (0, 0),
         vary: "Accept-Encoding",
         page_policy: Some(page_policy(&app)),
@@ -123,7 +123,7 @@ async fn index(State(app): State<Arc<App>>, request: Request) -> Response {
 async fn opml(State(app): State<Arc<App>>, request: Request) -> Response {
     let policy = Policy {
         content_type: OPML_TYPE,
-        max_age: app.settings.caching.category,
+        max_age: app.settings.caching.max_age.category,
         stale: (0, 0),
         vary: "Accept-Encoding",
         page_policy: None,

@@ -3,7 +3,8 @@
 //! Age and Warning; a page's Content-Security-Policy and Referrer-Policy; short answers' types
 //! ([`text`], [`json`]), `Retry-After` and `WWW-Authenticate`; and those every response carries
 //! ([`every_response`]: the request id and `nosniff`). A feed's validators were formatted when
-//! it entered the cache; its Link header (RFC 8288) is written here from the links render gave.
+//! it entered the cache; its Link header (RFC 8288) is written here, once per cached document,
+//! from the links render gave.
 
 use std::time::Duration;
 
@@ -106,7 +107,7 @@ pub(super) fn respond(request: &HeaderMap, doc: &Encoded, policy: Policy) -> Res
         headers.insert(header::CACHE_CONTROL, v);
     }
     headers.insert(header::VARY, HeaderValue::from_static(policy.vary));
-    if let Some(link) = doc.links.as_ref().and_then(link_header) {
+    if let Some(link) = doc.link_header(link_value).and_then(value) {
         headers.insert(header::LINK, link);
     }
     if let Some(page_policy) = policy.page_policy {
@@ -128,16 +129,17 @@ pub(super) fn respond(request: &HeaderMap, doc: &Encoded, policy: Policy) -> Res
     response
 }
 
-/// A document's `Link` header (RFC 8288): its WebSub hubs and itself, so that a subscriber
-/// finds both without parsing the document. The URLs are absolute and validated; were one not a
-/// valid header value, the header is left out rather than the answer failing.
-fn link_header(links: &Links) -> Option<HeaderValue> {
+/// A document's `Link` header value (RFC 8288): its WebSub hubs and itself, so that a
+/// subscriber finds both without parsing the document. Written once per cached document. The
+/// URLs are absolute and validated; were one not a valid header value, [`value`] leaves the
+/// header out rather than the answer failing.
+fn link_value(links: &Links) -> String {
     let mut value = String::with_capacity(128);
     for hub in &links.hubs {
         value.push_str(&format!("<{hub}>; rel=\"hub\", "));
     }
     value.push_str(&format!("<{}>; rel=\"self\"", links.self_url));
-    HeaderValue::from_str(&value).ok()
+    value
 }
 
 /// Marks a response as an outdated stand-in of `age`, served while the store is down.

@@ -268,10 +268,8 @@ impl Writer {
                 .map_err(failed("reading articles' buckets"))?;
             self.touched
                 .extend(before.iter().filter_map(|(k, _, _)| Bucket::from_key(k)));
-            for (key, published_at, _) in &before {
-                self.stamps.add(key, *published_at);
-            }
             if files_in_code {
+                self.stamps.add_filed(&before);
                 self.tx
                     .execute(&sql::unfile(ids()))
                     .await
@@ -284,8 +282,10 @@ impl Writer {
             let mut rows = Vec::new();
             for a in chunk {
                 for bucket in catalog.buckets(a) {
-                    self.stamps
-                        .add(&bucket.key(), sql::micros(a.published_at()));
+                    if files_in_code {
+                        self.stamps
+                            .add(&bucket.key(), sql::micros(a.published_at()));
+                    }
                     self.touched.insert(bucket.clone());
                     rows.push((bucket, sql::micros(a.published_at()), a.id().as_str()));
                 }
@@ -330,6 +330,13 @@ impl Stamps {
         self.0.insert((bucket_key.to_owned(), sql::WHOLE_BUCKET));
         self.0
             .insert((bucket_key.to_owned(), sql::utc_month(published_at)));
+    }
+
+    /// Every bucket these (bucket, published_at, article id) feed-index rows file an article in.
+    fn add_filed(&mut self, rows: &[(String, i64, String)]) {
+        for (bucket_key, published_at, _) in rows {
+            self.add(bucket_key, *published_at);
+        }
     }
 
     async fn write(self, tx: &mut dyn Transaction) -> Result<(), StoreError> {
@@ -532,9 +539,7 @@ impl Store {
                     .map_err(failed("taking an article down"))?;
                 if self.backend.files_in_code() {
                     let mut stamps = Stamps::default();
-                    for (key, published_at, _) in &before {
-                        stamps.add(key, *published_at);
-                    }
+                    stamps.add_filed(&before);
                     stamps.write(tx.as_mut()).await?;
                 }
                 tx.commit().await.map_err(failed("committing a takedown"))?;

@@ -282,6 +282,16 @@ impl Server {
             .unwrap()
     }
 
+    /// Waits until the server has applied `count` store changes in all, failing the test,
+    /// naming `what`, if that takes longer than `within`.
+    pub async fn hears(&self, count: u64, within: std::time::Duration, what: &str) {
+        let mut heard = self.app.heard();
+        tokio::time::timeout(within, heard.wait_for(|n| *n >= count))
+            .await
+            .unwrap_or_else(|_| panic!("{what}: not heard within {within:?}"))
+            .unwrap();
+    }
+
     /// GET expecting 200; returns the body.
     pub async fn text(&self, path: &str) -> String {
         let r = self.get(path).await;
