@@ -13,13 +13,15 @@ use tokio::task::JoinHandle;
 
 use crate::cache::{Encoded, FeedCache, Invalidation, Rendered, Served};
 use crate::config::{AdminToken, Settings};
-use crate::feed::{self, FeedId, FeedKey, Format};
+use crate::feed::tags::CacheTag;
+use crate::feed::{self, FeedId, FeedKey, Format, Month};
 use crate::import::{self, ImportFailure, Imported};
 use crate::model::{Article, ArticleId, Bucket};
-use crate::outbound::{self, Outbound};
+use crate::outbound::{self, Delivery, Outbound};
+use crate::purge::{self, Purge};
 use crate::render::{self, RenderError};
-use crate::store::{Store, StoreError};
-use crate::websub::PublishPing;
+use crate::store::{Change, Outgoing, Store, StoreError};
+use crate::websub::{self, PublishPing};
 
 /// Why a feed could not be produced.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +39,67 @@ fn topics(settings: &Settings, feeds: Vec<FeedId>) -> impl Iterator<Item = Strin
     feeds.into_iter().flat_map(move |feed| {
         Format::FEEDS.map(|format| FeedKey::latest(feed.clone(), format, settings).topic(settings))
     })
+}
+
+/// The requests that change-log entries call for: a WebSub ping for each feed topic that
+/// changed, to each hub, and a purge of each cache tag that changed, at each purger (sent in
+/// `purge_rounds` rounds).
+fn plan(settings: &Settings, purge_rounds: u8, changes: Vec<Change>) -> Vec<Outgoing> {
+    let catalog = &settings.catalog;
+    let mut feeds = BTreeSet::new();
+    let mut tags = BTreeSet::new();
+    for change in changes {
+        match change {
+            Change::Article { id, before, after } => {
+                let buckets: Vec<Bucket> = before
+                    .iter()
+                    .chain(after.iter())
+                    .flat_map(|f| catalog.buckets_of(&f.categories, f.region.as_ref()))
+                    .collect();
+                let months: BTreeSet<Month> = before
+                    .iter()
+                    .chain(after.iter())
+                    .filter_map(|f| f.published_at)
+                    .map(|t| Month::of(t, settings.site.time_zone))
+                    .collect();
+                for feed in FeedId::touched_by(catalog, &buckets) {
+                    tags.insert(CacheTag::feed(&feed));
+                    tags.extend(months.iter().map(|&m| CacheTag::month(&feed, m)));
+                    feeds.insert(feed);
+                }
+                if before.is_some() {
+                    // Cached documents may hold it: any of them, whichever feed.
+                    tags.insert(CacheTag::article(&id));
+                }
+            }
+            // Everything changed (a refile, a write of many articles).
+            _ => {
+                feeds.extend(FeedId::all(catalog));
+                tags.insert(CacheTag::everything());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    if !settings.websub.hubs.is_empty() {
+        let topics: BTreeSet<String> = topics(settings, feeds.into_iter().collect()).collect();
+        for hub in &settings.websub.hubs {
+            out.extend(topics.iter().map(|topic| Outgoing {
+                kind: websub::KIND,
+                target: hub.to_string(),
+                topic: topic.clone(),
+                rounds: 1,
+            }));
+        }
+    }
+    for purger in &settings.purgers {
+        out.extend(tags.iter().map(|tag| Outgoing {
+            kind: purge::KIND,
+            target: purger.name.clone(),
+            topic: tag.to_string(),
+            rounds: purge_rounds,
+        }));
+    }
+    out
 }
 
 fn cores() -> usize {
@@ -71,8 +134,8 @@ pub struct App {
     /// The article store.
     pub store: Store,
     cache: Arc<FeedCache>,
-    /// The WebSub pings to the configured hubs; `None` without hubs.
-    pings: Option<Outbound>,
+    /// The requests owed to others (WebSub pings, CDN purges), from the change log.
+    outbound: Arc<Outbound>,
     /// Applies the database's change notifications to the cache (PostgreSQL).
     listener: Option<JoinHandle<()>>,
     /// The index page, built once: it depends on the configuration only.
@@ -107,28 +170,38 @@ impl App {
         let store = store.with_query_timeout(settings.store_query_timeout);
         let settings = Arc::new(settings);
         let (heard, _) = watch::channel(0);
+        let deliveries: Vec<Arc<dyn Delivery>> = vec![
+            Arc::new(PublishPing::new(settings.websub.retry)),
+            Arc::new(Purge::new(&settings.purgers)),
+        ];
+        // On a shared store, another replica may not have dropped its copy when the first
+        // purge reaches the CDN, which may then fetch it from there: purged again later.
+        let purge_rounds = if store.is_shared() { 2 } else { 1 };
+        let planned = settings.clone();
+        let outbound = Arc::new(Outbound::start(
+            store.clone(),
+            deliveries,
+            Arc::new(move |changes| plan(&planned, purge_rounds, changes)),
+            outbound::Limits {
+                max_in_flight: settings.outbound.max_in_flight,
+                max_per_host: settings.outbound.max_per_host,
+                lease: settings.outbound.lease,
+            },
+        ));
         let listener = store.changes().map(|(mut changes, listening)| {
             // Until the first LISTEN is in place, changes go unheard.
             store.health().set_listening(false);
             let (cache, settings, heard) = (cache.clone(), settings.clone(), heard.clone());
+            let outbound = outbound.clone();
             tokio::spawn(async move {
                 while let Some(change) = changes.recv().await {
                     cache.apply(&settings.catalog, change);
+                    // A CMS write's entry is handled by whichever replica claims it first.
+                    outbound.wake();
                     heard.send_modify(|n| *n += 1);
                 }
                 listening.abort();
             })
-        });
-        let pings = (!settings.websub.hubs.is_empty()).then(|| {
-            let every_topic = topics(&settings, FeedId::all(&settings.catalog)).collect();
-            Outbound::start(
-                Arc::new(PublishPing::new(every_topic)),
-                outbound::Limits {
-                    max_in_flight: settings.outbound.max_in_flight,
-                    max_per_host: settings.outbound.max_per_host,
-                    retry: settings.websub.retry,
-                },
-            )
         });
         let static_doc = |body: Vec<u8>| {
             Encoded::new(Rendered {
@@ -136,6 +209,7 @@ impl App {
                 last_modified: None,
                 store_clock_ahead: chrono::TimeDelta::zero(),
                 links: None,
+                tags: Vec::new(),
             })
         };
         App {
@@ -145,7 +219,7 @@ impl App {
             settings,
             store,
             cache,
-            pings,
+            outbound,
             listener,
             #[cfg(feature = "testing")]
             builds: AtomicU64::new(0),
@@ -247,6 +321,10 @@ impl App {
                         .then_some(feed.updated),
                     store_clock_ahead: feed.store_clock_ahead,
                     links,
+                    tags: feed::tags::of_document(
+                        &owned_key,
+                        feed.items.iter().map(|a| a.id().as_str()),
+                    ),
                 })
             })
             .await
@@ -311,25 +389,21 @@ impl App {
         self.store.queries()
     }
 
+    /// Drops the cached feeds a committed write changed; the outbound queue then tells others
+    /// from the change log, which the write appended to.
     fn changed(&self, buckets: &[Bucket], why: Invalidation) {
         let touched = FeedId::touched_by(&self.settings.catalog, buckets);
         self.cache.drop_feeds(&touched, why);
-        // Building topic URLs costs a URL join per feed and format: only with someone to tell.
-        let Some(pings) = &self.pings else {
-            return;
-        };
-        let topics: BTreeSet<String> = topics(&self.settings, touched).collect();
-        pings.enqueue(&self.settings.websub.hubs, &topics);
+        self.outbound.wake();
     }
 
-    /// Finishes background work: waits for queued WebSub notifications, then closes the store.
+    /// Finishes background work: hands the change log to the outbound queue and waits for the
+    /// requests in flight (the rest stays queued in the store), then closes the store.
     pub async fn close(&self) {
         if let Some(listener) = &self.listener {
             listener.abort();
         }
-        if let Some(pings) = &self.pings {
-            pings.close().await;
-        }
+        self.outbound.close().await;
         self.store.close().await;
     }
 

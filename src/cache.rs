@@ -23,6 +23,7 @@ use chrono::{DateTime, Utc};
 use moka::future::Cache;
 use sha2::{Digest, Sha256};
 
+use crate::feed::tags::CacheTag;
 use crate::feed::{FeedId, FeedKey};
 use crate::model::{Bucket, Catalog};
 use crate::render::Links;
@@ -54,6 +55,8 @@ pub struct Rendered {
     pub store_clock_ahead: chrono::TimeDelta,
     /// The document's links, for its `Link` header (self, hubs), if it has one.
     pub links: Option<Links>,
+    /// Its cache tags, most important first (none for a page of no store data).
+    pub tags: Vec<CacheTag>,
 }
 
 /// A content coding feedcast can send.
@@ -100,6 +103,9 @@ pub struct Encoded {
     pub links: Option<Links>,
     /// The `Link` header's value, as the HTTP layer wrote it on first use.
     link_header: std::sync::OnceLock<Bytes>,
+    tags: Vec<CacheTag>,
+    /// The values of the headers naming `tags`, written once by [`Encoded::tag_headers`].
+    tag_headers: std::sync::OnceLock<Vec<Bytes>>,
 }
 
 impl Encoded {
@@ -125,6 +131,8 @@ impl Encoded {
             store_clock_ahead: rendered.store_clock_ahead,
             links: rendered.links,
             link_header: std::sync::OnceLock::new(),
+            tags: rendered.tags,
+            tag_headers: std::sync::OnceLock::new(),
         }
     }
 
@@ -145,9 +153,20 @@ impl Encoded {
         Some(self.link_header.get_or_init(|| Bytes::from(write(links))))
     }
 
+    /// The values of the headers naming the document's cache tags, as `write` makes them the
+    /// first time; `None` for a document without tags.
+    pub fn tag_headers(&self, write: impl FnOnce(&[CacheTag]) -> Vec<Bytes>) -> Option<&[Bytes]> {
+        if self.tags.is_empty() {
+            return None;
+        }
+        Some(self.tag_headers.get_or_init(|| write(&self.tags)))
+    }
+
     /// Bytes held, all variants together.
     pub fn size(&self) -> usize {
-        self.identity.len() + self.gzip.len() + self.brotli.len() + 3 * 40
+        // The tags, and the header values written from them (one or two).
+        let tags: usize = self.tags.iter().map(|t| t.as_str().len() + 1).sum();
+        self.identity.len() + self.gzip.len() + self.brotli.len() + 3 * 40 + 3 * tags
     }
 }
 
@@ -473,6 +492,7 @@ mod tests {
             last_modified: None,
             store_clock_ahead: chrono::TimeDelta::zero(),
             links: None,
+            tags: Vec::new(),
         })
     }
 

@@ -10,7 +10,7 @@
 //! Data flows one way: **config → store → assembly → render → cache → http**. Each module
 //! below may name (`crate::…`) only modules listed before it, and the constants of the crate
 //! root; `tests/layers.rs` holds the code to that. Modules only the service itself uses
-//! (`cache`, `outbound`, `sanitize`, `websub`) are private.
+//! (`cache`, `outbound`, `purge`, `sanitize`, `websub`) are private.
 //!
 //! - [`metrics`]: the Prometheus metrics, every name defined once (any layer may count).
 //! - [`model`]: the neutral types: [`model::Article`] (validated, sanitized), the URL-safe
@@ -30,8 +30,10 @@
 //!   [`feed::Feed`] into bytes; also the index page and the OPML list.
 //! - [`cache`]: rendered bytes, pre-compressed, with their validators, in a byte-bounded moka
 //!   cache loaded once per key.
-//! - [`outbound`]: one bounded, coalescing queue for every request feedcast sends.
+//! - [`outbound`]: one durable, bounded, coalescing queue for every request feedcast sends,
+//!   fed from the store's change log and shared by every replica.
 //! - [`websub`]: the publish pings that tell WebSub hubs which feeds changed.
+//! - [`purge`]: the purges that tell CDNs which cache tags changed.
 //! - [`app`]: the service core that wires the stages together (read a feed, write articles).
 //! - [`http`]: the axum router on hyper under feedcast's limits; handlers are thin and errors
 //!   become answers in one place.
@@ -47,6 +49,7 @@ pub mod import;
 pub mod metrics;
 pub mod model;
 mod outbound;
+mod purge;
 pub mod render;
 mod sanitize;
 pub mod store;

@@ -23,8 +23,11 @@ pub const CACHE_BYTES: &str = "feedcast_cache_bytes";
 pub const BUILD_SECONDS: &str = "feedcast_feed_build_duration_seconds";
 /// Time of one store operation, in seconds, by operation.
 pub const STORE_SECONDS: &str = "feedcast_store_query_duration_seconds";
-/// Outgoing requests, by kind (`websub`) and outcome (`delivered`, `retried`, `given_up`).
+/// Outgoing requests, by kind (`websub`, `purge`) and outcome (`delivered`, `retried`,
+/// `given_up`).
 pub const OUTBOUND: &str = "feedcast_outbound_requests_total";
+/// Cache tags a purger confirmed purged, by purger.
+pub const PURGED_TAGS: &str = "feedcast_purged_tags_total";
 /// Connections closed for a limit, by reason (`per_address`, `write_timeout`).
 pub const CONNECTIONS_CLOSED: &str = "feedcast_http_connections_closed_total";
 /// Stored articles left out of a feed because their id, title, url or publication time

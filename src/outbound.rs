@@ -1,92 +1,68 @@
-//! Every request feedcast sends to others goes through one bounded queue: today the WebSub
-//! publish pings, next the CDN purges and the hub's deliveries.
+//! Every request feedcast sends to others goes through one durable queue: the WebSub publish
+//! pings and the CDN purges, next the hub's deliveries.
 //!
-//! A write only enqueues (target, topic) entries and returns; a dispatcher sends them in the
-//! background, at most `max_in_flight` at once and `max_per_host` to one host, so a bulk import
-//! that touches thousands of feeds never fires thousands of requests at once, and a slow host
-//! holds up only its own entries. Entries are coalesced: a topic already pending for a target is
-//! not queued twice, and a target's topics go out in the order they were first queued, so a
-//! topic that changes all the time cannot keep the others waiting. Nothing is dropped: when a target has more than [`MAX_PENDING_PER_TARGET`]
-//! topics pending, they collapse into one "everything changed" entry, which is sent as every
-//! topic the [`Delivery`] knows when its turn comes. The pending entries are plain data (target,
-//! topic) so that they can live in the store, shared by replicas and kept across a crash.
+//! A write never sends anything. What it changed is in the store's change log, appended in the
+//! write's own transaction (by feedcast on SQLite, by the filing trigger on PostgreSQL, also for
+//! the CMS's writes in SQL). This queue's dispatcher, in every replica, claims log entries no
+//! one has handled, turns them into rows of the store's `outbound` table (kind, target, topic)
+//! and marks them handled, in one transaction: each change is handled once, by whichever replica
+//! claims it. Rows are coalesced by key (a topic pending for a target is one row however often
+//! it changes), claimed with a lease committed before the request is made (so a replica that
+//! dies mid-request loses nothing: another claims the row when the lease runs out, and the
+//! request is made at least once), sent at most `max_in_flight` at once and `max_per_host` to
+//! one host, retried with a doubling wait of at most [`MAX_BACKOFF`], and counted as given up
+//! after the configured attempts.
+//!
+//! A purge is sent twice ([`Outgoing::rounds`]): once at once, and again [`ROUND_GAP`] later,
+//! when every replica has dropped its own copy, since a CDN that refetched in between from a
+//! replica that had not yet heard of the change would cache the old document again.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
-use url::Url;
 
 use crate::config::Retry;
+use crate::store::{Change, Claimed, Outcome, Outgoing, Store};
 
-/// Topics one target may have pending before they collapse into "everything changed".
-pub const MAX_PENDING_PER_TARGET: usize = 10_000;
+/// The longest wait between two attempts of one request.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(600);
+
+/// The wait between a purge's two rounds: longer than a replica takes to hear of a change
+/// (at most 200 ms while it cannot listen, plus the read).
+pub const ROUND_GAP: Duration = Duration::from_secs(2);
+
+/// How often the dispatcher looks at the queue when nothing wakes it: retries that came due,
+/// other replicas' rows whose lease ran out.
+const POLL: Duration = Duration::from_secs(1);
 
 /// A request in flight, as a [`Delivery`] sends it.
 pub type Sending<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
 
 /// How one kind of outgoing request is sent.
 pub trait Delivery: Send + Sync + 'static {
-    /// Sends one request about `topic` to `target`; an error says why it failed.
-    fn send<'a>(&'a self, target: &'a Url, topic: &'a str) -> Sending<'a>;
-    /// Every topic there is: what an "everything changed" entry is sent as.
-    fn every_topic(&self) -> Vec<String>;
-    /// The metric label of this kind of request.
+    /// The kind of request, as queued and as labelled in `/metrics`.
     fn kind(&self) -> &'static str;
-}
-
-/// What a target has pending.
-#[derive(Debug)]
-enum Pending {
-    /// These topics, each once, oldest first.
-    Topics(Queue),
-    /// Too many to hold: everything changed.
-    Everything,
-}
-
-/// Topics in the order first queued, each once.
-#[derive(Debug, Default)]
-struct Queue {
-    order: VecDeque<String>,
-    queued: HashSet<String>,
-}
-
-impl Queue {
-    fn push(&mut self, topic: &str) {
-        if !self.queued.contains(topic) {
-            self.queued.insert(topic.to_owned());
-            self.order.push_back(topic.to_owned());
-        }
+    /// Sends one request about `topics` (at most [`Delivery::per_request`]) to `target`; an
+    /// error says why it failed.
+    fn send<'a>(&'a self, target: &'a str, topics: &'a [String]) -> Sending<'a>;
+    /// Topics one request to `target` may carry.
+    fn per_request(&self, target: &str) -> usize {
+        let _ = target;
+        1
     }
-
-    fn pop(&mut self) -> Option<String> {
-        let topic = self.order.pop_front()?;
-        self.queued.remove(&topic);
-        Some(topic)
-    }
-
-    fn len(&self) -> usize {
-        self.order.len()
-    }
-
-    fn is_empty(&self) -> bool {
-        self.order.is_empty()
-    }
+    /// The host `target`'s requests go to, for the per-host bound.
+    fn host(&self, target: &str) -> String;
+    /// How a failed request is retried.
+    fn retry(&self) -> Retry;
 }
 
-#[derive(Debug, Default)]
-struct State {
-    pending: BTreeMap<Url, Pending>,
-    /// Requests in flight, in all and per host.
-    in_flight: usize,
-    per_host: HashMap<String, usize>,
-    /// The target served last, so that targets take turns.
-    last: Option<Url>,
-    closed: bool,
-}
+/// Turns change-log entries into the requests they call for.
+pub type Plan = Arc<dyn Fn(Vec<Change>) -> Vec<Outgoing> + Send + Sync>;
 
 /// Bounds on what the queue sends at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,190 +71,238 @@ pub struct Limits {
     pub max_in_flight: usize,
     /// Requests in flight at once to one host.
     pub max_per_host: usize,
-    /// How a failed request is retried.
-    pub retry: Retry,
+    /// How long a claim holds before another replica may take the request over.
+    pub lease: Duration,
 }
 
-/// The queue of outgoing requests of one kind. Enqueuing is cheap and never blocks.
+#[derive(Debug, Default)]
+struct Slots {
+    in_flight: usize,
+    per_host: HashMap<String, usize>,
+}
+
+/// The queue's dispatcher, running in the background. Waking it is cheap and never blocks.
 pub struct Outbound {
-    state: Arc<Mutex<State>>,
     wake: Arc<Notify>,
+    closing: Arc<std::sync::atomic::AtomicBool>,
     dispatcher: Mutex<Option<JoinHandle<()>>>,
 }
 
-fn host_of(target: &Url) -> String {
-    format!(
-        "{}:{}",
-        target.host_str().unwrap_or_default(),
-        target.port_or_known_default().unwrap_or(0)
-    )
+struct Dispatcher {
+    store: Store,
+    deliveries: HashMap<&'static str, Arc<dyn Delivery>>,
+    plan: Plan,
+    limits: Limits,
+    slots: Arc<Mutex<Slots>>,
+    wake: Arc<Notify>,
+    /// Targets whose requests are being claimed or sent by this replica.
+    busy: Arc<Mutex<HashSet<(String, String)>>>,
+    /// The target served first last time, so that targets take turns.
+    turn: usize,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Outbound {
     /// Starts the dispatcher. Must be called within a Tokio runtime.
-    pub fn start(delivery: Arc<dyn Delivery>, limits: Limits) -> Self {
-        let state = Arc::new(Mutex::new(State::default()));
+    pub fn start(
+        store: Store,
+        deliveries: Vec<Arc<dyn Delivery>>,
+        plan: Plan,
+        limits: Limits,
+    ) -> Self {
         let wake = Arc::new(Notify::new());
-        let dispatcher = tokio::spawn(dispatch(delivery, limits, state.clone(), wake.clone()));
+        let closing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let dispatcher = Dispatcher {
+            store,
+            deliveries: deliveries.into_iter().map(|d| (d.kind(), d)).collect(),
+            plan,
+            limits,
+            slots: Arc::default(),
+            wake: wake.clone(),
+            busy: Arc::default(),
+            turn: 0,
+        };
+        let task = tokio::spawn(dispatcher.run(closing.clone()));
         Outbound {
-            state,
             wake,
-            dispatcher: Mutex::new(Some(dispatcher)),
+            closing,
+            dispatcher: Mutex::new(Some(task)),
         }
     }
 
-    /// Queues `topics` for every one of `targets`, each once however often it is queued.
-    pub fn enqueue(&self, targets: &[Url], topics: &BTreeSet<String>) {
-        if targets.is_empty() || topics.is_empty() {
-            return;
+    /// Tells the dispatcher the change log or the queue may hold something new.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Handles what the change log holds, sends what is due, waits for the requests in flight,
+    /// and stops. Whatever is left stays queued in the store for the next start.
+    pub async fn close(&self) {
+        self.closing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.wake.notify_one();
+        let task = lock(&self.dispatcher).take();
+        if let Some(task) = task {
+            let _ = task.await;
         }
-        {
-            let mut state = lock(&self.state);
-            if state.closed {
-                tracing::warn!("outbound queue closed; entries not taken");
-                return;
-            }
-            for target in targets {
-                let pending = state
-                    .pending
-                    .entry(target.clone())
-                    .or_insert_with(|| Pending::Topics(Queue::default()));
-                if let Pending::Topics(queued) = pending {
-                    topics.iter().for_each(|t| queued.push(t));
-                    if queued.len() > MAX_PENDING_PER_TARGET {
-                        tracing::warn!(%target, "outbound entries collapsed: everything changed");
-                        *pending = Pending::Everything;
+    }
+}
+
+impl Dispatcher {
+    async fn run(mut self, closing: Arc<std::sync::atomic::AtomicBool>) {
+        let wake = self.wake.clone();
+        loop {
+            let woken = wake.notified();
+            let last = closing.load(std::sync::atomic::Ordering::SeqCst);
+            self.handle_changes().await;
+            self.dispatch().await;
+            if last {
+                loop {
+                    let freed = wake.notified();
+                    if lock(&self.slots).in_flight == 0 {
+                        return;
                     }
+                    freed.await;
+                }
+            }
+            let _ = tokio::time::timeout(POLL, woken).await;
+        }
+    }
+
+    /// Turns every unhandled change-log entry into queued requests.
+    async fn handle_changes(&self) {
+        loop {
+            let plan = self.plan.clone();
+            match self
+                .store
+                .handle_changes(move |changes| plan(changes))
+                .await
+            {
+                Ok(handled) if handled >= crate::store::LOG_PAGE => continue,
+                Ok(_) => return,
+                Err(e) => {
+                    tracing::warn!(cause = %e, "cannot handle the store's change log; retrying");
+                    return;
                 }
             }
         }
-        self.wake.notify_one();
     }
 
-    /// Entries pending (an "everything changed" entry counts as one).
-    #[cfg(test)]
-    fn pending(&self) -> usize {
-        lock(&self.state)
-            .pending
-            .values()
-            .map(|p| match p {
-                Pending::Topics(q) => q.len(),
-                Pending::Everything => 1,
-            })
-            .sum()
-    }
-
-    /// Takes no more entries and waits until those pending are sent or given up.
-    pub async fn close(&self) {
-        lock(&self.state).closed = true;
-        self.wake.notify_one();
-        let dispatcher = self
-            .dispatcher
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(dispatcher) = dispatcher {
-            let _ = dispatcher.await;
-        }
-    }
-}
-
-fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
-    state.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// The next entry that may be sent now, taken off the queue and counted in flight.
-fn next(state: &mut State, limits: &Limits, delivery: &dyn Delivery) -> Option<(Url, String)> {
-    if state.in_flight >= limits.max_in_flight {
-        return None;
-    }
-    // Targets take turns: start after the one served last.
-    let after = state.last.clone();
-    let mut order: Vec<Url> = state.pending.keys().cloned().collect();
-    if let Some(last) = after {
-        let split = order.partition_point(|t| *t <= last);
-        order.rotate_left(split);
-    }
-    for target in order {
-        let host = host_of(&target);
-        if state.per_host.get(&host).copied().unwrap_or(0) >= limits.max_per_host {
-            continue;
-        }
-        let Some(pending) = state.pending.get_mut(&target) else {
-            continue;
-        };
-        if let Pending::Everything = pending {
-            let mut every = Queue::default();
-            delivery.every_topic().iter().for_each(|t| every.push(t));
-            *pending = Pending::Topics(every);
-        }
-        let Pending::Topics(topics) = pending else {
-            continue;
-        };
-        let Some(topic) = topics.pop() else {
-            state.pending.remove(&target);
-            continue;
-        };
-        if topics.is_empty() {
-            state.pending.remove(&target);
-        }
-        state.in_flight += 1;
-        *state.per_host.entry(host).or_insert(0) += 1;
-        state.last = Some(target.clone());
-        return Some((target, topic));
-    }
-    None
-}
-
-async fn dispatch(
-    delivery: Arc<dyn Delivery>,
-    limits: Limits,
-    state: Arc<Mutex<State>>,
-    wake: Arc<Notify>,
-) {
-    loop {
-        // A wake-up between the look and the wait is not lost: `notify_one` leaves a permit
-        // for the next `notified()` to take.
-        let woken = wake.notified();
-        let taken = {
-            let mut s = lock(&state);
-            let taken = next(&mut s, &limits, delivery.as_ref());
-            let done = taken.is_none() && s.closed && s.pending.is_empty() && s.in_flight == 0;
-            if done {
+    /// Claims and sends what is due, as far as the bounds allow.
+    async fn dispatch(&mut self) {
+        let targets = match self.store.due_targets().await {
+            Ok(targets) => targets,
+            Err(e) => {
+                tracing::warn!(cause = %e, "cannot read the outbound queue; retrying");
                 return;
             }
-            taken
         };
-        let Some((target, topic)) = taken else {
-            woken.await;
-            continue;
-        };
-        let slot = InFlight {
-            state: state.clone(),
-            wake: wake.clone(),
-            host: host_of(&target),
-        };
-        let delivery = delivery.clone();
-        tokio::spawn(async move {
-            send_with_retry(delivery.as_ref(), &target, &topic, limits.retry).await;
-            drop(slot);
-        });
+        if targets.is_empty() {
+            return;
+        }
+        self.turn = (self.turn + 1) % targets.len();
+        for (kind, target) in targets.iter().cycle().skip(self.turn).take(targets.len()) {
+            let Some(delivery) = self.deliveries.get(kind.as_str()).cloned() else {
+                // Queued by a replica configured otherwise: it sends them.
+                continue;
+            };
+            let key = (kind.clone(), target.clone());
+            if lock(&self.busy).contains(&key) {
+                continue;
+            }
+            let host = delivery.host(target);
+            let free = {
+                let slots = lock(&self.slots);
+                let on_host = slots.per_host.get(&host).copied().unwrap_or(0);
+                self.limits
+                    .max_in_flight
+                    .saturating_sub(slots.in_flight)
+                    .min(self.limits.max_per_host.saturating_sub(on_host))
+            };
+            if free == 0 {
+                continue;
+            }
+            let per_request = delivery.per_request(target).max(1);
+            let claimed = match self
+                .store
+                .claim(kind, target, free * per_request, self.limits.lease)
+                .await
+            {
+                Ok(claimed) => claimed,
+                Err(e) => {
+                    tracing::warn!(cause = %e, kind, target, "cannot claim outbound requests");
+                    continue;
+                }
+            };
+            if claimed.is_empty() {
+                continue;
+            }
+            lock(&self.busy).insert(key.clone());
+            let requests: Vec<Vec<Claimed>> = claimed
+                .chunks(per_request)
+                .map(<[Claimed]>::to_vec)
+                .collect();
+            let pending = Arc::new(Mutex::new(requests.len()));
+            for request in requests {
+                let slot = InFlight::take(&self.slots, &self.wake, &host);
+                let (store, delivery) = (self.store.clone(), delivery.clone());
+                let (key, busy, pending) = (key.clone(), self.busy.clone(), pending.clone());
+                tokio::spawn(async move {
+                    send(&store, delivery.as_ref(), &key.1, request).await;
+                    let mut left = lock(&pending);
+                    *left -= 1;
+                    if *left == 0 {
+                        lock(&busy).remove(&key);
+                    }
+                    drop(left);
+                    drop(slot);
+                });
+            }
+        }
+    }
+}
+
+/// `host:port` of a URL, the unit of the per-host bound (the text itself if it is no URL).
+pub fn host_of(target: &str) -> String {
+    match url::Url::parse(target) {
+        Ok(url) => format!(
+            "{}:{}",
+            url.host_str().unwrap_or_default(),
+            url.port_or_known_default().unwrap_or(0)
+        ),
+        Err(_) => target.to_owned(),
     }
 }
 
 /// A request counted in flight; uncounted when dropped, even if its task panicked.
 struct InFlight {
-    state: Arc<Mutex<State>>,
+    slots: Arc<Mutex<Slots>>,
     wake: Arc<Notify>,
     host: String,
 }
 
+impl InFlight {
+    fn take(slots: &Arc<Mutex<Slots>>, wake: &Arc<Notify>, host: &str) -> Self {
+        let mut s = lock(slots);
+        s.in_flight += 1;
+        *s.per_host.entry(host.to_owned()).or_insert(0) += 1;
+        InFlight {
+            slots: slots.clone(),
+            wake: wake.clone(),
+            host: host.to_owned(),
+        }
+    }
+}
+
 impl Drop for InFlight {
     fn drop(&mut self) {
-        let mut s = lock(&self.state);
+        let mut s = lock(&self.slots);
         s.in_flight = s.in_flight.saturating_sub(1);
         if let Some(n) = s.per_host.get_mut(&self.host) {
-            *n -= 1;
+            *n = n.saturating_sub(1);
             if *n == 0 {
                 s.per_host.remove(&self.host);
             }
@@ -288,173 +312,66 @@ impl Drop for InFlight {
     }
 }
 
-async fn send_with_retry(delivery: &dyn Delivery, target: &Url, topic: &str, retry: Retry) {
+/// The wait before attempt `attempts + 1`: the first delay, doubled for each attempt after the
+/// first, at most [`MAX_BACKOFF`].
+fn backoff(retry: Retry, attempts: u32) -> Duration {
+    let doublings = attempts.saturating_sub(1).min(30);
+    retry
+        .first_delay
+        .saturating_mul(1 << doublings)
+        .min(MAX_BACKOFF)
+}
+
+/// Sends one request and records how it ended. If the record fails, the claim's lease runs
+/// out and the request is made again: at least once.
+async fn send(store: &Store, delivery: &dyn Delivery, target: &str, request: Vec<Claimed>) {
     let kind = delivery.kind();
-    let mut delay = retry.first_delay;
-    for attempt in 1..=retry.attempts {
-        match delivery.send(target, topic).await {
-            Ok(()) => {
-                tracing::debug!(kind, %target, topic, attempt, "sent");
-                metrics::counter!(crate::metrics::OUTBOUND, "kind" => kind, "outcome" => "delivered")
-                    .increment(1);
-                return;
+    let topics: Vec<String> = request.iter().map(|c| c.topic.clone()).collect();
+    let attempts = request.iter().map(|c| c.attempts).max().unwrap_or(1);
+    let sent = delivery.send(target, &topics).await;
+    let retry = delivery.retry();
+    let outcome = match &sent {
+        Ok(()) => {
+            tracing::debug!(kind, target, topics = topics.len(), attempts, "sent");
+            metrics::counter!(crate::metrics::OUTBOUND, "kind" => kind, "outcome" => "delivered")
+                .increment(1);
+            Outcome::Sent {
+                again_after: ROUND_GAP,
             }
-            Err(cause) => tracing::warn!(kind, %target, topic, attempt, %cause, "send failed"),
         }
-        if attempt < retry.attempts {
+        Err(cause) if attempts >= retry.attempts => {
+            metrics::counter!(crate::metrics::OUTBOUND, "kind" => kind, "outcome" => "given_up")
+                .increment(1);
+            tracing::error!(kind, target, topics = topics.len(), attempts, %cause, "given up");
+            Outcome::GivenUp
+        }
+        Err(cause) => {
             metrics::counter!(crate::metrics::OUTBOUND, "kind" => kind, "outcome" => "retried")
                 .increment(1);
-            tokio::time::sleep(delay).await;
-            delay = delay.saturating_mul(2);
+            tracing::warn!(kind, target, topics = topics.len(), attempts, %cause, "send failed");
+            Outcome::Retry {
+                after: backoff(retry, attempts),
+            }
         }
+    };
+    let settled: Vec<(Claimed, Outcome)> = request.into_iter().map(|c| (c, outcome)).collect();
+    if let Err(e) = store.settle(kind, target, &settled).await {
+        tracing::warn!(cause = %e, kind, target, "cannot record a request's outcome; it will be made again");
     }
-    metrics::counter!(crate::metrics::OUTBOUND, "kind" => kind, "outcome" => "given_up")
-        .increment(1);
-    tracing::error!(
-        kind,
-        %target,
-        topic,
-        attempts = retry.attempts,
-        "given up"
-    );
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::time::Duration;
-
-    /// Records what it sends and how many requests were in flight at most, overall and per
-    /// host; each request waits until the test lets requests go.
-    struct Recorder {
-        sent: Mutex<Vec<(String, String)>>,
-        now: AtomicUsize,
-        most: AtomicUsize,
-        per_host_now: Mutex<HashMap<String, usize>>,
-        per_host_most: AtomicUsize,
-        gate: tokio::sync::Semaphore,
-        every: Vec<String>,
-    }
-
-    impl Default for Recorder {
-        fn default() -> Self {
-            Recorder {
-                sent: Mutex::default(),
-                now: AtomicUsize::new(0),
-                most: AtomicUsize::new(0),
-                per_host_now: Mutex::default(),
-                per_host_most: AtomicUsize::new(0),
-                gate: tokio::sync::Semaphore::new(0),
-                every: Vec::new(),
-            }
-        }
-    }
-
-    impl Delivery for Recorder {
-        fn send<'a>(&'a self, target: &'a Url, topic: &'a str) -> Sending<'a> {
-            Box::pin(async move {
-                let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
-                self.most.fetch_max(now, Ordering::SeqCst);
-                {
-                    let mut hosts = self.per_host_now.lock().unwrap();
-                    let n = hosts.entry(host_of(target)).or_insert(0);
-                    *n += 1;
-                    self.per_host_most.fetch_max(*n, Ordering::SeqCst);
-                }
-                let _go = self.gate.acquire().await.unwrap();
-                *self
-                    .per_host_now
-                    .lock()
-                    .unwrap()
-                    .get_mut(&host_of(target))
-                    .unwrap() -= 1;
-                self.now.fetch_sub(1, Ordering::SeqCst);
-                self.sent
-                    .lock()
-                    .unwrap()
-                    .push((target.to_string(), topic.to_owned()));
-                Ok(())
-            })
-        }
-        fn every_topic(&self) -> Vec<String> {
-            self.every.clone()
-        }
-        fn kind(&self) -> &'static str {
-            "test"
-        }
-    }
-
-    const LIMITS: Limits = Limits {
-        max_in_flight: 16,
-        max_per_host: 4,
-        retry: Retry {
-            attempts: 1,
-            first_delay: Duration::ZERO,
-        },
-    };
-
-    fn topics(range: std::ops::Range<usize>) -> BTreeSet<String> {
-        range.map(|i| format!("t{i:05}")).collect()
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn at_most_sixteen_in_flight_and_four_per_host_and_pending_entries_coalesce() {
-        let recorder = Arc::new(Recorder::default());
-        let outbound = Outbound::start(recorder.clone(), LIMITS);
-        let targets: Vec<Url> = (0..8)
-            .map(|i| Url::parse(&format!("http://host{}.example/hub{i}", i % 5)).unwrap())
-            .collect();
-        outbound.enqueue(&targets, &topics(0..50));
-        // Queued again while pending: coalesced, not queued twice. (An entry already in flight
-        // is queued again: it changed again after it was taken.)
-        outbound.enqueue(&targets, &topics(0..50));
-        assert!(outbound.pending() <= 8 * 50, "{}", outbound.pending());
-        recorder.gate.add_permits(1_000_000);
-        outbound.close().await;
-        let sent = recorder.sent.lock().unwrap();
-        assert!(sent.len() <= 8 * 50 + 16, "{}", sent.len());
-        let unique: BTreeSet<_> = sent.iter().collect();
-        assert_eq!(unique.len(), 8 * 50);
-        assert!(recorder.most.load(Ordering::SeqCst) <= 16);
-        assert!(recorder.per_host_most.load(Ordering::SeqCst) <= 4);
-    }
 
     #[test]
-    fn a_topic_queued_again_after_it_was_taken_waits_behind_the_others() {
-        let mut q = Queue::default();
-        for t in ["a", "b", "a", "c"] {
-            q.push(t);
-        }
-        assert_eq!(q.pop().as_deref(), Some("a"));
-        q.push("a");
-        let rest: Vec<String> = std::iter::from_fn(|| q.pop()).collect();
-        assert_eq!(rest, ["b", "c", "a"]);
-    }
-
-    #[tokio::test]
-    async fn too_much_pending_collapses_into_everything_and_nothing_is_lost() {
-        let recorder = Arc::new(Recorder {
-            every: topics(0..MAX_PENDING_PER_TARGET + 5).into_iter().collect(),
-            ..Recorder::default()
-        });
-        let outbound = Outbound::start(recorder.clone(), LIMITS);
-        let target = [Url::parse("http://hub.example/").unwrap()];
-        outbound.enqueue(&target, &topics(0..MAX_PENDING_PER_TARGET));
-        outbound.enqueue(
-            &target,
-            &topics(MAX_PENDING_PER_TARGET..MAX_PENDING_PER_TARGET + 5),
-        );
-        assert!(outbound.pending() <= MAX_PENDING_PER_TARGET);
-        recorder.gate.add_permits(1_000_000);
-        outbound.close().await;
-        let sent: BTreeSet<String> = recorder
-            .sent
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(_, t)| t.clone())
-            .collect();
-        assert_eq!(sent, topics(0..MAX_PENDING_PER_TARGET + 5));
+    fn waits_double_from_the_first_and_stop_growing_at_ten_minutes() {
+        let retry = Retry {
+            attempts: 20,
+            first_delay: Duration::from_secs(1),
+        };
+        let waits: Vec<u64> = (1..=12).map(|a| backoff(retry, a).as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 600, 600]);
+        assert_eq!(backoff(retry, u32::MAX), MAX_BACKOFF);
     }
 }

@@ -6,39 +6,50 @@ use std::time::Duration;
 
 use url::Url;
 
+use crate::config::Retry;
 use crate::outbound::{Delivery, Sending};
+
+/// The kind of request, as queued.
+pub const KIND: &str = "websub";
 
 /// How long one publish request may take before it counts as failed.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Sends `hub.mode=publish` for a topic to a hub.
+/// Sends `hub.mode=publish` for a topic to a hub (the queue's target: the hub's URL).
 pub struct PublishPing {
     client: reqwest::Client,
-    /// Every feed topic: what "everything changed" is sent as.
-    every_topic: Vec<String>,
+    retry: Retry,
 }
 
 impl PublishPing {
-    /// Pings for these topics (every feed's newest-items URL, in every format).
-    pub fn new(every_topic: Vec<String>) -> Self {
+    /// Pings retried as `retry` says.
+    pub fn new(retry: Retry) -> Self {
         PublishPing {
             client: reqwest::Client::builder()
                 .timeout(REQUEST_TIMEOUT)
                 .user_agent(crate::GENERATOR)
+                .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .unwrap_or_default(),
-            every_topic,
+            retry,
         }
     }
 }
 
 impl Delivery for PublishPing {
-    fn send<'a>(&'a self, hub: &'a Url, topic: &'a str) -> Sending<'a> {
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    fn send<'a>(&'a self, hub: &'a str, topics: &'a [String]) -> Sending<'a> {
         Box::pin(async move {
+            let hub = Url::parse(hub).map_err(|e| format!("not a hub URL: {e}"))?;
+            let mut form = vec![("hub.mode", "publish")];
+            form.extend(topics.iter().map(|t| ("hub.url", t.as_str())));
             let sent = self
                 .client
-                .post(hub.clone())
-                .form(&[("hub.mode", "publish"), ("hub.url", topic)])
+                .post(hub)
+                .form(&form)
                 .send()
                 .await
                 .map_err(|e| format!("unreachable: {e}"))?;
@@ -50,11 +61,11 @@ impl Delivery for PublishPing {
         })
     }
 
-    fn every_topic(&self) -> Vec<String> {
-        self.every_topic.clone()
+    fn host(&self, hub: &str) -> String {
+        crate::outbound::host_of(hub)
     }
 
-    fn kind(&self) -> &'static str {
-        "websub"
+    fn retry(&self) -> Retry {
+        self.retry
     }
 }

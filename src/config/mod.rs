@@ -60,6 +60,10 @@ pub struct Settings {
     pub websub: WebSub,
     /// Bounds on the requests feedcast sends to others.
     pub outbound: Outbound,
+    /// The headers that name each feed response's cache tags.
+    pub cache_tags: CacheTags,
+    /// The CDNs and caches told to purge what changed.
+    pub purgers: Vec<Purger>,
     /// Largest admin API request body, in bytes (default 16 MiB).
     pub admin_max_body_bytes: usize,
     /// Failed admin authentications one client address may make in a minute before it gets 429
@@ -217,6 +221,63 @@ pub struct Outbound {
     pub max_in_flight: usize,
     /// Requests in flight at once to one host (default 4).
     pub max_per_host: usize,
+    /// How long a replica's claim on a queued request holds (default 60 s): if it dies
+    /// mid-request, another sends the request once this has passed.
+    pub lease: Duration,
+}
+
+/// `[cache_tags]`: which headers name a feed response's cache tags, for CDNs that purge by tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheTags {
+    /// Each header and its separator (default `Surrogate-Key` with spaces, `Cache-Tag` with
+    /// commas); none turns tags off.
+    pub headers: Vec<TagHeader>,
+    /// The longest value of one header, in bytes (default 8,000: Varnish's default
+    /// `http_resp_hdr_len` is 8 KiB). Article tags that do not fit are left out.
+    pub max_bytes: usize,
+}
+
+/// One header naming cache tags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagHeader {
+    /// The header's name.
+    pub name: axum::http::HeaderName,
+    /// Between two tags: a space or a comma.
+    pub separator: char,
+}
+
+/// One CDN or cache told to purge by tag (`[[purgers]]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Purger {
+    /// Its name, unique: what its queued purges are kept under.
+    pub name: String,
+    /// Where purges are sent.
+    pub url: Url,
+    /// Tags one request carries at most.
+    pub max_tags_per_request: usize,
+    /// Headers sent with each request; `{tags}` and `{tags_json}` in a value are replaced.
+    pub headers: Vec<(axum::http::HeaderName, String)>,
+    /// How it is asked.
+    pub request: PurgeRequest,
+}
+
+/// How a purger is asked to purge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PurgeRequest {
+    /// Varnish with the shipped VCL: `PURGE` with the tags, separated by spaces, in one header
+    /// (default `xkey-purge`), which the VCL hands to `xkey.purge()`.
+    Varnish {
+        /// The header holding the tags.
+        tags_header: axum::http::HeaderName,
+    },
+    /// Any purge-by-tag API: this method, and a body in which `{tags}` (separated by spaces),
+    /// `{tags_comma}` and `{tags_json}` (a JSON array of strings) are replaced.
+    Http {
+        /// The request's method (default POST).
+        method: axum::http::Method,
+        /// The body template, if any.
+        body: Option<String>,
+    },
 }
 
 /// How failed outgoing notifications are retried.
@@ -369,7 +430,10 @@ fn validate(raw: raw::Config, at: At<'_>) -> Result<Settings, ConfigError> {
         outbound: Outbound {
             max_in_flight: raw.outbound.max_in_flight.max(1),
             max_per_host: raw.outbound.max_per_host.max(1),
+            lease: positive_ms(&raw.outbound.lease_ms, "outbound.lease_ms", at)?,
         },
+        cache_tags: cache_tags(&raw.cache_tags, at)?,
+        purgers: purgers(&raw.purgers, at)?,
         admin_max_body_bytes: raw.admin.max_body_bytes,
         admin_max_failed_auth_per_minute: raw.admin.max_failed_auth_per_minute.max(1),
         trusted_proxies: trusted_proxies(&raw.http.trusted_proxies, at)?,
@@ -454,6 +518,224 @@ fn websub(raw_websub: raw::WebSub, at: At<'_>) -> Result<WebSub, ConfigError> {
         websub.hubs.push(url(hub, "websub.hubs", at)?);
     }
     Ok(websub)
+}
+
+/// A time in milliseconds that must not be zero.
+fn positive_ms(value: &Spanned<u64>, field: &str, at: At<'_>) -> Result<Duration, ConfigError> {
+    match *value.get_ref() {
+        0 => Err(at(value.span(), format!("{field} must be at least 1"))),
+        ms => Ok(Duration::from_millis(ms)),
+    }
+}
+
+/// `[cache_tags]`: valid, distinct header names; a space or a comma between tags.
+fn cache_tags(raw: &raw::CacheTags, at: At<'_>) -> Result<CacheTags, ConfigError> {
+    let mut headers: Vec<TagHeader> = Vec::new();
+    for header in &raw.headers {
+        let h = header.get_ref();
+        let name = axum::http::HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| {
+            at(
+                header.span(),
+                format!("cache_tags.headers: `{}` is not a header name", h.name),
+            )
+        })?;
+        if headers.iter().any(|t| t.name == name) {
+            return Err(at(
+                header.span(),
+                format!("cache_tags.headers: `{}` is named twice", h.name),
+            ));
+        }
+        let separator = match h.separator.as_str() {
+            " " => ' ',
+            "," => ',',
+            other => {
+                return Err(at(
+                    header.span(),
+                    format!(
+                        "cache_tags.headers: the separator of `{}` must be \" \" or \",\", not {other:?}",
+                        h.name
+                    ),
+                ));
+            }
+        };
+        headers.push(TagHeader { name, separator });
+    }
+    let max_bytes = *raw.max_bytes.get_ref();
+    if !(100..=65_536).contains(&max_bytes) {
+        return Err(at(
+            raw.max_bytes.span(),
+            format!("cache_tags.max_bytes must be from 100 to 65536, not {max_bytes}"),
+        ));
+    }
+    Ok(CacheTags {
+        headers,
+        max_bytes: usize::try_from(max_bytes).unwrap_or(65_536),
+    })
+}
+
+/// Replaces each `${NAME}` in a purger's header value with the environment variable NAME, so
+/// that an API token need not be written in feeds.toml.
+fn expand_env(value: &Spanned<String>, field: &str, at: At<'_>) -> Result<String, ConfigError> {
+    let mut out = String::new();
+    let mut rest = value.get_ref().as_str();
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else {
+            return Err(at(value.span(), format!("{field}: `${{` without `}}`")));
+        };
+        let name = &after[..end];
+        let expanded = std::env::var(name).map_err(|_| {
+            at(
+                value.span(),
+                format!("{field}: the environment variable `{name}` is not set"),
+            )
+        })?;
+        out.push_str(&expanded);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Largest purge body template, in bytes.
+const MAX_PURGE_BODY: usize = 16 * 1024;
+
+/// `[[purgers]]`: a known kind, a unique name, an http(s) URL, valid headers.
+fn purgers(raw: &[Spanned<raw::Purger>], at: At<'_>) -> Result<Vec<Purger>, ConfigError> {
+    let mut purgers: Vec<Purger> = Vec::new();
+    for (i, spanned) in raw.iter().enumerate() {
+        let p = spanned.get_ref();
+        let kind = p.kind.get_ref().as_str();
+        let name = match &p.name {
+            Some(n) => {
+                let v = n.get_ref();
+                let valid = !v.is_empty()
+                    && v.len() <= 64
+                    && v.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                if !valid {
+                    return Err(at(
+                        n.span(),
+                        format!("purgers.name: `{v}` must be 1 to 64 letters, digits, `-` or `_`"),
+                    ));
+                }
+                v.clone()
+            }
+            None => format!("{kind}-{}", i + 1),
+        };
+        if purgers.iter().any(|q| q.name == name) {
+            return Err(at(
+                spanned.span(),
+                format!("purgers: two purgers are named `{name}`; give each its own `name`"),
+            ));
+        }
+        let url = url(&p.url, "purgers.url", at)?;
+        let max_tags = match &p.max_tags_per_request {
+            None => 100,
+            Some(m) if (1..=10_000).contains(m.get_ref()) => *m.get_ref(),
+            Some(m) => {
+                return Err(at(
+                    m.span(),
+                    format!(
+                        "purgers.max_tags_per_request must be from 1 to 10000, not {}",
+                        m.get_ref()
+                    ),
+                ));
+            }
+        };
+        let mut headers = Vec::new();
+        for (header, value) in &p.headers {
+            let name = axum::http::HeaderName::from_bytes(header.as_bytes()).map_err(|_| {
+                at(
+                    value.span(),
+                    format!("purgers.headers: `{header}` is not a header name"),
+                )
+            })?;
+            let value = expand_env(value, "purgers.headers", at)?;
+            if axum::http::HeaderValue::from_str(&value).is_err() {
+                return Err(at(
+                    p.headers[header].span(),
+                    format!("purgers.headers: the value of `{header}` is not a valid header value"),
+                ));
+            }
+            headers.push((name, value));
+        }
+        let request = match kind {
+            "varnish" => {
+                if let Some(extra) = p
+                    .method
+                    .as_ref()
+                    .map(Spanned::span)
+                    .or(p.body.as_ref().map(Spanned::span))
+                {
+                    return Err(at(
+                        extra,
+                        "purgers: a varnish purger sends PURGE with no body; `method` and `body` are for kind = \"http\"".to_owned(),
+                    ));
+                }
+                let tags_header = match &p.tags_header {
+                    None => axum::http::HeaderName::from_static("xkey-purge"),
+                    Some(h) => axum::http::HeaderName::from_bytes(h.get_ref().as_bytes()).map_err(
+                        |_| {
+                            at(
+                                h.span(),
+                                format!(
+                                    "purgers.tags_header: `{}` is not a header name",
+                                    h.get_ref()
+                                ),
+                            )
+                        },
+                    )?,
+                };
+                PurgeRequest::Varnish { tags_header }
+            }
+            "http" => {
+                if let Some(h) = &p.tags_header {
+                    return Err(at(
+                        h.span(),
+                        "purgers.tags_header is for kind = \"varnish\"; put the tags in `headers` or `body` with {tags}".to_owned(),
+                    ));
+                }
+                let method = match &p.method {
+                    None => axum::http::Method::POST,
+                    Some(m) => {
+                        axum::http::Method::from_bytes(m.get_ref().as_bytes()).map_err(|_| {
+                            at(
+                                m.span(),
+                                format!("purgers.method: `{}` is not a method", m.get_ref()),
+                            )
+                        })?
+                    }
+                };
+                let body = match &p.body {
+                    Some(b) if b.get_ref().len() > MAX_PURGE_BODY => {
+                        return Err(at(
+                            b.span(),
+                            format!("purgers.body is longer than {MAX_PURGE_BODY} bytes"),
+                        ));
+                    }
+                    Some(b) => Some(b.get_ref().clone()),
+                    None => None,
+                };
+                PurgeRequest::Http { method, body }
+            }
+            other => {
+                return Err(at(
+                    p.kind.span(),
+                    format!("purgers.kind must be \"varnish\" or \"http\", not `{other}`"),
+                ));
+            }
+        };
+        purgers.push(Purger {
+            name,
+            url,
+            max_tags_per_request: usize::try_from(max_tags).unwrap_or(100),
+            headers,
+            request,
+        });
+    }
+    Ok(purgers)
 }
 
 /// `[sanitize]`: iframe hosts are host names, lowercased.
@@ -784,8 +1066,18 @@ parent = "320200"
             (s.caching.max_age.category, s.caching.max_age.archive),
             (300, 86_400)
         );
-        assert_eq!(s.websub.retry.attempts, 5);
+        assert_eq!(s.websub.retry.attempts, 10);
         assert_eq!((s.outbound.max_in_flight, s.outbound.max_per_host), (16, 4));
+        assert_eq!(s.outbound.lease, Duration::from_secs(60));
+        let tag_headers: Vec<(&str, char)> = s
+            .cache_tags
+            .headers
+            .iter()
+            .map(|h| (h.name.as_str(), h.separator))
+            .collect();
+        assert_eq!(tag_headers, [("surrogate-key", ' '), ("cache-tag", ',')]);
+        assert_eq!(s.cache_tags.max_bytes, 8000);
+        assert!(s.purgers.is_empty());
         assert_eq!(s.admin_max_body_bytes, 16 * 1024 * 1024);
         assert_eq!(s.admin_max_failed_auth_per_minute, 10);
         assert_eq!(s.store_query_timeout, Duration::from_secs(2));

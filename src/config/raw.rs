@@ -26,6 +26,10 @@ pub(super) struct Config {
     #[serde(default)]
     pub outbound: Outbound,
     #[serde(default)]
+    pub cache_tags: CacheTags,
+    #[serde(default)]
+    pub purgers: Vec<Spanned<Purger>>,
+    #[serde(default)]
     pub categories: Vec<Category>,
     #[serde(default)]
     pub regions: Vec<Region>,
@@ -154,7 +158,7 @@ impl Default for WebSub {
     fn default() -> Self {
         WebSub {
             hubs: Vec::new(),
-            attempts: 5,
+            attempts: 10,
             first_retry_ms: 1000,
         }
     }
@@ -234,6 +238,7 @@ impl Default for Http {
 pub(super) struct Outbound {
     pub max_in_flight: usize,
     pub max_per_host: usize,
+    pub lease_ms: Spanned<u64>,
 }
 
 impl Default for Outbound {
@@ -241,6 +246,56 @@ impl Default for Outbound {
         Outbound {
             max_in_flight: 16,
             max_per_host: 4,
+            lease_ms: Spanned::new(0..0, 60_000),
         }
     }
+}
+
+/// `[cache_tags]`; see `config::CacheTags`.
+#[derive(Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct CacheTags {
+    pub headers: Vec<Spanned<TagHeader>>,
+    pub max_bytes: Spanned<u64>,
+}
+
+/// One header naming cache tags.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TagHeader {
+    pub name: String,
+    pub separator: String,
+}
+
+impl Default for CacheTags {
+    fn default() -> Self {
+        let header = |name: &str, separator: &str| {
+            Spanned::new(
+                0..0,
+                TagHeader {
+                    name: name.to_owned(),
+                    separator: separator.to_owned(),
+                },
+            )
+        };
+        CacheTags {
+            headers: vec![header("Surrogate-Key", " "), header("Cache-Tag", ",")],
+            max_bytes: Spanned::new(0..0, 8000),
+        }
+    }
+}
+
+/// `[[purgers]]`; see `config::Purger`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Purger {
+    pub kind: Spanned<String>,
+    pub name: Option<Spanned<String>>,
+    pub url: Spanned<String>,
+    pub method: Option<Spanned<String>>,
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, Spanned<String>>,
+    pub body: Option<Spanned<String>>,
+    pub tags_header: Option<Spanned<String>>,
+    pub max_tags_per_request: Option<Spanned<u64>>,
 }

@@ -9,6 +9,7 @@
 
 mod assemble;
 mod month;
+pub mod tags;
 
 use std::fmt;
 

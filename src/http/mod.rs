@@ -83,6 +83,7 @@ async fn feed(
     let served = app.feed(&key).await?;
     let policy = Policy {
         content_type: key.format.content_type(),
+        cache_tags: &settings.cache_tags,
         // An outdated copy stands in only until the store is back: others should not keep it.
         max_age: if served.is_stale() {
             STALE_MAX_AGE
@@ -112,6 +113,7 @@ async fn feed(
 async fn index(State(app): State<Arc<App>>, request: Request) -> Response {
     let policy = Policy {
         content_type: Format::Html.content_type(),
+        cache_tags: &app.settings.cache_tags,
         max_age: app.settings.caching.max_age.category,
         stale: (0, 0),
         vary: "Accept-Encoding",
@@ -123,6 +125,7 @@ async fn index(State(app): State<Arc<App>>, request: Request) -> Response {
 async fn opml(State(app): State<Arc<App>>, request: Request) -> Response {
     let policy = Policy {
         content_type: OPML_TYPE,
+        cache_tags: &app.settings.cache_tags,
         max_age: app.settings.caching.max_age.category,
         stale: (0, 0),
         vary: "Accept-Encoding",

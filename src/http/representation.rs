@@ -16,6 +16,8 @@ use bytes::Bytes;
 use super::{conditional, negotiate};
 use crate::app::App;
 use crate::cache::Encoded;
+use crate::config::CacheTags;
+use crate::feed::tags::CacheTag;
 use crate::render::Links;
 
 /// How far behind the store's clock a `Last-Modified` is held: longer than a write takes from
@@ -26,8 +28,10 @@ const HELD_BACK: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
 pub(super) const STALE_MAX_AGE: u32 = 5;
 
 /// How a document is to be sent.
-pub(super) struct Policy {
+pub(super) struct Policy<'a> {
     pub content_type: &'static str,
+    /// Which headers name the document's cache tags.
+    pub cache_tags: &'a CacheTags,
     pub max_age: u32,
     /// `stale-while-revalidate` and `stale-if-error` (RFC 5861), each left out at 0.
     pub stale: (u32, u32),
@@ -58,7 +62,7 @@ fn value(bytes: &Bytes) -> Option<HeaderValue> {
 
 /// Sends `doc` in the encoding the client accepts, or `304 Not Modified` when the client's
 /// copy is current. Both carry the same validators and caching headers.
-pub(super) fn respond(request: &HeaderMap, doc: &Encoded, policy: Policy) -> Response {
+pub(super) fn respond(request: &HeaderMap, doc: &Encoded, policy: Policy<'_>) -> Response {
     let encoding = negotiate::encoding(header_str(request, header::ACCEPT_ENCODING));
     let (body, etag) = doc.variant(encoding);
     let fresh = conditional::not_modified(
@@ -110,6 +114,13 @@ pub(super) fn respond(request: &HeaderMap, doc: &Encoded, policy: Policy) -> Res
     if let Some(link) = doc.link_header(link_value).and_then(value) {
         headers.insert(header::LINK, link);
     }
+    if let Some(values) = doc.tag_headers(|tags| tag_values(tags, policy.cache_tags)) {
+        for (tag_header, tags) in policy.cache_tags.headers.iter().zip(values) {
+            if let Some(tags) = value(tags) {
+                headers.insert(tag_header.name.clone(), tags);
+            }
+        }
+    }
     if let Some(page_policy) = policy.page_policy {
         headers.insert(header::CONTENT_SECURITY_POLICY, page_policy);
         headers.insert(
@@ -140,6 +151,31 @@ fn link_value(links: &Links) -> String {
     }
     value.push_str(&format!("<{}>; rel=\"self\"", links.self_url));
     value
+}
+
+/// The value of each cache-tag header: as many tags, in order, as fit in `max_bytes` with the
+/// header's separator. The document's own tags come first and always fit (a feed path is short);
+/// the article tags after them that do not fit are left out (a purge of a change also names
+/// the feed and month tags, which cover them). Written once per cached document.
+fn tag_values(tags: &[CacheTag], config: &CacheTags) -> Vec<Bytes> {
+    config
+        .headers
+        .iter()
+        .map(|h| {
+            let mut value = String::with_capacity(config.max_bytes.min(tags.len() * 24));
+            for tag in tags {
+                let extra = usize::from(!value.is_empty()) + tag.as_str().len();
+                if value.len() + extra > config.max_bytes {
+                    break;
+                }
+                if !value.is_empty() {
+                    value.push(h.separator);
+                }
+                value.push_str(tag.as_str());
+            }
+            Bytes::from(value)
+        })
+        .collect()
 }
 
 /// Marks a response as an outdated stand-in of `age`, served while the store is down.

@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::sql::{Param, Statement};
-use super::{Change, StoredArticle};
+use super::{Change, LogRow, StoredArticle};
 use crate::model::Catalog;
 
 /// A database operation in flight.
@@ -31,6 +31,21 @@ pub(super) trait Backend: fmt::Debug + Send + Sync {
 
     /// Starts a write transaction.
     fn begin_write(&self) -> Op<'_, Box<dyn Transaction>>;
+
+    /// Whether several processes share this store (PostgreSQL): rows are then claimed with
+    /// `FOR UPDATE SKIP LOCKED`, and what one replica drops another may still hold.
+    fn shared(&self) -> bool {
+        false
+    }
+
+    /// Starts a transaction that writes no articles (the change log's handling, the outbound
+    /// queue): on SQLite the one writer's, on PostgreSQL one that waits for no writer.
+    fn begin_bookkeeping(&self) -> Op<'_, Box<dyn Transaction>> {
+        self.begin_write()
+    }
+
+    /// Reads two text columns of every row found.
+    fn pairs<'a>(&'a self, statement: &'a Statement<'a>) -> Op<'a, Vec<(String, String)>>;
 
     /// Reads articles (the columns `StoredArticle` names).
     fn articles<'a>(&'a self, statement: &'a Statement<'a>) -> Op<'a, Vec<StoredArticle>>;
@@ -83,6 +98,21 @@ pub(super) trait Transaction: Send {
         &'a mut self,
         statement: &'a Statement<'a>,
     ) -> Op<'a, Vec<(String, i64, String)>>;
+
+    /// Reads change-log entries.
+    fn log_rows<'a>(&'a mut self, statement: &'a Statement<'a>) -> Op<'a, Vec<LogRow>>;
+
+    /// Reads (id, categories, region, published_at) rows.
+    fn filings<'a>(
+        &'a mut self,
+        statement: &'a Statement<'a>,
+    ) -> Op<'a, Vec<(String, String, Option<String>, i64)>>;
+
+    /// Reads (text, number, number) rows.
+    fn text_numbers<'a>(
+        &'a mut self,
+        statement: &'a Statement<'a>,
+    ) -> Op<'a, Vec<(String, i64, i64)>>;
 
     /// Commits; on failure nothing was stored.
     fn commit(self: Box<Self>) -> Op<'static, ()>;
@@ -172,6 +202,9 @@ where
     for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
     for<'r> (String,): sqlx::FromRow<'r, DB::Row>,
     for<'r> (String, i64, String): sqlx::FromRow<'r, DB::Row>,
+    for<'r> (String, i64, i64): sqlx::FromRow<'r, DB::Row>,
+    for<'r> (String, String, Option<String>, i64): sqlx::FromRow<'r, DB::Row>,
+    for<'r> LogRow: sqlx::FromRow<'r, DB::Row>,
 {
     fn execute<'a>(&'a mut self, statement: &'a Statement<'a>) -> Op<'a, ()> {
         Box::pin(async move {
@@ -196,6 +229,39 @@ where
         &'a mut self,
         statement: &'a Statement<'a>,
     ) -> Op<'a, Vec<(String, i64, String)>> {
+        Box::pin(async move {
+            let arguments = arguments::<DB>(&statement.params)?;
+            sqlx::query_as_with(&statement.sql, arguments)
+                .fetch_all(&mut *self.conn)
+                .await
+        })
+    }
+
+    fn log_rows<'a>(&'a mut self, statement: &'a Statement<'a>) -> Op<'a, Vec<LogRow>> {
+        Box::pin(async move {
+            let arguments = arguments::<DB>(&statement.params)?;
+            sqlx::query_as_with(&statement.sql, arguments)
+                .fetch_all(&mut *self.conn)
+                .await
+        })
+    }
+
+    fn filings<'a>(
+        &'a mut self,
+        statement: &'a Statement<'a>,
+    ) -> Op<'a, Vec<(String, String, Option<String>, i64)>> {
+        Box::pin(async move {
+            let arguments = arguments::<DB>(&statement.params)?;
+            sqlx::query_as_with(&statement.sql, arguments)
+                .fetch_all(&mut *self.conn)
+                .await
+        })
+    }
+
+    fn text_numbers<'a>(
+        &'a mut self,
+        statement: &'a Statement<'a>,
+    ) -> Op<'a, Vec<(String, i64, i64)>> {
         Box::pin(async move {
             let arguments = arguments::<DB>(&statement.params)?;
             sqlx::query_as_with(&statement.sql, arguments)
@@ -274,6 +340,29 @@ where
         let arguments = arguments::<DB>(&statement.params)?;
         sqlx::query_scalar_with(&statement.sql, arguments)
             .fetch_optional(pool)
+            .await
+    })
+}
+
+/// Reads two text columns of every row from `pool`: the same sqlx calls on either database.
+pub(super) fn read_pairs<'a, DB>(
+    pool: &'a sqlx::Pool<DB>,
+    statement: &'a Statement<'a>,
+) -> Op<'a, Vec<(String, String)>>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
+    for<'r> (String, String): sqlx::FromRow<'r, DB::Row>,
+{
+    Box::pin(async move {
+        let arguments = arguments::<DB>(&statement.params)?;
+        sqlx::query_as_with(&statement.sql, arguments)
+            .fetch_all(pool)
             .await
     })
 }

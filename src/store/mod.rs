@@ -14,6 +14,7 @@
 mod backend;
 mod health;
 mod postgres;
+mod queue;
 mod sql;
 mod sqlite;
 
@@ -38,6 +39,10 @@ use postgres::PgStore;
 use sqlite::SqliteStore;
 
 pub use health::{Health, WRITE_PROBE_INTERVAL};
+pub use queue::{Claimed, Outcome, Outgoing};
+
+/// Change-log entries handled at once (a full page means there may be more).
+pub const LOG_PAGE: usize = sql::LOG_PAGE;
 
 /// Where the store lives, parsed from `--database` / `FEEDCAST_DATABASE_URL`.
 #[derive(Clone, PartialEq, Eq)]
@@ -235,6 +240,8 @@ pub struct Writer {
     /// The change times it moves (SQLite), stamped at commit: as late as can be, so that a
     /// reader holds a date after the stamp only once the write is visible.
     stamps: Stamps,
+    /// What it appends to the change log (SQLite), at commit.
+    log: Log,
     backend: Arc<dyn Backend>,
     health: Health,
 }
@@ -270,6 +277,12 @@ impl Writer {
                 .extend(before.iter().filter_map(|(k, _, _)| Bucket::from_key(k)));
             if files_in_code {
                 self.stamps.add_filed(&before);
+                let filed_before = self
+                    .tx
+                    .filings(&sql::filings(ids()))
+                    .await
+                    .map_err(failed("reading articles' filings"))?;
+                self.log.add_written(chunk, filed_before);
                 self.tx
                     .execute(&sql::unfile(ids()))
                     .await
@@ -306,6 +319,8 @@ impl Writer {
     /// articles were filed under before the write and those they are now.
     pub async fn commit(mut self) -> Result<Vec<Bucket>, StoreError> {
         if self.backend.files_in_code() {
+            let logged = std::mem::take(&mut self.log).write(self.tx.as_mut()).await;
+            self.health.record_write(logged)?;
             let stamps = std::mem::take(&mut self.stamps);
             let stamped = stamps.write(self.tx.as_mut()).await;
             self.health.record_write(stamped)?;
@@ -317,6 +332,95 @@ impl Writer {
             tracing::debug!(cause = %e, "tidying up after a write failed");
         }
         Ok(self.touched.into_iter().collect())
+    }
+}
+
+/// Articles one write may name in the change log (SQLite); a write of more appends one entry
+/// for everything instead, so a bulk import does not double its size in log entries.
+const LOG_ARTICLES_MAX: usize = 1000;
+
+/// An article's filing as the change log holds it: (categories, region, published_at).
+type OwnedFiling = (String, Option<String>, i64);
+
+/// What a write appends to the change log (SQLite, which appends in code).
+enum Log {
+    /// These articles: (id, filing before, filing after).
+    Articles(Vec<(String, Option<OwnedFiling>, Option<OwnedFiling>)>),
+    /// Too many to name.
+    Everything,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Log::Articles(Vec::new())
+    }
+}
+
+impl Log {
+    /// These articles are written; `before` holds (id, categories, region, published_at) of
+    /// those that existed.
+    fn add_written(
+        &mut self,
+        articles: &[&Article],
+        before: Vec<(String, String, Option<String>, i64)>,
+    ) {
+        let Log::Articles(entries) = self else {
+            return;
+        };
+        if entries.len() + articles.len() > LOG_ARTICLES_MAX {
+            *self = Log::Everything;
+            return;
+        }
+        let mut before: std::collections::HashMap<String, OwnedFiling> = before
+            .into_iter()
+            .map(|(id, categories, region, published)| (id, (categories, region, published)))
+            .collect();
+        for a in articles {
+            let categories: Vec<&str> = a.categories().iter().map(CategorySlug::as_str).collect();
+            let after = (
+                categories.join(" "),
+                a.region().map(|r| r.as_str().to_owned()),
+                sql::micros(a.published_at()),
+            );
+            let id = a.id().as_str();
+            entries.push((id.to_owned(), before.remove(id), Some(after)));
+        }
+    }
+
+    /// An article is taken down; `before` as in [`Log::add_written`].
+    fn add_removed(&mut self, before: Vec<(String, String, Option<String>, i64)>) {
+        if let Log::Articles(entries) = self {
+            for (id, categories, region, published) in before {
+                entries.push((id, Some((categories, region, published)), None));
+            }
+        }
+    }
+
+    async fn write(self, tx: &mut dyn Transaction) -> Result<(), StoreError> {
+        let now = sql::micros(Utc::now());
+        let entries = match self {
+            Log::Everything => {
+                return tx
+                    .execute(&sql::log_everything(now))
+                    .await
+                    .map_err(failed("appending to the change log"));
+            }
+            Log::Articles(entries) => entries,
+        };
+        fn borrowed(f: &Option<OwnedFiling>) -> Option<sql::LoggedFiling<'_>> {
+            f.as_ref()
+                .map(|(c, r, p)| (std::borrow::Cow::Borrowed(c.as_str()), r.as_deref(), *p))
+        }
+        let rows: Vec<_> = entries
+            .iter()
+            .map(|(id, before, after)| (Some(id.as_str()), borrowed(before), borrowed(after)))
+            .collect();
+        for part in rows.chunks(sql::WRITE_CHUNK) {
+            tx.execute(&sql::append_log(part, now))
+                .await
+                .map_err(failed("appending to the change log"))?;
+        }
+        Ok(())
     }
 }
 
@@ -427,13 +531,62 @@ pub enum Change {
     Missed,
 }
 
-/// Where an article is filed: what decides which feeds it is in.
+/// Where an article is filed: what decides which feeds and archive months it is in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Filing {
     /// Its categories (names that are not valid slugs are left out).
     pub categories: Vec<CategorySlug>,
     /// Its region, if valid.
     pub region: Option<RegionCode>,
+    /// When it was published (unknown for entries logged before migration 6 on PostgreSQL).
+    pub published_at: Option<DateTime<Utc>>,
+}
+
+/// A change-log entry, as both stores keep it (SQLite migration 4, PostgreSQL 5 and 6).
+#[derive(Debug, Clone, sqlx::FromRow)]
+struct LogRow {
+    seq: i64,
+    /// `None`: everything changed (a refile, a write of many articles).
+    article_id: Option<String>,
+    before_categories: Option<String>,
+    before_region: Option<String>,
+    before_published: Option<i64>,
+    after_categories: Option<String>,
+    after_region: Option<String>,
+    after_published: Option<i64>,
+}
+
+impl LogRow {
+    /// What the entry tells a cache or the outbound queue.
+    fn change(self) -> Change {
+        let filing =
+            |categories: Option<String>, region: Option<String>, published: Option<i64>| {
+                categories.map(|categories| Filing {
+                    categories: categories
+                        .split_whitespace()
+                        .filter_map(|c| CategorySlug::parse(c).ok())
+                        .collect(),
+                    region: region.as_deref().and_then(|r| RegionCode::parse(r).ok()),
+                    published_at: published.and_then(DateTime::from_timestamp_micros),
+                })
+            };
+        match self.article_id {
+            None => Change::Missed,
+            Some(id) => Change::Article {
+                id,
+                before: filing(
+                    self.before_categories,
+                    self.before_region,
+                    self.before_published,
+                ),
+                after: filing(
+                    self.after_categories,
+                    self.after_region,
+                    self.after_published,
+                ),
+            },
+        }
+    }
 }
 
 impl Store {
@@ -514,6 +667,7 @@ impl Store {
             tx: tx.map_err(|e| self.health.write_failed(e))?,
             touched: BTreeSet::new(),
             stamps: Stamps::default(),
+            log: Log::default(),
             backend: self.backend.clone(),
             health: self.health.clone(),
         })
@@ -533,11 +687,21 @@ impl Store {
                     .index_rows(&sql::filed(std::iter::once(id.as_str())))
                     .await
                     .map_err(failed("reading an article's buckets"))?;
+                let filed_before = if self.backend.files_in_code() {
+                    tx.filings(&sql::filings(std::iter::once(id.as_str())))
+                        .await
+                        .map_err(failed("reading an article's filing"))?
+                } else {
+                    Vec::new()
+                };
                 let deleted = tx
                     .texts(&sql::delete_article(id.as_str()))
                     .await
                     .map_err(failed("taking an article down"))?;
                 if self.backend.files_in_code() {
+                    let mut log = Log::default();
+                    log.add_removed(filed_before);
+                    log.write(tx.as_mut()).await?;
                     let mut stamps = Stamps::default();
                     stamps.add_filed(&before);
                     stamps.write(tx.as_mut()).await?;
@@ -552,6 +716,12 @@ impl Store {
             })
             .await;
         self.health.record_write(deleted)
+    }
+
+    /// Whether several processes share this store (PostgreSQL), so that what this one drops
+    /// from its cache another may still hold for a moment.
+    pub fn is_shared(&self) -> bool {
+        self.backend.shared()
     }
 
     /// What is known of the store's health: shared with the cache and readiness.

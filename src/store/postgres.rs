@@ -13,11 +13,11 @@ use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
 use super::backend::{
-    Backend, Embedded, Op, Transaction, Tx, arguments, read_articles, read_number,
+    Backend, Embedded, Op, Transaction, Tx, arguments, read_articles, read_number, read_pairs,
 };
 use super::sql::{self, Statement};
-use super::{Change, Filing, StoreError, StoredArticle};
-use crate::model::{Catalog, CategorySlug, RegionCode};
+use super::{Change, LogRow, StoreError, StoredArticle};
+use crate::model::Catalog;
 
 const MIGRATIONS: Embedded = Embedded(&[
     (
@@ -45,58 +45,15 @@ const MIGRATIONS: Embedded = Embedded(&[
         "change log",
         include_str!("../../migrations/postgres/0005_change_log.sql"),
     ),
+    (
+        6,
+        "outbound",
+        include_str!("../../migrations/postgres/0006_outbound.sql"),
+    ),
 ]);
 
 /// Wait before listening again after the listening connection failed.
 const RELISTEN_DELAY: Duration = Duration::from_millis(500);
-
-/// A change-log entry (migration 5).
-#[derive(sqlx::FromRow)]
-struct Logged {
-    seq: i64,
-    /// `None`: everything changed (a refile).
-    article_id: Option<String>,
-    before_categories: Option<String>,
-    before_region: Option<String>,
-    after_categories: Option<String>,
-    after_region: Option<String>,
-}
-
-/// How an article was filed, as the log holds it.
-struct PayloadFiling {
-    categories: String,
-    region: Option<String>,
-}
-
-impl Logged {
-    /// What the entry tells a cache.
-    fn change(self) -> Change {
-        let filing = |categories: Option<String>, region| {
-            categories.map(|categories| Filing::from(PayloadFiling { categories, region }))
-        };
-        match self.article_id {
-            None => Change::Missed,
-            Some(id) => Change::Article {
-                id,
-                before: filing(self.before_categories, self.before_region),
-                after: filing(self.after_categories, self.after_region),
-            },
-        }
-    }
-}
-
-impl From<PayloadFiling> for Filing {
-    fn from(f: PayloadFiling) -> Self {
-        Filing {
-            categories: f
-                .categories
-                .split_whitespace()
-                .filter_map(|c| CategorySlug::parse(c).ok())
-                .collect(),
-            region: f.region.as_deref().and_then(|r| RegionCode::parse(r).ok()),
-        }
-    }
-}
 
 /// How long a request waits for a free connection before the store counts as unavailable.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -150,6 +107,22 @@ impl Backend for PgStore {
 
     fn number<'a>(&'a self, statement: &'a Statement<'a>) -> Op<'a, Option<i64>> {
         read_number(&self.pool, statement)
+    }
+
+    fn pairs<'a>(&'a self, statement: &'a Statement<'a>) -> Op<'a, Vec<(String, String)>> {
+        read_pairs(&self.pool, statement)
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    /// A plain transaction: it writes no articles, so it need not wait for the change log.
+    fn begin_bookkeeping(&self) -> Op<'_, Box<dyn Transaction>> {
+        Box::pin(async move {
+            let tx = Tx::<Postgres>::begin(&self.pool, sql::POSTGRES_BEGIN_WRITE).await?;
+            Ok(Box::new(tx) as Box<dyn Transaction>)
+        })
     }
 
     fn before_refile<'a>(&self, catalog: &'a Catalog) -> Vec<Statement<'a>> {
@@ -302,7 +275,7 @@ impl PgStore {
 }
 
 /// Change-log entries after `position`.
-async fn read_log(pool: &PgPool, position: i64) -> Result<Vec<Logged>, sqlx::Error> {
+async fn read_log(pool: &PgPool, position: i64) -> Result<Vec<LogRow>, sqlx::Error> {
     let statement = sql::postgres_log_since(position);
     let arguments = arguments::<Postgres>(&statement.params)?;
     sqlx::query_as_with(&statement.sql, arguments)

@@ -353,6 +353,237 @@ pub(super) fn changed_at<'a>(buckets: &[Bucket], first: i64, last: i64) -> State
 }
 
 // ---------------------------------------------------------------------------------------------
+// The change log and the outbound queue
+
+/// A change-log entry's columns, as `LogRow` decodes them.
+const LOG_COLUMNS: &str = "seq, article_id, before_categories, before_region, before_published, \
+                           after_categories, after_region, after_published";
+
+/// How these articles are filed now, if they exist: (id, categories, region, published_at).
+pub(super) fn filings<'a>(ids: impl ExactSizeIterator<Item = &'a str>) -> Statement<'a> {
+    of_articles(
+        "SELECT id, categories, region, published_at FROM articles WHERE id",
+        ids,
+    )
+}
+
+/// One article's filing, as the change log holds it: (categories, region, published_at).
+pub(super) type LoggedFiling<'a> = (Cow<'a, str>, Option<&'a str>, i64);
+
+/// Appends entries (an article id, or `None` for everything; its filing before and after) to
+/// the change log at `at` (SQLite, which appends in code; PostgreSQL's trigger appends there).
+pub(super) fn append_log<'a>(
+    entries: &'a [(
+        Option<&'a str>,
+        Option<LoggedFiling<'a>>,
+        Option<LoggedFiling<'a>>,
+    )],
+    at: i64,
+) -> Statement<'a> {
+    let mut statement = Statement::new(format!(
+        "INSERT INTO change_log (at, article_id, before_categories, before_region, \
+         before_published, after_categories, after_region, after_published) VALUES {}",
+        placeholders(entries.len(), 8)
+    ));
+    for (id, before, after) in entries {
+        statement = statement.int(at).maybe_text(*id);
+        for filing in [before, after] {
+            statement = match filing {
+                Some((categories, region, published)) => statement
+                    .text(categories.as_ref())
+                    .maybe_text(*region)
+                    .int(*published),
+                None => statement.maybe_text(None).maybe_text(None).maybe_int(None),
+            };
+        }
+    }
+    statement
+}
+
+/// Appends an entry for everything at once to the change log at `at` (SQLite).
+pub(super) fn log_everything(at: i64) -> Statement<'static> {
+    Statement::new("INSERT INTO change_log (at) VALUES ($1)").int(at)
+}
+
+/// Change-log entries no one has handled, oldest first, at most [`LOG_PAGE`]; on a store that
+/// several processes share, locked for this transaction and skipping those another holds.
+pub(super) fn unhandled_log(shared: bool) -> Statement<'static> {
+    Statement::new(format!(
+        "SELECT {LOG_COLUMNS} FROM change_log WHERE NOT handled ORDER BY seq LIMIT {LOG_PAGE}{}",
+        if shared {
+            " FOR UPDATE SKIP LOCKED"
+        } else {
+            ""
+        }
+    ))
+}
+
+/// Marks change-log entries handled.
+pub(super) fn mark_handled<'a>(seqs: &[i64]) -> Statement<'a> {
+    let mut statement = Statement::new(format!(
+        "UPDATE change_log SET handled = TRUE WHERE seq IN ({})",
+        list(seqs.len())
+    ));
+    for seq in seqs {
+        statement = statement.int(*seq);
+    }
+    statement
+}
+
+/// Prunes change-log entries from before `before` (SQLite; PostgreSQL's replicas prune by
+/// the database's clock).
+pub(super) fn prune_log(before: i64) -> Statement<'static> {
+    Statement::new("DELETE FROM change_log WHERE at < $1").int(before)
+}
+
+/// Queues (kind, target, topic, rounds) requests due at `due`. One already queued stays one
+/// row, counted as queued again.
+pub(super) fn enqueue<'a>(rows: &'a [(&'a str, &'a str, &'a str, i64)], due: i64) -> Statement<'a> {
+    let mut statement = Statement::new(format!(
+        "INSERT INTO outbound (kind, target, topic, rounds, due) VALUES {} \
+         ON CONFLICT (kind, target, topic) DO UPDATE SET \
+         generation = outbound.generation + 1, rounds = excluded.rounds",
+        placeholders(rows.len(), 5)
+    ));
+    for (kind, target, topic, rounds) in rows {
+        statement = statement
+            .text(*kind)
+            .text(*target)
+            .text(*topic)
+            .int(*rounds)
+            .int(due);
+    }
+    statement
+}
+
+/// Queued rows per multi-row statement (5 parameters each).
+pub(super) const ENQUEUE_ROWS: usize = 2000;
+
+/// The (kind, target) pairs with requests due and unclaimed at `now`.
+pub(super) fn due_targets(now: i64) -> Statement<'static> {
+    Statement::new(
+        "SELECT DISTINCT kind, target FROM outbound WHERE due <= $1 \
+         AND (claimed_until IS NULL OR claimed_until <= $1) LIMIT 10000",
+    )
+    .int(now)
+}
+
+/// Claims up to `limit` of a target's requests due and unclaimed at `now`, oldest first, until
+/// `until`, counting an attempt; returns (topic, generation, attempts) of each. On a store that
+/// several processes share, rows another transaction is claiming are skipped.
+pub(super) fn claim<'a>(
+    kind: &'a str,
+    target: &'a str,
+    limit: i64,
+    now: i64,
+    until: i64,
+    shared: bool,
+) -> Statement<'a> {
+    Statement::new(format!(
+        "UPDATE outbound SET claimed_until = $5, attempts = attempts + 1 \
+         WHERE (kind, target, topic) IN (SELECT kind, target, topic FROM outbound \
+         WHERE kind = $1 AND target = $2 AND due <= $3 \
+         AND (claimed_until IS NULL OR claimed_until <= $3) ORDER BY due LIMIT $4{}) \
+         RETURNING topic, generation, attempts",
+        if shared {
+            " FOR UPDATE SKIP LOCKED"
+        } else {
+            ""
+        }
+    ))
+    .text(kind)
+    .text(target)
+    .int(now)
+    .int(limit)
+    .int(until)
+}
+
+/// Ends a claimed request that was sent: gone if it was to be sent once and was not queued
+/// again meanwhile; otherwise due again (at `again` for its next round, at `now` if queued
+/// again), unclaimed.
+pub(super) fn sent<'a>(
+    key: (&'a str, &'a str, &'a str),
+    generation: i64,
+    now: i64,
+    again: i64,
+) -> [Statement<'a>; 2] {
+    let (kind, target, topic) = key;
+    [
+        Statement::new(
+            "DELETE FROM outbound WHERE kind = $1 AND target = $2 AND topic = $3 \
+             AND generation = $4 AND rounds <= 1",
+        )
+        .text(kind)
+        .text(target)
+        .text(topic)
+        .int(generation),
+        Statement::new(
+            "UPDATE outbound SET claimed_until = NULL, attempts = 0, \
+             due = CASE WHEN generation = $4 THEN $6 ELSE $5 END, \
+             rounds = CASE WHEN generation = $4 THEN rounds - 1 ELSE rounds END \
+             WHERE kind = $1 AND target = $2 AND topic = $3",
+        )
+        .text(kind)
+        .text(target)
+        .text(topic)
+        .int(generation)
+        .int(now)
+        .int(again),
+    ]
+}
+
+/// Ends a claimed request that failed: due again at `retry_at` (at `now`, with its attempts
+/// counted afresh, if it was queued again meanwhile), unclaimed.
+pub(super) fn failed<'a>(
+    key: (&'a str, &'a str, &'a str),
+    generation: i64,
+    now: i64,
+    retry_at: i64,
+) -> Statement<'a> {
+    let (kind, target, topic) = key;
+    Statement::new(
+        "UPDATE outbound SET claimed_until = NULL, \
+         due = CASE WHEN generation = $4 THEN $6 ELSE $5 END, \
+         attempts = CASE WHEN generation = $4 THEN attempts ELSE 0 END \
+         WHERE kind = $1 AND target = $2 AND topic = $3",
+    )
+    .text(kind)
+    .text(target)
+    .text(topic)
+    .int(generation)
+    .int(now)
+    .int(retry_at)
+}
+
+/// Ends a claimed request given up: gone, unless it was queued again meanwhile (then it is due
+/// at `now`, its attempts counted afresh).
+pub(super) fn given_up<'a>(
+    key: (&'a str, &'a str, &'a str),
+    generation: i64,
+    now: i64,
+) -> [Statement<'a>; 2] {
+    let (kind, target, topic) = key;
+    [
+        Statement::new(
+            "DELETE FROM outbound WHERE kind = $1 AND target = $2 AND topic = $3 \
+             AND generation = $4",
+        )
+        .text(kind)
+        .text(target)
+        .text(topic)
+        .int(generation),
+        Statement::new(
+            "UPDATE outbound SET claimed_until = NULL, attempts = 0, due = $4 \
+             WHERE kind = $1 AND target = $2 AND topic = $3",
+        )
+        .text(kind)
+        .text(target)
+        .text(topic)
+        .int(now),
+    ]
+}
+
+// ---------------------------------------------------------------------------------------------
 // Meta
 
 /// Key of the `meta` row that write probes write.
@@ -452,7 +683,7 @@ pub(super) fn postgres_now() -> Statement<'static> {
 /// Tells every replica that the feed index was rebuilt, so they drop their caches: a change-log
 /// entry for no article in particular (see migration 5).
 pub(super) fn postgres_announce_refile() -> Statement<'static> {
-    Statement::new("SELECT feedcast_log(NULL, NULL, NULL, NULL, NULL)")
+    Statement::new("SELECT feedcast_log(NULL, NULL, NULL, NULL, NULL, NULL, NULL)")
 }
 
 /// Waits for the writer before to commit, as appending to the change log does (migration 5),
@@ -473,8 +704,7 @@ pub(super) fn postgres_log_position() -> Statement<'static> {
 /// Change-log entries after a position, oldest first, at most [`LOG_PAGE`].
 pub(super) fn postgres_log_since(position: i64) -> Statement<'static> {
     Statement::new(format!(
-        "SELECT seq, article_id, before_categories, before_region, after_categories, \
-         after_region FROM change_log WHERE seq > $1 ORDER BY seq LIMIT {LOG_PAGE}"
+        "SELECT {LOG_COLUMNS} FROM change_log WHERE seq > $1 ORDER BY seq LIMIT {LOG_PAGE}"
     ))
     .int(position)
 }

@@ -11,7 +11,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Sqlite, SqlitePool};
 
 use super::backend::{
-    Backend, Embedded, Op, Transaction, Tx, arguments, read_articles, read_number,
+    Backend, Embedded, Op, Transaction, Tx, arguments, read_articles, read_number, read_pairs,
 };
 use super::sql::{self, Statement};
 use super::{StoreError, StoredArticle};
@@ -31,6 +31,11 @@ const MIGRATIONS: Embedded = Embedded(&[
         3,
         "change times",
         include_str!("../../migrations/sqlite/0003_change_times.sql"),
+    ),
+    (
+        4,
+        "outbound",
+        include_str!("../../migrations/sqlite/0004_outbound.sql"),
     ),
 ]);
 
@@ -135,9 +140,14 @@ impl Backend for SqliteStore {
         read_number(&self.pool, statement)
     }
 
+    fn pairs<'a>(&'a self, statement: &'a Statement<'a>) -> Op<'a, Vec<(String, String)>> {
+        read_pairs(&self.pool, statement)
+    }
+
     /// Every feed changed when the feed index was rebuilt.
     fn after_refile(&self) -> Vec<Statement<'static>> {
-        vec![sql::stamp_everything(sql::micros(chrono::Utc::now()))]
+        let now = sql::micros(chrono::Utc::now());
+        vec![sql::stamp_everything(now), sql::log_everything(now)]
     }
 
     /// Hands the writer's page cache back after a write: it is large for imports, and a

@@ -1,0 +1,226 @@
+//! The store's side of the outbound queue: handling the change log once, whoever wrote it, and
+//! the queued requests' rows, claimed with a lease so that several replicas share the work and
+//! a replica that dies mid-request loses nothing.
+//!
+//! The queue itself (what is sent, how often, to whom at once) is `outbound`'s; here are only
+//! the transactions, each short, each committed before any request is made.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use chrono::Utc;
+
+use super::{Change, Store, StoreError, failed, sql};
+
+/// A request to queue: of a kind, to a target, about a topic.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Outgoing {
+    /// The kind of request (`websub`, `purge`): which delivery sends it.
+    pub kind: &'static str,
+    /// Whom it goes to (a hub's URL, a purger's name).
+    pub target: String,
+    /// What it is about (a feed's URL, a cache tag).
+    pub topic: String,
+    /// How many times it is sent after each change (a purge twice: see `outbound`).
+    pub rounds: u8,
+}
+
+/// A queued request claimed for sending.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claimed {
+    /// What it is about.
+    pub topic: String,
+    /// Attempts so far, this one included.
+    pub attempts: u32,
+    /// How often it had been queued when claimed: queued again meanwhile, it is sent again.
+    generation: i64,
+}
+
+/// How a claimed request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Sent; if it has rounds left, sent again after this long.
+    Sent {
+        /// The wait before its next round.
+        again_after: Duration,
+    },
+    /// Failed; tried again after this long.
+    Retry {
+        /// The wait.
+        after: Duration,
+    },
+    /// Failed for the last time.
+    GivenUp,
+}
+
+/// Change-log entries older than this are pruned (SQLite; PostgreSQL's followers prune theirs).
+const LOG_KEPT: Duration = Duration::from_secs(3600);
+
+fn micros_after(now: i64, wait: Duration) -> i64 {
+    now.saturating_add(i64::try_from(wait.as_micros()).unwrap_or(i64::MAX))
+}
+
+impl Store {
+    /// Claims change-log entries nobody has handled (on PostgreSQL, skipping those another
+    /// replica is handling), queues the requests `plan` makes of them, and marks them handled,
+    /// all in one transaction: each entry is handled once, by whichever replica claims it,
+    /// whether feedcast or the CMS wrote it. Returns how many entries were handled.
+    pub async fn handle_changes(
+        &self,
+        plan: impl FnOnce(Vec<Change>) -> Vec<Outgoing> + Send,
+    ) -> Result<usize, StoreError> {
+        self.bounded("handling the change log", async {
+            let mut tx = self
+                .backend
+                .begin_bookkeeping()
+                .await
+                .map_err(failed("starting to handle the change log"))?;
+            let rows = tx
+                .log_rows(&sql::unhandled_log(self.backend.shared()))
+                .await
+                .map_err(failed("reading the change log"))?;
+            let now = sql::micros(Utc::now());
+            if !self.backend.shared() {
+                tx.execute(&sql::prune_log(now - micros_after(0, LOG_KEPT)))
+                    .await
+                    .map_err(failed("pruning the change log"))?;
+            }
+            if rows.is_empty() {
+                return tx.commit().await.map(|()| 0).map_err(failed("committing"));
+            }
+            let seqs: Vec<i64> = rows.iter().map(|r| r.seq).collect();
+            let outgoing: BTreeSet<Outgoing> = plan(rows.into_iter().map(|r| r.change()).collect())
+                .into_iter()
+                .collect();
+            // One row per key: a statement may not update the same row twice.
+            let mut keys = BTreeSet::new();
+            let rows: Vec<(&str, &str, &str, i64)> = outgoing
+                .iter()
+                .filter(|o| keys.insert((o.kind, o.target.as_str(), o.topic.as_str())))
+                .map(|o| {
+                    (
+                        o.kind,
+                        o.target.as_str(),
+                        o.topic.as_str(),
+                        i64::from(o.rounds),
+                    )
+                })
+                .collect();
+            for part in rows.chunks(sql::ENQUEUE_ROWS) {
+                tx.execute(&sql::enqueue(part, now))
+                    .await
+                    .map_err(failed("queuing outbound requests"))?;
+            }
+            for part in seqs.chunks(sql::BUCKET_ROWS) {
+                tx.execute(&sql::mark_handled(part))
+                    .await
+                    .map_err(failed("marking the change log handled"))?;
+            }
+            tx.commit()
+                .await
+                .map_err(failed("committing the change log's handling"))?;
+            Ok(seqs.len())
+        })
+        .await
+    }
+
+    /// The (kind, target) pairs with requests due and unclaimed now.
+    pub async fn due_targets(&self) -> Result<Vec<(String, String)>, StoreError> {
+        self.bounded("reading the outbound queue", async {
+            let now = sql::micros(Utc::now());
+            self.backend
+                .pairs(&sql::due_targets(now))
+                .await
+                .map_err(failed("reading the outbound queue"))
+        })
+        .await
+    }
+
+    /// Claims up to `limit` of a target's due requests for `lease`, committed before any is
+    /// sent: if this process dies, another claims them once the lease has run out.
+    pub async fn claim(
+        &self,
+        kind: &str,
+        target: &str,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        self.bounded("claiming outbound requests", async {
+            let mut tx = self
+                .backend
+                .begin_bookkeeping()
+                .await
+                .map_err(failed("starting a claim"))?;
+            let now = sql::micros(Utc::now());
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let claim = sql::claim(
+                kind,
+                target,
+                limit,
+                now,
+                micros_after(now, lease),
+                self.backend.shared(),
+            );
+            let rows = tx
+                .text_numbers(&claim)
+                .await
+                .map_err(failed("claiming outbound requests"))?;
+            tx.commit().await.map_err(failed("committing a claim"))?;
+            Ok(rows
+                .into_iter()
+                .map(|(topic, generation, attempts)| Claimed {
+                    topic,
+                    attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+                    generation,
+                })
+                .collect())
+        })
+        .await
+    }
+
+    /// Records how claimed requests ended: gone when sent for the last time or given up (unless
+    /// queued again meanwhile), otherwise due again, unclaimed.
+    pub async fn settle(
+        &self,
+        kind: &str,
+        target: &str,
+        settled: &[(Claimed, Outcome)],
+    ) -> Result<(), StoreError> {
+        self.bounded("settling outbound requests", async {
+            let mut tx = self
+                .backend
+                .begin_bookkeeping()
+                .await
+                .map_err(failed("starting to settle requests"))?;
+            let now = sql::micros(Utc::now());
+            for (claimed, outcome) in settled {
+                let key = (kind, target, claimed.topic.as_str());
+                let statements: Vec<_> = match outcome {
+                    Outcome::Sent { again_after } => sql::sent(
+                        key,
+                        claimed.generation,
+                        now,
+                        micros_after(now, *again_after),
+                    )
+                    .into(),
+                    Outcome::Retry { after } => vec![sql::failed(
+                        key,
+                        claimed.generation,
+                        now,
+                        micros_after(now, *after),
+                    )],
+                    Outcome::GivenUp => sql::given_up(key, claimed.generation, now).into(),
+                };
+                for statement in &statements {
+                    tx.execute(statement)
+                        .await
+                        .map_err(failed("settling outbound requests"))?;
+                }
+            }
+            tx.commit()
+                .await
+                .map_err(failed("committing settled requests"))
+        })
+        .await
+    }
+}
