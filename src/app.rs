@@ -41,10 +41,16 @@ fn topics(settings: &Settings, feeds: Vec<FeedId>) -> impl Iterator<Item = Strin
     })
 }
 
+/// How many times each purge is sent, [`outbound::ROUND_GAP`] apart. Once is not enough: a CDN
+/// may fetch a document again while the purge is on its way, from a replica that has not yet
+/// heard of the change or from a request that was answered from the cache just before the
+/// change, and then keep that copy for its `max-age`; the second round removes it.
+const PURGE_ROUNDS: u8 = 2;
+
 /// The requests that change-log entries call for: a WebSub ping for each feed topic that
-/// changed, to each hub, and a purge of each cache tag that changed, at each purger (sent in
-/// `purge_rounds` rounds).
-fn plan(settings: &Settings, purge_rounds: u8, changes: Vec<Change>) -> Vec<Outgoing> {
+/// changed, to each hub, and a purge of each cache tag that changed, at each purger, sent in
+/// [`PURGE_ROUNDS`] rounds.
+fn plan(settings: &Settings, changes: Vec<Change>) -> Vec<Outgoing> {
     let catalog = &settings.catalog;
     let mut feeds = BTreeSet::new();
     let mut tags = BTreeSet::new();
@@ -96,7 +102,7 @@ fn plan(settings: &Settings, purge_rounds: u8, changes: Vec<Change>) -> Vec<Outg
             kind: purge::KIND,
             target: purger.name.clone(),
             topic: tag.to_string(),
-            rounds: purge_rounds,
+            rounds: PURGE_ROUNDS,
         }));
     }
     out
@@ -174,14 +180,11 @@ impl App {
             Arc::new(PublishPing::new(settings.websub.retry)),
             Arc::new(Purge::new(&settings.purgers)),
         ];
-        // On a shared store, another replica may not have dropped its copy when the first
-        // purge reaches the CDN, which may then fetch it from there: purged again later.
-        let purge_rounds = if store.is_shared() { 2 } else { 1 };
         let planned = settings.clone();
         let outbound = Arc::new(Outbound::start(
             store.clone(),
             deliveries,
-            Arc::new(move |changes| plan(&planned, purge_rounds, changes)),
+            Arc::new(move |changes| plan(&planned, changes)),
             outbound::Limits {
                 max_in_flight: settings.outbound.max_in_flight,
                 max_per_host: settings.outbound.max_per_host,

@@ -13,9 +13,8 @@
 //! one host, retried with a doubling wait of at most [`MAX_BACKOFF`], and counted as given up
 //! after the configured attempts.
 //!
-//! A purge is sent twice ([`Outgoing::rounds`]): once at once, and again [`ROUND_GAP`] later,
-//! when every replica has dropped its own copy, since a CDN that refetched in between from a
-//! replica that had not yet heard of the change would cache the old document again.
+//! A request may be sent in several rounds ([`Outgoing::rounds`], [`ROUND_GAP`] apart): a purge
+//! is sent twice, since a CDN may fetch the old document again while the first is on its way.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -99,6 +98,8 @@ struct Dispatcher {
     busy: Arc<Mutex<HashSet<(String, String)>>>,
     /// The target served first last time, so that targets take turns.
     turn: usize,
+    /// Whether the store failed the last time it was asked (said once, not every second).
+    failing: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -124,6 +125,7 @@ impl Outbound {
             wake: wake.clone(),
             busy: Arc::default(),
             turn: 0,
+            failing: false,
         };
         let task = tokio::spawn(dispatcher.run(closing.clone()));
         Outbound {
@@ -172,8 +174,24 @@ impl Dispatcher {
         }
     }
 
+    /// Says that the store failed, once until it works again (a long import holds SQLite's
+    /// writer, and the dispatcher asks every second).
+    fn store_failed(&mut self, doing: &str, e: &crate::store::StoreError) {
+        if !self.failing {
+            tracing::warn!(cause = %e, "outbound queue: cannot {doing}; retrying");
+        }
+        self.failing = true;
+    }
+
+    fn store_worked(&mut self) {
+        if self.failing {
+            tracing::info!("outbound queue: the store answers again");
+        }
+        self.failing = false;
+    }
+
     /// Turns every unhandled change-log entry into queued requests.
-    async fn handle_changes(&self) {
+    async fn handle_changes(&mut self) {
         loop {
             let plan = self.plan.clone();
             match self
@@ -181,12 +199,13 @@ impl Dispatcher {
                 .handle_changes(move |changes| plan(changes))
                 .await
             {
-                Ok(handled) if handled >= crate::store::LOG_PAGE => continue,
-                Ok(_) => return,
-                Err(e) => {
-                    tracing::warn!(cause = %e, "cannot handle the store's change log; retrying");
-                    return;
+                Ok(handled) => {
+                    self.store_worked();
+                    if handled < crate::store::LOG_PAGE {
+                        return;
+                    }
                 }
+                Err(e) => return self.store_failed("handle the change log", &e),
             }
         }
     }
@@ -195,10 +214,7 @@ impl Dispatcher {
     async fn dispatch(&mut self) {
         let targets = match self.store.due_targets().await {
             Ok(targets) => targets,
-            Err(e) => {
-                tracing::warn!(cause = %e, "cannot read the outbound queue; retrying");
-                return;
-            }
+            Err(e) => return self.store_failed("read the queue", &e),
         };
         if targets.is_empty() {
             return;
@@ -233,7 +249,7 @@ impl Dispatcher {
             {
                 Ok(claimed) => claimed,
                 Err(e) => {
-                    tracing::warn!(cause = %e, kind, target, "cannot claim outbound requests");
+                    self.store_failed("claim requests", &e);
                     continue;
                 }
             };

@@ -287,8 +287,8 @@ async fn a_takedown_reaches_a_replica_that_cannot_listen() {
     assert_eq!(cut, [true], "B's one listening connection");
     admin.close().await;
 
-    let (status, _) = call(&a, "DELETE", "/api/articles/t1", Some(TOKEN), "").await;
-    assert_eq!(status, 200);
+    let (status, answer) = call(&a, "DELETE", "/api/articles/t1", Some(TOKEN), "").await;
+    assert_eq!(status, 200, "{answer}");
     heard_within_a_second(&b, seen).await;
     for path in &paths {
         let r = b.get(path).await;

@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::sql::{Param, Statement};
-use super::{Change, LogRow, StoredArticle};
+use super::{Change, FilingRow, LogRow, StoredArticle};
 use crate::model::Catalog;
 
 /// A database operation in flight.
@@ -103,10 +103,7 @@ pub(super) trait Transaction: Send {
     fn log_rows<'a>(&'a mut self, statement: &'a Statement<'a>) -> Op<'a, Vec<LogRow>>;
 
     /// Reads (id, categories, region, published_at) rows.
-    fn filings<'a>(
-        &'a mut self,
-        statement: &'a Statement<'a>,
-    ) -> Op<'a, Vec<(String, String, Option<String>, i64)>>;
+    fn filings<'a>(&'a mut self, statement: &'a Statement<'a>) -> Op<'a, Vec<FilingRow>>;
 
     /// Reads (text, number, number) rows.
     fn text_numbers<'a>(
@@ -203,7 +200,7 @@ where
     for<'r> (String,): sqlx::FromRow<'r, DB::Row>,
     for<'r> (String, i64, String): sqlx::FromRow<'r, DB::Row>,
     for<'r> (String, i64, i64): sqlx::FromRow<'r, DB::Row>,
-    for<'r> (String, String, Option<String>, i64): sqlx::FromRow<'r, DB::Row>,
+    for<'r> FilingRow: sqlx::FromRow<'r, DB::Row>,
     for<'r> LogRow: sqlx::FromRow<'r, DB::Row>,
 {
     fn execute<'a>(&'a mut self, statement: &'a Statement<'a>) -> Op<'a, ()> {
@@ -246,10 +243,7 @@ where
         })
     }
 
-    fn filings<'a>(
-        &'a mut self,
-        statement: &'a Statement<'a>,
-    ) -> Op<'a, Vec<(String, String, Option<String>, i64)>> {
+    fn filings<'a>(&'a mut self, statement: &'a Statement<'a>) -> Op<'a, Vec<FilingRow>> {
         Box::pin(async move {
             let arguments = arguments::<DB>(&statement.params)?;
             sqlx::query_as_with(&statement.sql, arguments)

@@ -342,6 +342,9 @@ const LOG_ARTICLES_MAX: usize = 1000;
 /// An article's filing as the change log holds it: (categories, region, published_at).
 type OwnedFiling = (String, Option<String>, i64);
 
+/// An article's filing as `sql::filings` reads it: (id, categories, region, published_at).
+type FilingRow = (String, String, Option<String>, i64);
+
 /// What a write appends to the change log (SQLite, which appends in code).
 enum Log {
     /// These articles: (id, filing before, filing after).
@@ -359,11 +362,7 @@ impl Default for Log {
 impl Log {
     /// These articles are written; `before` holds (id, categories, region, published_at) of
     /// those that existed.
-    fn add_written(
-        &mut self,
-        articles: &[&Article],
-        before: Vec<(String, String, Option<String>, i64)>,
-    ) {
+    fn add_written(&mut self, articles: &[&Article], before: Vec<FilingRow>) {
         let Log::Articles(entries) = self else {
             return;
         };
@@ -388,7 +387,7 @@ impl Log {
     }
 
     /// An article is taken down; `before` as in [`Log::add_written`].
-    fn add_removed(&mut self, before: Vec<(String, String, Option<String>, i64)>) {
+    fn add_removed(&mut self, before: Vec<FilingRow>) {
         if let Log::Articles(entries) = self {
             for (id, categories, region, published) in before {
                 entries.push((id, Some((categories, region, published)), None));
@@ -716,12 +715,6 @@ impl Store {
             })
             .await;
         self.health.record_write(deleted)
-    }
-
-    /// Whether several processes share this store (PostgreSQL), so that what this one drops
-    /// from its cache another may still hold for a moment.
-    pub fn is_shared(&self) -> bool {
-        self.backend.shared()
     }
 
     /// What is known of the store's health: shared with the cache and readiness.

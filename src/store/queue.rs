@@ -70,6 +70,15 @@ impl Store {
         plan: impl FnOnce(Vec<Change>) -> Vec<Outgoing> + Send,
     ) -> Result<usize, StoreError> {
         self.bounded("handling the change log", async {
+            // Most of the time there is nothing: found without taking SQLite's write lock.
+            let first = self
+                .backend
+                .number(&sql::first_unhandled())
+                .await
+                .map_err(failed("reading the change log"))?;
+            if first.is_none() {
+                return Ok(0);
+            }
             let mut tx = self
                 .backend
                 .begin_bookkeeping()

@@ -418,6 +418,11 @@ pub(super) fn unhandled_log(shared: bool) -> Statement<'static> {
     ))
 }
 
+/// The first change-log entry no one has handled, if any (a read that takes no lock).
+pub(super) fn first_unhandled() -> Statement<'static> {
+    Statement::new("SELECT seq FROM change_log WHERE NOT handled ORDER BY seq LIMIT 1")
+}
+
 /// Marks change-log entries handled.
 pub(super) fn mark_handled<'a>(seqs: &[i64]) -> Statement<'a> {
     let mut statement = Statement::new(format!(
@@ -437,12 +442,16 @@ pub(super) fn prune_log(before: i64) -> Statement<'static> {
 }
 
 /// Queues (kind, target, topic, rounds) requests due at `due`. One already queued stays one
-/// row, counted as queued again.
+/// row, counted as queued again (so that a send in flight is made again), and due at once with
+/// its attempts counted afresh if it was waiting to be retried: a takedown's purge must not wait
+/// out the backoff of an earlier change's.
 pub(super) fn enqueue<'a>(rows: &'a [(&'a str, &'a str, &'a str, i64)], due: i64) -> Statement<'a> {
     let mut statement = Statement::new(format!(
         "INSERT INTO outbound (kind, target, topic, rounds, due) VALUES {} \
          ON CONFLICT (kind, target, topic) DO UPDATE SET \
-         generation = outbound.generation + 1, rounds = excluded.rounds",
+         generation = outbound.generation + 1, rounds = excluded.rounds, \
+         due = CASE WHEN excluded.due < outbound.due THEN excluded.due ELSE outbound.due END, \
+         attempts = CASE WHEN outbound.claimed_until IS NULL THEN 0 ELSE outbound.attempts END",
         placeholders(rows.len(), 5)
     ));
     for (kind, target, topic, rounds) in rows {
