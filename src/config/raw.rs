@@ -26,6 +26,8 @@ pub(super) struct Config {
     #[serde(default)]
     pub outbound: Outbound,
     #[serde(default)]
+    pub tombstones: Tombstones,
+    #[serde(default)]
     pub categories: Vec<Category>,
     #[serde(default)]
     pub regions: Vec<Region>,
@@ -241,6 +243,22 @@ impl Default for Outbound {
         Outbound {
             max_in_flight: 16,
             max_per_host: 4,
+        }
+    }
+}
+
+/// Days; see `config::Tombstones` for what it means.
+#[derive(Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct Tombstones {
+    // Signed and spanned: a negative or absurd number is refused, naming its line.
+    pub days: Spanned<i64>,
+}
+
+impl Default for Tombstones {
+    fn default() -> Self {
+        Tombstones {
+            days: Spanned::new(0..0, 30),
         }
     }
 }
