@@ -13,10 +13,10 @@ use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
 use super::backend::{
-    Backend, Embedded, Op, Transaction, Tx, arguments, read_articles, read_number,
+    Backend, Embedded, Op, Transaction, Tx, arguments, read_articles, read_number, read_rows,
 };
 use super::sql::{self, Statement};
-use super::{Change, Filing, StoreError, StoredArticle};
+use super::{Change, Filing, StoreError, StoredArticle, StoredTombstone};
 use crate::model::{Catalog, CategorySlug, RegionCode};
 
 const MIGRATIONS: Embedded = Embedded(&[
@@ -44,6 +44,12 @@ const MIGRATIONS: Embedded = Embedded(&[
         5,
         "change log",
         include_str!("../../migrations/postgres/0005_change_log.sql"),
+    ),
+    // 6 is reserved for another branch.
+    (
+        7,
+        "tombstones",
+        include_str!("../../migrations/postgres/0007_tombstones.sql"),
     ),
 ]);
 
@@ -150,6 +156,10 @@ impl Backend for PgStore {
 
     fn number<'a>(&'a self, statement: &'a Statement<'a>) -> Op<'a, Option<i64>> {
         read_number(&self.pool, statement)
+    }
+
+    fn tombstones<'a>(&'a self, statement: &'a Statement<'a>) -> Op<'a, Vec<StoredTombstone>> {
+        read_rows(&self.pool, statement)
     }
 
     fn before_refile<'a>(&self, catalog: &'a Catalog) -> Vec<Statement<'a>> {
