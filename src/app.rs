@@ -173,7 +173,9 @@ impl App {
             FeedId::all(&settings.catalog),
             store.health().clone(),
         ));
-        let store = store.with_query_timeout(settings.store_query_timeout);
+        let store = store
+            .with_query_timeout(settings.store_query_timeout)
+            .with_tombstone_retention(settings.tombstones.shown_for());
         let settings = Arc::new(settings);
         let (heard, _) = watch::channel(0);
         let deliveries: Vec<Arc<dyn Delivery>> = vec![

@@ -58,5 +58,9 @@ mod websub;
 /// The generator named in every feed, and the user agent of every request feedcast sends.
 pub const GENERATOR: &str = concat!("feedcast ", env!("CARGO_PKG_VERSION"));
 
+/// Where feedcast's README is published: what documents point to for feedcast's own
+/// extensions (JSON Feed's `_deleted`, see its "Takedowns" section).
+pub const README_URL: &str = "https://github.com/feedcast/feedcast#takedowns";
+
 /// The demo articles shipped with the binary, so `serve --demo` works from any directory.
 pub const DEMO_ARTICLES: &str = include_str!("../examples/articles.ndjson");

@@ -205,7 +205,8 @@ async fn edits_and_takedowns_show_at_once_everywhere(backend: Backend) {
         (200, json!({ "id": "h1", "status": "taken down" }))
     );
     assert!(
-        holding(&server, "article/h1").await.is_empty(),
+        // Named by its URL: its tombstone (Atom, JSON Feed) names the id it had, never the URL.
+        holding(&server, "news/h1.html").await.is_empty(),
         "gone from every feed, archive and format"
     );
     let (status, _) = call(&server, "DELETE", "/api/articles/h1", Some(TOKEN), "").await;
@@ -299,7 +300,7 @@ async fn a_takedown_reaches_a_replica_that_cannot_listen() {
             "{path}: B still vouches for it"
         );
         let body = r.text().await.unwrap();
-        assert!(!body.contains("article/t1"), "{path}: {body}");
+        assert!(!body.contains("news/t1.html"), "{path}: {body}");
         assert!(body.contains("article/t2"), "{path}");
     }
     proxy.restore();
@@ -339,7 +340,7 @@ async fn replicas_on_one_postgres_stay_coherent() {
     assert!(
         !b.text("/feeds/region/320000/archive/2024-05.atom")
             .await
-            .contains("article/r1")
+            .contains("news/r1.html")
     );
 
     // The CMS writes in SQL: both instances see it.

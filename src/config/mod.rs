@@ -77,6 +77,27 @@ pub struct Settings {
     pub iframe_hosts: Vec<String>,
     /// Bounds on what a client may cost the server.
     pub http: HttpLimits,
+    /// How long takedowns are announced.
+    pub tombstones: Tombstones,
+}
+
+/// Takedowns announced to readers (RFC 6721 tombstones, `[tombstones]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tombstones {
+    /// For how many days after a takedown the feeds that held the article, and its month's
+    /// archive, carry its tombstone (default 30; 0: none is shown). A takedown forgets older ones.
+    pub days: u32,
+}
+
+/// Longest `tombstones.days` accepted: ten years. More is surely a mistake (milliseconds or
+/// seconds meant as days), and would keep tombstones past any reader's memory of the article.
+pub const MAX_TOMBSTONE_DAYS: u32 = 3650;
+
+impl Tombstones {
+    /// How long after a takedown its tombstone is shown.
+    pub fn shown_for(&self) -> Duration {
+        Duration::from_secs(u64::from(self.days) * 86_400)
+    }
 }
 
 /// Bounds on what a client may cost the server, each with a default and a key in `[http]`.
@@ -440,7 +461,23 @@ fn validate(raw: raw::Config, at: At<'_>) -> Result<Settings, ConfigError> {
         http: http_limits(&raw.http, at)?,
         iframe_hosts: iframe_hosts(raw.sanitize, at)?,
         store_query_timeout: Duration::from_millis(raw.store.query_timeout_ms),
+        tombstones: tombstones(&raw.tombstones, at)?,
     })
+}
+
+/// `[tombstones]`: days from 0 to [`MAX_TOMBSTONE_DAYS`].
+fn tombstones(raw: &raw::Tombstones, at: At<'_>) -> Result<Tombstones, ConfigError> {
+    match u32::try_from(*raw.days.get_ref()) {
+        Ok(days) if days <= MAX_TOMBSTONE_DAYS => Ok(Tombstones { days }),
+        _ => Err(at(
+            raw.days.span(),
+            format!(
+                "tombstones.days must be a whole number of days from 0 to {MAX_TOMBSTONE_DAYS}, \
+                 not {}",
+                raw.days.get_ref()
+            ),
+        )),
+    }
 }
 
 /// `[site]`.
@@ -1058,6 +1095,27 @@ parent = "320200"
     }
 
     #[test]
+    fn errors_name_the_line_of_tombstone_days_out_of_range() {
+        for bad in ["-1", "3651", "99999999999"] {
+            let (line, message) = error_at(&format!("[tombstones]\ndays = {bad}\n"));
+            assert_eq!(line, 9, "{bad}");
+            assert!(
+                message.contains("tombstones.days must be a whole number of days from 0 to 3650"),
+                "{message}"
+            );
+        }
+        for bad in ["1.5", "\"30\""] {
+            let (line, _) = error_at(&format!("[tombstones]\ndays = {bad}\n"));
+            assert_eq!(line, 9, "{bad}");
+        }
+        let s = parse("[tombstones]\ndays = 0\n").unwrap();
+        assert_eq!(s.tombstones.days, 0);
+        assert_eq!(s.tombstones.shown_for(), Duration::ZERO);
+        let s = parse("[tombstones]\ndays = 3650\n").unwrap();
+        assert_eq!(s.tombstones.days, MAX_TOMBSTONE_DAYS);
+    }
+
+    #[test]
     fn every_section_has_its_defaults_when_left_out() {
         let s = parse("").unwrap();
         assert_eq!((s.limits.default_items, s.limits.max_items), (20, 100));
@@ -1084,6 +1142,7 @@ parent = "320200"
         assert_eq!(s.http.write_timeout, Duration::from_secs(30));
         assert_eq!(s.http.max_connections_per_address, 256);
         assert!(s.trusted_proxies.is_empty() && s.iframe_hosts.is_empty());
+        assert_eq!(s.tombstones.days, 30);
         // A section given in part keeps the defaults of the rest.
         let s = parse("[http]\nmax_connections = 5\n").unwrap();
         assert_eq!((s.http.max_connections, s.http.max_query_bytes), (5, 1024));

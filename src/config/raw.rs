@@ -30,6 +30,8 @@ pub(super) struct Config {
     #[serde(default)]
     pub purgers: Vec<Spanned<Purger>>,
     #[serde(default)]
+    pub tombstones: Tombstones,
+    #[serde(default)]
     pub categories: Vec<Category>,
     #[serde(default)]
     pub regions: Vec<Region>,
@@ -298,4 +300,20 @@ pub(super) struct Purger {
     pub body: Option<Spanned<String>>,
     pub tags_header: Option<Spanned<String>>,
     pub max_tags_per_request: Option<Spanned<u64>>,
+}
+
+/// Days; see `config::Tombstones` for what it means.
+#[derive(Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct Tombstones {
+    // Signed and spanned: a negative or absurd number is refused, naming its line.
+    pub days: Spanned<i64>,
+}
+
+impl Default for Tombstones {
+    fn default() -> Self {
+        Tombstones {
+            days: Spanned::new(0..0, 30),
+        }
+    }
 }

@@ -5,11 +5,18 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{FeedId, FeedKey, Month, View};
+use super::{FeedId, FeedKey, Format, Month, View};
 use crate::config::Settings;
 use crate::import;
-use crate::model::Article;
-use crate::store::{Changed, Edge, Shows, Store, StoreError, StoredArticle, Window};
+use crate::model::{Article, ArticleId};
+use crate::store::{
+    Changed, Edge, Shows, Store, StoreError, StoredArticle, StoredTombstone, Window,
+};
+
+/// Most tombstones one document carries: the newest takedowns. A reader polls far more often
+/// than a hundred takedowns happen in one feed; one that polls less still drops what it holds
+/// when the item is gone from the feed's newest items anyway.
+pub const MAX_TOMBSTONES: u32 = 100;
 
 /// A feed ready to render: format-neutral.
 #[derive(Debug, Clone)]
@@ -22,6 +29,9 @@ pub struct Feed {
     pub description: String,
     /// Newest first (ties: greater id first).
     pub items: Vec<Article>,
+    /// The articles taken down from this feed lately (RFC 6721), newest takedown first: for
+    /// Atom and JSON Feed, which can say so (RSS cannot), never more than [`MAX_TOMBSTONES`].
+    pub tombstones: Vec<Tombstone>,
     /// When what the feed shows last changed: the store's change time for a feed read from the
     /// store; for one [`describe`]d from given items, the latest publication or edit among them
     /// (the Unix epoch for none, so that an unchanged feed always renders to the same bytes).
@@ -30,6 +40,15 @@ pub struct Feed {
     pub archive: Archive,
     /// How far the clock `updated` was taken by (the store's) was ahead of this machine's.
     pub store_clock_ahead: chrono::TimeDelta,
+}
+
+/// What a feed says of an article taken down from it: its id and when, nothing of its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tombstone {
+    /// The article's id (its items' ids derive from it).
+    pub id: ArticleId,
+    /// When it was taken down.
+    pub deleted_at: DateTime<Utc>,
 }
 
 /// Where a document stands among the monthly archives.
@@ -47,6 +66,7 @@ pub struct Archive {
 #[derive(Debug, Clone)]
 pub struct Selected {
     rows: Vec<StoredArticle>,
+    tombstones: Vec<StoredTombstone>,
     archive: Archive,
     /// When what the feed shows last changed, read before the rows.
     changed: Changed,
@@ -60,12 +80,29 @@ pub async fn select(
 ) -> Result<Selected, StoreError> {
     let selection = key.feed.selection(&settings.catalog);
     let tz = settings.site.time_zone;
-    let (rows, archive, changed) = match key.view {
+    // Only the formats that can carry tombstones read them; the change time, read first,
+    // covers them, since a takedown and a store again both stamp the buckets they are in.
+    let shown_for = settings.tombstones.shown_for();
+    let tombstones_of = &selection;
+    let read_tombstones = |window: Window| async move {
+        if shown_for.is_zero() || !matches!(key.format, Format::Atom | Format::Json) {
+            return Ok(Vec::new());
+        }
+        let since = Utc::now() - chrono::TimeDelta::from_std(shown_for).unwrap_or_default();
+        let window = Window {
+            limit: Some(MAX_TOMBSTONES),
+            ..window
+        };
+        store.tombstones(tombstones_of, window, since).await
+    };
+    let (rows, archive, changed, tombstones) = match key.view {
         View::Latest { limit } => {
             let window = Window::newest(limit);
             let changed = store.changed_at(&selection, Shows::Newest).await?;
             let rows = store.articles(&selection, window).await?;
-            (rows, Archive::default(), changed)
+            // Whatever `?limit=`: a takedown concerns every reader of the feed.
+            let tombstones = read_tombstones(Window::newest(MAX_TOMBSTONES)).await?;
+            (rows, Archive::default(), changed, tombstones)
         }
         View::Archive(month) => {
             let window = Window {
@@ -86,15 +123,19 @@ pub async fn select(
             };
             let changed = store.changed_at(&selection, shows).await?;
             let rows = store.articles(&selection, window).await?;
+            // The month the article was published in, in the site's time zone, as it was
+            // archived.
+            let tombstones = read_tombstones(window).await?;
             let archive = Archive {
                 prev: prev.map(|t| Month::of(t, tz)),
                 next: next.map(|t| Month::of(t, tz)),
             };
-            (rows, archive, changed)
+            (rows, archive, changed, tombstones)
         }
     };
     Ok(Selected {
         rows,
+        tombstones,
         archive,
         changed,
     })
@@ -105,6 +146,7 @@ pub async fn select(
 pub fn finish(settings: &Settings, key: &FeedKey, selected: Selected) -> Feed {
     let Selected {
         rows,
+        tombstones,
         mut archive,
         changed,
     } = selected;
@@ -128,8 +170,18 @@ pub fn finish(settings: &Settings, key: &FeedKey, selected: Selected) -> Feed {
         // item and on a takedown too.
         updated: changed.at,
         store_clock_ahead: changed.clock_ahead,
+        tombstones: tombstones.into_iter().filter_map(tombstone).collect(),
         ..describe(settings, key, items, archive)
     }
+}
+
+/// A tombstone as read back; one whose id or time cannot be trusted is left out (its article
+/// could never have been shown either).
+fn tombstone(row: StoredTombstone) -> Option<Tombstone> {
+    Some(Tombstone {
+        id: ArticleId::parse(&row.article_id).ok()?,
+        deleted_at: DateTime::from_timestamp_micros(row.deleted_at)?,
+    })
 }
 
 /// Titles a feed and computes its last-updated time; separate from the store so it is tested
@@ -180,6 +232,7 @@ pub fn describe(settings: &Settings, key: &FeedKey, items: Vec<Article>, archive
         title,
         description,
         items,
+        tombstones: Vec::new(),
         updated,
         archive,
         store_clock_ahead: chrono::TimeDelta::zero(),

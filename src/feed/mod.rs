@@ -20,7 +20,7 @@ use crate::model::Catalog;
 use crate::model::{Bucket, CategorySlug, FeedSlug, RegionCode};
 use crate::store::Selection;
 
-pub use assemble::{Archive, Feed, Selected, describe, finish, select};
+pub use assemble::{Archive, Feed, MAX_TOMBSTONES, Selected, Tombstone, describe, finish, select};
 pub use month::Month;
 
 /// A feed, independent of format and item count.

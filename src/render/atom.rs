@@ -10,13 +10,14 @@ use atom_syndication::{
 };
 
 use super::{
-    FEED_HISTORY_NS, Links, SYNDICATION_NS, category_name, content_html, feed_id, item_id, local,
-    schedule,
+    FEED_HISTORY_NS, Links, SYNDICATION_NS, TOMBSTONES_NS, category_name, content_html,
+    deleted_when, feed_id, id_of, item_id, local, schedule,
 };
 use crate::GENERATOR;
 use crate::config::Settings;
 use crate::feed::{Feed, View};
 use crate::model::Article;
+use crate::sanitize::escape_html;
 
 fn simple(name: &str, value: Option<String>) -> Vec<Extension> {
     vec![Extension {
@@ -73,6 +74,27 @@ pub(super) fn render(feed: &Feed, settings: &Settings) -> Result<Vec<u8>, String
             ]),
         );
         namespaces.insert("sy".to_owned(), SYNDICATION_NS.to_owned());
+    }
+    if !feed.tombstones.is_empty() {
+        let deleted = feed
+            .tombstones
+            .iter()
+            .map(|t| Extension {
+                name: "at:deleted-entry".to_owned(),
+                // Written as given (atom_syndication does not escape extension attributes):
+                // the id prefix is the operator's text.
+                attrs: BTreeMap::from([
+                    ("ref".to_owned(), escape_html(&id_of(settings, &t.id))),
+                    ("when".to_owned(), deleted_when(settings, t)),
+                ]),
+                ..Extension::default()
+            })
+            .collect();
+        extensions.insert(
+            "at".to_owned(),
+            BTreeMap::from([("deleted-entry".to_owned(), deleted)]),
+        );
+        namespaces.insert("at".to_owned(), TOMBSTONES_NS.to_owned());
     }
 
     let out = AtomFeed {

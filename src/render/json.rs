@@ -4,7 +4,8 @@
 
 use serde::Serialize;
 
-use super::{Links, category_name, content_html, item_id, local};
+use super::{Links, category_name, content_html, deleted_when, id_of, item_id, local};
+use crate::README_URL;
 use crate::config::Settings;
 use crate::feed::Feed;
 use crate::model::Article;
@@ -25,6 +26,26 @@ struct JsonFeed<'a> {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     hubs: Vec<Hub>,
     items: Vec<JsonItem<'a>>,
+    /// Takedowns: JSON Feed has no field for them, so an extension object says which items
+    /// are gone, as Atom's RFC 6721 tombstones do.
+    #[serde(rename = "_deleted", skip_serializing_if = "Option::is_none")]
+    deleted: Option<Deleted>,
+}
+
+/// The `_deleted` extension: `about` points to its description, as JSON Feed asks of
+/// extensions.
+#[derive(Serialize)]
+struct Deleted {
+    about: &'static str,
+    items: Vec<DeletedItem>,
+}
+
+#[derive(Serialize)]
+struct DeletedItem {
+    /// The id the item had.
+    id: String,
+    /// When it was taken down (RFC 3339, whole seconds).
+    when: String,
 }
 
 #[derive(Serialize)]
@@ -86,6 +107,17 @@ pub(super) fn render(feed: &Feed, settings: &Settings) -> Result<Vec<u8>, String
             })
             .collect(),
         items: feed.items.iter().map(|a| item(settings, a)).collect(),
+        deleted: (!feed.tombstones.is_empty()).then(|| Deleted {
+            about: README_URL,
+            items: feed
+                .tombstones
+                .iter()
+                .map(|t| DeletedItem {
+                    id: id_of(settings, &t.id),
+                    when: deleted_when(settings, t),
+                })
+                .collect(),
+        }),
     };
     serde_json::to_vec_pretty(&doc).map_err(|e| e.to_string())
 }

@@ -19,8 +19,8 @@ use bytes::Bytes;
 use chrono::{DateTime, FixedOffset, Utc};
 
 use crate::config::Settings;
-use crate::feed::{Feed, FeedKey, Format, View};
-use crate::model::Article;
+use crate::feed::{Feed, FeedKey, Format, Tombstone, View};
+use crate::model::{Article, ArticleId};
 use crate::sanitize::escape_html;
 
 pub use html::{content_security_policy, index_page};
@@ -30,6 +30,8 @@ pub use opml::opml;
 const FEED_HISTORY_NS: &str = "http://purl.org/syndication/history/1.0";
 /// Namespace of the RSS syndication module (`sy:updatePeriod`, `sy:updateFrequency`).
 const SYNDICATION_NS: &str = "http://purl.org/rss/1.0/modules/syndication/";
+/// Namespace of RFC 6721's `at:deleted-entry`.
+const TOMBSTONES_NS: &str = "http://purl.org/atompub/tombstones/1.0";
 
 /// A feed that could not be serialized.
 #[derive(Debug, thiserror::Error)]
@@ -128,7 +130,20 @@ fn schedule(feed: &Feed, settings: &Settings) -> Option<(u32, &'static str, u32)
 
 /// The stable id of an item: it derives from the article id alone, so an edit never changes it.
 fn item_id(settings: &Settings, article: &Article) -> String {
-    format!("{}article/{}", settings.site.id_prefix, article.id())
+    id_of(settings, article.id())
+}
+
+/// The item id of the article with this id: its tombstone names the item by it.
+fn id_of(settings: &Settings, id: &ArticleId) -> String {
+    format!("{}article/{id}", settings.site.id_prefix)
+}
+
+/// When a tombstone says its article was taken down: in the site's time zone, in whole
+/// seconds, as RFC 6721 shows it (and readers compare it with the entries they hold).
+fn deleted_when(settings: &Settings, tombstone: &Tombstone) -> String {
+    let whole = tombstone.deleted_at.timestamp();
+    let t = DateTime::from_timestamp(whole, 0).unwrap_or(tombstone.deleted_at);
+    local(settings, t).to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
 }
 
 /// The stable id of a feed, the same in every format and for all its archives.

@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::sql::{Param, Statement};
-use super::{Change, FilingRow, LogRow, StoredArticle};
+use super::{Change, FilingRow, LogRow, StoredArticle, StoredTombstone};
 use crate::model::Catalog;
 
 /// A database operation in flight.
@@ -52,6 +52,9 @@ pub(super) trait Backend: fmt::Debug + Send + Sync {
 
     /// Reads one number, if the query finds a row.
     fn number<'a>(&'a self, statement: &'a Statement<'a>) -> Op<'a, Option<i64>>;
+
+    /// Reads tombstones (the columns `StoredTombstone` names).
+    fn tombstones<'a>(&'a self, statement: &'a Statement<'a>) -> Op<'a, Vec<StoredTombstone>>;
 
     /// What a refile runs first, within its transaction: on PostgreSQL, waiting for any other
     /// replica's refile and storing the region tree its filing trigger reads.
@@ -306,6 +309,29 @@ where
     for<'q> i64: Encode<'q, DB> + Type<DB>,
     for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
     for<'r> StoredArticle: sqlx::FromRow<'r, DB::Row>,
+{
+    Box::pin(async move {
+        let arguments = arguments::<DB>(&statement.params)?;
+        sqlx::query_as_with(&statement.sql, arguments)
+            .fetch_all(pool)
+            .await
+    })
+}
+
+/// Reads rows of any shape `T` decodes from `pool`: the same sqlx calls on either database.
+pub(super) fn read_rows<'a, DB, T>(
+    pool: &'a sqlx::Pool<DB>,
+    statement: &'a Statement<'a>,
+) -> Op<'a, Vec<T>>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
+    for<'r> T: sqlx::FromRow<'r, DB::Row> + Send + Unpin + 'a,
 {
     Box::pin(async move {
         let arguments = arguments::<DB>(&statement.params)?;

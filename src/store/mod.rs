@@ -170,6 +170,18 @@ pub struct StoredArticle {
     pub sanitized: bool,
 }
 
+/// What is left of a taken-down article (RFC 6721), as the tombstone index holds it: never any
+/// of its text.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct StoredTombstone {
+    /// The article's id, not yet trusted.
+    pub article_id: String,
+    /// When the article was published, in microseconds since the epoch.
+    pub published_at: i64,
+    /// When it was taken down, in microseconds since the epoch.
+    pub deleted_at: i64,
+}
+
 /// Which articles a feed holds, in terms of the feed index.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Selection {
@@ -224,6 +236,8 @@ pub struct Store {
     query_timeout: Duration,
     health: Health,
     write_probe_interval: Duration,
+    /// How long tombstones are kept: a takedown forgets those older. `None`: all are kept.
+    tombstone_retention: Option<Duration>,
 }
 
 /// What a failed statement was doing, as a [`StoreError`].
@@ -275,6 +289,14 @@ impl Writer {
                 .map_err(failed("reading articles' buckets"))?;
             self.touched
                 .extend(before.iter().filter_map(|(k, _, _)| Bucket::from_key(k)));
+            // Storing an id again removes its tombstone, from the feeds that showed it.
+            let entombed = self
+                .tx
+                .index_rows(&sql::entombed(ids()))
+                .await
+                .map_err(failed("reading tombstones' buckets"))?;
+            self.touched
+                .extend(entombed.iter().filter_map(|(k, _, _)| Bucket::from_key(k)));
             if files_in_code {
                 self.stamps.add_filed(&before);
                 let filed_before = self
@@ -287,6 +309,15 @@ impl Writer {
                     .execute(&sql::unfile(ids()))
                     .await
                     .map_err(failed("unfiling articles"))?;
+                if !entombed.is_empty() {
+                    self.stamps.add_filed(&entombed);
+                    for statement in sql::unentomb(ids()) {
+                        self.tx
+                            .execute(&statement)
+                            .await
+                            .map_err(failed("removing tombstones"))?;
+                    }
+                }
             }
             self.tx
                 .execute(&sql::upsert_articles(chunk))
@@ -603,6 +634,7 @@ impl Store {
             query_timeout: DEFAULT_QUERY_TIMEOUT,
             health: Health::default(),
             write_probe_interval: WRITE_PROBE_INTERVAL,
+            tombstone_retention: None,
         };
         store.refile_if_tree_changed(catalog).await?;
         Ok(store)
@@ -611,6 +643,12 @@ impl Store {
     /// Probes writes every `interval` while they fail (default [`WRITE_PROBE_INTERVAL`]).
     pub fn with_write_probe_interval(mut self, interval: Duration) -> Self {
         self.write_probe_interval = interval;
+        self
+    }
+
+    /// Forgets, at each takedown, the tombstones of takedowns longer ago than `retention`.
+    pub fn with_tombstone_retention(mut self, retention: Duration) -> Self {
+        self.tombstone_retention = Some(retention);
         self
     }
 
@@ -693,6 +731,22 @@ impl Store {
                 } else {
                     Vec::new()
                 };
+                let now = Utc::now();
+                if self.backend.files_in_code() {
+                    for statement in sql::entomb(id.as_str(), sql::micros(now)) {
+                        tx.execute(&statement)
+                            .await
+                            .map_err(failed("leaving a tombstone"))?;
+                    }
+                }
+                if let Some(retention) = self.tombstone_retention {
+                    let before = now - chrono::TimeDelta::from_std(retention).unwrap_or_default();
+                    for statement in sql::prune_tombstones(sql::micros(before)) {
+                        tx.execute(&statement)
+                            .await
+                            .map_err(failed("forgetting old tombstones"))?;
+                    }
+                }
                 let deleted = tx
                     .texts(&sql::delete_article(id.as_str()))
                     .await
@@ -769,6 +823,39 @@ impl Store {
                 );
             }
             Ok(newest_first(found))
+        })
+        .await
+    }
+
+    /// The newest tombstones of a selection, of takedowns at or after `since`, of articles
+    /// published within the window: newest takedown first (ties: greater id first), each id
+    /// once, at most the window's limit.
+    pub async fn tombstones(
+        &self,
+        selection: &Selection,
+        window: Window,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<StoredTombstone>, StoreError> {
+        // Not counted in `queries`: like the change time, it is a part of a feed's read.
+        self.bounded("reading a feed's tombstones", async {
+            let mut found = Vec::new();
+            for bucket in &selection.any_of {
+                let statement = sql::tombstones_of(bucket, selection, window, sql::micros(since));
+                found.extend(
+                    self.backend
+                        .tombstones(&statement)
+                        .await
+                        .map_err(failed("reading a feed's tombstones"))?,
+                );
+            }
+            found.sort_by(|a, b| {
+                b.deleted_at
+                    .cmp(&a.deleted_at)
+                    .then_with(|| b.article_id.cmp(&a.article_id))
+            });
+            found.dedup_by(|a, b| a.article_id == b.article_id);
+            found.truncate(window.limit.map_or(usize::MAX, |n| n as usize));
+            Ok(found)
         })
         .await
     }

@@ -14,9 +14,10 @@ use tokio::task::JoinHandle;
 
 use super::backend::{
     Backend, Embedded, Op, Transaction, Tx, arguments, read_articles, read_number, read_pairs,
+    read_rows,
 };
 use super::sql::{self, Statement};
-use super::{Change, LogRow, StoreError, StoredArticle};
+use super::{Change, LogRow, StoreError, StoredArticle, StoredTombstone};
 use crate::model::Catalog;
 
 const MIGRATIONS: Embedded = Embedded(&[
@@ -49,6 +50,11 @@ const MIGRATIONS: Embedded = Embedded(&[
         6,
         "outbound",
         include_str!("../../migrations/postgres/0006_outbound.sql"),
+    ),
+    (
+        7,
+        "tombstones",
+        include_str!("../../migrations/postgres/0007_tombstones.sql"),
     ),
 ]);
 
@@ -123,6 +129,10 @@ impl Backend for PgStore {
             let tx = Tx::<Postgres>::begin(&self.pool, sql::POSTGRES_BEGIN_WRITE).await?;
             Ok(Box::new(tx) as Box<dyn Transaction>)
         })
+    }
+
+    fn tombstones<'a>(&'a self, statement: &'a Statement<'a>) -> Op<'a, Vec<StoredTombstone>> {
+        read_rows(&self.pool, statement)
     }
 
     fn before_refile<'a>(&self, catalog: &'a Catalog) -> Vec<Statement<'a>> {

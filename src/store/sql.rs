@@ -223,11 +223,16 @@ pub(super) fn unfile_regions() -> Statement<'static> {
 /// The selection condition on `f`: filed under `bucket` and, unless `also_in` is empty, also
 /// under any of those.
 fn in_bucket<'a>(bucket: &Bucket, also_in: &[Bucket], head: &str) -> Statement<'a> {
+    in_bucket_of("feed_index", bucket, also_in, head)
+}
+
+/// [`in_bucket`] over an index of that shape: `feed_index` or `tombstone_index`.
+fn in_bucket_of<'a>(index: &str, bucket: &Bucket, also_in: &[Bucket], head: &str) -> Statement<'a> {
     let mut sql = format!("{head} WHERE f.bucket = $1");
     if !also_in.is_empty() {
         let list: Vec<String> = (0..also_in.len()).map(|i| format!("${}", i + 2)).collect();
         sql.push_str(&format!(
-            " AND EXISTS (SELECT 1 FROM feed_index g WHERE g.article_id = f.article_id \
+            " AND EXISTS (SELECT 1 FROM {index} g WHERE g.article_id = f.article_id \
              AND g.bucket IN ({}))",
             list.join(", ")
         ));
@@ -283,6 +288,99 @@ pub(super) fn edge_of<'a>(bucket: &Bucket, selection: &Selection, edge: Edge) ->
         " AND f.published_at {op} ${next} ORDER BY f.published_at {order} LIMIT 1"
     ));
     statement.int(micros(at))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tombstones
+
+/// Leaves a tombstone for an article about to be taken down: its id, URL and publication time,
+/// filed under the buckets it is filed under now, at `at` (SQLite, which files in code; on
+/// PostgreSQL a trigger on `articles` does it, for the CMS's deletes too: migration 7).
+pub(super) fn entomb(id: &str, at: i64) -> Vec<Statement<'_>> {
+    vec![
+        // One left by an earlier takedown is replaced, index and all; but only by a takedown
+        // of an article there is (a second takedown of the id keeps the first's tombstone).
+        Statement::new(
+            "DELETE FROM tombstone_index WHERE article_id = $1 \
+             AND EXISTS (SELECT 1 FROM articles WHERE id = $1)",
+        )
+        .text(id),
+        Statement::new(
+            "DELETE FROM tombstones WHERE article_id = $1 \
+             AND EXISTS (SELECT 1 FROM articles WHERE id = $1)",
+        )
+        .text(id),
+        Statement::new(
+            "INSERT INTO tombstones (article_id, url, published_at, deleted_at) \
+             SELECT id, url, published_at, $2 FROM articles WHERE id = $1",
+        )
+        .text(id)
+        .int(at),
+        Statement::new(
+            "INSERT INTO tombstone_index (bucket, deleted_at, article_id, published_at) \
+             SELECT bucket, $2, article_id, published_at FROM feed_index WHERE article_id = $1",
+        )
+        .text(id)
+        .int(at),
+    ]
+}
+
+/// Where the tombstones of these ids are filed: (bucket, published_at, article id) rows, as
+/// [`filed`] answers for articles.
+pub(super) fn entombed<'a>(ids: impl ExactSizeIterator<Item = &'a str>) -> Statement<'a> {
+    of_articles(
+        "SELECT bucket, published_at, article_id FROM tombstone_index WHERE article_id",
+        ids,
+    )
+}
+
+/// Removes the tombstones of these ids, stored again, index rows first (SQLite; PostgreSQL's
+/// trigger does it).
+pub(super) fn unentomb<'a>(
+    ids: impl ExactSizeIterator<Item = &'a str> + Clone,
+) -> [Statement<'a>; 2] {
+    [
+        of_articles("DELETE FROM tombstone_index WHERE article_id", ids.clone()),
+        of_articles("DELETE FROM tombstones WHERE article_id", ids),
+    ]
+}
+
+/// Forgets the tombstones of takedowns before `before`, which no document shows any more.
+pub(super) fn prune_tombstones(before: i64) -> [Statement<'static>; 2] {
+    [
+        Statement::new("DELETE FROM tombstone_index WHERE deleted_at < $1").int(before),
+        Statement::new("DELETE FROM tombstones WHERE deleted_at < $1").int(before),
+    ]
+}
+
+/// The newest tombstones of one bucket of a selection, of takedowns at or after `since`, of
+/// articles published within a window: one range of the tombstone index, newest takedown
+/// first (ties: greater id first).
+pub(super) fn tombstones_of<'a>(
+    bucket: &Bucket,
+    selection: &Selection,
+    window: Window,
+    since: i64,
+) -> Statement<'a> {
+    let mut statement = in_bucket_of(
+        "tombstone_index",
+        bucket,
+        &selection.and_any_of,
+        "SELECT f.article_id, f.published_at, f.deleted_at FROM tombstone_index f",
+    );
+    let next = statement.params.len() + 1;
+    statement.sql.to_mut().push_str(&format!(
+        " AND f.deleted_at >= ${next} AND f.published_at >= ${} AND f.published_at < ${} \
+         ORDER BY f.deleted_at DESC, f.article_id DESC LIMIT ${}",
+        next + 1,
+        next + 2,
+        next + 3
+    ));
+    statement
+        .int(since)
+        .int(window.from.map_or(i64::MIN, micros))
+        .int(window.until.map_or(i64::MAX, micros))
+        .int(window.limit.map_or(i64::MAX, i64::from))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -12,9 +12,10 @@ use sqlx::{Sqlite, SqlitePool};
 
 use super::backend::{
     Backend, Embedded, Op, Transaction, Tx, arguments, read_articles, read_number, read_pairs,
+    read_rows,
 };
 use super::sql::{self, Statement};
-use super::{StoreError, StoredArticle};
+use super::{StoreError, StoredArticle, StoredTombstone};
 
 const MIGRATIONS: Embedded = Embedded(&[
     (
@@ -36,6 +37,11 @@ const MIGRATIONS: Embedded = Embedded(&[
         4,
         "outbound",
         include_str!("../../migrations/sqlite/0004_outbound.sql"),
+    ),
+    (
+        5,
+        "tombstones",
+        include_str!("../../migrations/sqlite/0005_tombstones.sql"),
     ),
 ]);
 
@@ -144,6 +150,10 @@ impl Backend for SqliteStore {
         read_pairs(&self.pool, statement)
     }
 
+    fn tombstones<'a>(&'a self, statement: &'a Statement<'a>) -> Op<'a, Vec<StoredTombstone>> {
+        read_rows(&self.pool, statement)
+    }
+
     /// Every feed changed when the feed index was rebuilt.
     fn after_refile(&self) -> Vec<Statement<'static>> {
         let now = sql::micros(chrono::Utc::now());
@@ -216,6 +226,18 @@ mod tests {
                     "no sort of the matches: {plan}"
                 );
             }
+            // Tombstones the same way, newest takedown first.
+            let window = Window::newest(100);
+            let statement = sql::tombstones_of(&selection.any_of[0], &selection, window, 20);
+            let plan = plan(&store, &statement).await;
+            assert!(
+                plan.contains("SEARCH f USING PRIMARY KEY (bucket=? AND deleted_at>?)"),
+                "{plan}"
+            );
+            assert!(
+                !plan.contains("SCAN") && !plan.contains("TEMP B-TREE"),
+                "{plan}"
+            );
         }
     }
 
