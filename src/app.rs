@@ -11,16 +11,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::cache::{Encoded, FeedCache, Invalidation, Rendered, Served};
+use crate::cache::{Encoded, Encoding, FeedCache, Invalidation, Rendered, Served};
 use crate::config::{AdminToken, Settings};
 use crate::feed::tags::CacheTag;
 use crate::feed::{self, FeedId, FeedKey, Format, Month};
+use crate::hub;
 use crate::import::{self, ImportFailure, Imported};
 use crate::model::{Article, ArticleId, Bucket};
 use crate::outbound::{self, Delivery, Outbound};
 use crate::purge::{self, Purge};
 use crate::render::{self, RenderError};
-use crate::store::{Change, Outgoing, Store, StoreError};
+use crate::store::{Change, Outgoing, RequestRefused, Store, StoreError};
 use crate::websub::{self, PublishPing};
 
 /// Why a feed could not be produced.
@@ -86,6 +87,16 @@ fn plan(settings: &Settings, changes: Vec<Change>) -> Vec<Outgoing> {
         }
     }
     let mut out = Vec::new();
+    if settings.hub.enabled {
+        for feed in &feeds {
+            out.extend(Format::FEEDS.map(|format| Outgoing {
+                kind: hub::FAN_OUT,
+                target: "hub".to_owned(),
+                topic: hub::feed_of(&FeedKey::latest(feed.clone(), format, settings)),
+                rounds: 1,
+            }));
+        }
+    }
     if !settings.websub.hubs.is_empty() {
         let topics: BTreeSet<String> = topics(settings, feeds.into_iter().collect()).collect();
         for hub in &settings.websub.hubs {
@@ -133,148 +144,23 @@ impl CpuWorkFailed {
 /// sweep ~10% sooner but peaked ~10 MiB higher; the hot path is the cache, so memory wins.
 const BUILDS_PER_CORE: usize = 1;
 
-/// The running service's shared state.
-pub struct App {
-    /// The validated configuration.
-    pub settings: Arc<Settings>,
-    /// The article store.
-    pub store: Store,
+/// What builds feeds: the store, the cache and the bounds on building, shared by the service and
+/// the hub's deliveries (which push a document as it is when they are made).
+struct Builder {
+    settings: Arc<Settings>,
+    store: Store,
     cache: Arc<FeedCache>,
-    /// The requests owed to others (WebSub pings, CDN purges), from the change log.
-    outbound: Arc<Outbound>,
-    /// Applies the database's change notifications to the cache (PostgreSQL).
-    listener: Option<JoinHandle<()>>,
-    /// The index page, built once: it depends on the configuration only.
-    pub index: Encoded,
-    /// The OPML list of every feed, built once.
-    pub opml: Encoded,
-    /// The Content-Security-Policy of the HTML pages, built once from the configuration.
-    pub page_policy: String,
     /// Feeds built from the store so far (for the tests).
     #[cfg(feature = "testing")]
     builds: AtomicU64,
-    admin_token: Option<AdminToken>,
-    heard: watch::Sender<u64>,
     /// Feeds being built (read, rendered, compressed) at once. Each holds megabytes while it
     /// is built, so a sweep of cold feeds would otherwise grow memory with its concurrency.
     building: tokio::sync::Semaphore,
-    /// CPU tasks on the blocking pool at once (see [`App::off_async`]).
+    /// CPU tasks on the blocking pool at once (see [`Builder::off_async`]).
     cpu: Arc<tokio::sync::Semaphore>,
 }
 
-impl App {
-    /// Wires a store to a fresh cache sized by the settings and to the WebSub hubs. Must be
-    /// called within a Tokio runtime.
-    pub fn new(settings: Settings, store: Store) -> Self {
-        // Install the recorder before anything records.
-        let _ = crate::metrics::handle();
-        let cache = Arc::new(FeedCache::new(
-            settings.cache.max_bytes,
-            FeedId::all(&settings.catalog),
-            store.health().clone(),
-        ));
-        let store = store
-            .with_query_timeout(settings.store_query_timeout)
-            .with_tombstone_retention(settings.tombstones.shown_for());
-        let settings = Arc::new(settings);
-        let (heard, _) = watch::channel(0);
-        let deliveries: Vec<Arc<dyn Delivery>> = vec![
-            Arc::new(PublishPing::new(settings.websub.retry)),
-            Arc::new(Purge::new(&settings.purgers)),
-        ];
-        let planned = settings.clone();
-        let outbound = Arc::new(Outbound::start(
-            store.clone(),
-            deliveries,
-            Arc::new(move |changes| plan(&planned, changes)),
-            outbound::Limits {
-                max_in_flight: settings.outbound.max_in_flight,
-                max_per_host: settings.outbound.max_per_host,
-                lease: settings.outbound.lease,
-            },
-        ));
-        let listener = store.changes().map(|(mut changes, listening)| {
-            // Until the first LISTEN is in place, changes go unheard.
-            store.health().set_listening(false);
-            let (cache, settings, heard) = (cache.clone(), settings.clone(), heard.clone());
-            let outbound = outbound.clone();
-            tokio::spawn(async move {
-                while let Some(change) = changes.recv().await {
-                    cache.apply(&settings.catalog, change);
-                    // A CMS write's entry is handled by whichever replica claims it first.
-                    outbound.wake();
-                    heard.send_modify(|n| *n += 1);
-                }
-                listening.abort();
-            })
-        });
-        let static_doc = |body: Vec<u8>| {
-            Encoded::new(Rendered {
-                body: body.into(),
-                last_modified: None,
-                store_clock_ahead: chrono::TimeDelta::zero(),
-                links: None,
-                tags: Vec::new(),
-            })
-        };
-        App {
-            index: static_doc(render::index_page(&settings)),
-            opml: static_doc(render::opml(&settings)),
-            page_policy: render::content_security_policy(&settings),
-            settings,
-            store,
-            cache,
-            outbound,
-            listener,
-            #[cfg(feature = "testing")]
-            builds: AtomicU64::new(0),
-            admin_token: None,
-            heard,
-            building: tokio::sync::Semaphore::new(BUILDS_PER_CORE * cores()),
-            cpu: Arc::new(tokio::sync::Semaphore::new(cores())),
-        }
-    }
-
-    /// Counts the database's change notifications applied to this instance's cache, so a
-    /// caller (a test, a probe) can wait for one instead of guessing how long it takes.
-    pub fn heard(&self) -> watch::Receiver<u64> {
-        self.heard.subscribe()
-    }
-
-    /// Whether this instance hears the database's change notifications (always true on
-    /// SQLite); while it does not, cached feeds are served marked stale.
-    pub fn is_listening(&self) -> bool {
-        self.store.health().is_listening()
-    }
-
-    /// Bytes held by the feed cache, as last accounted (cheap: no pending maintenance).
-    pub fn cache_bytes_now(&self) -> u64 {
-        self.cache.weighted_size_now()
-    }
-
-    /// Bytes held by the feed cache.
-    pub async fn cache_bytes(&self) -> u64 {
-        self.cache.weighted_size().await
-    }
-
-    /// Turns the admin API on, guarded by `token`.
-    pub fn with_admin_token(mut self, token: Option<AdminToken>) -> Self {
-        self.admin_token = token;
-        self
-    }
-
-    /// The admin API's token; `None` when the admin API is off.
-    pub fn admin_token(&self) -> Option<&AdminToken> {
-        self.admin_token.as_ref()
-    }
-
-    /// How many feed documents have been built from the store (each is one assembly and one
-    /// rendering); a cache hit or a 304 builds nothing.
-    #[cfg(feature = "testing")]
-    pub fn builds(&self) -> u64 {
-        self.builds.load(Ordering::Relaxed)
-    }
-
+impl Builder {
     /// A feed as served: from the cache, or built, compressed and cached once; an outdated
     /// copy if the store fails and no takedown forbids it.
     pub async fn feed(&self, key: &FeedKey) -> Result<Served, Arc<FeedError>> {
@@ -337,6 +223,218 @@ impl App {
         metrics::histogram!(crate::metrics::BUILD_SECONDS).record(started.elapsed().as_secs_f64());
         Ok(rendered)
     }
+}
+
+impl hub::Documents for Builder {
+    fn document<'a>(
+        &'a self,
+        key: &'a FeedKey,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<hub::Document, String>> + Send + 'a>,
+    > {
+        Box::pin(async move {
+            let served = self.feed(key).await.map_err(|e| e.to_string())?;
+            // An outdated copy may hold what was since taken down: wait for the store.
+            if served.is_stale() {
+                return Err("the store is unavailable".to_owned());
+            }
+            let (body, _) = served.entry().doc.variant(Encoding::Identity);
+            Ok((body.clone(), key.format.content_type()))
+        })
+    }
+}
+
+/// Denials of subscription requests in flight at once; more are not sent.
+const MAX_DENIALS: usize = 64;
+
+/// Why a `POST /websub` was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    /// The hub is off (`hub.enabled = false`).
+    #[error("this site's WebSub hub is off")]
+    Off,
+    /// The request is malformed or not allowed (400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// Too many requests await verification (503).
+    #[error("{0}")]
+    Busy(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The running service's shared state.
+pub struct App {
+    /// The validated configuration.
+    pub settings: Arc<Settings>,
+    /// The article store.
+    pub store: Store,
+    cache: Arc<FeedCache>,
+    core: Arc<Builder>,
+    /// The requests owed to others (WebSub pings, CDN purges), from the change log.
+    outbound: Arc<Outbound>,
+    /// Applies the database's change notifications to the cache (PostgreSQL).
+    listener: Option<JoinHandle<()>>,
+    /// The index page, built once: it depends on the configuration only.
+    pub index: Encoded,
+    /// The OPML list of every feed, built once.
+    pub opml: Encoded,
+    /// The Content-Security-Policy of the HTML pages, built once from the configuration.
+    pub page_policy: String,
+    admin_token: Option<AdminToken>,
+    heard: watch::Sender<u64>,
+    /// Denials of subscription requests in flight (they are not queued: losing one costs
+    /// nothing).
+    denials: Arc<tokio::sync::Semaphore>,
+}
+
+impl App {
+    /// Wires a store to a fresh cache sized by the settings and to the WebSub hubs. Must be
+    /// called within a Tokio runtime.
+    pub fn new(settings: Settings, store: Store) -> Self {
+        // Install the recorder before anything records.
+        let _ = crate::metrics::handle();
+        let cache = Arc::new(FeedCache::new(
+            settings.cache.max_bytes,
+            FeedId::all(&settings.catalog),
+            store.health().clone(),
+        ));
+        let store = store
+            .with_query_timeout(settings.store_query_timeout)
+            .with_tombstone_retention(settings.tombstones.shown_for());
+        let settings = Arc::new(settings);
+        let (heard, _) = watch::channel(0);
+        let core = Arc::new(Builder {
+            settings: settings.clone(),
+            store: store.clone(),
+            cache: cache.clone(),
+            #[cfg(feature = "testing")]
+            builds: AtomicU64::new(0),
+            building: tokio::sync::Semaphore::new(BUILDS_PER_CORE * cores()),
+            cpu: Arc::new(tokio::sync::Semaphore::new(cores())),
+        });
+        let deliveries: Vec<Arc<dyn Delivery>> = vec![
+            Arc::new(PublishPing::new(settings.websub.retry)),
+            Arc::new(Purge::new(&settings.purgers)),
+            Arc::new(hub::Verify::new(store.clone(), &settings.hub)),
+            Arc::new(hub::FanOut::new(store.clone())),
+            Arc::new(hub::Deliver::new(
+                store.clone(),
+                settings.clone(),
+                core.clone(),
+            )),
+        ];
+        let planned = settings.clone();
+        let outbound = Arc::new(Outbound::start(
+            store.clone(),
+            deliveries,
+            Arc::new(move |changes| plan(&planned, changes)),
+            outbound::Limits {
+                max_in_flight: settings.outbound.max_in_flight,
+                max_per_host: settings.outbound.max_per_host,
+                lease: settings.outbound.lease,
+            },
+        ));
+        let listener = store.changes().map(|(mut changes, listening)| {
+            // Until the first LISTEN is in place, changes go unheard.
+            store.health().set_listening(false);
+            let (cache, settings, heard) = (cache.clone(), settings.clone(), heard.clone());
+            let outbound = outbound.clone();
+            tokio::spawn(async move {
+                while let Some(change) = changes.recv().await {
+                    cache.apply(&settings.catalog, change);
+                    // A CMS write's entry is handled by whichever replica claims it first.
+                    outbound.wake();
+                    heard.send_modify(|n| *n += 1);
+                }
+                listening.abort();
+            })
+        });
+        let static_doc = |body: Vec<u8>| {
+            Encoded::new(Rendered {
+                body: body.into(),
+                last_modified: None,
+                store_clock_ahead: chrono::TimeDelta::zero(),
+                links: None,
+                tags: Vec::new(),
+            })
+        };
+        App {
+            index: static_doc(render::index_page(&settings)),
+            opml: static_doc(render::opml(&settings)),
+            page_policy: render::content_security_policy(&settings),
+            settings,
+            store,
+            cache,
+            core,
+            outbound,
+            listener,
+            admin_token: None,
+            heard,
+            denials: Arc::new(tokio::sync::Semaphore::new(MAX_DENIALS)),
+        }
+    }
+
+    /// Counts the database's change notifications applied to this instance's cache, so a
+    /// caller (a test, a probe) can wait for one instead of guessing how long it takes.
+    pub fn heard(&self) -> watch::Receiver<u64> {
+        self.heard.subscribe()
+    }
+
+    /// Whether this instance hears the database's change notifications (always true on
+    /// SQLite); while it does not, cached feeds are served marked stale.
+    pub fn is_listening(&self) -> bool {
+        self.store.health().is_listening()
+    }
+
+    /// Bytes held by the feed cache, as last accounted (cheap: no pending maintenance).
+    pub fn cache_bytes_now(&self) -> u64 {
+        self.cache.weighted_size_now()
+    }
+
+    /// Bytes held by the feed cache.
+    pub async fn cache_bytes(&self) -> u64 {
+        self.cache.weighted_size().await
+    }
+
+    /// Turns the admin API on, guarded by `token`.
+    pub fn with_admin_token(mut self, token: Option<AdminToken>) -> Self {
+        self.admin_token = token;
+        self
+    }
+
+    /// The admin API's token; `None` when the admin API is off.
+    pub fn admin_token(&self) -> Option<&AdminToken> {
+        self.admin_token.as_ref()
+    }
+
+    /// How many feed documents have been built from the store (each is one assembly and one
+    /// rendering); a cache hit or a 304 builds nothing.
+    #[cfg(feature = "testing")]
+    pub fn builds(&self) -> u64 {
+        self.core.builds.load(Ordering::Relaxed)
+    }
+
+    /// A feed as served: from the cache, or built, compressed and cached once; an outdated
+    /// copy if the store fails and no takedown forbids it.
+    pub async fn feed(&self, key: &FeedKey) -> Result<Served, Arc<FeedError>> {
+        self.core.feed(key).await
+    }
+
+    /// Runs CPU work (sanitizing, rendering, compressing, validating) on Tokio's blocking pool,
+    /// one task per core at most (see [`Builder::off_async`]).
+    pub async fn off_async<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, CpuWorkFailed> {
+        self.core.off_async(work).await
+    }
+
+    /// Builds a feed from the store, bypassing the cache.
+    pub async fn build(&self, key: &FeedKey) -> Result<Rendered, FeedError> {
+        self.core.build(key).await
+    }
 
     /// Stores articles (all or none), drops every cached feed they were or are now in, and
     /// tells the WebSub hubs which feeds changed.
@@ -373,6 +471,51 @@ impl App {
         };
         self.changed(&buckets, Invalidation::Takedown);
         Ok(true)
+    }
+
+    /// Takes a WebSub subscription request (`POST /websub`, form-encoded): records it and
+    /// queues its verification, or, for a topic this hub does not serve, tells the callback it
+    /// is denied. Either way the answer is 202: the outcome reaches the subscriber later.
+    pub async fn websub_request(&self, body: &[u8]) -> Result<(), HubError> {
+        if !self.settings.hub.enabled {
+            return Err(HubError::Off);
+        }
+        let intent = hub::Intent::parse(body, &self.settings)
+            .map_err(|e| HubError::BadRequest(e.to_string()))?;
+        match intent {
+            hub::Intent::Deny {
+                callback,
+                topic,
+                reason,
+            } => {
+                if let Ok(slot) = self.denials.clone().try_acquire_owned() {
+                    let hub = self.settings.hub.clone();
+                    tokio::spawn(async move {
+                        hub::deny(&hub, &callback, &topic, &reason).await;
+                        drop(slot);
+                    });
+                }
+                Ok(())
+            }
+            hub::Intent::Request(request) => {
+                let hub = &self.settings.hub;
+                self.store
+                    .request_subscription(
+                        &request,
+                        hub::VERIFY,
+                        hub.max_subscriptions_per_host,
+                        hub.max_pending,
+                    )
+                    .await
+                    .map_err(|e| match e {
+                        RequestRefused::TooManyForHost(_) => HubError::BadRequest(e.to_string()),
+                        RequestRefused::Busy => HubError::Busy(e.to_string()),
+                        RequestRefused::Store(e) => HubError::Store(e),
+                    })?;
+                self.outbound.wake();
+                Ok(())
+            }
+        }
     }
 
     /// Whether the store answers (for readiness checks).

@@ -10,7 +10,7 @@
 //! Data flows one way: **config → store → assembly → render → cache → http**. Each module
 //! below may name (`crate::…`) only modules listed before it, and the constants of the crate
 //! root; `tests/layers.rs` holds the code to that. Modules only the service itself uses
-//! (`cache`, `outbound`, `purge`, `sanitize`, `websub`) are private.
+//! (`cache`, `hub`, `outbound`, `purge`, `sanitize`, `websub`) are private.
 //!
 //! - [`metrics`]: the Prometheus metrics, every name defined once (any layer may count).
 //! - [`model`]: the neutral types: [`model::Article`] (validated, sanitized), the URL-safe
@@ -34,6 +34,8 @@
 //!   fed from the store's change log and shared by every replica.
 //! - [`websub`]: the publish pings that tell WebSub hubs which feeds changed.
 //! - [`purge`]: the purges that tell CDNs which cache tags changed.
+//! - [`hub`]: feedcast's own WebSub hub: subscriptions verified and kept in the store, and
+//!   each changed document pushed to its subscribers, signed.
 //! - [`app`]: the service core that wires the stages together (read a feed, write articles).
 //! - [`http`]: the axum router on hyper under feedcast's limits; handlers are thin and errors
 //!   become answers in one place.
@@ -45,6 +47,7 @@ pub mod cli;
 pub mod config;
 pub mod feed;
 pub mod http;
+mod hub;
 pub mod import;
 pub mod metrics;
 pub mod model;

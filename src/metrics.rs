@@ -26,6 +26,12 @@ pub const STORE_SECONDS: &str = "feedcast_store_query_duration_seconds";
 /// Outgoing requests, by kind (`websub`, `purge`) and outcome (`delivered`, `retried`,
 /// `given_up`).
 pub const OUTBOUND: &str = "feedcast_outbound_requests_total";
+/// The hub's verifications of subscription requests, by outcome (`subscribed`,
+/// `unsubscribed`, `refused`, `denied`).
+pub const HUB_VERIFICATIONS: &str = "feedcast_hub_verifications_total";
+/// The hub's deliveries that ended a subscription (`gone`); the others are counted in
+/// [`OUTBOUND`] under kind `hub-deliver`.
+pub const HUB_DELIVERIES: &str = "feedcast_hub_deliveries_total";
 /// Cache tags a purger confirmed purged, by purger.
 pub const PURGED_TAGS: &str = "feedcast_purged_tags_total";
 /// Connections closed for a limit, by reason (`per_address`, `write_timeout`).

@@ -329,13 +329,13 @@ impl Drop for InFlight {
 }
 
 /// The wait before attempt `attempts + 1`: the first delay, doubled for each attempt after the
-/// first, at most [`MAX_BACKOFF`].
+/// first, at most the retry's longest.
 fn backoff(retry: Retry, attempts: u32) -> Duration {
     let doublings = attempts.saturating_sub(1).min(30);
     retry
         .first_delay
         .saturating_mul(1 << doublings)
-        .min(MAX_BACKOFF)
+        .min(retry.max_delay)
 }
 
 /// Sends one request and records how it ended. If the record fails, the claim's lease runs
@@ -385,6 +385,7 @@ mod tests {
         let retry = Retry {
             attempts: 20,
             first_delay: Duration::from_secs(1),
+            max_delay: MAX_BACKOFF,
         };
         let waits: Vec<u64> = (1..=12).map(|a| backoff(retry, a).as_secs()).collect();
         assert_eq!(waits, [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 600, 600]);

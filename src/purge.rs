@@ -23,6 +23,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const RETRY: Retry = Retry {
     attempts: 10,
     first_delay: Duration::from_secs(1),
+    max_delay: crate::outbound::MAX_BACKOFF,
 };
 
 /// Sends purges to the configured purgers (the queue's target: a purger's name).

@@ -459,12 +459,14 @@ async fn a_write_pings_the_hub_and_feeds_advertise_it() {
     ]);
     let server = Server::start_with(Backend::Sqlite, settings).await.unwrap();
 
-    // Feeds advertise the hub, in the document and in a Link header.
+    // Feeds advertise feedcast's own hub first, then the outside one, in the document and in a
+    // Link header.
     let r = server.get("/feeds/category/parks.atom").await;
     assert_eq!(
         header(&r, "link"),
         format!(
-            "<{hub_url}>; rel=\"hub\", <http://127.0.0.1:8080/feeds/category/parks.atom>; rel=\"self\""
+            "<http://127.0.0.1:8080/websub>; rel=\"hub\", <{hub_url}>; rel=\"hub\", \
+             <http://127.0.0.1:8080/feeds/category/parks.atom>; rel=\"self\""
         )
     );
     let atom = atom_syndication::Feed::read_from(r.text().await.unwrap().as_bytes()).unwrap();
@@ -475,7 +477,8 @@ async fn a_write_pings_the_hub_and_feeds_advertise_it() {
     );
     let json: serde_json::Value =
         serde_json::from_str(&server.text("/feeds/category/parks.json").await).unwrap();
-    assert_eq!(json["hubs"][0]["url"], hub_url.as_str());
+    assert_eq!(json["hubs"][0]["url"], "http://127.0.0.1:8080/websub");
+    assert_eq!(json["hubs"][1]["url"], hub_url.as_str());
 
     server
         .app

@@ -79,6 +79,39 @@ pub struct Settings {
     pub http: HttpLimits,
     /// How long takedowns are announced.
     pub tombstones: Tombstones,
+    /// feedcast's own WebSub hub (`[hub]`).
+    pub hub: Hub,
+}
+
+/// feedcast's own WebSub hub (`[hub]`): subscriptions kept in the store, so every replica is
+/// the same hub, and content pushed to subscribers on every change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hub {
+    /// Whether the hub takes subscriptions and is advertised (default true).
+    pub enabled: bool,
+    /// Its public URL, advertised first in every feed (default `<site.base_url>websub`).
+    pub url: Url,
+    /// Lease of a subscription that asks for none (default 864,000 s: ten days).
+    pub default_lease: Duration,
+    /// Shortest lease granted (default 3,600 s); a shorter request gets this.
+    pub min_lease: Duration,
+    /// Longest lease granted (default 2,592,000 s: thirty days).
+    pub max_lease: Duration,
+    /// Subscriptions (active or awaiting verification) one callback host may hold (default
+    /// 1,000).
+    pub max_subscriptions_per_host: u64,
+    /// Subscription requests awaiting verification at once, in all (default 10,000): past it,
+    /// 503, so that requests for ever new hosts cannot fill the store.
+    pub max_pending: u64,
+    /// Whether callbacks on loopback, private and other non-public addresses are allowed
+    /// (default false: for tests and private networks only).
+    pub allow_private_callbacks: bool,
+    /// Deliveries in flight at once per replica (default 64), and to one callback host (4).
+    pub max_in_flight: usize,
+    /// See `max_in_flight`.
+    pub max_per_host: usize,
+    /// How a failed delivery is retried: 10 s, doubling to 1 h, 32 attempts (about a day).
+    pub retry: Retry,
 }
 
 /// Takedowns announced to readers (RFC 6721 tombstones, `[tombstones]`).
@@ -301,13 +334,15 @@ pub enum PurgeRequest {
     },
 }
 
-/// How failed outgoing notifications are retried.
+/// How failed outgoing requests are retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retry {
     /// Attempts per target and topic, the first included.
     pub attempts: u32,
-    /// Wait before the second attempt; doubled before each further one.
+    /// Wait before the second attempt; doubled before each further one …
     pub first_delay: Duration,
+    /// … up to this.
+    pub max_delay: Duration,
 }
 
 /// The portal, as its feeds present it.
@@ -430,8 +465,11 @@ fn non_empty(value: &Spanned<String>, field: &str, at: At<'_>) -> Result<String,
 }
 
 fn validate(raw: raw::Config, at: At<'_>) -> Result<Settings, ConfigError> {
+    let site = site(raw.site, at)?;
+    let hub = hub(raw.hub, &site.base_url, at)?;
     Ok(Settings {
-        site: site(raw.site, at)?,
+        site,
+        hub,
         catalog: catalog(raw.categories, raw.regions, raw.feeds, at)?,
         limits: limits(raw.limits, at)?,
         cache: CacheSettings {
@@ -549,6 +587,7 @@ fn websub(raw_websub: raw::WebSub, at: At<'_>) -> Result<WebSub, ConfigError> {
         retry: Retry {
             attempts: raw_websub.attempts.max(1),
             first_delay: std::time::Duration::from_millis(raw_websub.first_retry_ms),
+            max_delay: Duration::from_secs(600), // outbound::MAX_BACKOFF
         },
     };
     for hub in &raw_websub.hubs {
@@ -773,6 +812,97 @@ fn purgers(raw: &[Spanned<raw::Purger>], at: At<'_>) -> Result<Vec<Purger>, Conf
         });
     }
     Ok(purgers)
+}
+
+/// A count or time of `[hub]` that must lie within `range`.
+fn within(
+    value: &Spanned<u64>,
+    field: &str,
+    range: std::ops::RangeInclusive<u64>,
+    at: At<'_>,
+) -> Result<u64, ConfigError> {
+    let v = *value.get_ref();
+    if range.contains(&v) {
+        Ok(v)
+    } else {
+        Err(at(
+            value.span(),
+            format!(
+                "{field} must be from {} to {}, not {v}",
+                range.start(),
+                range.end()
+            ),
+        ))
+    }
+}
+
+/// `[hub]`: its URL absolute, its leases ordered, its bounds positive.
+fn hub(raw: raw::Hub, base_url: &Url, at: At<'_>) -> Result<Hub, ConfigError> {
+    let url = match &raw.url {
+        Some(u) => url(u, "hub.url", at)?,
+        // The base URL ends in `/` and is absolute: joining a plain name cannot fail.
+        None => base_url.join("websub").unwrap_or_else(|_| base_url.clone()),
+    };
+    const DAY: u64 = 86_400;
+    let min = within(
+        &raw.min_lease_seconds,
+        "hub.min_lease_seconds",
+        1..=365 * DAY,
+        at,
+    )?;
+    let max = within(
+        &raw.max_lease_seconds,
+        "hub.max_lease_seconds",
+        min..=365 * DAY,
+        at,
+    )?;
+    let default = within(
+        &raw.default_lease_seconds,
+        "hub.default_lease_seconds",
+        min..=max,
+        at,
+    )?;
+    let count = |v: &Spanned<u64>, field: &str| within(v, field, 1..=10_000_000, at);
+    let first_retry_ms = within(
+        &raw.first_retry_ms,
+        "hub.first_retry_ms",
+        1..=DAY * 1000,
+        at,
+    )?;
+    let max_retry_ms = within(
+        &raw.max_retry_ms,
+        "hub.max_retry_ms",
+        first_retry_ms..=DAY * 1000,
+        at,
+    )?;
+    Ok(Hub {
+        enabled: raw.enabled,
+        url,
+        default_lease: Duration::from_secs(default),
+        min_lease: Duration::from_secs(min),
+        max_lease: Duration::from_secs(max),
+        max_subscriptions_per_host: count(
+            &raw.max_subscriptions_per_host,
+            "hub.max_subscriptions_per_host",
+        )?,
+        max_pending: count(&raw.max_pending, "hub.max_pending")?,
+        allow_private_callbacks: raw.allow_private_callbacks,
+        max_in_flight: usize::try_from(within(
+            &raw.max_in_flight,
+            "hub.max_in_flight",
+            1..=4096,
+            at,
+        )?)
+        .unwrap_or(64),
+        max_per_host: usize::try_from(within(&raw.max_per_host, "hub.max_per_host", 1..=4096, at)?)
+            .unwrap_or(4),
+        retry: Retry {
+            attempts: u32::try_from(within(&raw.attempts, "hub.attempts", 1..=1000, at)?)
+                .unwrap_or(32),
+            first_delay: Duration::from_millis(first_retry_ms),
+            max_delay: Duration::from_millis(max_retry_ms),
+        },
+    })
 }
 
 /// `[sanitize]`: iframe hosts are host names, lowercased.

@@ -32,6 +32,8 @@ pub(super) struct Config {
     #[serde(default)]
     pub tombstones: Tombstones,
     #[serde(default)]
+    pub hub: Hub,
+    #[serde(default)]
     pub categories: Vec<Category>,
     #[serde(default)]
     pub regions: Vec<Region>,
@@ -314,6 +316,46 @@ impl Default for Tombstones {
     fn default() -> Self {
         Tombstones {
             days: Spanned::new(0..0, 30),
+        }
+    }
+}
+
+/// `[hub]`; see `config::Hub` for what each means.
+#[derive(Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct Hub {
+    pub enabled: bool,
+    pub url: Option<Spanned<String>>,
+    pub default_lease_seconds: Spanned<u64>,
+    pub min_lease_seconds: Spanned<u64>,
+    pub max_lease_seconds: Spanned<u64>,
+    pub max_subscriptions_per_host: Spanned<u64>,
+    pub max_pending: Spanned<u64>,
+    pub allow_private_callbacks: bool,
+    pub max_in_flight: Spanned<u64>,
+    pub max_per_host: Spanned<u64>,
+    pub first_retry_ms: Spanned<u64>,
+    pub max_retry_ms: Spanned<u64>,
+    pub attempts: Spanned<u64>,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        let n = |v| Spanned::new(0..0, v);
+        Hub {
+            enabled: true,
+            url: None,
+            default_lease_seconds: n(864_000),
+            min_lease_seconds: n(3_600),
+            max_lease_seconds: n(2_592_000),
+            max_subscriptions_per_host: n(1_000),
+            max_pending: n(10_000),
+            allow_private_callbacks: false,
+            max_in_flight: n(64),
+            max_per_host: n(4),
+            first_retry_ms: n(10_000),
+            max_retry_ms: n(3_600_000),
+            attempts: n(32),
         }
     }
 }

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use super::representation;
-use crate::app::FeedError;
+use crate::app::{FeedError, HubError};
 use crate::feed::KeyError;
 
 /// An error on its way to becoming a response.
@@ -19,6 +19,8 @@ pub enum AppError {
     BadRequest(String),
     /// 503: the store is failing; the cause was logged.
     Unavailable(String),
+    /// 503 with a short reason: too much is waiting; try again later.
+    Busy(String),
     /// 500: a bug or an unexpected failure; the cause was logged.
     Internal(String),
 }
@@ -28,6 +30,17 @@ impl From<KeyError> for AppError {
         match e {
             KeyError::NotFound(why) => AppError::NotFound(why),
             KeyError::BadRequest(why) => AppError::BadRequest(why),
+        }
+    }
+}
+
+impl From<HubError> for AppError {
+    fn from(e: HubError) -> Self {
+        match e {
+            HubError::Off => AppError::NotFound("this site's WebSub hub is off".to_owned()),
+            HubError::BadRequest(why) => AppError::BadRequest(why),
+            HubError::Busy(why) => AppError::Busy(why),
+            HubError::Store(cause) => AppError::Unavailable(cause.to_string()),
         }
     }
 }
@@ -87,6 +100,15 @@ impl IntoResponse for AppError {
                     representation::plain(
                         StatusCode::SERVICE_UNAVAILABLE,
                         "the article store is unavailable; try again shortly\n",
+                    ),
+                    RETRY_SECONDS,
+                );
+            }
+            AppError::Busy(why) => {
+                return representation::retry_after(
+                    representation::plain(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!("busy: {}\n", printable(&why)),
                     ),
                     RETRY_SECONDS,
                 );

@@ -41,6 +41,12 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/feeds/{*path}", get(feed))
+        .route(
+            "/websub",
+            axum::routing::post(websub).layer(axum::extract::DefaultBodyLimit::max(
+                crate::hub::MAX_REQUEST_BYTES,
+            )),
+        )
         .merge(admin::routes(
             app.settings.admin_max_body_bytes,
             app.settings.admin_max_failed_auth_per_minute,
@@ -132,6 +138,15 @@ async fn opml(State(app): State<Arc<App>>, request: Request) -> Response {
         page_policy: None,
     };
     respond(request.headers(), &app.opml, policy)
+}
+
+/// feedcast's WebSub hub: a subscription request, answered 202 and verified later.
+async fn websub(State(app): State<Arc<App>>, body: bytes::Bytes) -> Result<Response, AppError> {
+    app.websub_request(&body).await?;
+    Ok(representation::plain(
+        axum::http::StatusCode::ACCEPTED,
+        "accepted: the callback will be asked to confirm\n".to_owned(),
+    ))
 }
 
 async fn healthz() -> &'static str {

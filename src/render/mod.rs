@@ -93,8 +93,12 @@ impl Links {
         let is_latest = matches!(key.view, View::Latest { .. });
         Links {
             self_url: key.url(settings),
+            // feedcast's own hub first, then the outside ones it also pings.
             hubs: if is_latest {
-                settings.websub.hubs.iter().map(|h| h.to_string()).collect()
+                let own = settings.hub.enabled.then(|| settings.hub.url.to_string());
+                own.into_iter()
+                    .chain(settings.websub.hubs.iter().map(|h| h.to_string()))
+                    .collect()
             } else {
                 Vec::new()
             },

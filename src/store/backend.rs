@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::sql::{Param, Statement};
-use super::{Change, FilingRow, LogRow, StoredArticle, StoredTombstone};
+use super::{Change, FilingRow, LogRow, StoredArticle, StoredSubscription, StoredTombstone};
 use crate::model::Catalog;
 
 /// A database operation in flight.
@@ -46,6 +46,10 @@ pub(super) trait Backend: fmt::Debug + Send + Sync {
 
     /// Reads two text columns of every row found.
     fn pairs<'a>(&'a self, statement: &'a Statement<'a>) -> Op<'a, Vec<(String, String)>>;
+
+    /// Reads subscriptions of the WebSub hub.
+    fn subscriptions<'a>(&'a self, statement: &'a Statement<'a>)
+    -> Op<'a, Vec<StoredSubscription>>;
 
     /// Reads articles (the columns `StoredArticle` names).
     fn articles<'a>(&'a self, statement: &'a Statement<'a>) -> Op<'a, Vec<StoredArticle>>;
@@ -360,29 +364,6 @@ where
         let arguments = arguments::<DB>(&statement.params)?;
         sqlx::query_scalar_with(&statement.sql, arguments)
             .fetch_optional(pool)
-            .await
-    })
-}
-
-/// Reads two text columns of every row from `pool`: the same sqlx calls on either database.
-pub(super) fn read_pairs<'a, DB>(
-    pool: &'a sqlx::Pool<DB>,
-    statement: &'a Statement<'a>,
-) -> Op<'a, Vec<(String, String)>>
-where
-    DB: Database,
-    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
-    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
-    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
-    for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
-    for<'q> i64: Encode<'q, DB> + Type<DB>,
-    for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
-    for<'r> (String, String): sqlx::FromRow<'r, DB::Row>,
-{
-    Box::pin(async move {
-        let arguments = arguments::<DB>(&statement.params)?;
-        sqlx::query_as_with(&statement.sql, arguments)
-            .fetch_all(pool)
             .await
     })
 }

@@ -13,6 +13,7 @@
 
 mod backend;
 mod health;
+mod hub;
 mod postgres;
 mod queue;
 mod sql;
@@ -39,6 +40,7 @@ use postgres::PgStore;
 use sqlite::SqliteStore;
 
 pub use health::{Health, WRITE_PROBE_INTERVAL};
+pub use hub::{RequestRefused, StoredSubscription, SubscriptionRequest, Verified};
 pub use queue::{Claimed, Outcome, Outgoing};
 
 /// Change-log entries handled at once (a full page means there may be more).

@@ -13,11 +13,10 @@ use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
 use super::backend::{
-    Backend, Embedded, Op, Transaction, Tx, arguments, read_articles, read_number, read_pairs,
-    read_rows,
+    Backend, Embedded, Op, Transaction, Tx, arguments, read_articles, read_number, read_rows,
 };
 use super::sql::{self, Statement};
-use super::{Change, LogRow, StoreError, StoredArticle, StoredTombstone};
+use super::{Change, LogRow, StoreError, StoredArticle, StoredSubscription, StoredTombstone};
 use crate::model::Catalog;
 
 const MIGRATIONS: Embedded = Embedded(&[
@@ -55,6 +54,11 @@ const MIGRATIONS: Embedded = Embedded(&[
         7,
         "tombstones",
         include_str!("../../migrations/postgres/0007_tombstones.sql"),
+    ),
+    (
+        8,
+        "subscriptions",
+        include_str!("../../migrations/postgres/0008_subscriptions.sql"),
     ),
 ]);
 
@@ -116,7 +120,14 @@ impl Backend for PgStore {
     }
 
     fn pairs<'a>(&'a self, statement: &'a Statement<'a>) -> Op<'a, Vec<(String, String)>> {
-        read_pairs(&self.pool, statement)
+        read_rows(&self.pool, statement)
+    }
+
+    fn subscriptions<'a>(
+        &'a self,
+        statement: &'a Statement<'a>,
+    ) -> Op<'a, Vec<StoredSubscription>> {
+        read_rows(&self.pool, statement)
     }
 
     fn shared(&self) -> bool {

@@ -133,6 +133,23 @@ impl Store {
         .await
     }
 
+    /// Requests queued (due or not, claimed or not), and change-log entries not yet handled:
+    /// zero when the queue is idle (for the tests).
+    #[cfg(feature = "testing")]
+    pub async fn queued(&self) -> Result<i64, StoreError> {
+        let rows = self
+            .backend
+            .number(&sql::count_queued())
+            .await
+            .map_err(failed("counting queued requests"))?;
+        let unhandled = self
+            .backend
+            .number(&sql::first_unhandled())
+            .await
+            .map_err(failed("reading the change log"))?;
+        Ok(rows.unwrap_or(0) + i64::from(unhandled.is_some()))
+    }
+
     /// The (kind, target) pairs with requests due and unclaimed now.
     pub async fn due_targets(&self) -> Result<Vec<(String, String)>, StoreError> {
         self.bounded("reading the outbound queue", async {

@@ -539,6 +539,12 @@ pub(super) fn prune_log(before: i64) -> Statement<'static> {
     Statement::new("DELETE FROM change_log WHERE at < $1").int(before)
 }
 
+/// What queuing a request already queued does (see [`enqueue`]).
+const QUEUED_AGAIN: &str = "ON CONFLICT (kind, target, topic) DO UPDATE SET \
+     generation = outbound.generation + 1, rounds = excluded.rounds, \
+     due = CASE WHEN excluded.due < outbound.due THEN excluded.due ELSE outbound.due END, \
+     attempts = CASE WHEN outbound.claimed_until IS NULL THEN 0 ELSE outbound.attempts END";
+
 /// Queues (kind, target, topic, rounds) requests due at `due`. One already queued stays one
 /// row, counted as queued again (so that a send in flight is made again), and due at once with
 /// its attempts counted afresh if it was waiting to be retried: a takedown's purge must not wait
@@ -546,10 +552,7 @@ pub(super) fn prune_log(before: i64) -> Statement<'static> {
 pub(super) fn enqueue<'a>(rows: &'a [(&'a str, &'a str, &'a str, i64)], due: i64) -> Statement<'a> {
     let mut statement = Statement::new(format!(
         "INSERT INTO outbound (kind, target, topic, rounds, due) VALUES {} \
-         ON CONFLICT (kind, target, topic) DO UPDATE SET \
-         generation = outbound.generation + 1, rounds = excluded.rounds, \
-         due = CASE WHEN excluded.due < outbound.due THEN excluded.due ELSE outbound.due END, \
-         attempts = CASE WHEN outbound.claimed_until IS NULL THEN 0 ELSE outbound.attempts END",
+         {QUEUED_AGAIN}",
         placeholders(rows.len(), 5)
     ));
     for (kind, target, topic, rounds) in rows {
@@ -565,6 +568,12 @@ pub(super) fn enqueue<'a>(rows: &'a [(&'a str, &'a str, &'a str, i64)], due: i64
 
 /// Queued rows per multi-row statement (5 parameters each).
 pub(super) const ENQUEUE_ROWS: usize = 2000;
+
+/// How many requests are queued.
+#[cfg(feature = "testing")]
+pub(super) fn count_queued() -> Statement<'static> {
+    Statement::new("SELECT COUNT(*) FROM outbound")
+}
 
 /// The (kind, target) pairs with requests due and unclaimed at `now`.
 pub(super) fn due_targets(now: i64) -> Statement<'static> {
@@ -688,6 +697,150 @@ pub(super) fn given_up<'a>(
         .text(topic)
         .int(now),
     ]
+}
+
+// ---------------------------------------------------------------------------------------------
+// The WebSub hub's subscriptions
+
+/// A subscription's columns, as `StoredSubscription` decodes them.
+const SUBSCRIPTION_COLUMNS: &str = "id, topic, callback, callback_host, topic_as_sent, secret, \
+    expires_at, pending_mode, pending_lease, pending_secret, pending_as_sent, pending_since";
+
+/// How many subscriptions (active or awaiting verification) a callback host holds.
+pub(super) fn count_host_subscriptions(host: &str) -> Statement<'_> {
+    Statement::new("SELECT COUNT(*) FROM subscriptions WHERE callback_host = $1").text(host)
+}
+
+/// How many subscriptions there are, active or not.
+pub(super) fn count_all_subscriptions() -> Statement<'static> {
+    Statement::new("SELECT COUNT(*) FROM subscriptions")
+}
+
+/// How many subscription requests await verification.
+pub(super) fn count_pending_subscriptions() -> Statement<'static> {
+    Statement::new("SELECT COUNT(*) FROM subscriptions WHERE pending_mode IS NOT NULL")
+}
+
+/// One subscription by id.
+pub(super) fn subscription(id: &str) -> Statement<'_> {
+    Statement::new(format!(
+        "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE id = $1"
+    ))
+    .text(id)
+}
+
+/// The active subscriptions at `now`, by topic.
+pub(super) fn active_subscriptions(now: i64) -> Statement<'static> {
+    Statement::new(format!(
+        "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE expires_at > $1 ORDER BY topic, id"
+    ))
+    .int(now)
+}
+
+/// A subscription request awaiting verification (see `store::hub`).
+pub(super) struct Requested<'a> {
+    pub id: &'a str,
+    pub topic: &'a str,
+    pub feed: &'a str,
+    pub callback: &'a str,
+    pub callback_host: &'a str,
+    pub mode: &'a str,
+    pub lease_seconds: i64,
+    pub secret: Option<&'a str>,
+    pub topic_as_sent: &'a str,
+    pub since: i64,
+}
+
+/// Records a subscription request awaiting verification: a new row, or the newest request of
+/// an existing one (an active subscription stays active meanwhile).
+pub(super) fn request_subscription<'a>(r: &Requested<'a>) -> Statement<'a> {
+    Statement::new(
+        "INSERT INTO subscriptions (id, topic, feed, callback, callback_host, topic_as_sent, \
+         pending_mode, pending_lease, pending_secret, pending_as_sent, pending_since) \
+         VALUES ($1, $2, $3, $4, $5, $9, $6, $7, $8, $9, $10) \
+         ON CONFLICT (id) DO UPDATE SET pending_mode = excluded.pending_mode, \
+         pending_lease = excluded.pending_lease, pending_secret = excluded.pending_secret, \
+         pending_as_sent = excluded.pending_as_sent, pending_since = excluded.pending_since",
+    )
+    .text(r.id)
+    .text(r.topic)
+    .text(r.feed)
+    .text(r.callback)
+    .text(r.callback_host)
+    .text(r.mode)
+    .int(r.lease_seconds)
+    .maybe_text(r.secret)
+    .text(r.topic_as_sent)
+    .int(r.since)
+}
+
+/// Makes the request awaiting verification since `since` the subscription, active until
+/// `expires_at`; nothing if a newer request came meanwhile.
+pub(super) fn activate_subscription(id: &str, since: i64, expires_at: i64) -> Statement<'_> {
+    Statement::new(
+        "UPDATE subscriptions SET expires_at = $3, secret = pending_secret, \
+         topic_as_sent = pending_as_sent, pending_mode = NULL, pending_lease = NULL, \
+         pending_secret = NULL, pending_as_sent = NULL, pending_since = NULL \
+         WHERE id = $1 AND pending_since = $2",
+    )
+    .text(id)
+    .int(since)
+    .int(expires_at)
+}
+
+/// Removes a subscription whose unsubscribe request (since `since`) was verified.
+pub(super) fn remove_subscription_verified(id: &str, since: i64) -> Statement<'_> {
+    Statement::new("DELETE FROM subscriptions WHERE id = $1 AND pending_since = $2")
+        .text(id)
+        .int(since)
+}
+
+/// Drops a request (since `since`) that failed verification: the row too if it was never active.
+pub(super) fn drop_subscription_request(id: &str, since: i64) -> [Statement<'_>; 2] {
+    [
+        Statement::new(
+            "DELETE FROM subscriptions WHERE id = $1 AND pending_since = $2 \
+             AND expires_at IS NULL",
+        )
+        .text(id)
+        .int(since),
+        Statement::new(
+            "UPDATE subscriptions SET pending_mode = NULL, pending_lease = NULL, \
+             pending_secret = NULL, pending_as_sent = NULL, pending_since = NULL \
+             WHERE id = $1 AND pending_since = $2",
+        )
+        .text(id)
+        .int(since),
+    ]
+}
+
+/// Ends a subscription (its subscriber answered 410 Gone).
+pub(super) fn end_subscription(id: &str) -> Statement<'_> {
+    Statement::new("DELETE FROM subscriptions WHERE id = $1").text(id)
+}
+
+/// Removes subscriptions whose lease ended before `now` and requests never verified that have
+/// waited since before `stale`.
+pub(super) fn purge_expired_subscriptions(now: i64, stale: i64) -> Statement<'static> {
+    Statement::new(
+        "DELETE FROM subscriptions WHERE (expires_at <= $1 AND pending_mode IS NULL) \
+         OR (expires_at IS NULL AND pending_since < $2)",
+    )
+    .int(now)
+    .int(stale)
+}
+
+/// Queues one `kind` request for each active subscription to `feed` (target: its callback
+/// host; topic: its id), due at `now`: a change's fan-out, in one statement however many.
+pub(super) fn fan_out<'a>(kind: &'a str, feed: &'a str, now: i64) -> Statement<'a> {
+    Statement::new(format!(
+        "INSERT INTO outbound (kind, target, topic, rounds, due) \
+         SELECT $1, callback_host, id, 1, $3 FROM subscriptions \
+         WHERE feed = $2 AND expires_at > $3 {QUEUED_AGAIN}"
+    ))
+    .text(kind)
+    .text(feed)
+    .int(now)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -11,11 +11,10 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Sqlite, SqlitePool};
 
 use super::backend::{
-    Backend, Embedded, Op, Transaction, Tx, arguments, read_articles, read_number, read_pairs,
-    read_rows,
+    Backend, Embedded, Op, Transaction, Tx, arguments, read_articles, read_number, read_rows,
 };
 use super::sql::{self, Statement};
-use super::{StoreError, StoredArticle, StoredTombstone};
+use super::{StoreError, StoredArticle, StoredSubscription, StoredTombstone};
 
 const MIGRATIONS: Embedded = Embedded(&[
     (
@@ -42,6 +41,11 @@ const MIGRATIONS: Embedded = Embedded(&[
         5,
         "tombstones",
         include_str!("../../migrations/sqlite/0005_tombstones.sql"),
+    ),
+    (
+        6,
+        "subscriptions",
+        include_str!("../../migrations/sqlite/0006_subscriptions.sql"),
     ),
 ]);
 
@@ -147,7 +151,14 @@ impl Backend for SqliteStore {
     }
 
     fn pairs<'a>(&'a self, statement: &'a Statement<'a>) -> Op<'a, Vec<(String, String)>> {
-        read_pairs(&self.pool, statement)
+        read_rows(&self.pool, statement)
+    }
+
+    fn subscriptions<'a>(
+        &'a self,
+        statement: &'a Statement<'a>,
+    ) -> Op<'a, Vec<StoredSubscription>> {
+        read_rows(&self.pool, statement)
     }
 
     fn tombstones<'a>(&'a self, statement: &'a Statement<'a>) -> Op<'a, Vec<StoredTombstone>> {

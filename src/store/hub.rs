@@ -1,0 +1,291 @@
+//! The store's side of feedcast's WebSub hub: subscriptions and the requests awaiting their
+//! verification, one row per (canonical topic, callback) that every replica reads, and the
+//! fan-out of a change to every active subscriber as rows of the outbound queue.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::{Store, StoreError, failed, sql};
+
+/// A subscription as stored: active (`expires_at` set), awaiting verification (`pending`), or
+/// both (a renewal or an unsubscribe of an active one).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[allow(missing_docs)]
+pub struct StoredSubscription {
+    pub id: String,
+    pub topic: String,
+    pub callback: String,
+    pub callback_host: String,
+    pub topic_as_sent: String,
+    pub secret: Option<String>,
+    /// Microseconds since the epoch; `None`: not active yet.
+    pub expires_at: Option<i64>,
+    pub pending_mode: Option<String>,
+    pub pending_lease: Option<i64>,
+    pub pending_secret: Option<String>,
+    pub pending_as_sent: Option<String>,
+    pub pending_since: Option<i64>,
+}
+
+impl StoredSubscription {
+    /// Whether it receives deliveries at `now`.
+    pub fn is_active(&self, now: DateTime<Utc>) -> bool {
+        self.expires_at.is_some_and(|t| t > sql::micros(now))
+    }
+
+    /// When its lease ends, if it is active.
+    pub fn expires(&self) -> Option<DateTime<Utc>> {
+        self.expires_at.and_then(DateTime::from_timestamp_micros)
+    }
+}
+
+/// A subscription request, validated (see `hub`), to be verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriptionRequest {
+    /// The subscription's key (see `hub`).
+    pub id: String,
+    /// The canonical topic.
+    pub topic: String,
+    /// `<path>.<ext>` of the topic's document.
+    pub feed: String,
+    /// The callback URL.
+    pub callback: String,
+    /// `host:port` of the callback.
+    pub callback_host: String,
+    /// `subscribe` or `unsubscribe`.
+    pub mode: &'static str,
+    /// The lease to grant.
+    pub lease: Duration,
+    /// The subscriber's secret, if any.
+    pub secret: Option<String>,
+    /// `hub.topic` as sent.
+    pub topic_as_sent: String,
+}
+
+/// Why a subscription request was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestRefused {
+    /// The callback's host holds as many subscriptions as it may.
+    #[error("the callback's host already holds {0} subscriptions, the most it may")]
+    TooManyForHost(u64),
+    /// Too many requests await verification.
+    #[error("too many subscription requests await verification; try again later")]
+    Busy,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// How a verification ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verified {
+    /// The subscriber confirmed: the request takes effect.
+    Confirmed,
+    /// It did not: the request is dropped.
+    Refused,
+}
+
+/// Requests awaiting verification for longer than this are forgotten.
+const PENDING_KEPT: Duration = Duration::from_secs(3600);
+
+impl Store {
+    /// Records a subscription request and queues its verification (`verify_kind`), in one
+    /// transaction; refused when the callback's host holds `max_per_host` subscriptions
+    /// already (a renewal of one of them excepted) or `max_pending` requests await verification.
+    pub async fn request_subscription(
+        &self,
+        request: &SubscriptionRequest,
+        verify_kind: &str,
+        max_per_host: u64,
+        max_pending: u64,
+    ) -> Result<(), RequestRefused> {
+        let existing = self.subscription(&request.id).await?;
+        if existing.is_none() {
+            let held = self
+                .backend
+                .number(&sql::count_host_subscriptions(&request.callback_host))
+                .await
+                .map_err(failed("counting a host's subscriptions"))?
+                .unwrap_or(0);
+            if u64::try_from(held).unwrap_or(0) >= max_per_host {
+                return Err(RequestRefused::TooManyForHost(max_per_host));
+            }
+        }
+        let pending = self
+            .backend
+            .number(&sql::count_pending_subscriptions())
+            .await
+            .map_err(failed("counting subscription requests"))?
+            .unwrap_or(0);
+        if u64::try_from(pending).unwrap_or(0) >= max_pending {
+            return Err(RequestRefused::Busy);
+        }
+        let recorded = self
+            .bounded("recording a subscription request", async {
+                let mut tx = self
+                    .backend
+                    .begin_bookkeeping()
+                    .await
+                    .map_err(failed("starting a subscription request"))?;
+                let now = sql::micros(Utc::now());
+                let requested = sql::Requested {
+                    id: &request.id,
+                    topic: &request.topic,
+                    feed: &request.feed,
+                    callback: &request.callback,
+                    callback_host: &request.callback_host,
+                    mode: request.mode,
+                    lease_seconds: i64::try_from(request.lease.as_secs()).unwrap_or(i64::MAX),
+                    secret: request.secret.as_deref(),
+                    topic_as_sent: &request.topic_as_sent,
+                    since: now,
+                };
+                tx.execute(&sql::request_subscription(&requested))
+                    .await
+                    .map_err(failed("recording a subscription request"))?;
+                let verify = [(
+                    verify_kind,
+                    request.callback_host.as_str(),
+                    request.id.as_str(),
+                    1,
+                )];
+                tx.execute(&sql::enqueue(&verify, now))
+                    .await
+                    .map_err(failed("queuing a verification"))?;
+                tx.commit()
+                    .await
+                    .map_err(failed("committing a subscription request"))
+            })
+            .await;
+        Ok(recorded?)
+    }
+
+    /// One subscription by id.
+    pub async fn subscription(&self, id: &str) -> Result<Option<StoredSubscription>, StoreError> {
+        self.bounded("reading a subscription", async {
+            let rows = self
+                .backend
+                .subscriptions(&sql::subscription(id))
+                .await
+                .map_err(failed("reading a subscription"))?;
+            Ok(rows.into_iter().next())
+        })
+        .await
+    }
+
+    /// Every active subscription, by topic.
+    pub async fn active_subscriptions(&self) -> Result<Vec<StoredSubscription>, StoreError> {
+        self.bounded("listing subscriptions", async {
+            self.backend
+                .subscriptions(&sql::active_subscriptions(sql::micros(Utc::now())))
+                .await
+                .map_err(failed("listing subscriptions"))
+        })
+        .await
+    }
+
+    /// Applies the outcome of verifying the request made at `since`: a confirmed subscribe
+    /// becomes active for `lease`, a confirmed unsubscribe removes the subscription, a refused
+    /// one is dropped. Nothing if a newer request came meanwhile (its own verification follows).
+    pub async fn verified(
+        &self,
+        id: &str,
+        since: i64,
+        mode: &str,
+        lease: Duration,
+        outcome: Verified,
+    ) -> Result<(), StoreError> {
+        self.bounded("recording a verification", async {
+            let mut tx = self
+                .backend
+                .begin_bookkeeping()
+                .await
+                .map_err(failed("starting to record a verification"))?;
+            let expires =
+                sql::micros(Utc::now() + chrono::TimeDelta::from_std(lease).unwrap_or_default());
+            let statements: Vec<sql::Statement<'_>> = match (outcome, mode) {
+                (Verified::Confirmed, "subscribe") => {
+                    vec![sql::activate_subscription(id, since, expires)]
+                }
+                (Verified::Confirmed, _) => vec![sql::remove_subscription_verified(id, since)],
+                (Verified::Refused, _) => sql::drop_subscription_request(id, since).into(),
+            };
+            for statement in &statements {
+                tx.execute(statement)
+                    .await
+                    .map_err(failed("recording a verification"))?;
+            }
+            tx.commit()
+                .await
+                .map_err(failed("committing a verification"))
+        })
+        .await
+    }
+
+    /// Ends a subscription (its subscriber said it is gone).
+    pub async fn end_subscription(&self, id: &str) -> Result<(), StoreError> {
+        self.bounded("ending a subscription", async {
+            let mut tx = self
+                .backend
+                .begin_bookkeeping()
+                .await
+                .map_err(failed("starting to end a subscription"))?;
+            tx.execute(&sql::end_subscription(id))
+                .await
+                .map_err(failed("ending a subscription"))?;
+            tx.commit()
+                .await
+                .map_err(failed("committing the end of a subscription"))
+        })
+        .await
+    }
+
+    /// Removes lapsed subscriptions and requests never verified; returns how many (about: a
+    /// request arriving meanwhile is not told apart).
+    pub async fn purge_expired_subscriptions(&self) -> Result<u64, StoreError> {
+        let count = || async {
+            self.backend
+                .number(&sql::count_all_subscriptions())
+                .await
+                .map_err(failed("counting subscriptions"))
+                .map(|n| u64::try_from(n.unwrap_or(0)).unwrap_or(0))
+        };
+        let before = count().await?;
+        self.bounded("purging lapsed subscriptions", async {
+            let mut tx = self
+                .backend
+                .begin_bookkeeping()
+                .await
+                .map_err(failed("starting to purge subscriptions"))?;
+            let now = Utc::now();
+            let stale = now - chrono::TimeDelta::from_std(PENDING_KEPT).unwrap_or_default();
+            let purge = sql::purge_expired_subscriptions(sql::micros(now), sql::micros(stale));
+            tx.execute(&purge)
+                .await
+                .map_err(failed("purging lapsed subscriptions"))?;
+            tx.commit()
+                .await
+                .map_err(failed("committing the purge of subscriptions"))
+        })
+        .await?;
+        Ok(before.saturating_sub(count().await?))
+    }
+
+    /// Queues one `kind` request per active subscriber of `feed` (`<path>.<ext>`), in one
+    /// statement: a change's fan-out to its push subscribers.
+    pub async fn fan_out(&self, kind: &str, feed: &str) -> Result<(), StoreError> {
+        self.bounded("fanning a change out", async {
+            let mut tx = self
+                .backend
+                .begin_bookkeeping()
+                .await
+                .map_err(failed("starting a fan-out"))?;
+            tx.execute(&sql::fan_out(kind, feed, sql::micros(Utc::now())))
+                .await
+                .map_err(failed("fanning a change out"))?;
+            tx.commit().await.map_err(failed("committing a fan-out"))
+        })
+        .await
+    }
+}

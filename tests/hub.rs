@@ -1,0 +1,578 @@
+//! feedcast as its own WebSub hub, over real HTTP, with a subscriber the test runs: subscribe,
+//! verification with a challenge, signed deliveries of the document as it is when delivered
+//! (so a takedown, and a retry after one, never carry the item), unsubscribe, leases that
+//! lapse, subscribers that fail, never answer well or are gone, and callbacks on private
+//! addresses refused.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{Backend, Server, TOKEN, admin_server, call, settings_with};
+use feedcast::config::Settings;
+use hmac::{Hmac, Mac};
+use serde_json::json;
+use sha2::Sha256;
+use tokio::sync::mpsc;
+
+/// What the subscriber saw.
+#[derive(Debug)]
+enum Seen {
+    /// A GET to a callback: a verification or a denial.
+    Get { query: HashMap<String, String> },
+    /// A POST to a callback: a delivery.
+    Post {
+        path: String,
+        headers: axum::http::HeaderMap,
+        body: String,
+    },
+}
+
+/// A subscriber server: echoes challenges, takes deliveries, and answers each callback path's
+/// deliveries with the statuses the test queued for it (then 200).
+struct Subscriber {
+    base: String,
+    seen: mpsc::UnboundedReceiver<Seen>,
+    answers: Arc<Mutex<HashMap<String, VecDeque<u16>>>>,
+}
+
+impl Subscriber {
+    async fn start() -> Subscriber {
+        let (tx, seen) = mpsc::unbounded_channel();
+        let answers: Arc<Mutex<HashMap<String, VecDeque<u16>>>> = Arc::default();
+        let (get_tx, post_answers) = (tx.clone(), answers.clone());
+        let app = axum::Router::new().route(
+            "/{*path}",
+            axum::routing::get(move |uri: axum::http::Uri| {
+                let query: HashMap<String, String> =
+                    url::form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes())
+                        .into_owned()
+                        .collect();
+                let challenge = query.get("hub.challenge").cloned().unwrap_or_default();
+                get_tx.send(Seen::Get { query }).unwrap();
+                async move { challenge }
+            })
+            .post(
+                move |axum::extract::Path(path): axum::extract::Path<String>,
+                      headers: axum::http::HeaderMap,
+                      body: String| {
+                    let status = post_answers
+                        .lock()
+                        .unwrap()
+                        .get_mut(&path)
+                        .and_then(VecDeque::pop_front)
+                        .unwrap_or(200);
+                    tx.send(Seen::Post {
+                        path,
+                        headers,
+                        body,
+                    })
+                    .unwrap();
+                    async move { axum::http::StatusCode::from_u16(status).unwrap() }
+                },
+            ),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Subscriber {
+            base,
+            seen,
+            answers,
+        }
+    }
+
+    fn callback(&self, path: &str) -> String {
+        format!("{}/{path}", self.base)
+    }
+
+    /// The next thing seen, within 10 s.
+    async fn next(&mut self) -> Seen {
+        tokio::time::timeout(Duration::from_secs(10), self.seen.recv())
+            .await
+            .expect("the hub calls the subscriber")
+            .unwrap()
+    }
+
+    /// The next delivery, within 10 s: its callback path, headers and body.
+    async fn delivery(&mut self) -> (String, axum::http::HeaderMap, String) {
+        loop {
+            if let Seen::Post {
+                path,
+                headers,
+                body,
+            } = self.next().await
+            {
+                return (path, headers, body);
+            }
+        }
+    }
+
+    fn answer(&self, path: &str, statuses: &[u16]) {
+        self.answers
+            .lock()
+            .unwrap()
+            .entry(path.to_owned())
+            .or_default()
+            .extend(statuses);
+    }
+}
+
+const TOPIC: &str = "http://127.0.0.1:8080/feeds/region/320000.atom";
+
+/// The tests' configuration with the hub allowed to call the test's own subscriber on
+/// 127.0.0.1, retrying fast, with these texts replaced too.
+fn hub_settings(hub: &str) -> Settings {
+    settings_with(&[("[outbound]\n", &format!("[hub]\n{hub}\n\n[outbound]\n"))])
+}
+
+const FAST: &str = "allow_private_callbacks = true\nfirst_retry_ms = 200\nmax_retry_ms = 400\n\
+                    attempts = 3\nmin_lease_seconds = 1";
+
+async fn post_websub(server: &Server, form: &[(&str, &str)]) -> (u16, String) {
+    let r = server
+        .client
+        .post(format!("{}/websub", server.base))
+        .form(form)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+async fn subscribe(
+    server: &Server,
+    subscriber: &mut Subscriber,
+    path: &str,
+    extra: &[(&str, &str)],
+) {
+    let callback = subscriber.callback(path);
+    let mut form = vec![
+        ("hub.mode", "subscribe"),
+        ("hub.topic", TOPIC),
+        ("hub.callback", callback.as_str()),
+    ];
+    form.extend_from_slice(extra);
+    let (status, body) = post_websub(server, &form).await;
+    assert_eq!(status, 202, "{body}");
+    match subscriber.next().await {
+        Seen::Get { query, .. } => assert_eq!(query["hub.mode"], "subscribe"),
+        other => panic!("expected a verification, got {other:?}"),
+    }
+    active(server, &callback, true).await;
+}
+
+/// Waits until the outbound queue is idle: what the server's start queued (every feed changed:
+/// a fresh store's first filing) is done, so that it cannot reach a subscription made after.
+async fn idle(server: &Server) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while server.app.store.queued().await.unwrap() > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the outbound queue drains"
+        );
+        // The store has no signal for this: look again shortly.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until the subscription of `callback` is active (or gone), as the store holds it.
+async fn active(server: &Server, callback: &str, wanted: bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let subs = server.app.store.active_subscriptions().await.unwrap();
+        if subs.iter().any(|s| s.callback == callback) == wanted {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "subscription of {callback} active: {wanted}"
+        );
+        // The store has no signal for this: look again shortly.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn article(id: &str) -> String {
+    json!({
+        "id": id, "title": format!("推送稿件{id}"), "content_html": "<p>正文。</p>",
+        "url": format!("https://www.kechuang.example.cn/news/{id}.html"),
+        "published_at": "2024-05-18T09:30:00+08:00", "categories": ["hydrogen"],
+        "region": "320281"
+    })
+    .to_string()
+}
+
+async fn put(server: &Server, id: &str) {
+    let (status, answer) = call(
+        server,
+        "PUT",
+        &format!("/api/articles/{id}"),
+        Some(TOKEN),
+        &article(id),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+}
+
+async fn delete(server: &Server, id: &str) {
+    let (status, answer) = call(
+        server,
+        "DELETE",
+        &format!("/api/articles/{id}"),
+        Some(TOKEN),
+        "",
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+}
+
+fn signature(secret: &str, body: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body.as_bytes());
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("sha256={hex}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_is_verified_and_gets_each_change_signed_takedowns_included() {
+    let server = admin_server(Backend::Sqlite, hub_settings(FAST))
+        .await
+        .unwrap();
+    let mut subscriber = Subscriber::start().await;
+    idle(&server).await;
+    let callback = subscriber.callback("cb");
+    // Other query parameters are dropped from the topic, but it is echoed as sent.
+    let sent_topic = format!("{TOPIC}?utm_source=x");
+    let (status, body) = post_websub(
+        &server,
+        &[
+            ("hub.mode", "subscribe"),
+            ("hub.topic", &sent_topic),
+            ("hub.callback", &callback),
+            ("hub.secret", "s3cret"),
+            ("hub.lease_seconds", "7200"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let Seen::Get { query, .. } = subscriber.next().await else {
+        panic!("a verification first");
+    };
+    assert_eq!(query["hub.mode"], "subscribe");
+    assert_eq!(query["hub.topic"], sent_topic);
+    assert_eq!(query["hub.lease_seconds"], "7200");
+    assert!(query["hub.challenge"].len() >= 32);
+    active(&server, &callback, true).await;
+
+    // A write: the document, signed, with its hub and self links.
+    put(&server, "h1").await;
+    let (path, headers, body) = subscriber.delivery().await;
+    assert_eq!(path, "cb");
+    assert_eq!(
+        headers["content-type"],
+        "application/atom+xml; charset=utf-8"
+    );
+    assert_eq!(
+        headers["link"],
+        format!("<http://127.0.0.1:8080/websub>; rel=\"hub\", <{sent_topic}>; rel=\"self\"")
+    );
+    assert_eq!(
+        headers["x-hub-signature"],
+        signature("s3cret", &body).as_str()
+    );
+    assert!(body.contains("news/h1.html"), "{body}");
+
+    // A takedown is delivered the same way, and carries no trace of the item's text.
+    delete(&server, "h1").await;
+    let (_, headers, body) = subscriber.delivery().await;
+    assert_eq!(
+        headers["x-hub-signature"],
+        signature("s3cret", &body).as_str()
+    );
+    assert!(!body.contains("news/h1.html"), "{body}");
+    assert!(!body.contains("推送稿件h1"), "{body}");
+
+    // A delivery that fails is retried with the document as it is then: an item taken down
+    // meanwhile is not in it.
+    subscriber.answer("cb", &[500]);
+    put(&server, "h2").await;
+    let (_, _, failed) = subscriber.delivery().await;
+    assert!(failed.contains("news/h2.html"));
+    delete(&server, "h2").await;
+    let (_, _, retried) = subscriber.delivery().await;
+    assert!(!retried.contains("news/h2.html"), "{retried}");
+
+    // Unsubscribed (and verified), it gets nothing more; another subscriber still does.
+    subscribe(&server, &mut subscriber, "other", &[]).await;
+    let (status, _) = post_websub(
+        &server,
+        &[
+            ("hub.mode", "unsubscribe"),
+            ("hub.topic", TOPIC),
+            ("hub.callback", &callback),
+        ],
+    )
+    .await;
+    assert_eq!(status, 202);
+    let Seen::Get { query, .. } = subscriber.next().await else {
+        panic!("an unsubscribe is verified");
+    };
+    assert_eq!(query["hub.mode"], "unsubscribe");
+    active(&server, &callback, false).await;
+    put(&server, "h3").await;
+    let (path, _, body) = subscriber.delivery().await;
+    assert_eq!(path, "other");
+    assert!(body.contains("news/h3.html"));
+    // No signal marks the absence of a delivery: give one a moment to come, and see none did.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        subscriber.seen.try_recv().is_err(),
+        "nothing for the unsubscribed callback"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_subscribers_are_retried_given_up_or_dropped_when_gone() {
+    let server = admin_server(Backend::Sqlite, hub_settings(FAST))
+        .await
+        .unwrap();
+    let mut subscriber = Subscriber::start().await;
+    idle(&server).await;
+    subscribe(&server, &mut subscriber, "flaky", &[]).await;
+    subscribe(&server, &mut subscriber, "broken", &[]).await;
+    subscribe(&server, &mut subscriber, "gone", &[]).await;
+    subscriber.answer("flaky", &[503, 500]);
+    subscriber.answer("broken", &[500, 500, 500, 500]);
+    subscriber.answer("gone", &[410]);
+    put(&server, "f1").await;
+    let mut tries: HashMap<String, usize> = HashMap::new();
+    // flaky: two failures, then delivered; broken: three attempts, then given up; gone: once.
+    while tries.get("flaky") != Some(&3)
+        || tries.get("broken") != Some(&3)
+        || tries.get("gone") != Some(&1)
+    {
+        let (path, _, body) = subscriber.delivery().await;
+        assert!(body.contains("news/f1.html"));
+        *tries.entry(path).or_default() += 1;
+        assert!(tries.values().all(|&n| n <= 3), "{tries:?}");
+    }
+    active(&server, &subscriber.callback("gone"), false).await;
+    active(&server, &subscriber.callback("flaky"), true).await;
+    let metrics = server.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("feedcast_outbound_requests_total")
+                && l.contains("kind=\"hub-deliver\"")
+                && l.contains("outcome=\"given_up\"")),
+        "{metrics}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_lapses() {
+    let server = admin_server(Backend::Sqlite, hub_settings(FAST))
+        .await
+        .unwrap();
+    let mut subscriber = Subscriber::start().await;
+    idle(&server).await;
+    subscribe(
+        &server,
+        &mut subscriber,
+        "brief",
+        &[("hub.lease_seconds", "1")],
+    )
+    .await;
+    subscribe(&server, &mut subscriber, "long", &[]).await;
+    active(&server, &subscriber.callback("brief"), false).await;
+    put(&server, "l1").await;
+    let (path, _, _) = subscriber.delivery().await;
+    assert_eq!(path, "long");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        subscriber.seen.try_recv().is_err(),
+        "nothing after the lease lapsed"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_are_refused_with_the_reason_and_unknown_topics_denied() {
+    let server = Server::start_with(Backend::Sqlite, hub_settings(FAST))
+        .await
+        .unwrap();
+    let mut subscriber = Subscriber::start().await;
+    idle(&server).await;
+    let callback = subscriber.callback("cb");
+    let long = format!("{TOPIC}?{}", "x".repeat(2100));
+    let secret = "s".repeat(200);
+    for (form, reason) in [
+        (
+            vec![("hub.topic", TOPIC), ("hub.callback", callback.as_str())],
+            "hub.mode is missing",
+        ),
+        (
+            vec![("hub.mode", "publish"), ("hub.topic", TOPIC)],
+            "publish",
+        ),
+        (
+            vec![
+                ("hub.mode", "subscribe"),
+                ("hub.callback", callback.as_str()),
+            ],
+            "hub.topic is missing",
+        ),
+        (
+            vec![
+                ("hub.mode", "subscribe"),
+                ("hub.topic", TOPIC),
+                ("hub.callback", "ftp://x/"),
+            ],
+            "http or https",
+        ),
+        (
+            vec![
+                ("hub.mode", "subscribe"),
+                ("hub.topic", long.as_str()),
+                ("hub.callback", callback.as_str()),
+            ],
+            "longer than 2048",
+        ),
+        (
+            vec![
+                ("hub.mode", "subscribe"),
+                ("hub.topic", TOPIC),
+                ("hub.callback", callback.as_str()),
+                ("hub.secret", secret.as_str()),
+            ],
+            "shorter than 200",
+        ),
+        (
+            vec![
+                ("hub.mode", "subscribe"),
+                ("hub.topic", TOPIC),
+                ("hub.callback", callback.as_str()),
+                ("hub.lease_seconds", "soon"),
+            ],
+            "whole number",
+        ),
+    ] {
+        let (status, body) = post_websub(&server, &form).await;
+        assert_eq!(status, 400, "{form:?}: {body}");
+        assert!(body.contains(reason), "{form:?}: {body}");
+    }
+    let huge = "a".repeat(9000);
+    let (status, _) = post_websub(&server, &[("hub.mode", huge.as_str())]).await;
+    assert_eq!(status, 413);
+
+    // A topic this hub does not serve (an archive): accepted, then denied at the callback.
+    let archive = "http://127.0.0.1:8080/feeds/region/320000/archive/2024-05.atom";
+    let (status, _) = post_websub(
+        &server,
+        &[
+            ("hub.mode", "subscribe"),
+            ("hub.topic", archive),
+            ("hub.callback", &callback),
+        ],
+    )
+    .await;
+    assert_eq!(status, 202);
+    let Seen::Get { query, .. } = subscriber.next().await else {
+        panic!("a denial");
+    };
+    assert_eq!(query["hub.mode"], "denied");
+    assert_eq!(query["hub.topic"], archive);
+    assert!(!query["hub.reason"].is_empty());
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callbacks_on_private_addresses_are_refused_without_the_switch() {
+    let server = Server::start_with(Backend::Sqlite, hub_settings("first_retry_ms = 200"))
+        .await
+        .unwrap();
+    let mut subscriber = Subscriber::start().await;
+    idle(&server).await;
+    // Written as an address: refused at once.
+    let (status, body) = post_websub(
+        &server,
+        &[
+            ("hub.mode", "subscribe"),
+            ("hub.topic", TOPIC),
+            ("hub.callback", &subscriber.callback("cb")),
+        ],
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(body.contains("not a public address"), "{body}");
+    for mapped in [
+        "http://[::ffff:127.0.0.1]/cb",
+        "http://[::1]/cb",
+        "http://169.254.169.254/latest",
+    ] {
+        let (status, _) = post_websub(
+            &server,
+            &[
+                ("hub.mode", "subscribe"),
+                ("hub.topic", TOPIC),
+                ("hub.callback", mapped),
+            ],
+        )
+        .await;
+        assert_eq!(status, 400, "{mapped}");
+    }
+    // A name that resolves to loopback: taken, but the verification never connects to it.
+    let port = subscriber.base.rsplit(':').next().unwrap().to_owned();
+    let by_name = format!("http://localhost:{port}/cb");
+    let (status, _) = post_websub(
+        &server,
+        &[
+            ("hub.mode", "subscribe"),
+            ("hub.topic", TOPIC),
+            ("hub.callback", &by_name),
+        ],
+    )
+    .await;
+    assert_eq!(status, 202);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = server.get("/metrics").await.text().await.unwrap();
+        let refused = metrics.lines().any(|l| {
+            l.starts_with("feedcast_hub_verifications_total") && l.contains("outcome=\"refused\"")
+        });
+        if refused {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the verification is refused"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        subscriber.seen.try_recv().is_err(),
+        "the subscriber was never called"
+    );
+    assert!(
+        server
+            .app
+            .store
+            .active_subscriptions()
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    server.stop().await;
+}
