@@ -518,6 +518,36 @@ impl App {
         }
     }
 
+    /// Sets the gauges of the outbound queue's depth and of the hub's subscriptions, read from
+    /// the store (every replica reports the same: they share it). A store that does not answer
+    /// leaves them as they were.
+    pub async fn measure_queue(&self) {
+        let Ok((queued, subscriptions)) = self.store.queue_depths().await else {
+            return;
+        };
+        let kinds = [
+            websub::KIND,
+            purge::KIND,
+            hub::VERIFY,
+            hub::FAN_OUT,
+            hub::DELIVER,
+        ];
+        for kind in kinds {
+            let n = queued
+                .iter()
+                .find(|(k, _)| k == kind)
+                .map_or(0, |(_, n)| *n);
+            metrics::gauge!(crate::metrics::OUTBOUND_QUEUED, "kind" => kind).set(n as f64);
+        }
+        for kind in ["category", "region", "custom"] {
+            let n = subscriptions
+                .iter()
+                .find(|(k, _)| k == kind)
+                .map_or(0, |(_, n)| *n);
+            metrics::gauge!(crate::metrics::HUB_SUBSCRIPTIONS, "kind" => kind).set(n as f64);
+        }
+    }
+
     /// Whether the store answers (for readiness checks).
     pub async fn ready(&self) -> Result<(), StoreError> {
         let answer = self.store.ping().await;

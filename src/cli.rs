@@ -1,4 +1,4 @@
-//! The command line: `serve`, `import`, `check` and `render`. `--config` and `--database` (and
+//! The command line: `serve`, `import`, `check`, `render` and `hub`. `--config` and `--database` (and
 //! their environment variables) apply to every subcommand.
 
 use std::net::SocketAddr;
@@ -68,6 +68,21 @@ pub enum Command {
         /// The feed's path as in its URL, without `/feeds/`.
         path: String,
     },
+    /// The WebSub hub's subscriptions.
+    Hub {
+        /// What to do with them.
+        #[command(subcommand)]
+        action: HubCommand,
+    },
+}
+
+/// What `hub` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+pub enum HubCommand {
+    /// Print the active subscriptions: topic, callback host, lease end.
+    List,
+    /// Remove subscriptions whose lease has ended, and requests never verified.
+    PurgeExpired,
 }
 
 /// How logs are written.

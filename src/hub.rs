@@ -88,15 +88,6 @@ fn bad(why: impl Into<String>) -> BadRequest {
     BadRequest(why.into())
 }
 
-/// `host:port` of a URL: what the bounds per host count by.
-pub fn host_of(url: &Url) -> String {
-    format!(
-        "{}:{}",
-        url.host_str().unwrap_or_default(),
-        url.port_or_known_default().unwrap_or(0)
-    )
-}
-
 /// The feed document a topic URL names, if feedcast serves it as a topic: an RSS, Atom or JSON
 /// Feed self URL under `site.base_url` (not an HTML view, not an archive), with `?limit=N` kept
 /// (other parameters are dropped).
@@ -217,7 +208,7 @@ impl Intent {
             id: subscription_id(&canonical, &callback),
             feed: feed_of(&key),
             topic: canonical,
-            callback_host: host_of(&callback_url),
+            callback_host: crate::outbound::host_of(callback_url.as_str()),
             callback,
             mode: mode.as_str(),
             lease,
@@ -652,6 +643,13 @@ impl Delivery for Deliver {
 
     fn retry(&self) -> Retry {
         self.settings.hub.retry
+    }
+
+    fn bounds(&self) -> Option<(usize, usize)> {
+        Some((
+            self.settings.hub.max_in_flight,
+            self.settings.hub.max_per_host,
+        ))
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use feedcast::app::App;
-use feedcast::cli::{Cli, Command, LogFormat};
+use feedcast::cli::{Cli, Command, HubCommand, LogFormat};
 use feedcast::config::{AdminToken, Settings};
 use feedcast::feed::{FeedId, FeedKey, Format};
 use feedcast::import::ImportFailure;
@@ -67,6 +67,7 @@ async fn main() -> Result<()> {
         Command::Serve { listen, demo } => serve(app.clone(), listen, demo).await,
         Command::Import { file } => import(&app, &file).await,
         Command::Render { path } => render(&app, &path).await,
+        Command::Hub { action } => hub(&app, action).await,
         Command::Check | Command::Healthcheck { .. } => Ok(()),
     };
     // Queued WebSub notifications get a bounded time to go out before the store closes.
@@ -135,6 +136,32 @@ async fn import(app: &App, file: &std::path::Path) -> Result<()> {
         }
         Err(e) => bail!("{name}: {e}"),
     }
+}
+
+async fn hub(app: &App, action: HubCommand) -> Result<()> {
+    match action {
+        HubCommand::List => {
+            let subscriptions = app
+                .store
+                .active_subscriptions()
+                .await
+                .context("listing the hub's subscriptions")?;
+            for s in &subscriptions {
+                let until = s.expires().map(|t| t.to_rfc3339()).unwrap_or_default();
+                println!("{}\t{}\t{until}", s.topic, s.callback_host);
+            }
+            println!("{} active subscriptions", subscriptions.len());
+        }
+        HubCommand::PurgeExpired => {
+            let removed = app
+                .store
+                .purge_expired_subscriptions()
+                .await
+                .context("purging lapsed subscriptions")?;
+            println!("removed {removed} lapsed subscriptions and unverified requests");
+        }
+    }
+    Ok(())
 }
 
 async fn render(app: &App, path: &str) -> Result<()> {

@@ -32,6 +32,12 @@ pub const HUB_VERIFICATIONS: &str = "feedcast_hub_verifications_total";
 /// The hub's deliveries that ended a subscription (`gone`); the others are counted in
 /// [`OUTBOUND`] under kind `hub-deliver`.
 pub const HUB_DELIVERIES: &str = "feedcast_hub_deliveries_total";
+/// Time from a change to the request it called for being sent, in seconds, by kind.
+pub const OUTBOUND_LATENCY: &str = "feedcast_outbound_latency_seconds";
+/// Requests queued (due, waiting to be retried, or in flight), by kind.
+pub const OUTBOUND_QUEUED: &str = "feedcast_outbound_queued";
+/// Active subscriptions of the hub, by feed kind.
+pub const HUB_SUBSCRIPTIONS: &str = "feedcast_hub_subscriptions";
 /// Cache tags a purger confirmed purged, by purger.
 pub const PURGED_TAGS: &str = "feedcast_purged_tags_total";
 /// Connections closed for a limit, by reason (`per_address`, `write_timeout`).

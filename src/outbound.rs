@@ -58,6 +58,10 @@ pub trait Delivery: Send + Sync + 'static {
     fn host(&self, target: &str) -> String;
     /// How a failed request is retried.
     fn retry(&self) -> Retry;
+    /// Requests of this kind in flight at once, in all and to one host, if not the queue's.
+    fn bounds(&self) -> Option<(usize, usize)> {
+        None
+    }
 }
 
 /// Turns change-log entries into the requests they call for.
@@ -74,10 +78,18 @@ pub struct Limits {
     pub lease: Duration,
 }
 
+/// Requests in flight, by kind and by (kind, host): each kind has bounds of its own, so that a
+/// burst of one (deliveries to thousands of subscribers) never holds up another (a purge).
 #[derive(Debug, Default)]
 struct Slots {
-    in_flight: usize,
-    per_host: HashMap<String, usize>,
+    in_flight: HashMap<&'static str, usize>,
+    per_host: HashMap<(&'static str, String), usize>,
+}
+
+impl Slots {
+    fn total(&self) -> usize {
+        self.in_flight.values().sum()
+    }
 }
 
 /// The queue's dispatcher, running in the background. Waking it is cheap and never blocks.
@@ -164,7 +176,7 @@ impl Dispatcher {
             if last {
                 loop {
                     let freed = wake.notified();
-                    if lock(&self.slots).in_flight == 0 {
+                    if lock(&self.slots).total() == 0 {
                         return;
                     }
                     freed.await;
@@ -230,13 +242,21 @@ impl Dispatcher {
                 continue;
             }
             let host = delivery.host(target);
+            let kind = delivery.kind();
+            let (max_in_flight, max_per_host) = delivery
+                .bounds()
+                .unwrap_or((self.limits.max_in_flight, self.limits.max_per_host));
             let free = {
                 let slots = lock(&self.slots);
-                let on_host = slots.per_host.get(&host).copied().unwrap_or(0);
-                self.limits
-                    .max_in_flight
-                    .saturating_sub(slots.in_flight)
-                    .min(self.limits.max_per_host.saturating_sub(on_host))
+                let in_flight = slots.in_flight.get(kind).copied().unwrap_or(0);
+                let on_host = slots
+                    .per_host
+                    .get(&(kind, host.clone()))
+                    .copied()
+                    .unwrap_or(0);
+                max_in_flight
+                    .saturating_sub(in_flight)
+                    .min(max_per_host.saturating_sub(on_host))
             };
             if free == 0 {
                 continue;
@@ -263,7 +283,7 @@ impl Dispatcher {
                 .collect();
             let pending = Arc::new(Mutex::new(requests.len()));
             for request in requests {
-                let slot = InFlight::take(&self.slots, &self.wake, &host);
+                let slot = InFlight::take(&self.slots, &self.wake, kind, &host);
                 let (store, delivery) = (self.store.clone(), delivery.clone());
                 let (key, busy, pending) = (key.clone(), self.busy.clone(), pending.clone());
                 tokio::spawn(async move {
@@ -297,17 +317,19 @@ pub fn host_of(target: &str) -> String {
 struct InFlight {
     slots: Arc<Mutex<Slots>>,
     wake: Arc<Notify>,
+    kind: &'static str,
     host: String,
 }
 
 impl InFlight {
-    fn take(slots: &Arc<Mutex<Slots>>, wake: &Arc<Notify>, host: &str) -> Self {
+    fn take(slots: &Arc<Mutex<Slots>>, wake: &Arc<Notify>, kind: &'static str, host: &str) -> Self {
         let mut s = lock(slots);
-        s.in_flight += 1;
-        *s.per_host.entry(host.to_owned()).or_insert(0) += 1;
+        *s.in_flight.entry(kind).or_insert(0) += 1;
+        *s.per_host.entry((kind, host.to_owned())).or_insert(0) += 1;
         InFlight {
             slots: slots.clone(),
             wake: wake.clone(),
+            kind,
             host: host.to_owned(),
         }
     }
@@ -316,11 +338,14 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         let mut s = lock(&self.slots);
-        s.in_flight = s.in_flight.saturating_sub(1);
-        if let Some(n) = s.per_host.get_mut(&self.host) {
+        if let Some(n) = s.in_flight.get_mut(self.kind) {
+            *n = n.saturating_sub(1);
+        }
+        let key = (self.kind, std::mem::take(&mut self.host));
+        if let Some(n) = s.per_host.get_mut(&key) {
             *n = n.saturating_sub(1);
             if *n == 0 {
-                s.per_host.remove(&self.host);
+                s.per_host.remove(&key);
             }
         }
         drop(s);
@@ -351,6 +376,12 @@ async fn send(store: &Store, delivery: &dyn Delivery, target: &str, request: Vec
             tracing::debug!(kind, target, topics = topics.len(), attempts, "sent");
             metrics::counter!(crate::metrics::OUTBOUND, "kind" => kind, "outcome" => "delivered")
                 .increment(1);
+            let now = chrono::Utc::now();
+            for claimed in &request {
+                let waited = (now - claimed.queued_at).to_std().unwrap_or_default();
+                metrics::histogram!(crate::metrics::OUTBOUND_LATENCY, "kind" => kind)
+                    .record(waited.as_secs_f64());
+            }
             Outcome::Sent {
                 again_after: ROUND_GAP,
             }

@@ -66,13 +66,20 @@ impl Subscriber {
                         .get_mut(&path)
                         .and_then(VecDeque::pop_front)
                         .unwrap_or(200);
+                    // 0: never answer, so the delivery stays in flight.
+                    let hold = status == 0;
                     tx.send(Seen::Post {
                         path,
                         headers,
                         body,
                     })
                     .unwrap();
-                    async move { axum::http::StatusCode::from_u16(status).unwrap() }
+                    async move {
+                        if hold {
+                            std::future::pending::<()>().await;
+                        }
+                        axum::http::StatusCode::from_u16(status).unwrap()
+                    }
                 },
             ),
         );
@@ -575,4 +582,128 @@ async fn callbacks_on_private_addresses_are_refused_without_the_switch() {
             .is_empty()
     );
     server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_on_postgres_deliver_each_change_once() {
+    let Some(a) = admin_server(Backend::Postgres, hub_settings(FAST)).await else {
+        return;
+    };
+    let url = a.db.as_ref().unwrap().url.clone();
+    let b = Server::start_at(&url, hub_settings(FAST), None).await;
+    let mut subscriber = Subscriber::start().await;
+    idle(&a).await;
+    // Subscribed through B, written through A: one hub.
+    subscribe(&b, &mut subscriber, "cb", &[("hub.secret", "k")]).await;
+    for id in ["p1", "p2", "p3"] {
+        put(&a, id).await;
+        let (_, headers, body) = subscriber.delivery().await;
+        assert_eq!(headers["x-hub-signature"], signature("k", &body).as_str());
+        // Each change once (a delivery carries the newest document; it may hold several).
+        assert!(body.contains(&format!("news/{id}.html")), "{body}");
+        idle(&a).await;
+        assert!(subscriber.seen.try_recv().is_err(), "{id} delivered twice");
+    }
+    // The CMS takes one down in SQL: pushed too.
+    let feedcast::store::DatabaseUrl::Postgres(direct) = &url else {
+        unreachable!()
+    };
+    let cms = sqlx::PgPool::connect(direct).await.unwrap();
+    sqlx::query("DELETE FROM articles WHERE id = 'p2'")
+        .execute(&cms)
+        .await
+        .unwrap();
+    cms.close().await;
+    let (_, _, body) = subscriber.delivery().await;
+    assert!(
+        !body.contains("news/p2.html") && body.contains("news/p3.html"),
+        "{body}"
+    );
+    idle(&a).await;
+    assert!(
+        subscriber.seen.try_recv().is_err(),
+        "the takedown delivered twice"
+    );
+    b.stop().await;
+    a.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_killed_mid_delivery_has_it_finished_by_another() {
+    let Some(db) = common::TestDb::new(Backend::Postgres).await else {
+        return;
+    };
+    let text = include_str!("fixtures/feeds.toml")
+        .replace("[outbound]\n", &format!("[hub]\n{FAST}\n\n[outbound]\n"))
+        .replace("lease_ms = 60000", "lease_ms = 2000");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("feeds.toml");
+    std::fs::write(&config, &text).unwrap();
+    let mut a = std::process::Command::new(env!("CARGO_BIN_EXE_feedcast"))
+        .arg("--config")
+        .arg(&config)
+        .args([
+            "--database",
+            &db.url.to_string(),
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .env("FEEDCAST_ADMIN_TOKEN", TOKEN)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let first = std::io::BufRead::lines(std::io::BufReader::new(a.stdout.take().unwrap()))
+        .next()
+        .unwrap()
+        .unwrap();
+    let a_base = first
+        .trim_start_matches("feedcast listening on ")
+        .trim_end_matches('/')
+        .to_owned();
+    let client = reqwest::Client::new();
+    let mut subscriber = Subscriber::start().await;
+    // B watches the same store (it could have taken any of this work; here it idles).
+    let settings = Settings::parse(&text, &config).unwrap();
+    let b = Server::start_at(&db.url, settings, None).await;
+    idle(&b).await;
+    let callback = subscriber.callback("cb");
+    let r = client
+        .post(format!("{a_base}/websub"))
+        .form(&[
+            ("hub.mode", "subscribe"),
+            ("hub.topic", TOPIC),
+            ("hub.callback", &callback),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    assert!(matches!(subscriber.next().await, Seen::Get { .. }));
+    active(&b, &callback, true).await;
+
+    // The first delivery is held in flight; A dies holding its claim.
+    subscriber.answer("cb", &[0]);
+    let r = client
+        .put(format!("{a_base}/api/articles/k1"))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .body(article("k1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (_, _, held) = subscriber.delivery().await;
+    assert!(held.contains("news/k1.html"));
+    a.kill().unwrap();
+    a.wait().unwrap();
+
+    // Once the claim's lease has run out, B makes the delivery.
+    let (_, _, finished) = subscriber.delivery().await;
+    assert!(finished.contains("news/k1.html"));
+    idle(&b).await;
+    b.stop().await;
+    drop(db);
 }

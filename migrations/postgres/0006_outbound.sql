@@ -63,6 +63,8 @@ CREATE TABLE outbound (
     rounds        BIGINT NOT NULL DEFAULT 1,
     generation    BIGINT NOT NULL DEFAULT 0,
     claimed_until BIGINT,
+    -- When the change it is for was queued (microseconds): for the latency in /metrics.
+    queued_at     BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (kind, target, topic)
 );
 

@@ -38,6 +38,8 @@ CREATE TABLE outbound (
     rounds        INTEGER NOT NULL DEFAULT 1,
     generation    INTEGER NOT NULL DEFAULT 0,
     claimed_until INTEGER,
+    -- When the change it is for was queued (microseconds): for the latency in /metrics.
+    queued_at     INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (kind, target, topic)
 ) WITHOUT ROWID;
 

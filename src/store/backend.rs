@@ -112,11 +112,11 @@ pub(super) trait Transaction: Send {
     /// Reads (id, categories, region, published_at) rows.
     fn filings<'a>(&'a mut self, statement: &'a Statement<'a>) -> Op<'a, Vec<FilingRow>>;
 
-    /// Reads (text, number, number) rows.
+    /// Reads (text, number, number, number) rows.
     fn text_numbers<'a>(
         &'a mut self,
         statement: &'a Statement<'a>,
-    ) -> Op<'a, Vec<(String, i64, i64)>>;
+    ) -> Op<'a, Vec<(String, i64, i64, i64)>>;
 
     /// Commits; on failure nothing was stored.
     fn commit(self: Box<Self>) -> Op<'static, ()>;
@@ -206,7 +206,7 @@ where
     for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
     for<'r> (String,): sqlx::FromRow<'r, DB::Row>,
     for<'r> (String, i64, String): sqlx::FromRow<'r, DB::Row>,
-    for<'r> (String, i64, i64): sqlx::FromRow<'r, DB::Row>,
+    for<'r> (String, i64, i64, i64): sqlx::FromRow<'r, DB::Row>,
     for<'r> FilingRow: sqlx::FromRow<'r, DB::Row>,
     for<'r> LogRow: sqlx::FromRow<'r, DB::Row>,
 {
@@ -262,7 +262,7 @@ where
     fn text_numbers<'a>(
         &'a mut self,
         statement: &'a Statement<'a>,
-    ) -> Op<'a, Vec<(String, i64, i64)>> {
+    ) -> Op<'a, Vec<(String, i64, i64, i64)>> {
         Box::pin(async move {
             let arguments = arguments::<DB>(&statement.params)?;
             sqlx::query_as_with(&statement.sql, arguments)

@@ -32,6 +32,8 @@ pub struct Claimed {
     pub topic: String,
     /// Attempts so far, this one included.
     pub attempts: u32,
+    /// When the change it is for was queued.
+    pub queued_at: chrono::DateTime<Utc>,
     /// How often it had been queued when claimed: queued again meanwhile, it is sent again.
     generation: i64,
 }
@@ -150,6 +152,32 @@ impl Store {
         Ok(rows.unwrap_or(0) + i64::from(unhandled.is_some()))
     }
 
+    /// How many requests are queued, by kind, and how many subscriptions of the hub are
+    /// active, by feed kind (for `/metrics`).
+    pub async fn queue_depths(
+        &self,
+    ) -> Result<(Vec<(String, u64)>, Vec<(String, u64)>), StoreError> {
+        self.bounded("measuring the outbound queue", async {
+            let parse = |rows: Vec<(String, String)>| {
+                rows.into_iter()
+                    .map(|(k, n)| (k, n.parse().unwrap_or(0)))
+                    .collect::<Vec<_>>()
+            };
+            let queued = self
+                .backend
+                .pairs(&sql::queued_by_kind())
+                .await
+                .map_err(failed("measuring the outbound queue"))?;
+            let subscriptions = self
+                .backend
+                .pairs(&sql::subscriptions_by_kind(sql::micros(Utc::now())))
+                .await
+                .map_err(failed("counting subscriptions"))?;
+            Ok((parse(queued), parse(subscriptions)))
+        })
+        .await
+    }
+
     /// The (kind, target) pairs with requests due and unclaimed now.
     pub async fn due_targets(&self) -> Result<Vec<(String, String)>, StoreError> {
         self.bounded("reading the outbound queue", async {
@@ -194,9 +222,11 @@ impl Store {
             tx.commit().await.map_err(failed("committing a claim"))?;
             Ok(rows
                 .into_iter()
-                .map(|(topic, generation, attempts)| Claimed {
+                .map(|(topic, generation, attempts, queued_at)| Claimed {
                     topic,
                     attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+                    queued_at: chrono::DateTime::from_timestamp_micros(queued_at)
+                        .unwrap_or_default(),
                     generation,
                 })
                 .collect())

@@ -551,9 +551,9 @@ const QUEUED_AGAIN: &str = "ON CONFLICT (kind, target, topic) DO UPDATE SET \
 /// out the backoff of an earlier change's.
 pub(super) fn enqueue<'a>(rows: &'a [(&'a str, &'a str, &'a str, i64)], due: i64) -> Statement<'a> {
     let mut statement = Statement::new(format!(
-        "INSERT INTO outbound (kind, target, topic, rounds, due) VALUES {} \
+        "INSERT INTO outbound (kind, target, topic, rounds, due, queued_at) VALUES {} \
          {QUEUED_AGAIN}",
-        placeholders(rows.len(), 5)
+        placeholders(rows.len(), 6)
     ));
     for (kind, target, topic, rounds) in rows {
         statement = statement
@@ -561,18 +561,34 @@ pub(super) fn enqueue<'a>(rows: &'a [(&'a str, &'a str, &'a str, i64)], due: i64
             .text(*target)
             .text(*topic)
             .int(*rounds)
+            .int(due)
             .int(due);
     }
     statement
 }
 
-/// Queued rows per multi-row statement (5 parameters each).
+/// Queued rows per multi-row statement (6 parameters each).
 pub(super) const ENQUEUE_ROWS: usize = 2000;
 
 /// How many requests are queued.
 #[cfg(feature = "testing")]
 pub(super) fn count_queued() -> Statement<'static> {
     Statement::new("SELECT COUNT(*) FROM outbound")
+}
+
+/// How many requests are queued, by kind: (kind, count as text).
+pub(super) fn queued_by_kind() -> Statement<'static> {
+    Statement::new("SELECT kind, CAST(COUNT(*) AS TEXT) FROM outbound GROUP BY kind")
+}
+
+/// How many subscriptions are active at `now`, by feed kind: (kind, count as text).
+pub(super) fn subscriptions_by_kind(now: i64) -> Statement<'static> {
+    Statement::new(
+        "SELECT CASE WHEN feed LIKE 'category/%' THEN 'category' \
+         WHEN feed LIKE 'region/%' THEN 'region' ELSE 'custom' END, \
+         CAST(COUNT(*) AS TEXT) FROM subscriptions WHERE expires_at > $1 GROUP BY 1",
+    )
+    .int(now)
 }
 
 /// The (kind, target) pairs with requests due and unclaimed at `now`.
@@ -600,7 +616,7 @@ pub(super) fn claim<'a>(
          WHERE (kind, target, topic) IN (SELECT kind, target, topic FROM outbound \
          WHERE kind = $1 AND target = $2 AND due <= $3 \
          AND (claimed_until IS NULL OR claimed_until <= $3) ORDER BY due LIMIT $4{}) \
-         RETURNING topic, generation, attempts",
+         RETURNING topic, generation, attempts, queued_at",
         if shared {
             " FOR UPDATE SKIP LOCKED"
         } else {
@@ -636,6 +652,7 @@ pub(super) fn sent<'a>(
         Statement::new(
             "UPDATE outbound SET claimed_until = NULL, attempts = 0, \
              due = CASE WHEN generation = $4 THEN $6 ELSE $5 END, \
+             queued_at = CASE WHEN generation = $4 THEN queued_at ELSE $5 END, \
              rounds = CASE WHEN generation = $4 THEN rounds - 1 ELSE rounds END \
              WHERE kind = $1 AND target = $2 AND topic = $3",
         )
@@ -834,8 +851,8 @@ pub(super) fn purge_expired_subscriptions(now: i64, stale: i64) -> Statement<'st
 /// host; topic: its id), due at `now`: a change's fan-out, in one statement however many.
 pub(super) fn fan_out<'a>(kind: &'a str, feed: &'a str, now: i64) -> Statement<'a> {
     Statement::new(format!(
-        "INSERT INTO outbound (kind, target, topic, rounds, due) \
-         SELECT $1, callback_host, id, 1, $3 FROM subscriptions \
+        "INSERT INTO outbound (kind, target, topic, rounds, due, queued_at) \
+         SELECT $1, callback_host, id, 1, $3, $3 FROM subscriptions \
          WHERE feed = $2 AND expires_at > $3 {QUEUED_AGAIN}"
     ))
     .text(kind)
