@@ -86,6 +86,7 @@ sub vcl_deliver {
     unset resp.http.xkey;
     unset resp.http.x-stale-while-revalidate;
     unset resp.http.Surrogate-Key;
+    unset resp.http.Cache-Tag;
     if (obj.hits > 0) {
         set resp.http.X-Cache = "HIT";
     } else {

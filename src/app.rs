@@ -74,8 +74,11 @@ fn plan(settings: &Settings, changes: Vec<Change>) -> Vec<Outgoing> {
                     tags.extend(months.iter().map(|&m| CacheTag::month(&feed, m)));
                     feeds.insert(feed);
                 }
-                if before.is_some() {
-                    // Cached documents may hold it: any of them, whichever feed.
+                // Cached documents may hold it: any of them, whichever feed. Only a valid id
+                // was ever served (the intake skips rows with others), and only a valid one is
+                // fit for a header: one the CMS wrote with a space or a control character in it
+                // would split the tag or spoil the purge of every tag sent with it.
+                if before.is_some() && ArticleId::parse(&id).is_ok() {
                     tags.insert(CacheTag::article(&id));
                 }
             }

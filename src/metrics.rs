@@ -34,6 +34,8 @@ pub const HUB_VERIFICATIONS: &str = "feedcast_hub_verifications_total";
 pub const HUB_DELIVERIES: &str = "feedcast_hub_deliveries_total";
 /// Time from a change to the request it called for being sent, in seconds, by kind.
 pub const OUTBOUND_LATENCY: &str = "feedcast_outbound_latency_seconds";
+/// Rounds of the outbound queue's dispatcher that panicked (a bug; the next round runs).
+pub const OUTBOUND_ROUND_PANICS: &str = "feedcast_outbound_round_panics_total";
 /// Requests queued (due, waiting to be retried, or in flight), by kind.
 pub const OUTBOUND_QUEUED: &str = "feedcast_outbound_queued";
 /// Active subscriptions of the hub, by feed kind.

@@ -32,8 +32,10 @@ use crate::store::{Change, Claimed, Outcome, Outgoing, Store};
 pub const MAX_BACKOFF: Duration = Duration::from_secs(600);
 
 /// The wait between a purge's two rounds: longer than a replica takes to hear of a change
-/// (at most 200 ms while it cannot listen, plus the read).
-pub const ROUND_GAP: Duration = Duration::from_secs(2);
+/// (within milliseconds when notified; at most 5 s when a notification is lost, as a replica
+/// reads the change log every 5 s anyway; 200 ms while it cannot listen), then read the store
+/// (at most the 2 s query timeout) and rebuild.
+pub const ROUND_GAP: Duration = Duration::from_secs(10);
 
 /// How often the dispatcher looks at the queue when nothing wakes it: retries that came due,
 /// other replicas' rows whose lease ran out.
@@ -171,8 +173,16 @@ impl Dispatcher {
         loop {
             let woken = wake.notified();
             let last = closing.load(std::sync::atomic::Ordering::SeqCst);
-            self.handle_changes().await;
-            self.dispatch().await;
+            // A bug in one round (a plan, a delivery's bookkeeping) must not stop every later
+            // ping, purge and delivery: the round is dropped, said, and the next one runs.
+            let round = std::panic::AssertUnwindSafe(async {
+                self.handle_changes().await;
+                self.dispatch().await;
+            });
+            if futures_util::FutureExt::catch_unwind(round).await.is_err() {
+                tracing::error!("outbound queue: a round failed (a bug); going on");
+                metrics::counter!(crate::metrics::OUTBOUND_ROUND_PANICS).increment(1);
+            }
             if last {
                 loop {
                     let freed = wake.notified();
@@ -363,45 +373,49 @@ fn backoff(retry: Retry, attempts: u32) -> Duration {
         .min(retry.max_delay)
 }
 
-/// Sends one request and records how it ended. If the record fails, the claim's lease runs
-/// out and the request is made again: at least once.
+/// Sends one request and records how it ended, for each of its rows by its own attempts: a
+/// row on its first attempt is never given up because another in the same request is on its
+/// last. If the record fails, the claim's lease runs out and the request is made again: at least
+/// once.
 async fn send(store: &Store, delivery: &dyn Delivery, target: &str, request: Vec<Claimed>) {
     let kind = delivery.kind();
     let topics: Vec<String> = request.iter().map(|c| c.topic.clone()).collect();
-    let attempts = request.iter().map(|c| c.attempts).max().unwrap_or(1);
     let sent = delivery.send(target, &topics).await;
     let retry = delivery.retry();
-    let outcome = match &sent {
-        Ok(()) => {
-            tracing::debug!(kind, target, topics = topics.len(), attempts, "sent");
-            metrics::counter!(crate::metrics::OUTBOUND, "kind" => kind, "outcome" => "delivered")
-                .increment(1);
-            let now = chrono::Utc::now();
-            for claimed in &request {
+    let now = chrono::Utc::now();
+    let mut settled = Vec::with_capacity(request.len());
+    for claimed in request {
+        let outcome = match &sent {
+            Ok(()) => {
+                metrics::counter!(crate::metrics::OUTBOUND, "kind" => kind, "outcome" => "delivered")
+                    .increment(1);
                 let waited = (now - claimed.queued_at).to_std().unwrap_or_default();
                 metrics::histogram!(crate::metrics::OUTBOUND_LATENCY, "kind" => kind)
                     .record(waited.as_secs_f64());
+                Outcome::Sent {
+                    again_after: ROUND_GAP,
+                }
             }
-            Outcome::Sent {
-                again_after: ROUND_GAP,
+            Err(cause) if claimed.attempts >= retry.attempts => {
+                metrics::counter!(crate::metrics::OUTBOUND, "kind" => kind, "outcome" => "given_up")
+                    .increment(1);
+                tracing::error!(kind, target, topic = claimed.topic, attempts = claimed.attempts, %cause, "given up");
+                Outcome::GivenUp
             }
-        }
-        Err(cause) if attempts >= retry.attempts => {
-            metrics::counter!(crate::metrics::OUTBOUND, "kind" => kind, "outcome" => "given_up")
-                .increment(1);
-            tracing::error!(kind, target, topics = topics.len(), attempts, %cause, "given up");
-            Outcome::GivenUp
-        }
-        Err(cause) => {
-            metrics::counter!(crate::metrics::OUTBOUND, "kind" => kind, "outcome" => "retried")
-                .increment(1);
-            tracing::warn!(kind, target, topics = topics.len(), attempts, %cause, "send failed");
-            Outcome::Retry {
-                after: backoff(retry, attempts),
+            Err(_) => {
+                metrics::counter!(crate::metrics::OUTBOUND, "kind" => kind, "outcome" => "retried")
+                    .increment(1);
+                Outcome::Retry {
+                    after: backoff(retry, claimed.attempts),
+                }
             }
-        }
-    };
-    let settled: Vec<(Claimed, Outcome)> = request.into_iter().map(|c| (c, outcome)).collect();
+        };
+        settled.push((claimed, outcome));
+    }
+    match &sent {
+        Ok(()) => tracing::debug!(kind, target, topics = topics.len(), "sent"),
+        Err(cause) => tracing::warn!(kind, target, topics = topics.len(), %cause, "send failed"),
+    }
     if let Err(e) = store.settle(kind, target, &settled).await {
         tracing::warn!(cause = %e, kind, target, "cannot record a request's outcome; it will be made again");
     }

@@ -50,16 +50,91 @@ impl Purge {
     }
 }
 
-/// A template with the tags filled in: `{tags}` separated by spaces, `{tags_comma}` by
-/// commas, `{tags_json}` as a JSON array of strings.
+/// A template with the tags filled in, in one pass (a tag is never read as a placeholder):
+/// `{tags}` separated by spaces, `{tags_comma}` by commas, `{tags_json}` as a JSON array of
+/// strings.
 fn fill(template: &str, tags: &[String]) -> String {
-    template
-        .replace(
-            "{tags_json}",
-            &serde_json::Value::from(tags.to_vec()).to_string(),
-        )
-        .replace("{tags_comma}", &tags.join(","))
-        .replace("{tags}", &tags.join(" "))
+    const PLACEHOLDERS: [&str; 3] = ["{tags_json}", "{tags_comma}", "{tags}"];
+    let mut out = String::with_capacity(template.len() + tags.len() * 32);
+    let mut rest = template;
+    while let Some(start) = rest.find('{') {
+        out.push_str(&rest[..start]);
+        let here = &rest[start..];
+        let Some(placeholder) = PLACEHOLDERS.iter().find(|p| here.starts_with(**p)) else {
+            out.push('{');
+            rest = &here[1..];
+            continue;
+        };
+        match *placeholder {
+            "{tags_json}" => out.push_str(&serde_json::Value::from(tags.to_vec()).to_string()),
+            "{tags_comma}" => out.push_str(&tags.join(",")),
+            _ => out.push_str(&tags.join(" ")),
+        }
+        rest = &here[placeholder.len()..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Tags of one request at most this many bytes together, whatever `max_tags_per_request`
+/// allows: Varnish refuses a request header much over 8 KiB, Fastly one over 16 KiB.
+const MAX_TAG_BYTES_PER_REQUEST: usize = 7 * 1024;
+
+/// The tags in parts that each fit [`MAX_TAG_BYTES_PER_REQUEST`] (a tag longer than that on its
+/// own goes alone).
+fn by_bytes(tags: &[String]) -> Vec<&[String]> {
+    let mut parts = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, tag) in tags.iter().enumerate() {
+        let more = tag.len() + 1;
+        if i > start && bytes + more > MAX_TAG_BYTES_PER_REQUEST {
+            parts.push(&tags[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += more;
+    }
+    if start < tags.len() {
+        parts.push(&tags[start..]);
+    }
+    parts
+}
+
+impl Purge {
+    /// One purge request for these tags.
+    async fn purge(&self, target: &str, purger: &Purger, tags: &[String]) -> Result<(), String> {
+        let mut request = match &purger.request {
+            PurgeRequest::Varnish { tags_header } => self
+                .client
+                .request(
+                    reqwest::Method::from_bytes(b"PURGE").map_err(|e| e.to_string())?,
+                    purger.url.clone(),
+                )
+                .header(tags_header.as_str(), tags.join(" ")),
+            PurgeRequest::Http { method, body } => {
+                let method = reqwest::Method::from_bytes(method.as_str().as_bytes())
+                    .map_err(|e| e.to_string())?;
+                let request = self.client.request(method, purger.url.clone());
+                match body {
+                    Some(body) => request.body(fill(body, tags)),
+                    None => request,
+                }
+            }
+        };
+        for (name, value) in &purger.headers {
+            request = request.header(name.as_str(), fill(value, tags));
+        }
+        let answer = request
+            .send()
+            .await
+            .map_err(|e| format!("unreachable: {e}"))?;
+        if answer.status().is_success() {
+            metrics::counter!(crate::metrics::PURGED_TAGS, "purger" => target.to_owned())
+                .increment(tags.len() as u64);
+            Ok(())
+        } else {
+            Err(format!("refused: {}", answer.status()))
+        }
+    }
 }
 
 impl Delivery for Purge {
@@ -75,38 +150,10 @@ impl Delivery for Purge {
                 .purgers
                 .get(target)
                 .ok_or_else(|| format!("no purger named `{target}` here"))?;
-            let mut request = match &purger.request {
-                PurgeRequest::Varnish { tags_header } => self
-                    .client
-                    .request(
-                        reqwest::Method::from_bytes(b"PURGE").map_err(|e| e.to_string())?,
-                        purger.url.clone(),
-                    )
-                    .header(tags_header.as_str(), tags.join(" ")),
-                PurgeRequest::Http { method, body } => {
-                    let method = reqwest::Method::from_bytes(method.as_str().as_bytes())
-                        .map_err(|e| e.to_string())?;
-                    let request = self.client.request(method, purger.url.clone());
-                    match body {
-                        Some(body) => request.body(fill(body, tags)),
-                        None => request,
-                    }
-                }
-            };
-            for (name, value) in &purger.headers {
-                request = request.header(name.as_str(), fill(value, tags));
+            for part in by_bytes(tags) {
+                self.purge(target, purger, part).await?;
             }
-            let answer = request
-                .send()
-                .await
-                .map_err(|e| format!("unreachable: {e}"))?;
-            if answer.status().is_success() {
-                metrics::counter!(crate::metrics::PURGED_TAGS, "purger" => target.to_owned())
-                    .increment(tags.len() as u64);
-                Ok(())
-            } else {
-                Err(format!("refused: {}", answer.status()))
-            }
+            Ok(())
         })
     }
 

@@ -348,3 +348,48 @@ async fn with_feedcast_down_varnish_serves_its_stale_copy_within_stale_if_error_
         "served past stale-while-revalidate: {oldest_served} s"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_id_from_the_cms_does_not_spoil_the_purge_of_a_takedown_beside_it() {
+    let Some(db) = TestDb::new(Backend::Postgres).await else {
+        return;
+    };
+    let port = free_port();
+    let url = db.url.clone();
+    let mut server = Server::start_at(&url, behind_varnish(port, &[]), Some(TOKEN)).await;
+    server.db = Some(db);
+    for id in ["b1", "b2"] {
+        let path = format!("/api/articles/{id}");
+        let (status, _) = call(&server, "PUT", &path, Some(TOKEN), &article(id)).await;
+        assert_eq!(status, 200);
+    }
+    let DatabaseUrl::Postgres(direct) = &url else {
+        unreachable!()
+    };
+    let cms = sqlx::PgPool::connect(direct).await.unwrap();
+    // The CMS stores a row under an id feedcast would never take (feeds leave it out), with a
+    // newline in it: no header could carry it.
+    sqlx::query(
+        "INSERT INTO articles (id, title, summary, content_html, url, published_at, categories, \
+         region, language) SELECT E'bad\\nid', title, summary, content_html, \
+         'https://www.kechuang.example.cn/news/bad.html', published_at, categories, region, \
+         language FROM articles WHERE id = 'b2'",
+    )
+    .execute(&cms)
+    .await
+    .unwrap();
+    let Some(varnish) = Varnish::start(port, &server.base).await else {
+        return;
+    };
+    cache_all(&varnish, "news/b1.html").await;
+    // One statement takes down b1 and the bad row: b1 is purged all the same.
+    let deleted = sqlx::query("DELETE FROM articles WHERE id IN ('b1', E'bad\\nid')")
+        .execute(&cms)
+        .await
+        .unwrap();
+    assert_eq!(deleted.rows_affected(), 2);
+    gone_within_a_second(&varnish, Instant::now(), "news/b1.html", "news/b2.html").await;
+    cms.close().await;
+    drop(varnish);
+    server.stop().await;
+}

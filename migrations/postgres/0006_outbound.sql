@@ -7,6 +7,10 @@ ALTER TABLE change_log
     ADD COLUMN after_published  BIGINT,
     ADD COLUMN handled          BOOLEAN NOT NULL DEFAULT FALSE;
 
+-- Entries from before this upgrade were acted on by the feedcast that wrote them (its pings
+-- went out then); handling them again would only repeat those.
+UPDATE change_log SET handled = TRUE;
+
 CREATE INDEX change_log_unhandled ON change_log (seq) WHERE NOT handled;
 
 CREATE FUNCTION feedcast_log(id TEXT, before_categories TEXT, before_region TEXT,

@@ -467,6 +467,9 @@ fn non_empty(value: &Spanned<String>, field: &str, at: At<'_>) -> Result<String,
 fn validate(raw: raw::Config, at: At<'_>) -> Result<Settings, ConfigError> {
     let site = site(raw.site, at)?;
     let hub = hub(raw.hub, &site.base_url, at)?;
+    let cache_tags = cache_tags(&raw.cache_tags, at)?;
+    let purgers = purgers(&raw.purgers, at)?;
+    check_varnish_tags(&purgers, &cache_tags, &raw.cache_tags, at)?;
     Ok(Settings {
         site,
         hub,
@@ -491,8 +494,8 @@ fn validate(raw: raw::Config, at: At<'_>) -> Result<Settings, ConfigError> {
             max_per_host: raw.outbound.max_per_host.max(1),
             lease: positive_ms(&raw.outbound.lease_ms, "outbound.lease_ms", at)?,
         },
-        cache_tags: cache_tags(&raw.cache_tags, at)?,
-        purgers: purgers(&raw.purgers, at)?,
+        cache_tags,
+        purgers,
         admin_max_body_bytes: raw.admin.max_body_bytes,
         admin_max_failed_auth_per_minute: raw.admin.max_failed_auth_per_minute.max(1),
         trusted_proxies: trusted_proxies(&raw.http.trusted_proxies, at)?,
@@ -728,6 +731,22 @@ fn purgers(raw: &[Spanned<raw::Purger>], at: At<'_>) -> Result<Vec<Purger>, Conf
                     format!("purgers.headers: `{header}` is not a header name"),
                 )
             })?;
+            // The client writes these from the request itself; set by hand they would frame it
+            // wrongly or send it elsewhere.
+            let framing = [
+                "host",
+                "content-length",
+                "transfer-encoding",
+                "connection",
+                "te",
+                "upgrade",
+            ];
+            if framing.contains(&name.as_str()) {
+                return Err(at(
+                    value.span(),
+                    format!("purgers.headers: `{header}` is set by feedcast itself"),
+                ));
+            }
             let value = expand_env(value, "purgers.headers", at)?;
             if axum::http::HeaderValue::from_str(&value).is_err() {
                 return Err(at(
@@ -812,6 +831,41 @@ fn purgers(raw: &[Spanned<raw::Purger>], at: At<'_>) -> Result<Vec<Purger>, Conf
         });
     }
     Ok(purgers)
+}
+
+/// Varnish reads its purge tags from `Surrogate-Key` (the shipped VCL) and refuses a response
+/// header much over 8 KiB: a Varnish purger needs that header, no longer than that.
+fn check_varnish_tags(
+    purgers: &[Purger],
+    tags: &CacheTags,
+    raw: &raw::CacheTags,
+    at: At<'_>,
+) -> Result<(), ConfigError> {
+    if !purgers
+        .iter()
+        .any(|p| matches!(p.request, PurgeRequest::Varnish { .. }))
+    {
+        return Ok(());
+    }
+    if !tags.headers.iter().any(|h| h.name == "surrogate-key") {
+        return Err(at(
+            raw.max_bytes.span(),
+            "cache_tags.headers: a varnish purger needs the `Surrogate-Key` header, which the \
+             shipped VCL hands to xkey"
+                .to_owned(),
+        ));
+    }
+    if tags.max_bytes > 8000 {
+        return Err(at(
+            raw.max_bytes.span(),
+            format!(
+                "cache_tags.max_bytes is {}, but Varnish refuses a response header over 8 KiB \
+                 by default: at most 8000 with a varnish purger",
+                tags.max_bytes
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// A count or time of `[hub]` that must lie within `range`.

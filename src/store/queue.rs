@@ -36,6 +36,8 @@ pub struct Claimed {
     pub queued_at: chrono::DateTime<Utc>,
     /// How often it had been queued when claimed: queued again meanwhile, it is sent again.
     generation: i64,
+    /// The claim: its `claimed_until`, which settling matches.
+    claim: i64,
 }
 
 /// How a claimed request ended.
@@ -139,16 +141,18 @@ impl Store {
     /// zero when the queue is idle (for the tests).
     #[cfg(feature = "testing")]
     pub async fn queued(&self) -> Result<i64, StoreError> {
-        let rows = self
-            .backend
-            .number(&sql::count_queued())
-            .await
-            .map_err(failed("counting queued requests"))?;
+        // The log first: an entry handled after this read has its rows queued by the time of
+        // the next (handling commits both at once), so nothing falls between the two reads.
         let unhandled = self
             .backend
             .number(&sql::first_unhandled())
             .await
             .map_err(failed("reading the change log"))?;
+        let rows = self
+            .backend
+            .number(&sql::count_queued())
+            .await
+            .map_err(failed("counting queued requests"))?;
         Ok(rows.unwrap_or(0) + i64::from(unhandled.is_some()))
     }
 
@@ -207,14 +211,8 @@ impl Store {
                 .map_err(failed("starting a claim"))?;
             let now = sql::micros(Utc::now());
             let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-            let claim = sql::claim(
-                kind,
-                target,
-                limit,
-                now,
-                micros_after(now, lease),
-                self.backend.shared(),
-            );
+            let until = micros_after(now, lease);
+            let claim = sql::claim(kind, target, limit, now, until, self.backend.shared());
             let rows = tx
                 .text_numbers(&claim)
                 .await
@@ -228,6 +226,7 @@ impl Store {
                     queued_at: chrono::DateTime::from_timestamp_micros(queued_at)
                         .unwrap_or_default(),
                     generation,
+                    claim: until,
                 })
                 .collect())
         })
@@ -250,7 +249,7 @@ impl Store {
                 .map_err(failed("starting to settle requests"))?;
             let now = sql::micros(Utc::now());
             for (claimed, outcome) in settled {
-                let key = (kind, target, claimed.topic.as_str());
+                let key = (kind, target, claimed.topic.as_str(), claimed.claim);
                 let statements: Vec<_> = match outcome {
                     Outcome::Sent { again_after } => sql::sent(
                         key,

@@ -533,10 +533,10 @@ pub(super) fn mark_handled<'a>(seqs: &[i64]) -> Statement<'a> {
     statement
 }
 
-/// Prunes change-log entries from before `before` (SQLite; PostgreSQL's replicas prune by
-/// the database's clock).
+/// Prunes handled change-log entries from before `before` (SQLite; PostgreSQL's replicas prune
+/// by the database's clock).
 pub(super) fn prune_log(before: i64) -> Statement<'static> {
-    Statement::new("DELETE FROM change_log WHERE at < $1").int(before)
+    Statement::new("DELETE FROM change_log WHERE at < $1 AND handled").int(before)
 }
 
 /// What queuing a request already queued does (see [`enqueue`]).
@@ -630,35 +630,43 @@ pub(super) fn claim<'a>(
     .int(until)
 }
 
+/// A claimed request: (kind, target, topic) and the claim (its `claimed_until`, which only this
+/// claim set). Settling matches the claim, so that a claim whose lease ran out and was taken
+/// over by another replica can no longer settle what the other is sending.
+pub(super) type ClaimKey<'a> = (&'a str, &'a str, &'a str, i64);
+
+/// `WHERE` of a claimed row: `$1`..`$4` the key and the claim.
+const CLAIMED_ROW: &str = "kind = $1 AND target = $2 AND topic = $3 AND claimed_until = $4";
+
+fn claimed<'a>(sql: String, key: ClaimKey<'a>) -> Statement<'a> {
+    let (kind, target, topic, claim) = key;
+    Statement::new(sql)
+        .text(kind)
+        .text(target)
+        .text(topic)
+        .int(claim)
+}
+
 /// Ends a claimed request that was sent: gone if it was to be sent once and was not queued
 /// again meanwhile; otherwise due again (at `again` for its next round, at `now` if queued
 /// again), unclaimed.
-pub(super) fn sent<'a>(
-    key: (&'a str, &'a str, &'a str),
-    generation: i64,
-    now: i64,
-    again: i64,
-) -> [Statement<'a>; 2] {
-    let (kind, target, topic) = key;
+pub(super) fn sent(key: ClaimKey<'_>, generation: i64, now: i64, again: i64) -> [Statement<'_>; 2] {
     [
-        Statement::new(
-            "DELETE FROM outbound WHERE kind = $1 AND target = $2 AND topic = $3 \
-             AND generation = $4 AND rounds <= 1",
+        claimed(
+            format!("DELETE FROM outbound WHERE {CLAIMED_ROW} AND generation = $5 AND rounds <= 1"),
+            key,
         )
-        .text(kind)
-        .text(target)
-        .text(topic)
         .int(generation),
-        Statement::new(
-            "UPDATE outbound SET claimed_until = NULL, attempts = 0, \
-             due = CASE WHEN generation = $4 THEN $6 ELSE $5 END, \
-             queued_at = CASE WHEN generation = $4 THEN queued_at ELSE $5 END, \
-             rounds = CASE WHEN generation = $4 THEN rounds - 1 ELSE rounds END \
-             WHERE kind = $1 AND target = $2 AND topic = $3",
+        claimed(
+            format!(
+                "UPDATE outbound SET claimed_until = NULL, attempts = 0, \
+                 due = CASE WHEN generation = $5 THEN $7 ELSE $6 END, \
+                 queued_at = CASE WHEN generation = $5 THEN queued_at ELSE $6 END, \
+                 rounds = CASE WHEN generation = $5 THEN rounds - 1 ELSE rounds END \
+                 WHERE {CLAIMED_ROW}"
+            ),
+            key,
         )
-        .text(kind)
-        .text(target)
-        .text(topic)
         .int(generation)
         .int(now)
         .int(again),
@@ -667,22 +675,16 @@ pub(super) fn sent<'a>(
 
 /// Ends a claimed request that failed: due again at `retry_at` (at `now`, with its attempts
 /// counted afresh, if it was queued again meanwhile), unclaimed.
-pub(super) fn failed<'a>(
-    key: (&'a str, &'a str, &'a str),
-    generation: i64,
-    now: i64,
-    retry_at: i64,
-) -> Statement<'a> {
-    let (kind, target, topic) = key;
-    Statement::new(
-        "UPDATE outbound SET claimed_until = NULL, \
-         due = CASE WHEN generation = $4 THEN $6 ELSE $5 END, \
-         attempts = CASE WHEN generation = $4 THEN attempts ELSE 0 END \
-         WHERE kind = $1 AND target = $2 AND topic = $3",
+pub(super) fn failed(key: ClaimKey<'_>, generation: i64, now: i64, retry_at: i64) -> Statement<'_> {
+    claimed(
+        format!(
+            "UPDATE outbound SET claimed_until = NULL, \
+             due = CASE WHEN generation = $5 THEN $7 ELSE $6 END, \
+             attempts = CASE WHEN generation = $5 THEN attempts ELSE 0 END \
+             WHERE {CLAIMED_ROW}"
+        ),
+        key,
     )
-    .text(kind)
-    .text(target)
-    .text(topic)
     .int(generation)
     .int(now)
     .int(retry_at)
@@ -690,28 +692,20 @@ pub(super) fn failed<'a>(
 
 /// Ends a claimed request given up: gone, unless it was queued again meanwhile (then it is due
 /// at `now`, its attempts counted afresh).
-pub(super) fn given_up<'a>(
-    key: (&'a str, &'a str, &'a str),
-    generation: i64,
-    now: i64,
-) -> [Statement<'a>; 2] {
-    let (kind, target, topic) = key;
+pub(super) fn given_up(key: ClaimKey<'_>, generation: i64, now: i64) -> [Statement<'_>; 2] {
     [
-        Statement::new(
-            "DELETE FROM outbound WHERE kind = $1 AND target = $2 AND topic = $3 \
-             AND generation = $4",
+        claimed(
+            format!("DELETE FROM outbound WHERE {CLAIMED_ROW} AND generation = $5"),
+            key,
         )
-        .text(kind)
-        .text(target)
-        .text(topic)
         .int(generation),
-        Statement::new(
-            "UPDATE outbound SET claimed_until = NULL, attempts = 0, due = $4 \
-             WHERE kind = $1 AND target = $2 AND topic = $3",
+        claimed(
+            format!(
+                "UPDATE outbound SET claimed_until = NULL, attempts = 0, due = $5 \
+                 WHERE {CLAIMED_ROW}"
+            ),
+            key,
         )
-        .text(kind)
-        .text(target)
-        .text(topic)
         .int(now),
     ]
 }
@@ -989,9 +983,10 @@ pub(super) fn postgres_log_since(position: i64) -> Statement<'static> {
 /// Change-log entries read at once.
 pub(super) const LOG_PAGE: usize = 1000;
 
-/// Prunes change-log entries older than an hour.
+/// Prunes change-log entries older than an hour that a replica has handled (one not handled
+/// still owes its pings, purges and deliveries).
 pub(super) fn postgres_prune_log() -> Statement<'static> {
-    Statement::new("DELETE FROM change_log WHERE at < feedcast_now() - 3600000000")
+    Statement::new("DELETE FROM change_log WHERE at < feedcast_now() - 3600000000 AND handled")
 }
 
 #[cfg(test)]
