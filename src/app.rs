@@ -91,13 +91,25 @@ fn plan(settings: &Settings, changes: Vec<Change>) -> Vec<Outgoing> {
     }
     let mut out = Vec::new();
     if settings.hub.enabled {
-        for feed in &feeds {
-            out.extend(Format::FEEDS.map(|format| Outgoing {
-                kind: hub::FAN_OUT,
-                target: "hub".to_owned(),
-                topic: hub::feed_of(&FeedKey::latest(feed.clone(), format, settings)),
-                rounds: 1,
-            }));
+        let fan_out = |topic| Outgoing {
+            kind: hub::FAN_OUT,
+            target: "hub".to_owned(),
+            topic,
+            rounds: 1,
+        };
+        if tags.contains(&CacheTag::everything()) {
+            // One entry, not one per document of every feed.
+            out.push(fan_out(hub::EVERY_FEED.to_owned()));
+        } else {
+            for feed in &feeds {
+                out.extend(Format::FEEDS.map(|format| {
+                    fan_out(hub::feed_of(&FeedKey::latest(
+                        feed.clone(),
+                        format,
+                        settings,
+                    )))
+                }));
+            }
         }
     }
     if !settings.websub.hubs.is_empty() {
@@ -232,14 +244,23 @@ impl hub::Documents for Builder {
     fn document<'a>(
         &'a self,
         key: &'a FeedKey,
+        not_before: chrono::DateTime<chrono::Utc>,
     ) -> std::pin::Pin<
         Box<dyn std::future::Future<Output = Result<hub::Document, String>> + Send + 'a>,
     > {
         Box::pin(async move {
-            let served = self.feed(key).await.map_err(|e| e.to_string())?;
+            let mut served = self.feed(key).await.map_err(|e| e.to_string())?;
+            if served.entry().began < not_before {
+                // Built before the change was queued: this replica may not have heard of it yet
+                // (a takedown by another replica, a notification still on its way). Built anew
+                // from the store, once for every delivery of it.
+                self.cache
+                    .drop_feeds(std::slice::from_ref(&key.feed), Invalidation::Takedown);
+                served = self.feed(key).await.map_err(|e| e.to_string())?;
+            }
             // An outdated copy may hold what was since taken down: wait for the store.
-            if served.is_stale() {
-                return Err("the store is unavailable".to_owned());
+            if served.is_stale() || served.entry().began < not_before {
+                return Err("no copy built since the change".to_owned());
             }
             let (body, _) = served.entry().doc.variant(Encoding::Identity);
             Ok((body.clone(), key.format.content_type()))
@@ -290,6 +311,7 @@ pub struct App {
     /// Denials of subscription requests in flight (they are not queued: losing one costs
     /// nothing).
     denials: Arc<tokio::sync::Semaphore>,
+    denier: Arc<hub::Denials>,
 }
 
 impl App {
@@ -363,6 +385,7 @@ impl App {
                 tags: Vec::new(),
             })
         };
+        let denier = Arc::new(hub::Denials::new(&settings.hub));
         App {
             index: static_doc(render::index_page(&settings)),
             opml: static_doc(render::opml(&settings)),
@@ -376,6 +399,7 @@ impl App {
             admin_token: None,
             heard,
             denials: Arc::new(tokio::sync::Semaphore::new(MAX_DENIALS)),
+            denier,
         }
     }
 
@@ -492,9 +516,9 @@ impl App {
                 reason,
             } => {
                 if let Ok(slot) = self.denials.clone().try_acquire_owned() {
-                    let hub = self.settings.hub.clone();
+                    let denier = self.denier.clone();
                     tokio::spawn(async move {
-                        hub::deny(&hub, &callback, &topic, &reason).await;
+                        denier.deny(&callback, &topic, &reason).await;
                         drop(slot);
                     });
                 }
@@ -512,7 +536,9 @@ impl App {
                     .await
                     .map_err(|e| match e {
                         RequestRefused::TooManyForHost(_) => HubError::BadRequest(e.to_string()),
-                        RequestRefused::Busy => HubError::Busy(e.to_string()),
+                        RequestRefused::Busy | RequestRefused::HostBusy(_) => {
+                            HubError::Busy(e.to_string())
+                        }
                         RequestRefused::Store(e) => HubError::Store(e),
                     })?;
                 self.outbound.wake();

@@ -198,6 +198,8 @@ pub struct Cached {
     pub doc: Encoded,
     built_after: u64,
     built_at: Instant,
+    /// When its build began, by this machine's clock: what it shows is from after this.
+    pub began: DateTime<Utc>,
 }
 
 impl Cached {
@@ -363,6 +365,7 @@ impl FeedCache {
             }
             metrics::counter!(crate::metrics::CACHE_MISSES).increment(1);
             let built_after = self.clock.load(Ordering::SeqCst);
+            let began = Utc::now();
             let built = self
                 .entries
                 .try_get_with(key.clone(), async {
@@ -371,6 +374,7 @@ impl FeedCache {
                         doc,
                         built_after,
                         built_at: Instant::now(),
+                        began,
                     }))
                 })
                 .await;

@@ -25,12 +25,14 @@ use url::Url;
 use crate::config::{Hub, Retry, Settings};
 use crate::feed::{FeedKey, Format, View};
 use crate::outbound::{Delivery, Sending};
-use crate::store::{Store, SubscriptionRequest, Verified};
+use crate::store::{Claimed, Store, SubscriptionRequest, Verified};
 
 /// The kind of queued request that verifies a subscription request.
 pub const VERIFY: &str = "hub-verify";
 /// The kind that expands a changed document into its subscribers' deliveries.
 pub const FAN_OUT: &str = "hub-fan-out";
+/// A fan-out entry for every document at once (everything changed).
+pub const EVERY_FEED: &str = "*";
 /// The kind that pushes a document to one subscriber.
 pub const DELIVER: &str = "hub-deliver";
 
@@ -161,10 +163,29 @@ impl Intent {
                 return Err(bad(format!("{name} is longer than {MAX_URL_BYTES} bytes")));
             }
         }
-        let callback_url = Url::parse(&callback)
+        // Echoed in the Link header of every delivery: nothing there may end the header or
+        // the link (URL parsers drop tabs and newlines silently, the header would not).
+        if topic
+            .chars()
+            .any(|c| c.is_control() || c == '<' || c == '>')
+        {
+            return Err(bad("hub.topic must not hold control characters, < or >"));
+        }
+        let mut callback_url = Url::parse(&callback)
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
             .ok_or_else(|| bad("hub.callback must be an absolute http or https URL"))?;
+        // The hub adds these to the callback's query: given there already, a subscriber reading
+        // the first would confirm what it was not asked.
+        if callback_url
+            .query_pairs()
+            .any(|(k, _)| k.starts_with("hub."))
+        {
+            return Err(bad(
+                "hub.callback must not carry hub.* parameters of its own",
+            ));
+        }
+        callback_url.set_fragment(None);
         if callback_url.username() != "" || callback_url.password().is_some() {
             return Err(bad("hub.callback must not hold a user name or password"));
         }
@@ -248,6 +269,7 @@ fn is_public_v4(ip: Ipv4Addr) -> bool {
         || (a == 100 && (64..128).contains(&b)) // shared address space (carrier-grade NAT)
         || (a == 192 && b == 0 && c == 0) // IETF protocol assignments
         || (a == 198 && (18..20).contains(&b)) // benchmarking
+        || (a == 192 && b == 88 && c == 99) // 6to4 relay anycast
         || a >= 240; // reserved
     !special
 }
@@ -278,7 +300,10 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
         || (s[0] == 0x0100 && s[1..4] == [0, 0, 0]) // discard-only
         || (s[..6] == [0, 0, 0, 0, 0, 0] && !is_public_v4(embedded(s[6], s[7]))) // compatible
         || (s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] && !is_public_v4(embedded(s[6], s[7]))) // NAT64
-        || (s[0] == 0x2002 && !is_public_v4(embedded(s[1], s[2]))); // 6to4
+        || (s[0] == 0x2002 && !is_public_v4(embedded(s[1], s[2]))) // 6to4
+        || (s[0] == 0x0064 && s[1] == 0xff9b && s[2] == 0x0001) // local-use NAT64 (RFC 8215)
+        || s[..6] == [0, 0, 0, 0, 0xffff, 0] // IPv4-translated
+        || (s[0] == 0x2001 && s[1] == 0); // Teredo
     !special
 }
 
@@ -300,11 +325,17 @@ impl reqwest::dns::Resolve for PublicOnly {
     }
 }
 
-/// The client for callbacks: no redirects, no proxy, a 10 s bound, and (unless private
-/// callbacks are allowed) public addresses only.
-fn callback_client(hub: &Hub) -> reqwest::Client {
+/// How long connecting to a callback may take: a host that accepts no connection should not
+/// hold a delivery slot for the whole request bound.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The client for callbacks: no redirects, no proxy, a 10 s bound (3 s to connect), and
+/// (unless private callbacks are allowed) public addresses only. Should it fail to build, every
+/// request fails: never a client without these.
+fn callback_client(hub: &Hub) -> Result<reqwest::Client, String> {
     let builder = reqwest::Client::builder()
         .timeout(REQUEST_TIMEOUT)
+        .connect_timeout(CONNECT_TIMEOUT)
         .user_agent(crate::GENERATOR)
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy();
@@ -313,7 +344,9 @@ fn callback_client(hub: &Hub) -> reqwest::Client {
     } else {
         builder.dns_resolver(Arc::new(PublicOnly))
     };
-    builder.build().unwrap_or_default()
+    builder
+        .build()
+        .map_err(|e| format!("no HTTP client for callbacks: {e}"))
 }
 
 /// Refuses a callback whose URL names a non-public address (names are checked when resolved).
@@ -349,21 +382,39 @@ async fn read_capped(mut answer: reqwest::Response) -> Result<Vec<u8>, String> {
     Ok(body)
 }
 
-/// Tells a callback that its request for a topic feedcast does not serve is denied.
-pub async fn deny(hub: &Hub, callback: &Url, topic: &str, reason: &str) {
-    let client = callback_client(hub);
-    if check_callback(hub, callback).is_err() {
-        return;
+/// Tells callbacks that their requests for topics feedcast does not serve are denied.
+pub struct Denials {
+    hub: Hub,
+    client: Result<reqwest::Client, String>,
+}
+
+impl Denials {
+    /// Denials as `hub` says.
+    pub fn new(hub: &Hub) -> Self {
+        Denials {
+            hub: hub.clone(),
+            client: callback_client(hub),
+        }
     }
-    let mut url = callback.clone();
-    url.query_pairs_mut()
-        .append_pair("hub.mode", "denied")
-        .append_pair("hub.topic", topic)
-        .append_pair("hub.reason", reason);
-    let sent = client.get(url).send().await;
-    let outcome = if sent.is_ok() { "sent" } else { "failed" };
-    metrics::counter!(crate::metrics::HUB_VERIFICATIONS, "outcome" => "denied", "sent" => outcome)
-        .increment(1);
+
+    /// Tells `callback` that its request for `topic` is denied, and why.
+    pub async fn deny(&self, callback: &Url, topic: &str, reason: &str) {
+        let Ok(client) = &self.client else {
+            return;
+        };
+        if check_callback(&self.hub, callback).is_err() {
+            return;
+        }
+        let mut url = callback.clone();
+        url.query_pairs_mut()
+            .append_pair("hub.mode", "denied")
+            .append_pair("hub.topic", topic)
+            .append_pair("hub.reason", reason);
+        let sent = client.get(url).send().await;
+        let outcome = if sent.is_ok() { "sent" } else { "failed" };
+        metrics::counter!(crate::metrics::HUB_VERIFICATIONS, "outcome" => "denied", "sent" => outcome)
+            .increment(1);
+    }
 }
 
 /// Verifies subscription requests: a GET to the callback with a challenge, which only a 2xx
@@ -371,7 +422,7 @@ pub async fn deny(hub: &Hub, callback: &Url, topic: &str, reason: &str) {
 pub struct Verify {
     store: Store,
     hub: Hub,
-    client: reqwest::Client,
+    client: Result<reqwest::Client, String>,
 }
 
 impl Verify {
@@ -402,6 +453,7 @@ impl Verify {
         }
         let answer = self
             .client
+            .as_ref()?
             .get(url)
             .send()
             .await
@@ -469,6 +521,12 @@ impl Delivery for Verify {
         host.to_owned()
     }
 
+    /// Verifications have slots of their own, few per host: callbacks that never answer
+    /// cannot hold up the verification of others, nor of deliveries.
+    fn bounds(&self) -> Option<(usize, usize)> {
+        Some((self.hub.max_in_flight, 2))
+    }
+
     fn retry(&self) -> Retry {
         // A verification that could not be recorded is tried again; one the subscriber
         // refused is not (the request is dropped and it may ask again).
@@ -499,18 +557,19 @@ impl Delivery for FanOut {
 
     fn send<'a>(&'a self, _hub: &'a str, feeds: &'a [String]) -> Sending<'a> {
         Box::pin(async move {
-            for feed in feeds {
-                self.store
-                    .fan_out(DELIVER, feed)
-                    .await
-                    .map_err(|e| e.to_string())?;
-            }
-            Ok(())
+            let feeds: Vec<&str> = feeds.iter().map(String::as_str).collect();
+            let fanned = if feeds.contains(&EVERY_FEED) {
+                self.store.fan_out_everything(DELIVER).await
+            } else {
+                self.store.fan_out(DELIVER, &feeds).await
+            };
+            fanned.map_err(|e| e.to_string())
         })
     }
 
+    /// Changed documents fanned out in one statement.
     fn per_request(&self, _hub: &str) -> usize {
-        100
+        500
     }
 
     fn host(&self, hub: &str) -> String {
@@ -532,10 +591,12 @@ pub type Document = (Bytes, &'static str);
 /// Where deliveries take the documents they carry from: the service's cache, built anew when a
 /// change dropped it, so a delivery always carries the document as it is now.
 pub trait Documents: Send + Sync + 'static {
-    /// The document `key` names, as served now.
+    /// The document `key` names, as served now, built no earlier than `not_before` (when the
+    /// change it is delivered for was queued).
     fn document<'a>(
         &'a self,
         key: &'a FeedKey,
+        not_before: chrono::DateTime<chrono::Utc>,
     ) -> Pin<Box<dyn Future<Output = Result<Document, String>> + Send + 'a>>;
 }
 
@@ -545,7 +606,7 @@ pub struct Deliver {
     store: Store,
     settings: Arc<Settings>,
     documents: Arc<dyn Documents>,
-    client: reqwest::Client,
+    client: Result<reqwest::Client, String>,
 }
 
 impl Deliver {
@@ -559,7 +620,11 @@ impl Deliver {
         }
     }
 
-    async fn deliver(&self, id: &str) -> Result<(), String> {
+    async fn deliver(
+        &self,
+        id: &str,
+        queued_at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), String> {
         let Some(sub) = self
             .store
             .subscription(id)
@@ -578,13 +643,14 @@ impl Deliver {
             .ok()
             .and_then(|t| topic_key(&t, &self.settings))
             .ok_or_else(|| format!("{} is no longer a topic", sub.topic))?;
-        let (body, content_type) = self.documents.document(&key).await?;
+        let (body, content_type) = self.documents.document(&key, queued_at).await?;
         let link = format!(
             "<{}>; rel=\"hub\", <{}>; rel=\"self\"",
             self.settings.hub.url, sub.topic_as_sent
         );
         let mut request = self
             .client
+            .as_ref()?
             .post(callback)
             .header("content-type", content_type)
             .header("link", link);
@@ -631,7 +697,17 @@ impl Delivery for Deliver {
     fn send<'a>(&'a self, _host: &'a str, ids: &'a [String]) -> Sending<'a> {
         Box::pin(async move {
             for id in ids {
-                self.deliver(id).await?;
+                self.deliver(id, chrono::Utc::now()).await?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Each delivery carries a document built after its change was queued.
+    fn send_claimed<'a>(&'a self, _host: &'a str, claimed: &'a [Claimed]) -> Sending<'a> {
+        Box::pin(async move {
+            for c in claimed {
+                self.deliver(&c.topic, c.queued_at).await?;
             }
             Ok(())
         })
@@ -686,6 +762,10 @@ mod tests {
             "::127.0.0.1",
             "64:ff9b::a9fe:a9fe",
             "2002:7f00:1::",
+            "64:ff9b:1::a00:1",
+            "::ffff:0:a00:1",
+            "2001:0:4136:e378::1",
+            "192.88.99.1",
         ] {
             assert!(!is_public(private.parse().unwrap()), "{private}");
         }

@@ -51,6 +51,14 @@ pub trait Delivery: Send + Sync + 'static {
     /// Sends one request about `topics` (at most [`Delivery::per_request`]) to `target`; an
     /// error says why it failed.
     fn send<'a>(&'a self, target: &'a str, topics: &'a [String]) -> Sending<'a>;
+    /// Sends one request for these claimed rows: by default [`Delivery::send`] with their
+    /// topics; a delivery that needs to know when each change was queued overrides it.
+    fn send_claimed<'a>(&'a self, target: &'a str, claimed: &'a [Claimed]) -> Sending<'a> {
+        Box::pin(async move {
+            let topics: Vec<String> = claimed.iter().map(|c| c.topic.clone()).collect();
+            self.send(target, &topics).await
+        })
+    }
     /// Topics one request to `target` may carry.
     fn per_request(&self, target: &str) -> usize {
         let _ = target;
@@ -311,14 +319,16 @@ impl Dispatcher {
     }
 }
 
-/// `host:port` of a URL, the unit of the per-host bound (the text itself if it is no URL).
+/// The host of a URL, the unit of the per-host bounds: lowercased, without a trailing dot and
+/// without the port, so that `example.com.:81` is the same host as `example.com` (the text
+/// itself if it is no URL).
 pub fn host_of(target: &str) -> String {
     match url::Url::parse(target) {
-        Ok(url) => format!(
-            "{}:{}",
-            url.host_str().unwrap_or_default(),
-            url.port_or_known_default().unwrap_or(0)
-        ),
+        Ok(url) => url
+            .host_str()
+            .unwrap_or_default()
+            .trim_end_matches('.')
+            .to_ascii_lowercase(),
         Err(_) => target.to_owned(),
     }
 }
@@ -380,7 +390,7 @@ fn backoff(retry: Retry, attempts: u32) -> Duration {
 async fn send(store: &Store, delivery: &dyn Delivery, target: &str, request: Vec<Claimed>) {
     let kind = delivery.kind();
     let topics: Vec<String> = request.iter().map(|c| c.topic.clone()).collect();
-    let sent = delivery.send(target, &topics).await;
+    let sent = delivery.send_claimed(target, &request).await;
     let retry = delivery.retry();
     let now = chrono::Utc::now();
     let mut settled = Vec::with_capacity(request.len());

@@ -412,6 +412,32 @@ async fn a_lease_lapses() {
         subscriber.seen.try_recv().is_err(),
         "nothing after the lease lapsed"
     );
+
+    // The operator's view: one active subscription; the lapsed one purged.
+    let database = server.db.as_ref().unwrap().url.to_string();
+    let hub = |action: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_feedcast"))
+            .args([
+                "--config",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/feeds.toml"),
+            ])
+            .args(["--database", &database, "hub", action])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let listed = hub("list");
+    assert!(
+        listed.starts_with(&format!("{TOPIC}\t127.0.0.1\t")),
+        "{listed}"
+    );
+    assert!(listed.ends_with("\n1 active subscriptions\n"), "{listed}");
+    assert_eq!(
+        hub("purge-expired"),
+        "removed 1 lapsed subscriptions and unverified requests\n"
+    );
+    assert!(hub("list").ends_with("1 active subscriptions\n"));
     server.stop().await;
 }
 
@@ -474,6 +500,31 @@ async fn bad_requests_are_refused_with_the_reason_and_unknown_topics_denied() {
                 ("hub.lease_seconds", "soon"),
             ],
             "whole number",
+        ),
+    ] {
+        let (status, body) = post_websub(&server, &form).await;
+        assert_eq!(status, 400, "{form:?}: {body}");
+        assert!(body.contains(reason), "{form:?}: {body}");
+    }
+    // Nothing that could end the Link header of a delivery, nor hub.* parameters of its own.
+    let newline = format!("{TOPIC}\n");
+    let preset = format!("{callback}?hub.challenge=mine");
+    for (form, reason) in [
+        (
+            vec![
+                ("hub.mode", "subscribe"),
+                ("hub.topic", newline.as_str()),
+                ("hub.callback", callback.as_str()),
+            ],
+            "control characters",
+        ),
+        (
+            vec![
+                ("hub.mode", "subscribe"),
+                ("hub.topic", TOPIC),
+                ("hub.callback", preset.as_str()),
+            ],
+            "hub.* parameters",
         ),
     ] {
         let (status, body) = post_websub(&server, &form).await;

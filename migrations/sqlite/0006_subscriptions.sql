@@ -9,7 +9,7 @@ CREATE TABLE subscriptions (
     -- '<path>.<ext>' of that document: what a change fans out by, whatever its ?limit.
     feed            TEXT NOT NULL,
     callback        TEXT NOT NULL,
-    -- 'host:port' of the callback, for the bound on subscriptions and deliveries per host.
+    -- The callback's host (lowercased, no port, no trailing dot), for the bounds per host.
     callback_host   TEXT NOT NULL,
     -- hub.topic as the subscriber sent it, echoed in verifications and deliveries.
     topic_as_sent   TEXT NOT NULL,

@@ -51,7 +51,7 @@ pub struct SubscriptionRequest {
     pub feed: String,
     /// The callback URL.
     pub callback: String,
-    /// `host:port` of the callback.
+    /// The callback's host (see `outbound::host_of`).
     pub callback_host: String,
     /// `subscribe` or `unsubscribe`.
     pub mode: &'static str,
@@ -72,6 +72,9 @@ pub enum RequestRefused {
     /// Too many requests await verification.
     #[error("too many subscription requests await verification; try again later")]
     Busy,
+    /// Too many requests of the callback's host await verification.
+    #[error("{0} requests of the callback's host await verification already; try again later")]
+    HostBusy(u64),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -86,10 +89,27 @@ pub enum Verified {
     Refused,
 }
 
+/// Requests of one callback host that may await verification at once.
+const MAX_PENDING_PER_HOST: u64 = 16;
+
 /// Requests awaiting verification for longer than this are forgotten.
 const PENDING_KEPT: Duration = Duration::from_secs(3600);
 
 impl Store {
+    /// A count the statement reads.
+    async fn count_of(
+        &self,
+        statement: sql::Statement<'_>,
+        doing: &'static str,
+    ) -> Result<u64, StoreError> {
+        let n = self
+            .backend
+            .number(&statement)
+            .await
+            .map_err(failed(doing))?;
+        Ok(u64::try_from(n.unwrap_or(0)).unwrap_or(0))
+    }
+
     /// Records a subscription request and queues its verification (`verify_kind`), in one
     /// transaction; refused when the callback's host holds `max_per_host` subscriptions
     /// already (a renewal of one of them excepted) or `max_pending` requests await verification.
@@ -101,16 +121,27 @@ impl Store {
         max_pending: u64,
     ) -> Result<(), RequestRefused> {
         let existing = self.subscription(&request.id).await?;
+        let now = sql::micros(Utc::now());
         if existing.is_none() {
             let held = self
-                .backend
-                .number(&sql::count_host_subscriptions(&request.callback_host))
-                .await
-                .map_err(failed("counting a host's subscriptions"))?
-                .unwrap_or(0);
-            if u64::try_from(held).unwrap_or(0) >= max_per_host {
+                .count_of(
+                    sql::count_host_subscriptions(&request.callback_host, now),
+                    "counting a host's subscriptions",
+                )
+                .await?;
+            if held >= max_per_host {
                 return Err(RequestRefused::TooManyForHost(max_per_host));
             }
+        }
+        // One host cannot fill the verification queue for everyone else.
+        let waiting = self
+            .count_of(
+                sql::count_host_pending(&request.callback_host),
+                "counting a host's requests",
+            )
+            .await?;
+        if waiting >= MAX_PENDING_PER_HOST {
+            return Err(RequestRefused::HostBusy(MAX_PENDING_PER_HOST));
         }
         let pending = self
             .backend
@@ -231,9 +262,11 @@ impl Store {
                 .begin_bookkeeping()
                 .await
                 .map_err(failed("starting to end a subscription"))?;
-            tx.execute(&sql::end_subscription(id))
-                .await
-                .map_err(failed("ending a subscription"))?;
+            for statement in &sql::end_subscription(id) {
+                tx.execute(statement)
+                    .await
+                    .map_err(failed("ending a subscription"))?;
+            }
             tx.commit()
                 .await
                 .map_err(failed("committing the end of a subscription"))
@@ -272,16 +305,35 @@ impl Store {
         Ok(before.saturating_sub(count().await?))
     }
 
-    /// Queues one `kind` request per active subscriber of `feed` (`<path>.<ext>`), in one
-    /// statement: a change's fan-out to its push subscribers.
-    pub async fn fan_out(&self, kind: &str, feed: &str) -> Result<(), StoreError> {
+    /// Queues one `kind` request per active subscriber of any of `feeds` (`<path>.<ext>`), in
+    /// one statement: a change's fan-out to its push subscribers.
+    pub async fn fan_out(&self, kind: &str, feeds: &[&str]) -> Result<(), StoreError> {
+        if feeds.is_empty() {
+            return Ok(());
+        }
         self.bounded("fanning a change out", async {
             let mut tx = self
                 .backend
                 .begin_bookkeeping()
                 .await
                 .map_err(failed("starting a fan-out"))?;
-            tx.execute(&sql::fan_out(kind, feed, sql::micros(Utc::now())))
+            tx.execute(&sql::fan_out(kind, feeds, sql::micros(Utc::now())))
+                .await
+                .map_err(failed("fanning a change out"))?;
+            tx.commit().await.map_err(failed("committing a fan-out"))
+        })
+        .await
+    }
+
+    /// Queues one `kind` request per active subscriber of any document: everything changed.
+    pub async fn fan_out_everything(&self, kind: &str) -> Result<(), StoreError> {
+        self.bounded("fanning a change out", async {
+            let mut tx = self
+                .backend
+                .begin_bookkeeping()
+                .await
+                .map_err(failed("starting a fan-out"))?;
+            tx.execute(&sql::fan_out_everything(kind, sql::micros(Utc::now())))
                 .await
                 .map_err(failed("fanning a change out"))?;
             tx.commit().await.map_err(failed("committing a fan-out"))

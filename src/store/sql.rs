@@ -539,16 +539,20 @@ pub(super) fn prune_log(before: i64) -> Statement<'static> {
     Statement::new("DELETE FROM change_log WHERE at < $1 AND handled").int(before)
 }
 
-/// What queuing a request already queued does (see [`enqueue`]).
+/// What queuing a request already queued does (see [`enqueue`]): counted as queued again (so a
+/// send in flight is made again), and due at once, so that a takedown's purge never waits out
+/// the backoff of an earlier change's.
+///
+/// `queued_at` becomes the newest change's: a hub delivery carries a document built after it.
+/// The attempts are not counted afresh: a target that keeps failing is given up however often
+/// its topic changes (a dead subscriber of a busy feed).
 const QUEUED_AGAIN: &str = "ON CONFLICT (kind, target, topic) DO UPDATE SET \
      generation = outbound.generation + 1, rounds = excluded.rounds, \
-     due = CASE WHEN excluded.due < outbound.due THEN excluded.due ELSE outbound.due END, \
-     attempts = CASE WHEN outbound.claimed_until IS NULL THEN 0 ELSE outbound.attempts END";
+     queued_at = excluded.queued_at, \
+     due = CASE WHEN excluded.due < outbound.due THEN excluded.due ELSE outbound.due END";
 
 /// Queues (kind, target, topic, rounds) requests due at `due`. One already queued stays one
-/// row, counted as queued again (so that a send in flight is made again), and due at once with
-/// its attempts counted afresh if it was waiting to be retried: a takedown's purge must not wait
-/// out the backoff of an earlier change's.
+/// row ([`QUEUED_AGAIN`]).
 pub(super) fn enqueue<'a>(rows: &'a [(&'a str, &'a str, &'a str, i64)], due: i64) -> Statement<'a> {
     let mut statement = Statement::new(format!(
         "INSERT INTO outbound (kind, target, topic, rounds, due, queued_at) VALUES {} \
@@ -568,7 +572,7 @@ pub(super) fn enqueue<'a>(rows: &'a [(&'a str, &'a str, &'a str, i64)], due: i64
 }
 
 /// Queued rows per multi-row statement (6 parameters each).
-pub(super) const ENQUEUE_ROWS: usize = 2000;
+pub(super) const ENQUEUE_ROWS: usize = 500;
 
 /// How many requests are queued.
 #[cfg(feature = "testing")]
@@ -593,9 +597,11 @@ pub(super) fn subscriptions_by_kind(now: i64) -> Statement<'static> {
 
 /// The (kind, target) pairs with requests due and unclaimed at `now`.
 pub(super) fn due_targets(now: i64) -> Statement<'static> {
+    // The longest waiting first: past the limit, no target waits for ever.
     Statement::new(
-        "SELECT DISTINCT kind, target FROM outbound WHERE due <= $1 \
-         AND (claimed_until IS NULL OR claimed_until <= $1) LIMIT 10000",
+        "SELECT kind, target FROM outbound WHERE due <= $1 \
+         AND (claimed_until IS NULL OR claimed_until <= $1) \
+         GROUP BY kind, target ORDER BY MIN(due) LIMIT 10000",
     )
     .int(now)
 }
@@ -673,14 +679,13 @@ pub(super) fn sent(key: ClaimKey<'_>, generation: i64, now: i64, again: i64) -> 
     ]
 }
 
-/// Ends a claimed request that failed: due again at `retry_at` (at `now`, with its attempts
-/// counted afresh, if it was queued again meanwhile), unclaimed.
+/// Ends a claimed request that failed: due again at `retry_at` (at `now` if it was queued again
+/// meanwhile), unclaimed; its attempts still count.
 pub(super) fn failed(key: ClaimKey<'_>, generation: i64, now: i64, retry_at: i64) -> Statement<'_> {
     claimed(
         format!(
             "UPDATE outbound SET claimed_until = NULL, \
-             due = CASE WHEN generation = $5 THEN $7 ELSE $6 END, \
-             attempts = CASE WHEN generation = $5 THEN attempts ELSE 0 END \
+             due = CASE WHEN generation = $5 THEN $7 ELSE $6 END \
              WHERE {CLAIMED_ROW}"
         ),
         key,
@@ -717,9 +722,23 @@ pub(super) fn given_up(key: ClaimKey<'_>, generation: i64, now: i64) -> [Stateme
 const SUBSCRIPTION_COLUMNS: &str = "id, topic, callback, callback_host, topic_as_sent, secret, \
     expires_at, pending_mode, pending_lease, pending_secret, pending_as_sent, pending_since";
 
-/// How many subscriptions (active or awaiting verification) a callback host holds.
-pub(super) fn count_host_subscriptions(host: &str) -> Statement<'_> {
-    Statement::new("SELECT COUNT(*) FROM subscriptions WHERE callback_host = $1").text(host)
+/// How many subscriptions a callback host holds at `now`: active or awaiting verification
+/// (a lapsed one does not count).
+pub(super) fn count_host_subscriptions(host: &str, now: i64) -> Statement<'_> {
+    Statement::new(
+        "SELECT COUNT(*) FROM subscriptions WHERE callback_host = $1 \
+         AND (expires_at > $2 OR pending_mode IS NOT NULL)",
+    )
+    .text(host)
+    .int(now)
+}
+
+/// How many requests of a callback host await verification.
+pub(super) fn count_host_pending(host: &str) -> Statement<'_> {
+    Statement::new(
+        "SELECT COUNT(*) FROM subscriptions WHERE callback_host = $1 AND pending_mode IS NOT NULL",
+    )
+    .text(host)
 }
 
 /// How many subscriptions there are, active or not.
@@ -825,9 +844,13 @@ pub(super) fn drop_subscription_request(id: &str, since: i64) -> [Statement<'_>;
     ]
 }
 
-/// Ends a subscription (its subscriber answered 410 Gone).
-pub(super) fn end_subscription(id: &str) -> Statement<'_> {
-    Statement::new("DELETE FROM subscriptions WHERE id = $1").text(id)
+/// Ends a subscription (its subscriber answered 410 Gone): gone, unless a newer request awaits
+/// verification (then only that is left).
+pub(super) fn end_subscription(id: &str) -> [Statement<'_>; 2] {
+    [
+        Statement::new("DELETE FROM subscriptions WHERE id = $1 AND pending_mode IS NULL").text(id),
+        Statement::new("UPDATE subscriptions SET expires_at = NULL WHERE id = $1").text(id),
+    ]
 }
 
 /// Removes subscriptions whose lease ended before `now` and requests never verified that have
@@ -841,16 +864,33 @@ pub(super) fn purge_expired_subscriptions(now: i64, stale: i64) -> Statement<'st
     .int(stale)
 }
 
-/// Queues one `kind` request for each active subscription to `feed` (target: its callback
-/// host; topic: its id), due at `now`: a change's fan-out, in one statement however many.
-pub(super) fn fan_out<'a>(kind: &'a str, feed: &'a str, now: i64) -> Statement<'a> {
-    Statement::new(format!(
+/// Queues one `kind` request for each active subscription to any of `feeds` (target: its
+/// callback host; topic: its id), due at `now`: a change's fan-out, in one statement however
+/// many subscribers.
+pub(super) fn fan_out<'a>(kind: &'a str, feeds: &[&'a str], now: i64) -> Statement<'a> {
+    let listed: Vec<String> = (0..feeds.len()).map(|i| format!("${}", i + 3)).collect();
+    let mut statement = Statement::new(format!(
         "INSERT INTO outbound (kind, target, topic, rounds, due, queued_at) \
-         SELECT $1, callback_host, id, 1, $3, $3 FROM subscriptions \
-         WHERE feed = $2 AND expires_at > $3 {QUEUED_AGAIN}"
+         SELECT $1, callback_host, id, 1, $2, $2 FROM subscriptions \
+         WHERE feed IN ({}) AND expires_at > $2 {QUEUED_AGAIN}",
+        listed.join(", ")
     ))
     .text(kind)
-    .text(feed)
+    .int(now);
+    for feed in feeds {
+        statement = statement.text(*feed);
+    }
+    statement
+}
+
+/// Queues one `kind` request for each active subscription, due at `now`.
+pub(super) fn fan_out_everything(kind: &str, now: i64) -> Statement<'_> {
+    Statement::new(format!(
+        "INSERT INTO outbound (kind, target, topic, rounds, due, queued_at) \
+         SELECT $1, callback_host, id, 1, $2, $2 FROM subscriptions \
+         WHERE expires_at > $2 {QUEUED_AGAIN}"
+    ))
+    .text(kind)
     .int(now)
 }
 

@@ -7,6 +7,8 @@
 //! - `import`: times importing an NDJSON file into a store, in batches.
 //! - `cold`: times building 50-item feeds straight from the store (no cache).
 //! - `sweep`: requests many distinct feed URLs from a running server.
+//! - `hub`: the hub's fan-out: one write to a feed with thousands of push subscribers, served by
+//!   subscriber servers on 127.0.0.2 and up that check every signature.
 
 use std::io::{BufRead, BufWriter, Write};
 use std::path::PathBuf;
@@ -64,6 +66,19 @@ enum Command {
         database: DatabaseUrl,
         #[arg(long, default_value_t = 200)]
         rounds: usize,
+    },
+    /// Subscribes `subscribers` callbacks (spread over `hosts` addresses, 127.0.0.2 and up) to a
+    /// 20-item feed through the hub, then times one write until every signed delivery is
+    /// acknowledged, and the p99 of `writes` further writes meanwhile.
+    Hub {
+        #[arg(long)]
+        database: DatabaseUrl,
+        #[arg(long, default_value_t = 10_000)]
+        subscribers: usize,
+        #[arg(long, default_value_t = 100)]
+        hosts: usize,
+        #[arg(long, default_value_t = 100)]
+        writes: usize,
     },
     /// Requests `count` distinct feed URLs from a running server, 8 at a time.
     Sweep {
@@ -237,6 +252,210 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i.min(sorted.len() - 1)]
 }
 
+/// A subscriber server's state: deliveries whose signature checked, and those that did not.
+#[derive(Default)]
+struct Received {
+    verified: std::sync::atomic::AtomicUsize,
+    signed: std::sync::atomic::AtomicUsize,
+    bad: std::sync::atomic::AtomicUsize,
+    changed: tokio::sync::Notify,
+}
+
+/// The secret of subscriber `n` (its callback path).
+fn secret_of(path: &str) -> String {
+    format!("secret-{path}")
+}
+
+/// One subscriber server on `ip`: echoes challenges, checks each delivery's X-Hub-Signature.
+async fn subscriber_server(ip: std::net::Ipv4Addr, received: Arc<Received>) -> Result<String> {
+    use hmac::Mac;
+    let (on_get, on_post) = (received.clone(), received);
+    let app = axum::Router::new().route(
+        "/{n}",
+        axum::routing::get(move |uri: axum::http::Uri| {
+            let challenge = url::form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes())
+                .find(|(k, _)| k == "hub.challenge")
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default();
+            on_get
+                .verified
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            on_get.changed.notify_one();
+            async move { challenge }
+        })
+        .post(
+            move |axum::extract::Path(n): axum::extract::Path<String>,
+                  headers: axum::http::HeaderMap,
+                  body: axum::body::Bytes| {
+                // HMAC takes a key of any length; were it refused, the delivery counts as bad.
+                let want: String =
+                    hmac::Hmac::<sha2::Sha256>::new_from_slice(secret_of(&n).as_bytes())
+                        .map(|mut mac| {
+                            mac.update(&body);
+                            mac.finalize()
+                                .into_bytes()
+                                .iter()
+                                .map(|b| format!("{b:02x}"))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                let got = headers
+                    .get("x-hub-signature")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                let counter = if got == format!("sha256={want}") {
+                    &on_post.signed
+                } else {
+                    &on_post.bad
+                };
+                counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                on_post.changed.notify_one();
+                async { "ok" }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind((ip, 0)).await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(base)
+}
+
+/// Waits until `done` holds, woken by the subscriber servers.
+async fn until(received: &Received, within: Duration, done: impl Fn() -> bool) -> Result<()> {
+    let deadline = Instant::now() + within;
+    while !done() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            bail!("not done within {within:?}");
+        }
+        let _ = tokio::time::timeout(
+            left.min(Duration::from_millis(100)),
+            received.changed.notified(),
+        )
+        .await;
+    }
+    Ok(())
+}
+
+async fn hub_bench(
+    database: &DatabaseUrl,
+    subscribers: usize,
+    hosts: usize,
+    writes: usize,
+) -> Result<()> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}/", listener.local_addr()?);
+    let text = format!(
+        "{}[hub]\nallow_private_callbacks = true\nmax_pending = {}\nmax_subscriptions_per_host = {}\n",
+        config(&base, 64 * 1024 * 1024),
+        subscribers + 1,
+        subscribers + 1
+    );
+    let settings = Settings::parse(&text, std::path::Path::new("feeds.toml"))?;
+    let store = Store::open(database, &settings.catalog).await?;
+    let app = Arc::new(App::new(settings, store));
+    let served = app.clone();
+    tokio::spawn(
+        async move { feedcast::http::serve(listener, served, std::future::pending()).await },
+    );
+    // A 20-item feed of about 2 KB articles.
+    let article = |n: usize| {
+        format!(
+            "{{\"id\":\"hub-{n}\",\"title\":\"推送{n}\",\"content_html\":\"<p>{}</p>\",\
+             \"url\":\"https://www.kechuang.example.cn/news/hub-{n}.html\",\
+             \"published_at\":\"2026-01-01T00:{:02}:{:02}+08:00\",\"categories\":[\"c001\"]}}",
+            "氢能".repeat(300),
+            (n / 60) % 60,
+            n % 60
+        )
+    };
+    let feed_articles: Vec<String> = (0..20).map(article).collect();
+    app.write(&feedcast::import::parse_ndjson(
+        &feed_articles.join("\n"),
+        &app.settings,
+    )?)
+    .await?;
+
+    let received = Arc::new(Received::default());
+    let mut bases = Vec::new();
+    for h in 0..hosts {
+        let ip = std::net::Ipv4Addr::new(127, 0, 0, u8::try_from(2 + h)?);
+        bases.push(subscriber_server(ip, received.clone()).await?);
+    }
+    let topic = format!("{base}feeds/category/c001.atom?limit=20");
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    let mut requests = Vec::new();
+    for n in 0..subscribers {
+        let callback = format!("{}/{n}", bases[n % hosts]);
+        let form = [
+            ("hub.mode", "subscribe".to_owned()),
+            ("hub.topic", topic.clone()),
+            ("hub.callback", callback),
+            ("hub.secret", secret_of(&n.to_string())),
+        ];
+        let request = client.post(format!("{base}websub")).form(&form).send();
+        requests.push(tokio::spawn(request));
+        if requests.len() == 64 || n + 1 == subscribers {
+            for r in std::mem::take(&mut requests) {
+                let answer = r.await??;
+                if answer.status() != 202 {
+                    bail!(
+                        "a subscription request was refused: {}",
+                        answer.text().await?
+                    );
+                }
+            }
+        }
+    }
+    until(&received, Duration::from_secs(600), || {
+        received.verified.load(Relaxed) >= subscribers
+    })
+    .await?;
+    while app.store.active_subscriptions().await?.len() < subscribers {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let subscribed = started.elapsed();
+
+    // One write: every subscriber gets the new document.
+    let written = Instant::now();
+    app.write(&feedcast::import::parse_ndjson(
+        &article(20),
+        &app.settings,
+    )?)
+    .await?;
+    let write_time = written.elapsed();
+    until(&received, Duration::from_secs(600), || {
+        received.signed.load(Relaxed) + received.bad.load(Relaxed) >= subscribers
+    })
+    .await?;
+    let all = written.elapsed();
+    let rate = subscribers as f64 / all.as_secs_f64();
+
+    // More writes while deliveries go on: the write never waits for them.
+    let mut latencies = Vec::with_capacity(writes);
+    for n in 0..writes {
+        let one = feedcast::import::parse_ndjson(&article(21 + n), &app.settings)?;
+        let t = Instant::now();
+        app.write(&one).await?;
+        latencies.push(t.elapsed());
+    }
+    latencies.sort_unstable();
+    let p99 = percentile(&latencies, 0.99);
+    println!(
+        "hub subscribers={subscribers} hosts={hosts} subscribe_s={:.1} deliveries_s={:.2} \
+         deliveries_per_s={rate:.0} bad_signatures={} first_write_ms={:.1} write_p99_ms={:.1}",
+        subscribed.as_secs_f64(),
+        all.as_secs_f64(),
+        received.bad.load(Relaxed),
+        write_time.as_secs_f64() * 1000.0,
+        p99.as_secs_f64() * 1000.0
+    );
+    app.close().await;
+    Ok(())
+}
+
 async fn open(config: &std::path::Path, database: &DatabaseUrl) -> Result<App> {
     let settings = Settings::from_file(config)?;
     let store = Store::open(database, &settings.catalog).await?;
@@ -265,6 +484,11 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    // feedcast's own logs, on standard error, as RUST_LOG says (off by default).
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("RUST_LOG"))
+        .with_writer(std::io::stderr)
+        .init();
     match Cli::parse().command {
         Command::Config {
             base_url,
@@ -346,6 +570,12 @@ async fn main() -> Result<()> {
             }
             app.close().await;
         }
+        Command::Hub {
+            database,
+            subscribers,
+            hosts,
+            writes,
+        } => hub_bench(&database, subscribers, hosts.clamp(1, 250), writes).await?,
         Command::Sweep {
             config,
             base,
