@@ -21,7 +21,7 @@ use crate::model::{Article, ArticleId, Bucket};
 use crate::outbound::{self, Delivery, Outbound};
 use crate::purge::{self, Purge};
 use crate::render::{self, RenderError};
-use crate::store::{Change, Outgoing, RequestRefused, Store, StoreError};
+use crate::store::{Change, Outgoing, RequestLimits, RequestRefused, Store, StoreError};
 use crate::websub::{self, PublishPing};
 
 /// Why a feed could not be produced.
@@ -250,10 +250,14 @@ impl hub::Documents for Builder {
     > {
         Box::pin(async move {
             let mut served = self.feed(key).await.map_err(|e| e.to_string())?;
-            if served.entry().began < not_before {
-                // Built before the change was queued: this replica may not have heard of it yet
-                // (a takedown by another replica, a notification still on its way). Built anew
-                // from the store, once for every delivery of it.
+            // Built before the change was queued: this replica may not have heard of it yet (a
+            // takedown by another replica, a notification still on its way). Built anew from the
+            // store, once for all the deliveries waiting for it (a few tries: a build that began
+            // earlier may land in the cache first).
+            for _ in 0..3 {
+                if served.entry().began >= not_before {
+                    break;
+                }
                 self.cache
                     .drop_feeds(std::slice::from_ref(&key.feed), Invalidation::Takedown);
                 served = self.feed(key).await.map_err(|e| e.to_string())?;
@@ -530,8 +534,11 @@ impl App {
                     .request_subscription(
                         &request,
                         hub::VERIFY,
-                        hub.max_subscriptions_per_host,
-                        hub.max_pending,
+                        RequestLimits {
+                            per_host: hub.max_subscriptions_per_host,
+                            pending: hub.max_pending,
+                            pending_per_host: hub.max_pending_per_host,
+                        },
                     )
                     .await
                     .map_err(|e| match e {

@@ -103,6 +103,9 @@ pub struct Hub {
     /// Subscription requests awaiting verification at once, in all (default 10,000): past it,
     /// 503, so that requests for ever new hosts cannot fill the store.
     pub max_pending: u64,
+    /// Of those, from one callback host (default 100): one host cannot fill the verification
+    /// queue for every other.
+    pub max_pending_per_host: u64,
     /// Whether callbacks on loopback, private and other non-public addresses are allowed
     /// (default false: for tests and private networks only).
     pub allow_private_callbacks: bool,
@@ -940,6 +943,7 @@ fn hub(raw: raw::Hub, base_url: &Url, at: At<'_>) -> Result<Hub, ConfigError> {
             "hub.max_subscriptions_per_host",
         )?,
         max_pending: count(&raw.max_pending, "hub.max_pending")?,
+        max_pending_per_host: count(&raw.max_pending_per_host, "hub.max_pending_per_host")?,
         allow_private_callbacks: raw.allow_private_callbacks,
         max_in_flight: usize::try_from(within(
             &raw.max_in_flight,

@@ -63,6 +63,17 @@ pub struct SubscriptionRequest {
     pub topic_as_sent: String,
 }
 
+/// Bounds on subscription requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestLimits {
+    /// Subscriptions (active or awaiting verification) one callback host may hold.
+    pub per_host: u64,
+    /// Requests awaiting verification, in all.
+    pub pending: u64,
+    /// Requests awaiting verification from one callback host.
+    pub pending_per_host: u64,
+}
+
 /// Why a subscription request was not taken.
 #[derive(Debug, thiserror::Error)]
 pub enum RequestRefused {
@@ -89,9 +100,6 @@ pub enum Verified {
     Refused,
 }
 
-/// Requests of one callback host that may await verification at once.
-const MAX_PENDING_PER_HOST: u64 = 16;
-
 /// Requests awaiting verification for longer than this are forgotten.
 const PENDING_KEPT: Duration = Duration::from_secs(3600);
 
@@ -111,15 +119,16 @@ impl Store {
     }
 
     /// Records a subscription request and queues its verification (`verify_kind`), in one
-    /// transaction; refused when the callback's host holds `max_per_host` subscriptions
-    /// already (a renewal of one of them excepted) or `max_pending` requests await verification.
+    /// transaction; refused when the callback's host holds as many subscriptions as it may
+    /// already (a renewal of one of them excepted), or too many requests await verification, in
+    /// all or from that host.
     pub async fn request_subscription(
         &self,
         request: &SubscriptionRequest,
         verify_kind: &str,
-        max_per_host: u64,
-        max_pending: u64,
+        limits: RequestLimits,
     ) -> Result<(), RequestRefused> {
+        let (max_per_host, max_pending) = (limits.per_host, limits.pending);
         let existing = self.subscription(&request.id).await?;
         let now = sql::micros(Utc::now());
         if existing.is_none() {
@@ -140,8 +149,8 @@ impl Store {
                 "counting a host's requests",
             )
             .await?;
-        if waiting >= MAX_PENDING_PER_HOST {
-            return Err(RequestRefused::HostBusy(MAX_PENDING_PER_HOST));
+        if waiting >= limits.pending_per_host {
+            return Err(RequestRefused::HostBusy(limits.pending_per_host));
         }
         let pending = self
             .backend

@@ -40,7 +40,7 @@ use postgres::PgStore;
 use sqlite::SqliteStore;
 
 pub use health::{Health, WRITE_PROBE_INTERVAL};
-pub use hub::{RequestRefused, StoredSubscription, SubscriptionRequest, Verified};
+pub use hub::{RequestLimits, RequestRefused, StoredSubscription, SubscriptionRequest, Verified};
 pub use queue::{Claimed, Outcome, Outgoing};
 
 /// Change-log entries handled at once (a full page means there may be more).

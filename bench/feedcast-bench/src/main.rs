@@ -347,10 +347,10 @@ async fn hub_bench(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}/", listener.local_addr()?);
     let text = format!(
-        "{}[hub]\nallow_private_callbacks = true\nmax_pending = {}\nmax_subscriptions_per_host = {}\n",
+        "{}[hub]\nallow_private_callbacks = true\nmax_pending = {n}\nmax_pending_per_host = {n}\n\
+         max_subscriptions_per_host = {n}\n",
         config(&base, 64 * 1024 * 1024),
-        subscribers + 1,
-        subscribers + 1
+        n = subscribers + 1,
     );
     let settings = Settings::parse(&text, std::path::Path::new("feeds.toml"))?;
     let store = Store::open(database, &settings.catalog).await?;
