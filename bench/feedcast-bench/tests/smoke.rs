@@ -63,6 +63,7 @@ fn the_benchmark_runs_end_to_end_at_tiny_sizes() {
         "memory  sweep",
         "memory  admin POST of 1 MiB, every line bad: HTTP 422",
         "memory  admin POST of 1 MiB, every line valid: HTTP 200",
+        "hub     sqlite: hub subscribers=200",
         "bench: done",
     ] {
         assert!(stdout.contains(stage), "no `{stage}` line:\n{stdout}");
