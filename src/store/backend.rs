@@ -233,42 +233,22 @@ where
         &'a mut self,
         statement: &'a Statement<'a>,
     ) -> Op<'a, Vec<(String, i64, String)>> {
-        Box::pin(async move {
-            let arguments = arguments::<DB>(&statement.params)?;
-            sqlx::query_as_with(&statement.sql, arguments)
-                .fetch_all(&mut *self.conn)
-                .await
-        })
+        fetch_rows(&mut self.conn, statement)
     }
 
     fn log_rows<'a>(&'a mut self, statement: &'a Statement<'a>) -> Op<'a, Vec<LogRow>> {
-        Box::pin(async move {
-            let arguments = arguments::<DB>(&statement.params)?;
-            sqlx::query_as_with(&statement.sql, arguments)
-                .fetch_all(&mut *self.conn)
-                .await
-        })
+        fetch_rows(&mut self.conn, statement)
     }
 
     fn filings<'a>(&'a mut self, statement: &'a Statement<'a>) -> Op<'a, Vec<FilingRow>> {
-        Box::pin(async move {
-            let arguments = arguments::<DB>(&statement.params)?;
-            sqlx::query_as_with(&statement.sql, arguments)
-                .fetch_all(&mut *self.conn)
-                .await
-        })
+        fetch_rows(&mut self.conn, statement)
     }
 
     fn text_numbers<'a>(
         &'a mut self,
         statement: &'a Statement<'a>,
     ) -> Op<'a, Vec<(String, i64, i64, i64)>> {
-        Box::pin(async move {
-            let arguments = arguments::<DB>(&statement.params)?;
-            sqlx::query_as_with(&statement.sql, arguments)
-                .fetch_all(&mut *self.conn)
-                .await
-        })
+        fetch_rows(&mut self.conn, statement)
     }
 
     fn commit(mut self: Box<Self>) -> Op<'static, ()> {
@@ -318,6 +298,29 @@ where
         let arguments = arguments::<DB>(&statement.params)?;
         sqlx::query_as_with(&statement.sql, arguments)
             .fetch_all(pool)
+            .await
+    })
+}
+
+/// Reads rows of any shape `T` decodes on a transaction's connection.
+fn fetch_rows<'a, DB, T>(
+    conn: &'a mut sqlx::pool::PoolConnection<DB>,
+    statement: &'a Statement<'a>,
+) -> Op<'a, Vec<T>>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
+    for<'r> T: sqlx::FromRow<'r, DB::Row> + Send + Unpin + 'a,
+{
+    Box::pin(async move {
+        let arguments = arguments::<DB>(&statement.params)?;
+        sqlx::query_as_with(&statement.sql, arguments)
+            .fetch_all(&mut **conn)
             .await
     })
 }

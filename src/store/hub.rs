@@ -161,44 +161,32 @@ impl Store {
         if u64::try_from(pending).unwrap_or(0) >= max_pending {
             return Err(RequestRefused::Busy);
         }
-        let recorded = self
-            .bounded("recording a subscription request", async {
-                let mut tx = self
-                    .backend
-                    .begin_bookkeeping()
-                    .await
-                    .map_err(failed("starting a subscription request"))?;
-                let now = sql::micros(Utc::now());
-                let requested = sql::Requested {
-                    id: &request.id,
-                    topic: &request.topic,
-                    feed: &request.feed,
-                    callback: &request.callback,
-                    callback_host: &request.callback_host,
-                    mode: request.mode,
-                    lease_seconds: i64::try_from(request.lease.as_secs()).unwrap_or(i64::MAX),
-                    secret: request.secret.as_deref(),
-                    topic_as_sent: &request.topic_as_sent,
-                    since: now,
-                };
-                tx.execute(&sql::request_subscription(&requested))
-                    .await
-                    .map_err(failed("recording a subscription request"))?;
-                let verify = [(
-                    verify_kind,
-                    request.callback_host.as_str(),
-                    request.id.as_str(),
-                    1,
-                )];
-                tx.execute(&sql::enqueue(&verify, now))
-                    .await
-                    .map_err(failed("queuing a verification"))?;
-                tx.commit()
-                    .await
-                    .map_err(failed("committing a subscription request"))
-            })
-            .await;
-        Ok(recorded?)
+        let now = sql::micros(Utc::now());
+        let requested = sql::Requested {
+            id: &request.id,
+            topic: &request.topic,
+            feed: &request.feed,
+            callback: &request.callback,
+            callback_host: &request.callback_host,
+            mode: request.mode,
+            lease_seconds: i64::try_from(request.lease.as_secs()).unwrap_or(i64::MAX),
+            secret: request.secret.as_deref(),
+            topic_as_sent: &request.topic_as_sent,
+            since: now,
+        };
+        let verify = [(
+            verify_kind,
+            request.callback_host.as_str(),
+            request.id.as_str(),
+            1,
+        )];
+        let statements = [
+            sql::request_subscription(&requested),
+            sql::enqueue(&verify, now),
+        ];
+        self.bookkeep("recording a subscription request", &statements)
+            .await?;
+        Ok(())
     }
 
     /// One subscription by id.
@@ -236,51 +224,22 @@ impl Store {
         lease: Duration,
         outcome: Verified,
     ) -> Result<(), StoreError> {
-        self.bounded("recording a verification", async {
-            let mut tx = self
-                .backend
-                .begin_bookkeeping()
-                .await
-                .map_err(failed("starting to record a verification"))?;
-            let expires =
-                sql::micros(Utc::now() + chrono::TimeDelta::from_std(lease).unwrap_or_default());
-            let statements: Vec<sql::Statement<'_>> = match (outcome, mode) {
-                (Verified::Confirmed, "subscribe") => {
-                    vec![sql::activate_subscription(id, since, expires)]
-                }
-                (Verified::Confirmed, _) => vec![sql::remove_subscription_verified(id, since)],
-                (Verified::Refused, _) => sql::drop_subscription_request(id, since).into(),
-            };
-            for statement in &statements {
-                tx.execute(statement)
-                    .await
-                    .map_err(failed("recording a verification"))?;
+        let expires =
+            sql::micros(Utc::now() + chrono::TimeDelta::from_std(lease).unwrap_or_default());
+        let statements: Vec<sql::Statement<'_>> = match (outcome, mode) {
+            (Verified::Confirmed, "subscribe") => {
+                vec![sql::activate_subscription(id, since, expires)]
             }
-            tx.commit()
-                .await
-                .map_err(failed("committing a verification"))
-        })
-        .await
+            (Verified::Confirmed, _) => vec![sql::remove_subscription_verified(id, since)],
+            (Verified::Refused, _) => sql::drop_subscription_request(id, since).into(),
+        };
+        self.bookkeep("recording a verification", &statements).await
     }
 
     /// Ends a subscription (its subscriber said it is gone).
     pub async fn end_subscription(&self, id: &str) -> Result<(), StoreError> {
-        self.bounded("ending a subscription", async {
-            let mut tx = self
-                .backend
-                .begin_bookkeeping()
-                .await
-                .map_err(failed("starting to end a subscription"))?;
-            for statement in &sql::end_subscription(id) {
-                tx.execute(statement)
-                    .await
-                    .map_err(failed("ending a subscription"))?;
-            }
-            tx.commit()
-                .await
-                .map_err(failed("committing the end of a subscription"))
-        })
-        .await
+        self.bookkeep("ending a subscription", &sql::end_subscription(id))
+            .await
     }
 
     /// Removes lapsed subscriptions and requests never verified; returns how many (about: a
@@ -294,23 +253,11 @@ impl Store {
                 .map(|n| u64::try_from(n.unwrap_or(0)).unwrap_or(0))
         };
         let before = count().await?;
-        self.bounded("purging lapsed subscriptions", async {
-            let mut tx = self
-                .backend
-                .begin_bookkeeping()
-                .await
-                .map_err(failed("starting to purge subscriptions"))?;
-            let now = Utc::now();
-            let stale = now - chrono::TimeDelta::from_std(PENDING_KEPT).unwrap_or_default();
-            let purge = sql::purge_expired_subscriptions(sql::micros(now), sql::micros(stale));
-            tx.execute(&purge)
-                .await
-                .map_err(failed("purging lapsed subscriptions"))?;
-            tx.commit()
-                .await
-                .map_err(failed("committing the purge of subscriptions"))
-        })
-        .await?;
+        let now = Utc::now();
+        let stale = now - chrono::TimeDelta::from_std(PENDING_KEPT).unwrap_or_default();
+        let purge = sql::purge_expired_subscriptions(sql::micros(now), sql::micros(stale));
+        self.bookkeep("purging lapsed subscriptions", &[purge])
+            .await?;
         Ok(before.saturating_sub(count().await?))
     }
 
@@ -320,33 +267,13 @@ impl Store {
         if feeds.is_empty() {
             return Ok(());
         }
-        self.bounded("fanning a change out", async {
-            let mut tx = self
-                .backend
-                .begin_bookkeeping()
-                .await
-                .map_err(failed("starting a fan-out"))?;
-            tx.execute(&sql::fan_out(kind, feeds, sql::micros(Utc::now())))
-                .await
-                .map_err(failed("fanning a change out"))?;
-            tx.commit().await.map_err(failed("committing a fan-out"))
-        })
-        .await
+        let fan_out = sql::fan_out(kind, feeds, sql::micros(Utc::now()));
+        self.bookkeep("fanning a change out", &[fan_out]).await
     }
 
     /// Queues one `kind` request per active subscriber of any document: everything changed.
     pub async fn fan_out_everything(&self, kind: &str) -> Result<(), StoreError> {
-        self.bounded("fanning a change out", async {
-            let mut tx = self
-                .backend
-                .begin_bookkeeping()
-                .await
-                .map_err(failed("starting a fan-out"))?;
-            tx.execute(&sql::fan_out_everything(kind, sql::micros(Utc::now())))
-                .await
-                .map_err(failed("fanning a change out"))?;
-            tx.commit().await.map_err(failed("committing a fan-out"))
-        })
-        .await
+        let fan_out = sql::fan_out_everything(kind, sql::micros(Utc::now()));
+        self.bookkeep("fanning a change out", &[fan_out]).await
     }
 }

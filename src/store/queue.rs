@@ -65,6 +65,27 @@ fn micros_after(now: i64, wait: Duration) -> i64 {
 }
 
 impl Store {
+    /// Runs `statements` in one transaction that writes no articles (see
+    /// `Backend::begin_bookkeeping`), all or none, within the query timeout.
+    pub(super) async fn bookkeep(
+        &self,
+        doing: &'static str,
+        statements: &[sql::Statement<'_>],
+    ) -> Result<(), StoreError> {
+        self.bounded(doing, async {
+            let mut tx = self
+                .backend
+                .begin_bookkeeping()
+                .await
+                .map_err(failed(doing))?;
+            for statement in statements {
+                tx.execute(statement).await.map_err(failed(doing))?;
+            }
+            tx.commit().await.map_err(failed(doing))
+        })
+        .await
+    }
+
     /// Claims change-log entries nobody has handled (on PostgreSQL, skipping those another
     /// replica is handling), queues the requests `plan` makes of them, and marks them handled,
     /// all in one transaction: each entry is handled once, by whichever replica claims it,
@@ -241,41 +262,29 @@ impl Store {
         target: &str,
         settled: &[(Claimed, Outcome)],
     ) -> Result<(), StoreError> {
-        self.bounded("settling outbound requests", async {
-            let mut tx = self
-                .backend
-                .begin_bookkeeping()
-                .await
-                .map_err(failed("starting to settle requests"))?;
-            let now = sql::micros(Utc::now());
-            for (claimed, outcome) in settled {
-                let key = (kind, target, claimed.topic.as_str(), claimed.claim);
-                let statements: Vec<_> = match outcome {
-                    Outcome::Sent { again_after } => sql::sent(
-                        key,
-                        claimed.generation,
-                        now,
-                        micros_after(now, *again_after),
-                    )
-                    .into(),
-                    Outcome::Retry { after } => vec![sql::failed(
-                        key,
-                        claimed.generation,
-                        now,
-                        micros_after(now, *after),
-                    )],
-                    Outcome::GivenUp => sql::given_up(key, claimed.generation, now).into(),
-                };
-                for statement in &statements {
-                    tx.execute(statement)
-                        .await
-                        .map_err(failed("settling outbound requests"))?;
+        let now = sql::micros(Utc::now());
+        let mut statements = Vec::new();
+        for (claimed, outcome) in settled {
+            let key = (kind, target, claimed.topic.as_str(), claimed.claim);
+            match outcome {
+                Outcome::Sent { again_after } => statements.extend(sql::sent(
+                    key,
+                    claimed.generation,
+                    now,
+                    micros_after(now, *again_after),
+                )),
+                Outcome::Retry { after } => statements.push(sql::failed(
+                    key,
+                    claimed.generation,
+                    now,
+                    micros_after(now, *after),
+                )),
+                Outcome::GivenUp => {
+                    statements.extend(sql::given_up(key, claimed.generation, now));
                 }
             }
-            tx.commit()
-                .await
-                .map_err(failed("committing settled requests"))
-        })
-        .await
+        }
+        self.bookkeep("settling outbound requests", &statements)
+            .await
     }
 }
