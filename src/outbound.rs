@@ -94,12 +94,33 @@ pub struct Limits {
 struct Slots {
     in_flight: HashMap<&'static str, usize>,
     per_host: HashMap<(&'static str, String), usize>,
+    /// Requests in flight to slow hosts, by kind: a lane of their own.
+    slow_in_flight: HashMap<&'static str, usize>,
+    /// Hosts whose last request of a kind could not reach them (a timeout, a refused
+    /// connection), until when they count as slow.
+    slow_hosts: HashMap<(&'static str, String), std::time::Instant>,
 }
 
 impl Slots {
     fn total(&self) -> usize {
-        self.in_flight.values().sum()
+        self.in_flight.values().sum::<usize>() + self.slow_in_flight.values().sum::<usize>()
     }
+
+    fn is_slow(&self, kind: &'static str, host: &str) -> bool {
+        self.slow_hosts
+            .get(&(kind, host.to_owned()))
+            .is_some_and(|until| *until > std::time::Instant::now())
+    }
+}
+
+/// How long a host that could not be reached counts as slow (unless it answers sooner).
+const SLOW_FOR: Duration = Duration::from_secs(600);
+
+/// The share of a kind's slots that slow hosts may hold at once: one eighth, at least one.
+/// Hosts that do not answer (dead, or an attacker's) then hold up only each other; every other
+/// host keeps the rest.
+fn slow_lane(max_in_flight: usize) -> usize {
+    (max_in_flight / 8).max(1)
 }
 
 /// The queue's dispatcher, running in the background. Waking it is cheap and never blocks.
@@ -264,17 +285,29 @@ impl Dispatcher {
             let (max_in_flight, max_per_host) = delivery
                 .bounds()
                 .unwrap_or((self.limits.max_in_flight, self.limits.max_per_host));
-            let free = {
+            let (free, slow) = {
                 let slots = lock(&self.slots);
-                let in_flight = slots.in_flight.get(kind).copied().unwrap_or(0);
+                let slow = slots.is_slow(kind, &host);
                 let on_host = slots
                     .per_host
                     .get(&(kind, host.clone()))
                     .copied()
                     .unwrap_or(0);
-                max_in_flight
-                    .saturating_sub(in_flight)
-                    .min(max_per_host.saturating_sub(on_host))
+                let lane = slow_lane(max_in_flight);
+                let free = if slow {
+                    // One at a time to a slow host, within the slow lane.
+                    let in_lane = slots.slow_in_flight.get(kind).copied().unwrap_or(0);
+                    lane.saturating_sub(in_lane)
+                        .min(1usize.saturating_sub(on_host))
+                } else {
+                    let in_flight = slots.in_flight.get(kind).copied().unwrap_or(0);
+                    max_in_flight
+                        .saturating_sub(lane)
+                        .max(1)
+                        .saturating_sub(in_flight)
+                        .min(max_per_host.saturating_sub(on_host))
+                };
+                (free, slow)
             };
             if free == 0 {
                 continue;
@@ -301,11 +334,12 @@ impl Dispatcher {
                 .collect();
             let pending = Arc::new(Mutex::new(requests.len()));
             for request in requests {
-                let slot = InFlight::take(&self.slots, &self.wake, kind, &host);
+                let slot = InFlight::take(&self.slots, &self.wake, kind, &host, slow);
                 let (store, delivery) = (self.store.clone(), delivery.clone());
                 let (key, busy, pending) = (key.clone(), self.busy.clone(), pending.clone());
                 tokio::spawn(async move {
-                    send(&store, delivery.as_ref(), &key.1, request).await;
+                    let unreachable = send(&store, delivery.as_ref(), &key.1, request).await;
+                    slot.mark(unreachable);
                     let mut left = lock(&pending);
                     *left -= 1;
                     if *left == 0 {
@@ -339,18 +373,45 @@ struct InFlight {
     wake: Arc<Notify>,
     kind: &'static str,
     host: String,
+    /// Counted in the slow lane.
+    slow: bool,
 }
 
 impl InFlight {
-    fn take(slots: &Arc<Mutex<Slots>>, wake: &Arc<Notify>, kind: &'static str, host: &str) -> Self {
+    fn take(
+        slots: &Arc<Mutex<Slots>>,
+        wake: &Arc<Notify>,
+        kind: &'static str,
+        host: &str,
+        slow: bool,
+    ) -> Self {
         let mut s = lock(slots);
-        *s.in_flight.entry(kind).or_insert(0) += 1;
+        let lane = if slow {
+            &mut s.slow_in_flight
+        } else {
+            &mut s.in_flight
+        };
+        *lane.entry(kind).or_insert(0) += 1;
         *s.per_host.entry((kind, host.to_owned())).or_insert(0) += 1;
         InFlight {
             slots: slots.clone(),
             wake: wake.clone(),
             kind,
             host: host.to_owned(),
+            slow,
+        }
+    }
+
+    /// Records whether the host could be reached: one that could not goes to the slow lane for
+    /// [`SLOW_FOR`], one that answered (even with an error) leaves it.
+    fn mark(&self, unreachable: bool) {
+        let mut s = lock(&self.slots);
+        let key = (self.kind, self.host.clone());
+        if unreachable {
+            s.slow_hosts
+                .insert(key, std::time::Instant::now() + SLOW_FOR);
+        } else {
+            s.slow_hosts.remove(&key);
         }
     }
 }
@@ -358,7 +419,12 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         let mut s = lock(&self.slots);
-        if let Some(n) = s.in_flight.get_mut(self.kind) {
+        let lane = if self.slow {
+            &mut s.slow_in_flight
+        } else {
+            &mut s.in_flight
+        };
+        if let Some(n) = lane.get_mut(self.kind) {
             *n = n.saturating_sub(1);
         }
         let key = (self.kind, std::mem::take(&mut self.host));
@@ -368,6 +434,9 @@ impl Drop for InFlight {
                 s.per_host.remove(&key);
             }
         }
+        // Forgotten once expired, so that hosts seen once do not pile up.
+        let now = std::time::Instant::now();
+        s.slow_hosts.retain(|_, until| *until > now);
         drop(s);
         self.wake.notify_one();
     }
@@ -387,7 +456,8 @@ fn backoff(retry: Retry, attempts: u32) -> Duration {
 /// row on its first attempt is never given up because another in the same request is on its
 /// last. If the record fails, the claim's lease runs out and the request is made again: at least
 /// once.
-async fn send(store: &Store, delivery: &dyn Delivery, target: &str, request: Vec<Claimed>) {
+/// Returns whether the target could not be reached (see [`UNREACHABLE`]).
+async fn send(store: &Store, delivery: &dyn Delivery, target: &str, request: Vec<Claimed>) -> bool {
     let kind = delivery.kind();
     let topics: Vec<String> = request.iter().map(|c| c.topic.clone()).collect();
     let sent = delivery.send_claimed(target, &request).await;
@@ -429,7 +499,12 @@ async fn send(store: &Store, delivery: &dyn Delivery, target: &str, request: Vec
     if let Err(e) = store.settle(kind, target, &settled).await {
         tracing::warn!(cause = %e, kind, target, "cannot record a request's outcome; it will be made again");
     }
+    matches!(&sent, Err(cause) if cause.starts_with(UNREACHABLE))
 }
+
+/// How a [`Delivery`]'s error begins when the target could not be reached at all (no
+/// connection, no answer in time), as opposed to an answer it did not like.
+pub const UNREACHABLE: &str = "unreachable";
 
 #[cfg(test)]
 mod tests {

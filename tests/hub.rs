@@ -42,6 +42,11 @@ struct Subscriber {
 
 impl Subscriber {
     async fn start() -> Subscriber {
+        Subscriber::start_on("127.0.0.1").await
+    }
+
+    /// A subscriber on another loopback address: another host, for the bounds per host.
+    async fn start_on(ip: &str) -> Subscriber {
         let (tx, seen) = mpsc::unbounded_channel();
         let answers: Arc<Mutex<HashMap<String, VecDeque<u16>>>> = Arc::default();
         let (get_tx, post_answers) = (tx.clone(), answers.clone());
@@ -83,7 +88,7 @@ impl Subscriber {
                 },
             ),
         );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         Subscriber {
@@ -757,4 +762,44 @@ async fn a_replica_killed_mid_delivery_has_it_finished_by_another() {
     idle(&b).await;
     b.stop().await;
     drop(db);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribers_that_never_answer_hold_up_only_each_other() {
+    // Two deliveries at once: one of them in the lane of hosts that could not be reached.
+    let settings = hub_settings(&format!("{FAST}\nmax_in_flight = 2\nmax_per_host = 1"));
+    let server = admin_server(Backend::Sqlite, settings).await.unwrap();
+    idle(&server).await;
+    let mut dead = Vec::new();
+    for ip in ["127.0.0.2", "127.0.0.3"] {
+        let mut host = Subscriber::start_on(ip).await;
+        subscribe(&server, &mut host, "cb", &[]).await;
+        // Every delivery is taken in and never answered (10 s later, it times out).
+        host.answer("cb", &[0; 8]);
+        dead.push(host);
+    }
+    let mut alive = Subscriber::start().await;
+    subscribe(&server, &mut alive, "cb", &[]).await;
+
+    // The first write: nobody is known to be slow yet; the two dead hosts time out.
+    put(&server, "s1").await;
+    let (_, _, body) = alive.delivery().await;
+    assert!(body.contains("news/s1.html"));
+    for host in &mut dead {
+        host.delivery().await;
+    }
+    // Now they count as slow: one of them at a time is tried, the live subscriber is served
+    // meanwhile, while that one still hangs.
+    put(&server, "s2").await;
+    let (_, _, body) = alive.delivery().await;
+    assert!(body.contains("news/s2.html"));
+    let tried: usize = dead
+        .iter_mut()
+        .map(|h| usize::from(h.seen.try_recv().is_ok()))
+        .sum();
+    assert!(
+        tried <= 1,
+        "the slow lane holds one delivery at a time, not {tried}"
+    );
+    server.stop().await;
 }
