@@ -44,6 +44,32 @@ pub(super) trait Backend: fmt::Debug + Send + Sync {
         self.begin_write()
     }
 
+    /// Runs statements that write no articles and hold each on its own (a crash between two
+    /// leaves nothing inconsistent): on PostgreSQL each in its own implicit transaction, one
+    /// round trip each; on SQLite in one transaction of the one writer.
+    fn execute_each<'a>(&'a self, statements: &'a [Statement<'a>]) -> Op<'a, ()> {
+        Box::pin(async move {
+            let mut tx = self.begin_bookkeeping().await?;
+            for statement in statements {
+                tx.execute(statement).await?;
+            }
+            tx.commit().await
+        })
+    }
+
+    /// Claims outbound rows with one statement (`sql::claim`), committed when it returns.
+    fn claim_rows<'a>(
+        &'a self,
+        statement: &'a Statement<'a>,
+    ) -> Op<'a, Vec<(String, i64, i64, i64)>> {
+        Box::pin(async move {
+            let mut tx = self.begin_bookkeeping().await?;
+            let rows = tx.text_numbers(statement).await?;
+            tx.commit().await?;
+            Ok(rows)
+        })
+    }
+
     /// Reads two text columns of every row found.
     fn pairs<'a>(&'a self, statement: &'a Statement<'a>) -> Op<'a, Vec<(String, String)>>;
 

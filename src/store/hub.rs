@@ -267,8 +267,14 @@ impl Store {
         if feeds.is_empty() {
             return Ok(());
         }
-        let fan_out = sql::fan_out(kind, feeds, sql::micros(Utc::now()));
-        self.bookkeep("fanning a change out", &[fan_out]).await
+        let fan_out = [sql::fan_out(kind, feeds, sql::micros(Utc::now()))];
+        self.bounded("fanning a change out", async {
+            self.backend
+                .execute_each(&fan_out)
+                .await
+                .map_err(failed("fanning a change out"))
+        })
+        .await
     }
 
     /// Queues one `kind` request per active subscriber of any document: everything changed.

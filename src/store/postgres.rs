@@ -134,6 +134,27 @@ impl Backend for PgStore {
         true
     }
 
+    fn execute_each<'a>(&'a self, statements: &'a [Statement<'a>]) -> Op<'a, ()> {
+        Box::pin(async move {
+            for statement in statements {
+                let arguments = arguments::<Postgres>(&statement.params)?;
+                sqlx::query_with(&statement.sql, arguments)
+                    .execute(&self.pool)
+                    .await?;
+            }
+            Ok(())
+        })
+    }
+
+    /// One statement, its own transaction: `FOR UPDATE SKIP LOCKED` within it keeps two
+    /// replicas from claiming the same row.
+    fn claim_rows<'a>(
+        &'a self,
+        statement: &'a Statement<'a>,
+    ) -> Op<'a, Vec<(String, i64, i64, i64)>> {
+        read_rows(&self.pool, statement)
+    }
+
     /// A plain transaction: it writes no articles, so it need not wait for the change log.
     fn begin_bookkeeping(&self) -> Op<'_, Box<dyn Transaction>> {
         Box::pin(async move {

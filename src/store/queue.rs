@@ -225,20 +225,15 @@ impl Store {
         lease: Duration,
     ) -> Result<Vec<Claimed>, StoreError> {
         self.bounded("claiming outbound requests", async {
-            let mut tx = self
-                .backend
-                .begin_bookkeeping()
-                .await
-                .map_err(failed("starting a claim"))?;
             let now = sql::micros(Utc::now());
             let limit = i64::try_from(limit).unwrap_or(i64::MAX);
             let until = micros_after(now, lease);
             let claim = sql::claim(kind, target, limit, now, until, self.backend.shared());
-            let rows = tx
-                .text_numbers(&claim)
+            let rows = self
+                .backend
+                .claim_rows(&claim)
                 .await
                 .map_err(failed("claiming outbound requests"))?;
-            tx.commit().await.map_err(failed("committing a claim"))?;
             Ok(rows
                 .into_iter()
                 .map(|(topic, generation, attempts, queued_at)| Claimed {
@@ -284,7 +279,14 @@ impl Store {
                 }
             }
         }
-        self.bookkeep("settling outbound requests", &statements)
-            .await
+        // Each row's statements hold on their own: a settle cut short leaves a row claimed,
+        // which is sent again when its lease runs out.
+        self.bounded("settling outbound requests", async {
+            self.backend
+                .execute_each(&statements)
+                .await
+                .map_err(failed("settling outbound requests"))
+        })
+        .await
     }
 }
