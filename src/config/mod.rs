@@ -472,7 +472,7 @@ fn validate(raw: raw::Config, at: At<'_>) -> Result<Settings, ConfigError> {
     let hub = hub(raw.hub, &site.base_url, at)?;
     let cache_tags = cache_tags(&raw.cache_tags, at)?;
     let purgers = purgers(&raw.purgers, at)?;
-    check_varnish_tags(&purgers, &cache_tags, &raw.cache_tags, at)?;
+    check_varnish_tags(&raw.purgers, &cache_tags, &raw.cache_tags, at)?;
     Ok(Settings {
         site,
         hub,
@@ -839,28 +839,31 @@ fn purgers(raw: &[Spanned<raw::Purger>], at: At<'_>) -> Result<Vec<Purger>, Conf
 /// Varnish reads its purge tags from `Surrogate-Key` (the shipped VCL) and refuses a response
 /// header much over 8 KiB: a Varnish purger needs that header, no longer than that.
 fn check_varnish_tags(
-    purgers: &[Purger],
+    raw_purgers: &[Spanned<raw::Purger>],
     tags: &CacheTags,
     raw: &raw::CacheTags,
     at: At<'_>,
 ) -> Result<(), ConfigError> {
-    if !purgers
+    // Errors point at the varnish purger: the `[cache_tags]` lines may be defaults, not written.
+    let Some(varnish) = raw_purgers
         .iter()
-        .any(|p| matches!(p.request, PurgeRequest::Varnish { .. }))
-    {
+        .find(|p| p.get_ref().kind.get_ref() == "varnish")
+    else {
         return Ok(());
-    }
+    };
+    let span = varnish.get_ref().kind.span();
     if !tags.headers.iter().any(|h| h.name == "surrogate-key") {
         return Err(at(
-            raw.max_bytes.span(),
-            "cache_tags.headers: a varnish purger needs the `Surrogate-Key` header, which the \
-             shipped VCL hands to xkey"
+            span,
+            "a varnish purger needs `Surrogate-Key` among cache_tags.headers: the shipped VCL \
+             hands it to xkey"
                 .to_owned(),
         ));
     }
     if tags.max_bytes > 8000 {
+        let written = raw.max_bytes.span();
         return Err(at(
-            raw.max_bytes.span(),
+            if written.is_empty() { span } else { written },
             format!(
                 "cache_tags.max_bytes is {}, but Varnish refuses a response header over 8 KiB \
                  by default: at most 8000 with a varnish purger",
@@ -1334,5 +1337,103 @@ parent = "320200"
         // A section given in part keeps the defaults of the rest.
         let s = parse("[http]\nmax_connections = 5\n").unwrap();
         assert_eq!((s.http.max_connections, s.http.max_query_bytes), (5, 1024));
+    }
+
+    /// The line, in the whole file, of the first line of `extra` that holds `needle`.
+    fn line_of(extra: &str, needle: &str) -> usize {
+        let before = &extra[..extra.find(needle).unwrap()];
+        1 + SITE.matches('\n').count() + before.matches('\n').count()
+    }
+
+    #[test]
+    fn broken_cache_tags_purgers_and_hub_settings_are_refused_naming_their_line() {
+        let varnish = "[[purgers]]\nkind = \"varnish\"\nurl = \"http://127.0.0.1:6081/\"\n";
+        for (extra, at, says) in [
+            (
+                "[cache_tags]\nheaders = [{ name = \"Surrogate-Key\", separator = \";\" }]\n",
+                "headers",
+                "separator",
+            ),
+            (
+                "[cache_tags]\nheaders = [{ name = \"Bad Name\", separator = \" \" }]\n",
+                "headers",
+                "not a header name",
+            ),
+            (
+                "[cache_tags]\nmax_bytes = 99\n",
+                "max_bytes",
+                "from 100 to 65536",
+            ),
+            (
+                "[[purgers]]\nkind = \"squid\"\nurl = \"http://x/\"\n",
+                "kind",
+                "varnish",
+            ),
+            (
+                "[[purgers]]\nkind = \"http\"\nurl = \"ftp://x/\"\n",
+                "url",
+                "http(s)",
+            ),
+            (
+                "[[purgers]]\nkind = \"http\"\nurl = \"http://x/\"\nheaders = { Host = \"evil\" }\n",
+                "headers",
+                "set by feedcast itself",
+            ),
+            (
+                "[[purgers]]\nkind = \"http\"\nurl = \"http://x/\"\n\
+                 headers = { Authorization = \"${FEEDCAST_NO_SUCH_VARIABLE}\" }\n",
+                "headers",
+                "FEEDCAST_NO_SUCH_VARIABLE",
+            ),
+            (
+                "[[purgers]]\nkind = \"http\"\nurl = \"http://x/\"\nmax_tags_per_request = 0\n",
+                "max_tags_per_request",
+                "from 1 to 10000",
+            ),
+            (
+                "[[purgers]]\nkind = \"varnish\"\nurl = \"http://x/\"\nmethod = \"POST\"\n",
+                "method",
+                "PURGE",
+            ),
+            (
+                &format!(
+                    "{varnish}\n[cache_tags]\nheaders = [{{ name = \"Cache-Tag\", separator = \",\" }}]\n"
+                ),
+                "kind = \"varnish\"",
+                "Surrogate-Key",
+            ),
+            (
+                &format!("{varnish}\n[cache_tags]\nmax_bytes = 16000\n"),
+                "max_bytes",
+                "at most 8000",
+            ),
+            (
+                "[hub]\nmin_lease_seconds = 0\n",
+                "min_lease_seconds",
+                "from 1",
+            ),
+            (
+                "[hub]\nmin_lease_seconds = 7200\nmax_lease_seconds = 3600\n",
+                "max_lease_seconds",
+                "from 7200",
+            ),
+            (
+                "[hub]\nmax_per_host = 0\n",
+                "max_per_host",
+                "from 1 to 4096",
+            ),
+            ("[hub]\nurl = \"websub\"\n", "url", "hub.url"),
+        ] {
+            let (line, message) = error_at(extra);
+            assert_eq!(line, line_of(extra, at), "{extra}: {message}");
+            assert!(message.contains(says), "{extra}: {message}");
+        }
+        // Two purgers of one name: the second is refused, and `name` must be a plain name.
+        let twice = "[[purgers]]\nkind = \"varnish\"\nurl = \"http://a/\"\nname = \"edge\"\n\
+                     [[purgers]]\nkind = \"http\"\nurl = \"http://b/\"\nname = \"edge\"\n";
+        assert!(error_at(twice).1.contains("two purgers are named `edge`"));
+        let (_, message) =
+            error_at("[[purgers]]\nkind = \"http\"\nurl = \"http://b/\"\nname = \"a b\"\n");
+        assert!(message.contains("letters, digits"), "{message}");
     }
 }
