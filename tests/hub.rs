@@ -695,30 +695,7 @@ async fn a_replica_killed_mid_delivery_has_it_finished_by_another() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("feeds.toml");
     std::fs::write(&config, &text).unwrap();
-    let mut a = std::process::Command::new(env!("CARGO_BIN_EXE_feedcast"))
-        .arg("--config")
-        .arg(&config)
-        .args([
-            "--database",
-            &db.url.to_string(),
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .env("FEEDCAST_ADMIN_TOKEN", TOKEN)
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let first = std::io::BufRead::lines(std::io::BufReader::new(a.stdout.take().unwrap()))
-        .next()
-        .unwrap()
-        .unwrap();
-    let a_base = first
-        .trim_start_matches("feedcast listening on ")
-        .trim_end_matches('/')
-        .to_owned();
+    let (mut a, a_base) = common::spawn_replica(&config, &db.url);
     let client = reqwest::Client::new();
     let mut subscriber = Subscriber::start().await;
     // B watches the same store (it could have taken any of this work; here it idles).

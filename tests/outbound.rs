@@ -7,16 +7,12 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{Backend, Server, TOKEN, TestDb};
 use feedcast::config::Settings;
 use tokio::sync::mpsc;
-
-const BIN: &str = env!("CARGO_BIN_EXE_feedcast");
 
 /// A stub WebSub hub (the remote party nobody can run here). While `holding`, it never answers:
 /// the request stays in flight. Every topic it is sent is reported, with whether it was held.
@@ -77,27 +73,7 @@ async fn replica_killed_mid_request_loses_nothing(backend: Backend) {
     std::fs::write(&config_path, &text).unwrap();
 
     // Replica A, a process of its own, takes a write; its pings reach the hub, which holds them.
-    let mut a = Command::new(BIN)
-        .arg("--config")
-        .arg(&config_path)
-        .arg("--database")
-        .arg(db.url.to_string())
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("FEEDCAST_ADMIN_TOKEN", TOKEN)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let first = BufReader::new(a.stdout.take().unwrap())
-        .lines()
-        .next()
-        .unwrap()
-        .unwrap();
-    let a_base = first
-        .trim_start_matches("feedcast listening on ")
-        .trim_end_matches('/')
-        .to_owned();
+    let (mut a, a_base) = common::spawn_replica(&config_path, &db.url);
     let article = serde_json::json!({
         "id": "k1", "title": "无锡稿件", "content_html": "<p>正文。</p>",
         "url": "https://www.kechuang.example.cn/news/k1.html",

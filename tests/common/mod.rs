@@ -538,3 +538,32 @@ impl Proxy {
         }
     }
 }
+
+/// Starts the real binary's `serve` as a process of its own (a replica a test can kill), on
+/// `database` with the configuration file `config` and the admin API on ([`TOKEN`]); returns
+/// the process and its base URL, once it listens.
+pub fn spawn_replica(config: &Path, database: &DatabaseUrl) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_feedcast"))
+        .arg("--config")
+        .arg(config)
+        .arg("--database")
+        .arg(database.to_string())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("FEEDCAST_ADMIN_TOKEN", TOKEN)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let first = std::io::BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .next()
+        .unwrap()
+        .unwrap();
+    let base = first
+        .trim_start_matches("feedcast listening on ")
+        .trim_end_matches('/')
+        .to_owned();
+    (child, base)
+}
