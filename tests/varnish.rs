@@ -123,6 +123,27 @@ fn article(id: &str) -> String {
     .to_string()
 }
 
+/// Stores these articles through the admin API.
+async fn put_all(server: &Server, ids: &[&str]) {
+    for id in ids {
+        let path = format!("/api/articles/{id}");
+        let (status, _) = call(server, "PUT", &path, Some(TOKEN), &article(id)).await;
+        assert_eq!(status, 200);
+    }
+}
+
+/// A server on a PostgreSQL schema of its own, purging a Varnish to be started on `port`;
+/// with the schema's URL, for the CMS's own SQL. `None` without PostgreSQL.
+async fn on_postgres_behind_varnish(port: u16) -> Option<(Server, String)> {
+    let db = TestDb::new(Backend::Postgres).await?;
+    let DatabaseUrl::Postgres(direct) = db.url.clone() else {
+        unreachable!()
+    };
+    let mut server = Server::start_at(&db.url, behind_varnish(port, &[]), Some(TOKEN)).await;
+    server.db = Some(db);
+    Some((server, direct))
+}
+
 /// Every document that holds the test's articles: the province's and the category's newest
 /// items (default and another item count) and the county's archive month, in every format.
 fn documents() -> Vec<String> {
@@ -183,11 +204,7 @@ async fn a_takedown_through_the_admin_api_is_gone_from_varnish_within_a_second()
     let server = admin_server(Backend::Sqlite, behind_varnish(port, &[]))
         .await
         .unwrap();
-    for id in ["v1", "v2"] {
-        let path = format!("/api/articles/{id}");
-        let (status, _) = call(&server, "PUT", &path, Some(TOKEN), &article(id)).await;
-        assert_eq!(status, 200);
-    }
+    put_all(&server, &["v1", "v2"]).await;
     let Some(varnish) = Varnish::start(port, &server.base).await else {
         return;
     };
@@ -227,28 +244,18 @@ async fn a_takedown_through_the_admin_api_is_gone_from_varnish_within_a_second()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_takedown_by_the_cms_in_sql_is_gone_from_varnish_within_a_second() {
-    let Some(db) = TestDb::new(Backend::Postgres).await else {
+    let port = free_port();
+    let Some((server, direct)) = on_postgres_behind_varnish(port).await else {
         return;
     };
-    let port = free_port();
-    let url = db.url.clone();
-    let mut server = Server::start_at(&url, behind_varnish(port, &[]), Some(TOKEN)).await;
-    server.db = Some(db);
-    for id in ["c1", "c2"] {
-        let path = format!("/api/articles/{id}");
-        let (status, _) = call(&server, "PUT", &path, Some(TOKEN), &article(id)).await;
-        assert_eq!(status, 200);
-    }
+    put_all(&server, &["c1", "c2"]).await;
     let Some(varnish) = Varnish::start(port, &server.base).await else {
         return;
     };
     cache_all(&varnish, "news/c1.html").await;
 
     // The CMS takes the reprint down in SQL: the change log tells feedcast, which purges.
-    let DatabaseUrl::Postgres(direct) = &url else {
-        unreachable!()
-    };
-    let cms = sqlx::PgPool::connect(direct).await.unwrap();
+    let cms = sqlx::PgPool::connect(&direct).await.unwrap();
     let deleted = sqlx::query("DELETE FROM articles WHERE id = 'c1'")
         .execute(&cms)
         .await
@@ -278,11 +285,7 @@ async fn with_feedcast_down_varnish_serves_its_stale_copy_within_stale_if_error_
         ],
     );
     let server = admin_server(Backend::Sqlite, settings).await.unwrap();
-    for id in ["s1", "s2"] {
-        let path = format!("/api/articles/{id}");
-        let (status, _) = call(&server, "PUT", &path, Some(TOKEN), &article(id)).await;
-        assert_eq!(status, 200);
-    }
+    put_all(&server, &["s1", "s2"]).await;
     let Some(varnish) = Varnish::start(port, &server.base).await else {
         return;
     };
@@ -351,22 +354,12 @@ async fn with_feedcast_down_varnish_serves_its_stale_copy_within_stale_if_error_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_id_from_the_cms_does_not_spoil_the_purge_of_a_takedown_beside_it() {
-    let Some(db) = TestDb::new(Backend::Postgres).await else {
+    let port = free_port();
+    let Some((server, direct)) = on_postgres_behind_varnish(port).await else {
         return;
     };
-    let port = free_port();
-    let url = db.url.clone();
-    let mut server = Server::start_at(&url, behind_varnish(port, &[]), Some(TOKEN)).await;
-    server.db = Some(db);
-    for id in ["b1", "b2"] {
-        let path = format!("/api/articles/{id}");
-        let (status, _) = call(&server, "PUT", &path, Some(TOKEN), &article(id)).await;
-        assert_eq!(status, 200);
-    }
-    let DatabaseUrl::Postgres(direct) = &url else {
-        unreachable!()
-    };
-    let cms = sqlx::PgPool::connect(direct).await.unwrap();
+    put_all(&server, &["b1", "b2"]).await;
+    let cms = sqlx::PgPool::connect(&direct).await.unwrap();
     // The CMS stores a row under an id feedcast would never take (feeds leave it out), with a
     // newline in it: no header could carry it.
     sqlx::query(
