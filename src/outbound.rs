@@ -26,7 +26,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::config::Retry;
-use crate::store::{Change, Claimed, Outcome, Outgoing, Store};
+use crate::store::{Change, Claimed, Outcome, Outgoing, Settled, Store};
 
 /// The longest wait between two attempts of one request.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(600);
@@ -132,6 +132,7 @@ pub struct Outbound {
 
 struct Dispatcher {
     store: Store,
+    settler: Settler,
     deliveries: HashMap<&'static str, Arc<dyn Delivery>>,
     plan: Plan,
     limits: Limits,
@@ -139,6 +140,12 @@ struct Dispatcher {
     wake: Arc<Notify>,
     /// Targets whose requests are being claimed or sent by this replica.
     busy: Arc<Mutex<HashSet<(String, String)>>>,
+    /// The (kind, target) pairs with requests due, as last read from the store, and when.
+    /// Reading them groups the whole queue (10 ms for 10,000 rows on PostgreSQL), so it is read
+    /// again only when something was queued, every [`POLL`], or when every target known is
+    /// done; a slot freed by a finished request only claims from the targets known.
+    targets: Vec<(String, String)>,
+    targets_read: Option<std::time::Instant>,
     /// The target served first last time, so that targets take turns.
     turn: usize,
     /// Whether the store failed the last time it was asked (said once, not every second).
@@ -160,6 +167,7 @@ impl Outbound {
         let wake = Arc::new(Notify::new());
         let closing = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let dispatcher = Dispatcher {
+            settler: Settler::start(store.clone()),
             store,
             deliveries: deliveries.into_iter().map(|d| (d.kind(), d)).collect(),
             plan,
@@ -167,6 +175,8 @@ impl Outbound {
             slots: Arc::default(),
             wake: wake.clone(),
             busy: Arc::default(),
+            targets: Vec::new(),
+            targets_read: None,
             turn: 0,
             failing: false,
         };
@@ -252,6 +262,10 @@ impl Dispatcher {
             {
                 Ok(handled) => {
                     self.store_worked();
+                    if handled > 0 {
+                        // What was queued may be for targets not known yet.
+                        self.targets_read = None;
+                    }
                     if handled < crate::store::LOG_PAGE {
                         return;
                     }
@@ -263,14 +277,24 @@ impl Dispatcher {
 
     /// Claims and sends what is due, as far as the bounds allow.
     async fn dispatch(&mut self) {
-        let targets = match self.store.due_targets().await {
-            Ok(targets) => targets,
-            Err(e) => return self.store_failed("read the queue", &e),
-        };
-        if targets.is_empty() {
+        let fresh = self
+            .targets_read
+            .is_some_and(|read| read.elapsed() < POLL && !self.targets.is_empty());
+        if !fresh {
+            match self.store.due_targets().await {
+                Ok(targets) => {
+                    self.targets = targets;
+                    self.targets_read = Some(std::time::Instant::now());
+                }
+                Err(e) => return self.store_failed("read the queue", &e),
+            }
+        }
+        if self.targets.is_empty() {
             return;
         }
-        self.turn = (self.turn + 1) % targets.len();
+        self.turn = (self.turn + 1) % self.targets.len();
+        let targets = self.targets.clone();
+        let mut done = HashSet::new();
         for (kind, target) in targets.iter().cycle().skip(self.turn).take(targets.len()) {
             let Some(delivery) = self.deliveries.get(kind.as_str()).cloned() else {
                 // Queued by a replica configured otherwise: it sends them.
@@ -313,9 +337,10 @@ impl Dispatcher {
                 continue;
             }
             let per_request = delivery.per_request(target).max(1);
+            let wanted = free * per_request;
             let claimed = match self
                 .store
-                .claim(kind, target, free * per_request, self.limits.lease)
+                .claim(kind, target, wanted, self.limits.lease)
                 .await
             {
                 Ok(claimed) => claimed,
@@ -324,6 +349,10 @@ impl Dispatcher {
                     continue;
                 }
             };
+            if claimed.len() < wanted {
+                // Nothing more is due there now: what comes due later is found by the next read.
+                done.insert(key.clone());
+            }
             if claimed.is_empty() {
                 continue;
             }
@@ -335,10 +364,10 @@ impl Dispatcher {
             let pending = Arc::new(Mutex::new(requests.len()));
             for request in requests {
                 let slot = InFlight::take(&self.slots, &self.wake, kind, &host, slow);
-                let (store, delivery) = (self.store.clone(), delivery.clone());
+                let (settler, delivery) = (self.settler.clone(), delivery.clone());
                 let (key, busy, pending) = (key.clone(), self.busy.clone(), pending.clone());
                 tokio::spawn(async move {
-                    let unreachable = send(&store, delivery.as_ref(), &key.1, request).await;
+                    let unreachable = send(&settler, delivery.as_ref(), &key.1, request).await;
                     slot.mark(unreachable);
                     let mut left = lock(&pending);
                     *left -= 1;
@@ -350,6 +379,7 @@ impl Dispatcher {
                 });
             }
         }
+        self.targets.retain(|t| !done.contains(t));
     }
 }
 
@@ -457,7 +487,12 @@ fn backoff(retry: Retry, attempts: u32) -> Duration {
 /// last. If the record fails, the claim's lease runs out and the request is made again: at least
 /// once.
 /// Returns whether the target could not be reached (see [`UNREACHABLE`]).
-async fn send(store: &Store, delivery: &dyn Delivery, target: &str, request: Vec<Claimed>) -> bool {
+async fn send(
+    settler: &Settler,
+    delivery: &dyn Delivery,
+    target: &str,
+    request: Vec<Claimed>,
+) -> bool {
     let kind = delivery.kind();
     let topics: Vec<String> = request.iter().map(|c| c.topic.clone()).collect();
     let sent = delivery.send_claimed(target, &request).await;
@@ -490,16 +525,82 @@ async fn send(store: &Store, delivery: &dyn Delivery, target: &str, request: Vec
                 }
             }
         };
-        settled.push((claimed, outcome));
+        settled.push(Settled {
+            kind,
+            target: target.to_owned(),
+            claimed,
+            outcome,
+        });
     }
     match &sent {
         Ok(()) => tracing::debug!(kind, target, topics = topics.len(), "sent"),
         Err(cause) => tracing::warn!(kind, target, topics = topics.len(), %cause, "send failed"),
     }
-    if let Err(e) = store.settle(kind, target, &settled).await {
-        tracing::warn!(cause = %e, kind, target, "cannot record a request's outcome; it will be made again");
-    }
+    settler.settle(settled).await;
     matches!(&sent, Err(cause) if cause.starts_with(UNREACHABLE))
+}
+
+/// Records how requests ended, many at once: requests that end while one record is being made
+/// are recorded together by the next (a group commit), so that 10,000 deliveries are not
+/// 20,000 statements. Each request waits for its own record, so that its slot (and a close)
+/// is freed only once it is recorded.
+#[derive(Clone)]
+struct Settler {
+    /// Unbounded, but never long: each request in flight sends one record and waits for it.
+    records: tokio::sync::mpsc::UnboundedSender<(Vec<Settled>, tokio::sync::oneshot::Sender<()>)>,
+}
+
+/// Records one settle statement batch takes at most, so that one record stays short.
+const SETTLE_AT_ONCE: usize = 1024;
+
+impl Settler {
+    fn start(store: Store) -> Self {
+        let (records, mut queue) = tokio::sync::mpsc::unbounded_channel::<(
+            Vec<Settled>,
+            tokio::sync::oneshot::Sender<()>,
+        )>();
+        tokio::spawn(async move {
+            while let Some(first) = queue.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < SETTLE_AT_ONCE {
+                    match queue.try_recv() {
+                        Ok(more) => batch.push(more),
+                        Err(_) => break,
+                    }
+                }
+                let settled: Vec<Settled> =
+                    batch.iter().flat_map(|(s, _)| s.iter().cloned()).collect();
+                let record = std::panic::AssertUnwindSafe(store.settle(&settled));
+                match futures_util::FutureExt::catch_unwind(record).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::warn!(
+                        cause = %e,
+                        requests = settled.len(),
+                        "cannot record how requests ended; they will be made again"
+                    ),
+                    Err(_) => {
+                        tracing::error!(
+                            "outbound queue: recording outcomes failed (a bug); going on"
+                        );
+                        metrics::counter!(crate::metrics::OUTBOUND_ROUND_PANICS).increment(1);
+                    }
+                }
+                for (_, done) in batch {
+                    let _ = done.send(());
+                }
+            }
+        });
+        Settler { records }
+    }
+
+    /// Records how these requests ended, with whatever else ends meanwhile. If the record fails,
+    /// their claims' leases run out and they are made again: at least once.
+    async fn settle(&self, settled: Vec<Settled>) {
+        let (done, recorded) = tokio::sync::oneshot::channel();
+        if self.records.send((settled, done)).is_ok() {
+            let _ = recorded.await;
+        }
+    }
 }
 
 /// How a [`Delivery`]'s error begins when the target could not be reached at all (no

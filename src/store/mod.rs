@@ -41,7 +41,7 @@ use sqlite::SqliteStore;
 
 pub use health::{Health, WRITE_PROBE_INTERVAL};
 pub use hub::{RequestLimits, RequestRefused, StoredSubscription, SubscriptionRequest, Verified};
-pub use queue::{Claimed, Outcome, Outgoing};
+pub use queue::{Claimed, Outcome, Outgoing, Settled};
 
 /// Change-log entries handled at once (a full page means there may be more).
 pub const LOG_PAGE: usize = sql::LOG_PAGE;

@@ -40,6 +40,19 @@ pub struct Claimed {
     claim: i64,
 }
 
+/// How one claimed request ended, to be recorded by [`Store::settle`].
+#[derive(Debug, Clone)]
+pub struct Settled {
+    /// Its kind.
+    pub kind: &'static str,
+    /// Its target.
+    pub target: String,
+    /// The request as claimed.
+    pub claimed: Claimed,
+    /// How it ended.
+    pub outcome: Outcome,
+}
+
 /// How a claimed request ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -249,38 +262,46 @@ impl Store {
         .await
     }
 
-    /// Records how claimed requests ended: gone when sent for the last time or given up (unless
-    /// queued again meanwhile), otherwise due again, unclaimed.
-    pub async fn settle(
-        &self,
-        kind: &str,
-        target: &str,
-        settled: &[(Claimed, Outcome)],
-    ) -> Result<(), StoreError> {
+    /// Records how claimed requests ended, many at once: gone when sent for the last time or
+    /// given up (unless queued again meanwhile), otherwise due again, unclaimed. The sent and
+    /// the failed are each settled by a statement per [`sql::SETTLE_BATCH`] requests, whatever
+    /// their targets, so that the queue's bookkeeping does not grow with each delivery.
+    pub async fn settle(&self, settled: &[Settled]) -> Result<(), StoreError> {
+        fn key(s: &Settled) -> sql::ClaimKey<'_> {
+            (
+                s.kind,
+                s.target.as_str(),
+                s.claimed.topic.as_str(),
+                s.claimed.claim,
+            )
+        }
         let now = sql::micros(Utc::now());
+        let mut sent: std::collections::BTreeMap<i64, Vec<_>> = Default::default();
+        let mut retried = Vec::new();
         let mut statements = Vec::new();
-        for (claimed, outcome) in settled {
-            let key = (kind, target, claimed.topic.as_str(), claimed.claim);
-            match outcome {
-                Outcome::Sent { again_after } => statements.extend(sql::sent(
-                    key,
-                    claimed.generation,
-                    now,
-                    micros_after(now, *again_after),
-                )),
-                Outcome::Retry { after } => statements.push(sql::failed(
-                    key,
-                    claimed.generation,
-                    now,
-                    micros_after(now, *after),
-                )),
-                Outcome::GivenUp => {
-                    statements.extend(sql::given_up(key, claimed.generation, now));
+        for s in settled {
+            let generation = s.claimed.generation;
+            match s.outcome {
+                Outcome::Sent { again_after } => sent
+                    .entry(micros_after(now, again_after))
+                    .or_default()
+                    .push((key(s), generation)),
+                Outcome::Retry { after } => {
+                    retried.push((key(s), generation, micros_after(now, after)));
                 }
+                Outcome::GivenUp => statements.extend(sql::given_up(key(s), generation, now)),
             }
         }
-        // Each row's statements hold on their own: a settle cut short leaves a row claimed,
-        // which is sent again when its lease runs out.
+        for (again, rows) in &sent {
+            for chunk in rows.chunks(sql::SETTLE_BATCH) {
+                statements.extend(sql::sent(chunk, now, *again));
+            }
+        }
+        for chunk in retried.chunks(sql::SETTLE_BATCH) {
+            statements.push(sql::failed(chunk, now));
+        }
+        // Each statement holds on its own: a settle cut short leaves rows claimed, which are
+        // sent again when their lease runs out.
         self.bounded("settling outbound requests", async {
             self.backend
                 .execute_each(&statements)

@@ -653,46 +653,99 @@ fn claimed<'a>(sql: String, key: ClaimKey<'a>) -> Statement<'a> {
         .int(claim)
 }
 
-/// Ends a claimed request that was sent: gone if it was to be sent once and was not queued
-/// again meanwhile; otherwise due again (at `again` for its next round, at `now` if queued
-/// again), unclaimed.
-pub(super) fn sent(key: ClaimKey<'_>, generation: i64, now: i64, again: i64) -> [Statement<'_>; 2] {
+/// Rows one batched settle statement carries at most (6 values each): far below either
+/// backend's limit on placeholders.
+pub(super) const SETTLE_BATCH: usize = 128;
+
+/// A batch padded to the next power of two by repeating its last row, so that a batch of any
+/// size runs one of a few SQL texts (each prepared once) rather than one text per size. A
+/// repeated row changes nothing: it matches the row it repeats, with the same values.
+fn padded<T: Copy>(rows: &[T]) -> Vec<T> {
+    let mut rows = rows.to_vec();
+    if let Some(&last) = rows.last() {
+        rows.resize(rows.len().next_power_of_two(), last);
+    }
+    rows
+}
+
+/// Binds claimed rows as `VALUES` rows of (kind, target, topic, claim, generation[, extra]).
+fn claimed_values<'a>(
+    mut statement: Statement<'a>,
+    rows: &[(ClaimKey<'a>, i64, Option<i64>)],
+) -> Statement<'a> {
+    for &((kind, target, topic, claim), generation, extra) in rows {
+        statement = statement
+            .text(kind)
+            .text(target)
+            .text(topic)
+            .int(claim)
+            .int(generation);
+        if let Some(extra) = extra {
+            statement = statement.int(extra);
+        }
+    }
+    statement
+}
+
+/// Ends claimed requests that were sent, (key, generation) each, at most [`SETTLE_BATCH`]: gone
+/// if one was to be sent once and was not queued again meanwhile; otherwise due again (at
+/// `again` for its next round, at `now` if queued again), unclaimed. Two statements for the
+/// whole batch, not two per request.
+pub(super) fn sent<'a>(rows: &[(ClaimKey<'a>, i64)], now: i64, again: i64) -> [Statement<'a>; 2] {
+    let rows: Vec<_> = padded(rows)
+        .into_iter()
+        .map(|(k, g)| (k, g, None))
+        .collect();
+    let n = rows.len();
+    let values = placeholders(n, 5);
+    let (now_at, again_at) = (n * 5 + 1, n * 5 + 2);
     [
-        claimed(
-            format!("DELETE FROM outbound WHERE {CLAIMED_ROW} AND generation = $5 AND rounds <= 1"),
-            key,
-        )
-        .int(generation),
-        claimed(
-            format!(
+        claimed_values(
+            Statement::new(format!(
+                "DELETE FROM outbound WHERE rounds <= 1 AND \
+                 (kind, target, topic, claimed_until, generation) IN (VALUES {values})"
+            )),
+            &rows,
+        ),
+        claimed_values(
+            Statement::new(format!(
                 "UPDATE outbound SET claimed_until = NULL, attempts = 0, \
-                 due = CASE WHEN generation = $5 THEN $7 ELSE $6 END, \
-                 queued_at = CASE WHEN generation = $5 THEN queued_at ELSE $6 END, \
-                 rounds = CASE WHEN generation = $5 THEN rounds - 1 ELSE rounds END \
-                 WHERE {CLAIMED_ROW}"
-            ),
-            key,
+                 due = CASE WHEN generation = v.column5 THEN ${again_at} ELSE ${now_at} END, \
+                 queued_at = CASE WHEN generation = v.column5 THEN queued_at ELSE ${now_at} END, \
+                 rounds = CASE WHEN generation = v.column5 THEN rounds - 1 ELSE rounds END \
+                 FROM (VALUES {values}) AS v WHERE outbound.kind = v.column1 \
+                 AND outbound.target = v.column2 AND outbound.topic = v.column3 \
+                 AND outbound.claimed_until = v.column4"
+            )),
+            &rows,
         )
-        .int(generation)
         .int(now)
         .int(again),
     ]
 }
 
-/// Ends a claimed request that failed: due again at `retry_at` (at `now` if it was queued again
-/// meanwhile), unclaimed; its attempts still count.
-pub(super) fn failed(key: ClaimKey<'_>, generation: i64, now: i64, retry_at: i64) -> Statement<'_> {
-    claimed(
-        format!(
+/// Ends claimed requests that failed, (key, generation, retry_at) each, at most
+/// [`SETTLE_BATCH`]: due again at its `retry_at` (at `now` if it was queued again meanwhile),
+/// unclaimed; its attempts still count.
+pub(super) fn failed<'a>(rows: &[(ClaimKey<'a>, i64, i64)], now: i64) -> Statement<'a> {
+    let rows: Vec<_> = padded(rows)
+        .into_iter()
+        .map(|(k, g, at)| (k, g, Some(at)))
+        .collect();
+    let n = rows.len();
+    let values = placeholders(n, 6);
+    let now_at = n * 6 + 1;
+    claimed_values(
+        Statement::new(format!(
             "UPDATE outbound SET claimed_until = NULL, \
-             due = CASE WHEN generation = $5 THEN $7 ELSE $6 END \
-             WHERE {CLAIMED_ROW}"
-        ),
-        key,
+             due = CASE WHEN generation = v.column5 THEN v.column6 ELSE ${now_at} END \
+             FROM (VALUES {values}) AS v WHERE outbound.kind = v.column1 \
+             AND outbound.target = v.column2 AND outbound.topic = v.column3 \
+             AND outbound.claimed_until = v.column4"
+        )),
+        &rows,
     )
-    .int(generation)
     .int(now)
-    .int(retry_at)
 }
 
 /// Ends a claimed request given up: gone, unless it was queued again meanwhile (then it is due
@@ -1039,6 +1092,19 @@ mod tests {
         assert_eq!(utc_month(at("2026-03-01T02:00:00+08:00")), 202602);
         assert_eq!(utc_month(at("2026-12-31T23:59:59Z")), 202612);
         assert_eq!(utc_month(at("1900-01-01T00:00:00Z")), 190001);
+    }
+
+    #[test]
+    fn settle_batches_run_one_text_per_power_of_two() {
+        assert_eq!(padded::<u8>(&[]), Vec::<u8>::new());
+        assert_eq!(padded(&[1]), [1]);
+        assert_eq!(padded(&[1, 2, 3]), [1, 2, 3, 3]);
+        assert_eq!(padded(&[1, 2, 3, 4, 5]).len(), 8);
+        let key = ("hub-deliver", "a.example", "s1", 7);
+        let texts: std::collections::HashSet<_> = (1..=SETTLE_BATCH)
+            .map(|n| sent(&vec![(key, 1); n], 0, 1)[1].sql.clone())
+            .collect();
+        assert_eq!(texts.len(), 8, "1, 2, 4, … 128 rows");
     }
 
     #[test]
