@@ -145,9 +145,7 @@ fn id_of(settings: &Settings, id: &ArticleId) -> String {
 /// When a tombstone says its article was taken down: in the site's time zone, in whole
 /// seconds, as RFC 6721 shows it (and readers compare it with the entries they hold).
 fn deleted_when(settings: &Settings, tombstone: &Tombstone) -> String {
-    let whole = tombstone.deleted_at.timestamp();
-    let t = DateTime::from_timestamp(whole, 0).unwrap_or(tombstone.deleted_at);
-    local(settings, t).to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
+    local(settings, tombstone.deleted_at).to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
 }
 
 /// The stable id of a feed, the same in every format and for all its archives.
@@ -155,12 +153,18 @@ fn feed_id(settings: &Settings, feed: &Feed) -> String {
     format!("{}feed/{}", settings.site.id_prefix, feed.key.feed.path())
 }
 
-/// A time as shown in feeds: in the site's time zone, with that zone's offset.
+/// A time as shown in feeds: in whole seconds, in the site's time zone, with that zone's offset.
+///
+/// The fraction is cut, never rounded: a date never moves into the next second, and readers
+/// that misread fractional seconds (newsboat 2.21 takes `09:30:00.123456+08:00` for 09:30 UTC)
+/// get a date they all read the same way. `timestamp()` is the floor, so before 1970 too the
+/// instant shown is the second the time falls in.
 ///
 /// Before standard time zones, a zone's offset was local mean time, with seconds (Shanghai's
 /// was +08:05:43), which neither RFC 2822 nor RFC 3339 can write; such an offset is cut to
 /// whole minutes and the wall time shown with it, so the date still names the right instant.
 fn local(settings: &Settings, t: DateTime<Utc>) -> DateTime<FixedOffset> {
+    let t = DateTime::from_timestamp(t.timestamp(), 0).unwrap_or(t);
     let zoned = t.with_timezone(&settings.site.time_zone).fixed_offset();
     let seconds = zoned.offset().local_minus_utc();
     match FixedOffset::east_opt(seconds - seconds % 60) {
