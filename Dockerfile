@@ -10,6 +10,7 @@ COPY src src
 # A member of the workspace: cargo reads its manifest even to build the service alone.
 COPY bench/feedcast-bench bench/feedcast-bench
 COPY migrations migrations
+COPY assets assets
 COPY examples examples
 COPY feeds.toml feeds.toml
 RUN cargo build --release --locked --bin feedcast

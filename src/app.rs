@@ -308,6 +308,8 @@ pub struct App {
     pub index: Encoded,
     /// The OPML list of every feed, built once.
     pub opml: Encoded,
+    /// The site icon (`/favicon.ico`), as configured.
+    pub icon: Encoded,
     /// The Content-Security-Policy of the HTML pages, built once from the configuration.
     pub page_policy: String,
     admin_token: Option<AdminToken>,
@@ -393,6 +395,7 @@ impl App {
         App {
             index: static_doc(render::index_page(&settings)),
             opml: static_doc(render::opml(&settings)),
+            icon: static_doc(settings.site.icon.bytes().to_vec()),
             page_policy: render::content_security_policy(&settings),
             settings,
             store,

@@ -267,3 +267,37 @@ fn serve_refuses_an_admin_token_under_32_bytes() {
         "{err}"
     );
 }
+
+#[test]
+fn check_refuses_an_icon_that_is_not_an_image_it_can_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = std::fs::read_to_string(CONFIG).unwrap();
+    // A path relative to the configuration file, naming an SVG; then one naming nothing.
+    std::fs::write(
+        dir.path().join("logo.svg"),
+        "<svg xmlns=\"http://www.w3.org/2000/svg\"/>",
+    )
+    .unwrap();
+    for (icon, says) in [
+        ("logo.svg", "not a PNG, GIF, JPEG, WebP or ICO image"),
+        ("missing.png", "cannot open it"),
+    ] {
+        let config = dir.path().join("feeds.toml");
+        let text = base.replacen("[site]\n", &format!("[site]\nicon = \"{icon}\"\n"), 1);
+        std::fs::write(&config, &text).unwrap();
+        let out = Command::new(BIN)
+            .arg("--config")
+            .arg(&config)
+            .arg("check")
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{icon}");
+        let err = stderr(&out);
+        let line = text.lines().position(|l| l.starts_with("icon =")).unwrap() + 1;
+        assert!(err.contains(&format!("feeds.toml:{line}:")), "{icon}: {err}");
+        assert!(
+            err.contains("site.icon") && err.contains(says),
+            "{icon}: {err}"
+        );
+    }
+}

@@ -104,6 +104,282 @@ fn check_rss_plain_text_references(body: &[u8]) {
     }
 }
 
+/// One element of an XML document, as a validator sees it: its qualified name, its parent's,
+/// its attributes and its text (character references decoded).
+struct Element {
+    name: String,
+    parent: String,
+    attrs: BTreeMap<String, String>,
+    text: String,
+}
+
+fn elements(body: &[u8]) -> Vec<Element> {
+    use quick_xml::events::Event;
+    let mut reader = quick_xml::Reader::from_reader(body);
+    let mut open: Vec<Element> = Vec::new();
+    let mut done = Vec::new();
+    let element = |e: &quick_xml::events::BytesStart, parent: &str| Element {
+        name: String::from_utf8_lossy(e.name().as_ref()).into_owned(),
+        parent: parent.to_owned(),
+        attrs: e
+            .attributes()
+            .map(|a| {
+                let a = a.unwrap();
+                (
+                    String::from_utf8_lossy(a.key.as_ref()).into_owned(),
+                    a.unescape_value().unwrap().into_owned(),
+                )
+            })
+            .collect(),
+        text: String::new(),
+    };
+    let parent = |open: &[Element]| open.last().map_or(String::new(), |e| e.name.clone());
+    loop {
+        match reader.read_event().unwrap() {
+            Event::Start(e) => open.push(element(&e, &parent(&open))),
+            Event::Empty(e) => done.push(element(&e, &parent(&open))),
+            Event::Text(t) => {
+                if let Some(e) = open.last_mut() {
+                    e.text.push_str(&t.unescape().unwrap());
+                }
+            }
+            Event::CData(t) => {
+                if let Some(e) = open.last_mut() {
+                    e.text.push_str(&String::from_utf8_lossy(&t));
+                }
+            }
+            Event::End(_) => done.extend(open.pop()),
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    done
+}
+
+/// An RFC 3339 date as the documents write them: whole seconds, an explicit offset.
+fn whole_second_rfc3339(date: &str) -> bool {
+    DateTime::parse_from_rfc3339(date).is_ok() && !date.contains('.')
+}
+
+fn media_type(value: &str) -> bool {
+    value
+        .split_once('/')
+        .is_some_and(|(a, b)| !a.is_empty() && !b.is_empty() && !b.contains('/'))
+}
+
+/// The warnings a strict feed validator (the W3C Feed Validation Service's, for RSS and Atom)
+/// gives about `body`, fetched at `self_url`, that a producer can avoid. Some it gives are not
+/// avoidable and not checked: an article's own title may mention `<b>` (it is shown as text),
+/// and an article may really be dated 1900 or 9999.
+fn warnings(format: Format, body: &[u8], self_url: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut warn = |rule: &str, what: String| found.push(format!("{rule}: {what}"));
+    if format == Format::Json {
+        let doc: serde_json::Value = serde_json::from_slice(body).unwrap();
+        if doc["feed_url"] != self_url {
+            warn("self link does not match", doc["feed_url"].to_string());
+        }
+        for key in ["icon", "favicon", "home_page_url"] {
+            if !doc[key].as_str().is_some_and(absolute) {
+                warn("not an absolute URL", format!("{key} {}", doc[key]));
+            }
+        }
+        for item in doc["items"].as_array().unwrap() {
+            for key in ["date_published", "date_modified"] {
+                if let Some(date) = item[key].as_str() {
+                    if !whole_second_rfc3339(date) {
+                        warn("date not in whole seconds", format!("{key} {date}"));
+                    }
+                }
+            }
+            if let Some(image) = item["image"].as_str() {
+                if !absolute(image) {
+                    warn("not an absolute URL", format!("image {image}"));
+                }
+            }
+        }
+        return found;
+    }
+    let all = elements(body);
+    fn named<'a>(all: &'a [Element], name: &'a str) -> impl Iterator<Item = &'a Element> {
+        all.iter().filter(move |e| e.name == name)
+    }
+    let named = |name: &'static str| named(&all, name);
+    let text_of = |name: &'static str| named(name).next().map(|e| e.text.clone());
+    // Dates a producer sets itself must be plausible; the syndication module's 1970 base is
+    // the rss crate's default, not a date anyone chose.
+    for e in named("sy:updateBase") {
+        warn("implausible date", format!("sy:updateBase {}", e.text));
+    }
+    // Text constructs written from the configuration hold no markup.
+    for name in ["title", "subtitle", "rights", "generator"] {
+        for e in named(name).filter(|e| ["channel", "feed"].contains(&e.parent.as_str())) {
+            if e.text.contains('<') || e.attrs.get("type").is_some_and(|t| t != "text") {
+                warn("HTML in a text construct", format!("<{name}> {}", e.text));
+            }
+        }
+    }
+    let self_links: Vec<&Element> = all
+        .iter()
+        .filter(|e| {
+            ["atom:link", "link"].contains(&e.name.as_str())
+                && ["channel", "feed"].contains(&e.parent.as_str())
+                && e.attrs.get("rel").map(String::as_str) == Some("self")
+        })
+        .collect();
+    match self_links.as_slice() {
+        [link] => {
+            if link.attrs.get("href").map(String::as_str) != Some(self_url) {
+                warn("self link does not match", format!("{:?}", link.attrs));
+            }
+            if link.attrs.get("type").map(String::as_str) != Some(format.media_type()) {
+                warn(
+                    "self link's type is not the document's",
+                    format!("{:?}", link.attrs),
+                );
+            }
+        }
+        other => warn("not one self link", format!("{}", other.len())),
+    }
+    for e in named("media:content") {
+        if !e.attrs.get("url").is_some_and(|u| absolute(u)) {
+            warn(
+                "media:content without an absolute url",
+                format!("{:?}", e.attrs),
+            );
+        }
+        if e.attrs.get("medium").map(String::as_str) != Some("image") {
+            warn(
+                "media:content medium is not image",
+                format!("{:?}", e.attrs),
+            );
+        }
+        if e.attrs.get("type").is_some_and(|t| !media_type(t)) {
+            warn(
+                "media:content type is not a media type",
+                format!("{:?}", e.attrs),
+            );
+        }
+    }
+    for e in named("media:thumbnail") {
+        if !e.attrs.get("url").is_some_and(|u| absolute(u)) {
+            warn(
+                "media:thumbnail without an absolute url",
+                format!("{:?}", e.attrs),
+            );
+        }
+    }
+    match format {
+        Format::Rss => {
+            for e in named("enclosure") {
+                let length = e.attrs.get("length");
+                if !length.is_some_and(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit())) {
+                    warn("enclosure without length", format!("{:?}", e.attrs));
+                }
+                if !e.attrs.get("type").is_some_and(|t| media_type(t)) {
+                    warn("enclosure without type", format!("{:?}", e.attrs));
+                }
+                if !e.attrs.get("url").is_some_and(|u| absolute(u)) {
+                    warn(
+                        "enclosure without an absolute url",
+                        format!("{:?}", e.attrs),
+                    );
+                }
+            }
+            // The channel image describes the channel: same title, same link.
+            let image_of = |name: &'static str| {
+                named(name)
+                    .find(|e| e.parent == "image")
+                    .map(|e| e.text.clone())
+            };
+            if named("image").next().is_some() {
+                let channel_title = named("title").find(|e| e.parent == "channel");
+                let channel_link = named("link").find(|e| e.parent == "channel");
+                if image_of("title") != channel_title.map(|e| e.text.clone()) {
+                    warn(
+                        "image title does not match the channel's",
+                        format!("{:?}", image_of("title")),
+                    );
+                }
+                if image_of("link") != channel_link.map(|e| e.text.clone()) {
+                    warn(
+                        "image link does not match the channel's",
+                        format!("{:?}", image_of("link")),
+                    );
+                }
+                if !image_of("url").is_some_and(|u| absolute(&u)) {
+                    warn(
+                        "image without an absolute url",
+                        format!("{:?}", image_of("url")),
+                    );
+                }
+            }
+            for name in ["pubDate", "lastBuildDate"] {
+                for e in named(name) {
+                    if DateTime::parse_from_rfc2822(&e.text).is_err() {
+                        warn("not an RFC 822 date", format!("<{name}> {}", e.text));
+                    }
+                }
+            }
+            if let Some(ttl) = text_of("ttl") {
+                if ttl.parse::<u32>().is_err() {
+                    warn("ttl is not a whole number of minutes", ttl);
+                }
+            }
+        }
+        Format::Atom => {
+            // RFC 4287 lets an enclosure go without a type or length (readers then guess);
+            // those it has must be right.
+            let enclosures = named("link")
+                .filter(|e| e.attrs.get("rel").map(String::as_str) == Some("enclosure"));
+            for e in enclosures {
+                if e.attrs.get("type").is_some_and(|t| !media_type(t)) {
+                    warn(
+                        "enclosure type is not a media type",
+                        format!("{:?}", e.attrs),
+                    );
+                }
+                if e.attrs
+                    .get("length")
+                    .is_some_and(|l| l.parse::<u64>().is_err())
+                {
+                    warn("enclosure length is not a number", format!("{:?}", e.attrs));
+                }
+            }
+            for name in ["updated", "published", "at:deleted-entry"] {
+                for e in named(name) {
+                    let date = if name == "at:deleted-entry" {
+                        e.attrs.get("when").cloned().unwrap_or_default()
+                    } else {
+                        e.text.clone()
+                    };
+                    if !whole_second_rfc3339(&date) {
+                        warn("date not in whole seconds", format!("<{name}> {date}"));
+                    }
+                }
+            }
+            for name in ["icon", "logo"] {
+                for e in named(name) {
+                    if !absolute(&e.text) {
+                        warn("not an absolute URL", format!("<{name}> {}", e.text));
+                    }
+                }
+            }
+        }
+        Format::Json | Format::Html => {}
+    }
+    found
+}
+
+fn assert_no_warnings(format: Format, body: &[u8], self_url: &str, what: &str) {
+    let found = warnings(format, body, self_url);
+    assert!(
+        found.is_empty(),
+        "{what} as {format:?}: {found:#?}\n{}",
+        String::from_utf8_lossy(body)
+    );
+}
+
 fn check_rss(s: &Settings, a: &Article, body: &[u8]) {
     let channel = rss::Channel::read_from(body).unwrap();
     assert!(
@@ -139,6 +415,33 @@ fn check_rss(s: &Settings, a: &Article, body: &[u8]) {
     if let Some(source) = a.source() {
         assert_eq!(item.source().unwrap().url(), source.url);
         assert!(absolute(item.source().unwrap().url()));
+    }
+    // The cover image: an enclosure when its type is known (RSS requires one), and Media RSS.
+    let media = item.extensions().get("media");
+    match a.image() {
+        Some(image) => {
+            let enclosure = item.enclosure();
+            match a.image_type() {
+                Some(t) => {
+                    let enclosure = enclosure.unwrap();
+                    assert_eq!(
+                        (enclosure.url(), enclosure.mime_type(), enclosure.length()),
+                        (image, t, "0")
+                    );
+                }
+                None => assert!(enclosure.is_none(), "no enclosure without a type"),
+            }
+            let media = media.unwrap();
+            let content = &media["content"][0];
+            assert_eq!(content.attrs()["url"], image);
+            assert_eq!(content.attrs()["medium"], "image");
+            assert_eq!(
+                content.attrs().get("type").map(String::as_str),
+                a.image_type()
+            );
+            assert_eq!(media["thumbnail"][0].attrs()["url"], image);
+        }
+        None => assert!(item.enclosure().is_none() && media.is_none()),
     }
 }
 
@@ -181,6 +484,14 @@ fn check_atom(s: &Settings, a: &Article, body: &[u8]) {
     } else {
         assert!(a.content_html().is_empty() && a.source().is_none());
     }
+    let enclosure = entry.links().iter().find(|l| l.rel() == "enclosure");
+    assert_eq!(enclosure.map(|l| l.href()), a.image());
+    assert_eq!(enclosure.and_then(|l| l.mime_type()), a.image_type());
+    let thumbnail = entry
+        .extensions()
+        .get("media")
+        .map(|m| m["thumbnail"][0].attrs()["url"].as_str());
+    assert_eq!(thumbnail, a.image());
 }
 
 fn check_json(s: &Settings, a: &Article, body: &[u8]) {
@@ -228,6 +539,7 @@ fn every_adversarial_article_renders_conformant_feeds_in_every_format() {
                 Format::Json => check_json(&s, a, &body),
                 Format::Html => {}
             }
+            assert_no_warnings(format, &body, &key.url(&s), a.id().as_str());
             // An independent parser agrees.
             let parsed = feed_rs::parser::parse(&body[..])
                 .unwrap_or_else(|e| panic!("{} as {format:?}: feed-rs: {e}", a.id()));
@@ -264,6 +576,7 @@ fn all_adversarial_articles_together_make_one_valid_feed_with_unique_ids() {
         )
         .unwrap();
         verify::well_formed(format, &body).unwrap();
+        assert_no_warnings(format, &body, &key.url(&s), "the whole corpus");
         let parsed = feed_rs::parser::parse(&body[..]).unwrap();
         let ids: BTreeSet<&str> = parsed.entries.iter().map(|e| e.id.as_str()).collect();
         assert_eq!(ids.len(), articles.len(), "{format:?}");
@@ -443,4 +756,151 @@ async fn feedparser_reads_every_conformance_feed() {
         urls.len()
     );
     server.stop().await;
+}
+
+#[test]
+fn the_page_for_people_shows_the_cover_image_and_names_the_icon() {
+    let s = settings();
+    for a in &corpus(&s) {
+        let key = FeedKey::parse("region/320000.html", None, &s).unwrap();
+        let body = render(&describe(&s, &key, vec![a.clone()], Archive::default()), &s).unwrap();
+        let html = String::from_utf8(body.to_vec()).unwrap();
+        assert!(
+            html.contains(
+                "<link rel=\"icon\" type=\"image/png\" href=\"http://127.0.0.1:8080/favicon.ico\">"
+            ),
+            "{html}"
+        );
+        let images: Vec<&str> = tags(&html)
+            .into_iter()
+            .filter(|t| t.starts_with("img "))
+            .collect();
+        match a.image() {
+            Some(image) => {
+                let src = format!(
+                    "src=\"{}\"",
+                    image.replace('&', "&amp;").replace('"', "&quot;")
+                );
+                assert!(
+                    images.len() == 1 && images[0].contains(&src),
+                    "{}: {images:?} should show {src}",
+                    a.id()
+                );
+            }
+            None => assert!(images.is_empty(), "{}: {images:?}", a.id()),
+        }
+    }
+}
+
+/// The self URL a document served at `url` names: the same path and query, under the
+/// configured base URL rather than the test server's address.
+fn canonical(s: &Settings, served_at: &str) -> String {
+    let path = served_at.split_once("/feeds/").unwrap().1;
+    let (path, query) = path
+        .split_once('?')
+        .map_or((path, None), |(p, q)| (p, Some(q)));
+    FeedKey::parse(path, query, s).unwrap().url(s)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_demo_document_passes_the_validator_rules() {
+    let server = Server::start(Backend::Sqlite).await.unwrap();
+    server.app.load_demo_if_empty().await.unwrap();
+    let s = server.app.settings.clone();
+    let mut checked = 0;
+    for feed in feedcast::feed::FeedId::all(&s.catalog) {
+        for format in Format::FEEDS {
+            // The newest items, then every archive the chain links to, as a client walks it.
+            let mut next = Some(format!(
+                "{}{}",
+                server.base,
+                FeedKey::latest(feed.clone(), format, &s).url_path()
+            ));
+            while let Some(url) = next.take() {
+                let response = server.client.get(&url).send().await.unwrap();
+                assert_eq!(response.status(), 200, "{url}");
+                let body = response.bytes().await.unwrap();
+                verify::well_formed(format, &body).unwrap_or_else(|e| panic!("{url}: {e}"));
+                assert_no_warnings(format, &body, &canonical(&s, &url), &url);
+                checked += 1;
+                next = prev_archive(format, &body).map(|u| {
+                    format!(
+                        "{}/feeds/{}",
+                        server.base,
+                        u.split_once("/feeds/").unwrap().1
+                    )
+                });
+            }
+        }
+    }
+    assert!(checked > 50, "{checked} documents");
+    println!("{checked} demo documents checked");
+    server.stop().await;
+}
+
+/// The link to the next older archive, in any format.
+fn prev_archive(format: Format, body: &[u8]) -> Option<String> {
+    if format == Format::Json {
+        let doc: serde_json::Value = serde_json::from_slice(body).unwrap();
+        return doc["next_url"].as_str().map(str::to_owned);
+    }
+    elements(body)
+        .into_iter()
+        .find(|e| e.attrs.get("rel").map(String::as_str) == Some("prev-archive"))
+        .and_then(|e| e.attrs.get("href").cloned())
+}
+
+#[test]
+fn the_validator_rules_catch_what_they_are_for() {
+    let rss = br#"<?xml version="1.0"?><rss version="2.0" xmlns:atom="http://www.w3.org/2005/Atom" xmlns:sy="http://purl.org/rss/1.0/modules/syndication/" xmlns:media="http://search.yahoo.com/mrss/"><channel><title>a &lt;b>b&lt;/b></title><link>https://x.cn/</link><description>d</description>
+<atom:link href="https://x.cn/feeds/other.rss" rel="self" type="application/rss+xml"/>
+<sy:updateBase>1970-01-01T00:00+00:00</sy:updateBase><ttl>5.5</ttl>
+<image><url>https://x.cn/i.png</url><title>other</title><link>https://x.cn/</link></image>
+<item><title>t</title><pubDate>yesterday</pubDate><enclosure url="https://x.cn/a.jpg" type="image/jpeg"/><media:content url="/rel.jpg" medium="video"/><media:thumbnail/></item></channel></rss>"#;
+    let found = warnings(Format::Rss, rss, "https://x.cn/feeds/this.rss");
+    for rule in [
+        "implausible date",
+        "HTML in a text construct",
+        "self link does not match",
+        "enclosure without length",
+        "media:content without an absolute url",
+        "media:content medium is not image",
+        "media:thumbnail without an absolute url",
+        "image title does not match",
+        "not an RFC 822 date",
+        "ttl is not a whole number",
+    ] {
+        assert!(
+            found.iter().any(|w| w.starts_with(rule)),
+            "{rule}: {found:#?}"
+        );
+    }
+    let atom = br#"<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom"><title type="html">t</title><id>x</id><updated>2024-05-18T09:30:00.5+08:00</updated><icon>/i.png</icon>
+<link rel="self" href="https://x.cn/feeds/this.atom" type="application/atom+xml"/>
+<entry><link rel="enclosure" href="https://x.cn/a" type="jpeg" length="big"/></entry></feed>"#;
+    let found = warnings(Format::Atom, atom, "https://x.cn/feeds/this.atom");
+    for rule in [
+        "HTML in a text construct",
+        "date not in whole seconds",
+        "not an absolute URL",
+        "enclosure type is not a media type",
+        "enclosure length is not a number",
+    ] {
+        assert!(
+            found.iter().any(|w| w.starts_with(rule)),
+            "{rule}: {found:#?}"
+        );
+    }
+    let json = br#"{"feed_url":"https://x.cn/feeds/other.json","home_page_url":"https://x.cn/","icon":"i.png","favicon":"https://x.cn/i.png","items":[{"date_published":"2024-05-18T09:30:00.123+08:00"}]}"#;
+    let found = warnings(Format::Json, json, "https://x.cn/feeds/this.json");
+    for rule in [
+        "self link does not match",
+        "not an absolute URL",
+        "date not in whole seconds",
+    ] {
+        assert!(
+            found.iter().any(|w| w.starts_with(rule)),
+            "{rule}: {found:#?}"
+        );
+    }
 }

@@ -354,3 +354,177 @@ on_both_stores!(
     errors_are_short_plain_text,
     the_demo_fills_an_empty_store_once,
 );
+
+/// The Accept headers real clients send: browsers, then feed readers.
+const BROWSERS: [(&str, &str); 2] = [
+    (
+        "Chromium",
+        "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,\
+         image/apng,*/*;q=0.8,application/signed-exchange;v=b3;q=0.7",
+    ),
+    (
+        "Firefox",
+        "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+    ),
+];
+const READERS: [(&str, &str); 4] = [
+    (
+        "FreshRSS",
+        "application/atom+xml, application/rss+xml, application/rdf+xml;q=0.9, \
+         application/xml;q=0.8, text/xml;q=0.8, text/html;q=0.7, unknown/unknown;q=0.1, \
+         application/unknown;q=0.1, */*;q=0.1",
+    ),
+    (
+        "Miniflux",
+        "application/xml, application/atom+xml, application/rss+xml, application/rdf+xml, \
+         application/feed+json, text/html, */*;q=0.9",
+    ),
+    (
+        "NetNewsWire",
+        "application/rss+xml, application/atom+xml, application/feed+json, application/json, \
+         text/xml;q=0.9, */*;q=0.8",
+    ),
+    (
+        "feedparser",
+        "application/atom+xml,application/rdf+xml,application/rss+xml,application/x-netcdf,\
+         application/xml;q=0.9,text/xml;q=0.2,*/*;q=0.1",
+    ),
+];
+
+#[tokio::test]
+async fn feed_readers_get_the_feed_they_asked_for_and_browsers_the_page() {
+    let server = Server::start(Backend::Sqlite).await.unwrap();
+    server.app.write(&fixtures()).await.unwrap();
+    for format in Format::FEEDS {
+        let path = format!("/feeds/region/320000.{}", format.extension());
+        for (client, accept) in READERS {
+            let r = server
+                .client
+                .get(format!("{}{path}", server.base))
+                .header("accept", accept)
+                .send()
+                .await
+                .unwrap();
+            // Even FreshRSS, which names no JSON type, gets JSON Feed at a .json URL.
+            assert_eq!(
+                r.headers()["content-type"],
+                format.content_type(),
+                "{client} at {path}"
+            );
+        }
+        for (client, accept) in BROWSERS {
+            let r = server
+                .client
+                .get(format!("{}{path}", server.base))
+                .header("accept", accept)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                r.headers()["content-type"],
+                "text/html; charset=utf-8",
+                "{client} at {path}"
+            );
+        }
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_site_icon_is_served_and_named_by_every_feed_and_page() {
+    let server = Server::start(Backend::Sqlite).await.unwrap();
+    server.app.write(&fixtures()).await.unwrap();
+    let icon = server.get("/favicon.ico").await;
+    assert_eq!(icon.status(), 200);
+    assert_eq!(icon.headers()["content-type"], "image/png");
+    assert!(
+        icon.headers()["cache-control"]
+            .to_str()
+            .unwrap()
+            .contains("max-age=86400")
+    );
+    let bytes = icon.bytes().await.unwrap();
+    assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "the shipped PNG");
+
+    let named = "http://127.0.0.1:8080/favicon.ico";
+    let rss = rss_items(
+        &server
+            .get("/feeds/region/320000.rss")
+            .await
+            .text()
+            .await
+            .unwrap(),
+    );
+    let image = rss.image().unwrap();
+    assert_eq!((image.url(), image.link()), (named, rss.link()));
+    assert_eq!(image.title(), rss.title());
+    let atom = atom_entries(
+        &server
+            .get("/feeds/region/320000.atom")
+            .await
+            .text()
+            .await
+            .unwrap(),
+    );
+    assert_eq!((atom.icon(), atom.logo()), (Some(named), Some(named)));
+    let json = server.get("/feeds/region/320000.json").await.bytes().await;
+    let json: serde_json::Value = serde_json::from_slice(&json.unwrap()).unwrap();
+    assert_eq!(
+        (json["icon"].as_str(), json["favicon"].as_str()),
+        (Some(named), Some(named))
+    );
+    for page in ["/", "/feeds/region/320000.html"] {
+        let html = server.get(page).await.text().await.unwrap();
+        assert!(
+            html.contains(&format!(
+                "<link rel=\"icon\" type=\"image/png\" href=\"{named}\">"
+            )),
+            "{page}: {html}"
+        );
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_configured_icon_is_served_as_what_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    // The header of an ICO file: a format browsers show, but not one RSS allows.
+    let ico: &[u8] = &[
+        0, 0, 1, 0, 1, 0, 16, 16, 0, 0, 1, 0, 32, 0, 0, 0, 0, 0, 22, 0, 0, 0,
+    ];
+    std::fs::write(dir.path().join("site.ico"), ico).unwrap();
+    let settings = feedcast::config::Settings::parse(
+        &include_str!("fixtures/feeds.toml").replacen(
+            "[site]\n",
+            "[site]\nicon = \"site.ico\"\n",
+            1,
+        ),
+        &dir.path().join("feeds.toml"),
+    )
+    .unwrap();
+    let server = Server::start_with(Backend::Sqlite, settings).await.unwrap();
+    server.app.write(&fixtures()).await.unwrap();
+    let icon = server.get("/favicon.ico").await;
+    assert_eq!(icon.headers()["content-type"], "image/x-icon");
+    assert_eq!(&icon.bytes().await.unwrap()[..], ico);
+    // RSS allows only GIF, JPEG and PNG as the channel image: an ICO is left to the others.
+    let rss = rss_items(
+        &server
+            .get("/feeds/region/320000.rss")
+            .await
+            .text()
+            .await
+            .unwrap(),
+    );
+    assert!(rss.image().is_none());
+    let atom = atom_entries(
+        &server
+            .get("/feeds/region/320000.atom")
+            .await
+            .text()
+            .await
+            .unwrap(),
+    );
+    assert_eq!(atom.icon(), Some("http://127.0.0.1:8080/favicon.ico"));
+    server.stop().await;
+}

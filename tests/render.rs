@@ -18,7 +18,8 @@ fn hostile() -> Vec<feedcast::model::Article> {
             "summary": "摘要 <b>粗体</b> &amp;amp; ]]>",
             "content_html": "<p>正文 ]]> <script>alert(1)</script><a href=\"/rel/1.html\" onclick=\"x()\">相对链接</a> مرحبا e\u{0301}</p>",
             "url": "https://www.kechuang.example.cn/news/hostile-1.html",
-            "published_at": "2024-05-18T09:30:00+08:00",
+            "published_at": "2024-05-18T09:30:00.999999+08:00",
+            "image": "/uploads/2024/lead.jpg?w=600&h=400",
             "categories": ["hydrogen"], "region": "320281",
             "source": {"name": "江阴日报 & <b>晚报</b>", "url": "https://www.jyrb.example.com/a?id=1&from=rss"}
         })),

@@ -371,6 +371,101 @@ pub struct Site {
     pub source_label: String,
     /// Prefix of every item and feed id; never change it once feeds are published.
     pub id_prefix: String,
+    /// The site icon, served at `/favicon.ico` and named by every feed and page.
+    pub icon: Icon,
+}
+
+/// Largest icon file accepted: an icon is a few kilobytes, and it is held in memory.
+const MAX_ICON_BYTES: usize = 1 << 20;
+
+/// The site icon: the image file `[site] icon` names, or the small one shipped with feedcast.
+/// Only image formats every browser and reader shows as an icon are accepted, told by their
+/// first bytes rather than by the file's name; SVG is not among them, since an SVG served from
+/// the site's own origin is a document that can run script.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Icon {
+    bytes: bytes::Bytes,
+    media_type: &'static str,
+}
+
+impl Icon {
+    /// The icon shipped with feedcast (64×64 PNG).
+    fn shipped() -> Icon {
+        Icon {
+            bytes: bytes::Bytes::from_static(include_bytes!("../../assets/icon.png")),
+            media_type: "image/png",
+        }
+    }
+
+    /// An icon of these bytes, if they are an image of a format icons come in.
+    fn from_bytes(bytes: Vec<u8>) -> Option<Icon> {
+        let media_type = match bytes.as_slice() {
+            [0x89, b'P', b'N', b'G', ..] => "image/png",
+            [b'G', b'I', b'F', b'8', ..] => "image/gif",
+            [0xFF, 0xD8, 0xFF, ..] => "image/jpeg",
+            [0, 0, 1, 0, ..] => "image/x-icon",
+            [
+                b'R',
+                b'I',
+                b'F',
+                b'F',
+                _,
+                _,
+                _,
+                _,
+                b'W',
+                b'E',
+                b'B',
+                b'P',
+                ..,
+            ] => "image/webp",
+            _ => return None,
+        };
+        Some(Icon {
+            bytes: bytes.into(),
+            media_type,
+        })
+    }
+
+    /// The image itself.
+    pub fn bytes(&self) -> &bytes::Bytes {
+        &self.bytes
+    }
+
+    /// Its media type.
+    pub fn media_type(&self) -> &'static str {
+        self.media_type
+    }
+
+    /// Whether RSS's `<image>` may name it: RSS allows GIF, JPEG and PNG only.
+    pub fn fits_rss(&self) -> bool {
+        matches!(self.media_type, "image/png" | "image/gif" | "image/jpeg")
+    }
+}
+
+/// `[site] icon`: a path relative to the configuration file's directory.
+fn icon(raw: Option<&Spanned<String>>, dir: &Path, at: At<'_>) -> Result<Icon, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(Icon::shipped());
+    };
+    let path = dir.join(raw.get_ref());
+    let fail = |why: String| at(raw.span(), format!("site.icon `{}`: {why}", path.display()));
+    let file = std::fs::File::open(&path).map_err(|e| fail(format!("cannot open it: {e}")))?;
+    let mut bytes = Vec::new();
+    // One byte more than allowed tells a file that is too large without reading all of it.
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(file, MAX_ICON_BYTES as u64 + 1),
+        &mut bytes,
+    )
+    .map_err(|e| fail(format!("cannot read it: {e}")))?;
+    if bytes.len() > MAX_ICON_BYTES {
+        return Err(fail(format!(
+            "larger than {MAX_ICON_BYTES} bytes: an icon is a small image"
+        )));
+    }
+    Icon::from_bytes(bytes).ok_or_else(|| {
+        fail("not a PNG, GIF, JPEG, WebP or ICO image (SVG is not accepted)".to_owned())
+    })
 }
 
 /// How many items a feed holds.
@@ -423,7 +518,7 @@ impl Settings {
         };
         let raw: raw::Config = toml::from_str(text)
             .map_err(|e| at(e.span().unwrap_or(0..0), e.message().trim_end().to_owned()))?;
-        validate(raw, &at)
+        validate(raw, path.parent().unwrap_or(Path::new(".")), &at)
     }
 }
 
@@ -467,8 +562,9 @@ fn non_empty(value: &Spanned<String>, field: &str, at: At<'_>) -> Result<String,
     }
 }
 
-fn validate(raw: raw::Config, at: At<'_>) -> Result<Settings, ConfigError> {
-    let site = site(raw.site, at)?;
+/// `dir` is the configuration file's directory: files it names are found from there.
+fn validate(raw: raw::Config, dir: &Path, at: At<'_>) -> Result<Settings, ConfigError> {
+    let site = site(raw.site, dir, at)?;
     let hub = hub(raw.hub, &site.base_url, at)?;
     let cache_tags = cache_tags(&raw.cache_tags, at)?;
     let purgers = purgers(&raw.purgers, at)?;
@@ -525,7 +621,7 @@ fn tombstones(raw: &raw::Tombstones, at: At<'_>) -> Result<Tombstones, ConfigErr
 }
 
 /// `[site]`.
-fn site(s: raw::Site, at: At<'_>) -> Result<Site, ConfigError> {
+fn site(s: raw::Site, dir: &Path, at: At<'_>) -> Result<Site, ConfigError> {
     let link = url(&s.link, "site.link", at)?;
     let mut base_url = url(&s.base_url, "site.base_url", at)?;
     if !base_url.path().ends_with('/') {
@@ -557,6 +653,7 @@ fn site(s: raw::Site, at: At<'_>) -> Result<Site, ConfigError> {
         reprint_notice: s.reprint_notice,
         source_label: s.source_label.unwrap_or_else(|| "来源".to_owned()),
         id_prefix,
+        icon: icon(s.icon.as_ref(), dir, at)?,
     })
 }
 

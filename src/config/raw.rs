@@ -54,6 +54,7 @@ pub(super) struct Site {
     pub reprint_notice: Option<String>,
     pub source_label: Option<String>,
     pub id_prefix: Option<Spanned<String>>,
+    pub icon: Option<Spanned<String>>,
 }
 
 /// Each section's defaults are its `Default`: the one place they are written.

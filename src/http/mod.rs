@@ -32,11 +32,15 @@ pub use error::{ApiError, AppError};
 /// Content type of the OPML list.
 const OPML_TYPE: &str = "text/x-opml; charset=utf-8";
 
+/// How long the site icon may be kept (a day).
+const ICON_MAX_AGE: u32 = 86_400;
+
 /// The service's routes.
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/", get(index))
         .route("/feeds.opml", get(opml))
+        .route("/favicon.ico", get(icon))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -83,7 +87,7 @@ async fn feed(
     // A feed URL opened in a browser shows the page for people; every feed client, and any
     // request without that explicit preference, gets the feed.
     let negotiable = key.format != Format::Html;
-    if negotiable && negotiate::prefers_html(header_str(request, header::ACCEPT), key.format) {
+    if negotiable && negotiate::prefers_html(header_str(request, header::ACCEPT)) {
         key.format = Format::Html;
     }
     let served = app.feed(&key).await?;
@@ -138,6 +142,20 @@ async fn opml(State(app): State<Arc<App>>, request: Request) -> Response {
         page_policy: None,
     };
     respond(request.headers(), &app.opml, policy)
+}
+
+/// The site icon, where browsers and feed readers look for it.
+async fn icon(State(app): State<Arc<App>>, request: Request) -> Response {
+    let policy = Policy {
+        content_type: app.settings.site.icon.media_type(),
+        cache_tags: &app.settings.cache_tags,
+        // It changes only with the configuration, and a stale icon harms no one.
+        max_age: ICON_MAX_AGE,
+        stale: (0, 0),
+        vary: "Accept-Encoding",
+        page_policy: None,
+    };
+    respond(request.headers(), &app.icon, policy)
 }
 
 /// feedcast's WebSub hub: a subscription request, answered 202 and verified later.

@@ -2,7 +2,6 @@
 //! prefers a page for people over the feed itself (`Accept`).
 
 use crate::cache::Encoding;
-use crate::feed::Format;
 
 /// `(lowercased token, q)` pairs of a header such as `gzip;q=0.8, br`.
 fn weighted(header: &str) -> Vec<(String, f32)> {
@@ -60,42 +59,35 @@ pub fn encoding(accept_encoding: Option<&str>) -> Encoding {
         .map_or(Encoding::Identity, |(e, _)| e)
 }
 
-/// Media types that ask for a feed of `format`.
-fn feed_types(format: Format) -> &'static [&'static str] {
-    match format {
-        Format::Rss => &["application/rss+xml", "application/xml", "text/xml"],
-        Format::Atom => &["application/atom+xml", "application/xml", "text/xml"],
-        Format::Json => &["application/feed+json", "application/json"],
-        Format::Html => &[],
-    }
-}
+/// Media types that name a feed. A request naming any of them is a feed reader's, whatever
+/// else it accepts. Generic XML types do not count: browsers send `application/xml;q=0.9`.
+const FEED_TYPES: [&str; 4] = [
+    "application/rss+xml",
+    "application/atom+xml",
+    "application/feed+json",
+    "application/json",
+];
 
-/// Whether the request explicitly prefers `text/html` over every type that would get it the
-/// feed (wildcards count for the feed). Browsers do; feed readers and `curl` do not.
-pub fn prefers_html(accept: Option<&str>, format: Format) -> bool {
+/// Whether the request is a browser's, to be shown the page for people instead of the feed:
+/// it names `text/html` (or XHTML), prefers it at least as much as anything else (`*/*`), and
+/// names no feed type at all. A feed reader names feed types, usually with `text/html` at a
+/// lower q for discovery (FreshRSS, Miniflux), and gets the feed at the URL it asked for, even
+/// where the type it names is another format's; `curl` and clients that send no preference
+/// get the feed too.
+pub fn prefers_html(accept: Option<&str>) -> bool {
     let Some(header) = accept else {
         return false;
     };
     let ranges = weighted(header);
-    let html = ranges
-        .iter()
-        .filter(|(t, _)| t == "text/html" || t == "application/xhtml+xml")
-        .map(|(_, q)| *q)
-        .reduce(f32::max);
-    let Some(html) = html else {
-        return false;
+    let named = |types: &[&str]| {
+        ranges
+            .iter()
+            .filter(|(t, _)| types.contains(&t.as_str()))
+            .map(|(_, q)| *q)
+            .fold(0.0, f32::max)
     };
-    let wanted = feed_types(format);
-    let feed = ranges
-        .iter()
-        .filter(|(t, _)| {
-            wanted.contains(&t.as_str())
-                || t == "*/*"
-                || (t.ends_with("/*") && wanted.iter().any(|w| w.starts_with(&t[..t.len() - 1])))
-        })
-        .map(|(_, q)| *q)
-        .fold(0.0, f32::max);
-    html > feed
+    let html = named(&["text/html", "application/xhtml+xml"]);
+    html > 0.0 && named(&FEED_TYPES) == 0.0 && html >= named(&["*/*"])
 }
 
 #[cfg(test)]
@@ -125,36 +117,44 @@ mod tests {
 
     #[test]
     fn browsers_get_html_and_feed_clients_get_the_feed() {
-        let chromium =
-            "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8";
+        // The Accept headers these clients send.
+        let chromium = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,\
+                        image/webp,image/apng,*/*;q=0.8,application/signed-exchange;v=b3;q=0.7";
         let firefox = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
-        let feedparser = "application/atom+xml,application/rdf+xml,application/rss+xml,application/x-netcdf,application/xml;q=0.9,text/xml;q=0.2,*/*;q=0.1";
-        let cases = [
-            (Some(chromium), Format::Rss, true),
-            (Some(firefox), Format::Atom, true),
-            (Some(chromium), Format::Json, true),
-            (Some(feedparser), Format::Rss, false),
-            (Some("*/*"), Format::Atom, false),
-            (None, Format::Rss, false),
+        let feedparser = "application/atom+xml,application/rdf+xml,application/rss+xml,\
+                          application/x-netcdf,application/xml;q=0.9,text/xml;q=0.2,*/*;q=0.1";
+        // SimplePie's, which FreshRSS subscribes with.
+        let freshrss = "application/atom+xml, application/rss+xml, application/rdf+xml;q=0.9, \
+                        application/xml;q=0.8, text/xml;q=0.8, text/html;q=0.7, \
+                        unknown/unknown;q=0.1, application/unknown;q=0.1, */*;q=0.1";
+        let miniflux = "application/xml, application/atom+xml, application/rss+xml, \
+                        application/rdf+xml, application/feed+json, text/html, */*;q=0.9";
+        let netnewswire = "application/rss+xml, application/atom+xml, application/feed+json, \
+                           application/json, text/xml;q=0.9, */*;q=0.8";
+        for (client, accept, html) in [
+            ("Chromium", Some(chromium), true),
+            ("Firefox", Some(firefox), true),
+            ("feedparser", Some(feedparser), false),
+            ("FreshRSS", Some(freshrss), false),
+            ("Miniflux", Some(miniflux), false),
+            ("NetNewsWire", Some(netnewswire), false),
+            ("curl", Some("*/*"), false),
+            ("no Accept", None, false),
             (
-                Some("application/rss+xml, text/html;q=0.9"),
-                Format::Rss,
+                "a feed type at a low q",
+                Some("text/html, application/json;q=0.1"),
                 false,
             ),
-            (Some("text/html, application/atom+xml"), Format::Atom, false),
             (
-                Some("application/json, text/html;q=0.5"),
-                Format::Json,
-                false,
+                "a feed type refused",
+                Some("text/html, application/rss+xml;q=0"),
+                true,
             ),
-            (Some("text/html"), Format::Json, true),
-        ];
-        for (accept, format, html) in cases {
-            assert_eq!(
-                prefers_html(accept, format),
-                html,
-                "{accept:?} for {format:?}"
-            );
+            ("XML only", Some("application/xml, text/xml"), false),
+            ("anything over HTML", Some("text/html;q=0.5, */*"), false),
+            ("HTML only", Some("text/html"), true),
+        ] {
+            assert_eq!(prefers_html(accept), html, "{client}");
         }
     }
 }

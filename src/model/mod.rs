@@ -211,15 +211,56 @@ impl Article {
     pub fn image(&self) -> Option<&str> {
         self.image.as_deref()
     }
+    /// The lead image's media type, when its URL's extension names one readers show.
+    pub fn image_type(&self) -> Option<&'static str> {
+        self.image.as_deref().and_then(image_type)
+    }
     /// Language tag (e.g. `zh-CN`).
     pub fn language(&self) -> &str {
         &self.language
     }
 }
 
+/// The media type an image URL's extension names (`.jpg`, `.jpeg`, `.png`, `.gif`, `.webp`,
+/// `.avif`, in any case), looked for in the path only: `?` and `#` end it. Nothing else is
+/// guessed: a feed that states a wrong type is worse than one that states none.
+fn image_type(url: &str) -> Option<&'static str> {
+    let path = url.split(['?', '#']).next().unwrap_or_default();
+    let name = path.rsplit('/').next().unwrap_or_default();
+    let (_, extension) = name.rsplit_once('.')?;
+    Some(match extension.to_ascii_lowercase().as_str() {
+        "jpg" | "jpeg" => "image/jpeg",
+        "png" => "image/png",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "avif" => "image/avif",
+        _ => return None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_image_type_comes_from_the_path_extension_only() {
+        let cases = [
+            ("https://x.cn/a/lead.jpg", Some("image/jpeg")),
+            ("https://x.cn/a/lead.JPEG?w=600", Some("image/jpeg")),
+            ("https://x.cn/a.png#top", Some("image/png")),
+            ("https://x.cn/a.gif", Some("image/gif")),
+            ("https://x.cn/a.WebP", Some("image/webp")),
+            ("https://x.cn/a.avif", Some("image/avif")),
+            ("https://x.cn/a.svg", None),
+            ("https://x.cn/image", None),
+            ("https://x.cn/img.jpg/view", None),
+            ("https://x.cn/view?file=a.jpg", None),
+            ("https://x.cn/a.", None),
+        ];
+        for (url, expected) in cases {
+            assert_eq!(image_type(url), expected, "{url}");
+        }
+    }
 
     #[test]
     fn can_parse_names() {

@@ -10,7 +10,7 @@ use atom_syndication::{
 };
 
 use super::{
-    FEED_HISTORY_NS, Links, SYNDICATION_NS, TOMBSTONES_NS, category_name, content_html,
+    FEED_HISTORY_NS, Links, MEDIA_NS, SYNDICATION_NS, TOMBSTONES_NS, category_name, content_html,
     deleted_when, feed_id, id_of, item_id, local, schedule,
 };
 use crate::GENERATOR;
@@ -75,6 +75,9 @@ pub(super) fn render(feed: &Feed, settings: &Settings) -> Result<Vec<u8>, String
         );
         namespaces.insert("sy".to_owned(), SYNDICATION_NS.to_owned());
     }
+    if feed.items.iter().any(|a| a.image().is_some()) {
+        namespaces.insert("media".to_owned(), MEDIA_NS.to_owned());
+    }
     if !feed.tombstones.is_empty() {
         let deleted = feed
             .tombstones
@@ -100,7 +103,7 @@ pub(super) fn render(feed: &Feed, settings: &Settings) -> Result<Vec<u8>, String
     let out = AtomFeed {
         title: Text::plain(feed.title.clone()),
         id: feed_id(settings, feed),
-        updated: local(settings, super::whole_second_up(feed.updated)),
+        updated: local(settings, feed.updated),
         // RFC 4287 wants an author on the feed unless every entry has one: the portal.
         authors: vec![Person {
             name: site.title.clone(),
@@ -112,6 +115,8 @@ pub(super) fn render(feed: &Feed, settings: &Settings) -> Result<Vec<u8>, String
             value: GENERATOR.to_owned(),
             ..Generator::default()
         }),
+        icon: Some(super::icon_url(settings)),
+        logo: Some(super::icon_url(settings)),
         rights: site.copyright.clone().map(Text::plain),
         subtitle: Some(Text::plain(feed.description.clone())),
         lang: Some(site.language.clone()),
@@ -138,12 +143,21 @@ fn entry(settings: &Settings, a: &Article) -> Entry {
             })
             .into_iter()
             .collect(),
-        links: vec![Link {
+        links: std::iter::once(Link {
             href: a.url().to_owned(),
             rel: "alternate".to_owned(),
             mime_type: Some("text/html".to_owned()),
             ..Link::default()
-        }],
+        })
+        // The cover image as an enclosure, as RSS carries it; its length is unknown, and
+        // RFC 4287 leaves it out then.
+        .chain(a.image().map(|url| Link {
+            href: url.to_owned(),
+            rel: "enclosure".to_owned(),
+            mime_type: a.image_type().map(str::to_owned),
+            ..Link::default()
+        }))
+        .collect(),
         categories: a
             .categories()
             .iter()
@@ -173,6 +187,21 @@ fn entry(settings: &Settings, a: &Article) -> Entry {
             }],
             ..Source::default()
         }),
+        extensions: a.image().map(thumbnail).unwrap_or_default(),
         ..Entry::default()
     }
+}
+
+/// Media RSS's `media:thumbnail`, which readers of Atom read for a thumbnail too.
+fn thumbnail(url: &str) -> ExtensionMap {
+    let element = Extension {
+        name: "media:thumbnail".to_owned(),
+        // Escaped here: atom_syndication writes extension attributes as given.
+        attrs: BTreeMap::from([("url".to_owned(), escape_html(url))]),
+        ..Extension::default()
+    };
+    BTreeMap::from([(
+        "media".to_owned(),
+        BTreeMap::from([("thumbnail".to_owned(), vec![element])]),
+    )])
 }

@@ -15,7 +15,8 @@ max-width:46rem;margin:2rem auto;padding:0 1rem;line-height:1.6;color:#222}\
 a{color:#0b5cad}h1{font-size:1.6rem;margin-bottom:.2rem}article{border-top:1px solid #ddd;padding:.6rem 0}\
 article h2{font-size:1.1rem;margin:.2rem 0}.meta{color:#666;font-size:.9rem;margin:0}\
 .subscribe{background:#f4f7fb;border:1px solid #d7e3f1;padding:.6rem 1rem;border-radius:6px}\
-code{word-break:break-all}ul.formats{padding-left:1.2rem}nav a{margin-right:1rem}";
+code{word-break:break-all}ul.formats{padding-left:1.2rem}nav a{margin-right:1rem}\
+article img{max-width:100%;height:auto;display:block;margin:.4rem 0}";
 
 /// The Content-Security-Policy of every page feedcast serves, built here because this module
 /// knows what its pages hold: no script at all; the one inline stylesheet, by its hash; images
@@ -48,6 +49,7 @@ fn page(settings: &Settings, title: &str, head: Markup, body: Markup) -> Vec<u8>
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) }
+                link rel="icon" type=(settings.site.icon.media_type()) href=(super::icon_url(settings));
                 (head)
                 style { (PreEscaped(STYLE)) }
             }
@@ -114,6 +116,11 @@ pub(super) fn feed_page(feed: &Feed, settings: &Settings) -> Vec<u8> {
                         @if let Some(source) = a.source() {
                             " · " (settings.site.source_label) "：" a href=(source.url) { (source.name) }
                         }
+                    }
+                    @if let Some(image) = a.image() {
+                        // No referrer: image hosts that refuse other sites' pages (WeChat's
+                        // among them) still serve a request that names none.
+                        img src=(image) alt="" loading="lazy" referrerpolicy="no-referrer";
                     }
                     p { (a.summary()) }
                 }

@@ -22,6 +22,9 @@ struct JsonFeed<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     next_url: Option<String>,
     language: &'a str,
+    /// The site icon, for both of JSON Feed's sizes: one square image serves both.
+    icon: String,
+    favicon: String,
     authors: Vec<Author<'a>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     hubs: Vec<Hub>,
@@ -94,6 +97,8 @@ pub(super) fn render(feed: &Feed, settings: &Settings) -> Result<Vec<u8>, String
         description: &feed.description,
         next_url: links.prev_archive,
         language: &site.language,
+        icon: super::icon_url(settings),
+        favicon: super::icon_url(settings),
         authors: vec![Author {
             name: &site.title,
             url: Some(site.link.as_str()),

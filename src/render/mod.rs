@@ -30,6 +30,8 @@ pub use opml::opml;
 const FEED_HISTORY_NS: &str = "http://purl.org/syndication/history/1.0";
 /// Namespace of the RSS syndication module (`sy:updatePeriod`, `sy:updateFrequency`).
 const SYNDICATION_NS: &str = "http://purl.org/rss/1.0/modules/syndication/";
+/// Namespace of Media RSS (`media:content`, `media:thumbnail`), read in RSS and Atom alike.
+const MEDIA_NS: &str = "http://search.yahoo.com/mrss/";
 /// Namespace of RFC 6721's `at:deleted-entry`.
 const TOMBSTONES_NS: &str = "http://purl.org/atompub/tombstones/1.0";
 
@@ -109,8 +111,10 @@ impl Links {
     }
 }
 
-/// A feed's change time as its document and its `Last-Modified` show it: rounded up to the
-/// whole second, so that the date a client holds is never before a change it was shown.
+/// A feed's change time as its `Last-Modified` shows it: rounded up to the whole second, so
+/// that the date a client sends back is never before a change it was shown. Dates inside the
+/// documents are cut to the second instead (see [`local`]): there a date names when something
+/// happened, and must not move into a second that had not begun.
 pub fn whole_second_up(t: DateTime<Utc>) -> DateTime<Utc> {
     let up = t.timestamp() + i64::from(t.timestamp_subsec_nanos() > 0);
     DateTime::from_timestamp(up, 0).unwrap_or(t)
@@ -146,6 +150,15 @@ fn id_of(settings: &Settings, id: &ArticleId) -> String {
 /// seconds, as RFC 6721 shows it (and readers compare it with the entries they hold).
 fn deleted_when(settings: &Settings, tombstone: &Tombstone) -> String {
     local(settings, tombstone.deleted_at).to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
+}
+
+/// Where the site icon is served (`/favicon.ico`, where readers and browsers look for it),
+/// as the feeds name it.
+fn icon_url(settings: &Settings) -> String {
+    settings.site.base_url.join("favicon.ico").map_or_else(
+        |_| format!("{}favicon.ico", settings.site.base_url),
+        String::from,
+    )
 }
 
 /// The stable id of a feed, the same in every format and for all its archives.

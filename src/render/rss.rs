@@ -6,13 +6,12 @@ use std::collections::BTreeMap;
 
 use rss::extension::atom::{AtomExtension, Link};
 use rss::extension::dublincore::DublinCoreExtension;
-use rss::extension::syndication::{SyndicationExtension, UpdatePeriod};
 use rss::extension::{Extension, ExtensionMap};
-use rss::{Category, Channel, Guid, Item, Source};
+use rss::{Category, Channel, Enclosure, Guid, Image, Item, Source};
 
 use super::{
-    FEED_HISTORY_NS, Links, SYNDICATION_NS, category_name, content_html, item_id, local, rfc2822,
-    schedule,
+    FEED_HISTORY_NS, Links, MEDIA_NS, SYNDICATION_NS, category_name, content_html, item_id, local,
+    rfc2822, schedule,
 };
 use crate::GENERATOR;
 use crate::config::Settings;
@@ -51,9 +50,32 @@ pub(super) fn render(feed: &Feed, settings: &Settings) -> Result<Vec<u8>, String
         namespaces.insert("fh".to_owned(), FEED_HISTORY_NS.to_owned());
     }
     let schedule = schedule(feed, settings);
-    if schedule.is_some() {
-        // The rss crate writes sy: elements only under a declared prefix.
+    if let Some((_, period, frequency)) = schedule {
+        // Written as plain extensions: the rss crate's syndication module always adds an
+        // `sy:updateBase` of 1970, a date validators rightly call implausible. Without it the
+        // module's own default applies, and the period and frequency say all there is to say.
+        let element = |name: &str, value: String| Extension {
+            name: format!("sy:{name}"),
+            value: Some(value),
+            ..Extension::default()
+        };
+        extensions.insert(
+            "sy".to_owned(),
+            BTreeMap::from([
+                (
+                    "updatePeriod".to_owned(),
+                    vec![element("updatePeriod", period.to_owned())],
+                ),
+                (
+                    "updateFrequency".to_owned(),
+                    vec![element("updateFrequency", frequency.to_string())],
+                ),
+            ]),
+        );
         namespaces.insert("sy".to_owned(), SYNDICATION_NS.to_owned());
+    }
+    if feed.items.iter().any(|a| a.image().is_some()) {
+        namespaces.insert("media".to_owned(), MEDIA_NS.to_owned());
     }
 
     let channel = Channel {
@@ -63,20 +85,15 @@ pub(super) fn render(feed: &Feed, settings: &Settings) -> Result<Vec<u8>, String
         description: escape_html(&feed.description),
         language: Some(site.language.clone()),
         copyright: site.copyright.clone(),
-        last_build_date: Some(rfc2822(local(
-            settings,
-            super::whole_second_up(feed.updated),
-        ))),
+        last_build_date: Some(rfc2822(local(settings, feed.updated))),
         generator: Some(GENERATOR.to_owned()),
         ttl: schedule.map(|(ttl, _, _)| ttl.to_string()),
-        syndication_ext: schedule.map(|(_, period, frequency)| SyndicationExtension {
-            period: if period == "hourly" {
-                UpdatePeriod::Hourly
-            } else {
-                UpdatePeriod::Daily
-            },
-            frequency,
-            ..SyndicationExtension::default()
+        // RSS allows only GIF, JPEG and PNG here; another icon is named by the other formats.
+        image: settings.site.icon.fits_rss().then(|| Image {
+            url: super::icon_url(settings),
+            title: feed.title.clone(),
+            link: site.link.to_string(),
+            ..Image::default()
         }),
         atom_ext: Some(AtomExtension { links: atom_links }),
         extensions,
@@ -162,8 +179,50 @@ fn item(settings: &Settings, a: &Article) -> Item {
             creators: vec![name.to_owned()],
             ..DublinCoreExtension::default()
         }),
+        // RSS requires an enclosure's type and length: without a known type, none is written,
+        // and the length, unknown, is 0 as the RSS Advisory Board's profile advises.
+        enclosure: a
+            .image()
+            .zip(a.image_type())
+            .map(|(url, mime_type)| Enclosure {
+                url: url.to_owned(),
+                length: "0".to_owned(),
+                mime_type: mime_type.to_owned(),
+            }),
+        extensions: a
+            .image()
+            .map(|url| media(url, a.image_type()))
+            .unwrap_or_default(),
         ..Item::default()
     }
+}
+
+/// Media RSS for the cover image: `media:content medium="image"` (read by RSS-to-email
+/// services) and `media:thumbnail` (read by readers that show thumbnails).
+fn media(url: &str, mime_type: Option<&str>) -> ExtensionMap {
+    let element = |name: &str, attrs: BTreeMap<String, String>| Extension {
+        name: format!("media:{name}"),
+        attrs,
+        ..Extension::default()
+    };
+    let mut content = BTreeMap::from([
+        ("url".to_owned(), url.to_owned()),
+        ("medium".to_owned(), "image".to_owned()),
+    ]);
+    if let Some(t) = mime_type {
+        content.insert("type".to_owned(), t.to_owned());
+    }
+    let thumbnail = BTreeMap::from([("url".to_owned(), url.to_owned())]);
+    BTreeMap::from([(
+        "media".to_owned(),
+        BTreeMap::from([
+            ("content".to_owned(), vec![element("content", content)]),
+            (
+                "thumbnail".to_owned(),
+                vec![element("thumbnail", thumbnail)],
+            ),
+        ]),
+    )])
 }
 
 #[cfg(test)]
