@@ -24,7 +24,7 @@ use moka::future::Cache;
 use sha2::{Digest, Sha256};
 
 use crate::feed::tags::CacheTag;
-use crate::feed::{FeedId, FeedKey};
+use crate::feed::{FeedId, FeedKey, NoArchive};
 use crate::model::{Bucket, Catalog};
 use crate::render::Links;
 use crate::store::{Change, Health};
@@ -57,6 +57,9 @@ pub struct Rendered {
     pub links: Option<Links>,
     /// Its cache tags, most important first (none for a page of no store data).
     pub tags: Vec<CacheTag>,
+    /// When it goes out of date without any write (the archive of the month in progress, at
+    /// the month's end); `None`: only a write outdates it.
+    pub expires: Option<DateTime<Utc>>,
 }
 
 /// A content coding feedcast can send.
@@ -106,6 +109,11 @@ pub struct Encoded {
     tags: Vec<CacheTag>,
     /// The values of the headers naming `tags`, written once by [`Encoded::tag_headers`].
     tag_headers: std::sync::OnceLock<Vec<Bytes>>,
+    /// When it goes out of date without any write, if it does.
+    expires: Option<DateTime<Utc>>,
+    /// Set for an archive that does not exist: the answer is cached like a document, so that
+    /// asking again costs no store read, and dropped like one when a write could make it.
+    absent: Option<NoArchive>,
 }
 
 impl Encoded {
@@ -133,7 +141,28 @@ impl Encoded {
             link_header: std::sync::OnceLock::new(),
             tags: rendered.tags,
             tag_headers: std::sync::OnceLock::new(),
+            expires: rendered.expires,
+            absent: None,
         }
+    }
+
+    /// What stands in the cache for an archive that does not exist.
+    pub fn absent(no: NoArchive) -> Self {
+        let mut doc = Encoded::new(Rendered {
+            body: Bytes::new(),
+            last_modified: None,
+            store_clock_ahead: chrono::TimeDelta::zero(),
+            links: None,
+            tags: Vec::new(),
+            expires: no.until,
+        });
+        doc.absent = Some(no);
+        doc
+    }
+
+    /// Why there is no such archive, if this stands for one that does not exist.
+    pub fn absent_because(&self) -> Option<&NoArchive> {
+        self.absent.as_ref()
     }
 
     /// The bytes and strong ETag of one variant. Each variant has its own ETag, since their
@@ -303,7 +332,8 @@ impl FeedCache {
             .marks
             .get(&key.feed)
             .map_or(0, |m| m.changed.load(Ordering::SeqCst));
-        entry.built_after >= changed.max(self.all_dropped.load(Ordering::SeqCst))
+        let expired = entry.doc.expires.is_some_and(|t| t <= Utc::now());
+        !expired && entry.built_after >= changed.max(self.all_dropped.load(Ordering::SeqCst))
     }
 
     fn may_stand_in(&self, key: &FeedKey, entry: &Cached) -> bool {
@@ -497,6 +527,7 @@ mod tests {
             store_clock_ahead: chrono::TimeDelta::zero(),
             links: None,
             tags: Vec::new(),
+            expires: None,
         })
     }
 
