@@ -556,6 +556,32 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_document_past_its_expiry_is_built_again_without_any_write() {
+        // The archive of a month that has just ended was built while it was in progress.
+        let (a, builds) = (key("a"), AtomicUsize::new(0));
+        let cache = FeedCache::new(1 << 20, vec![a.feed.clone()], Health::default());
+        let expiring = |body: &str, expires| {
+            let mut doc = rendered(body);
+            doc.expires = Some(expires);
+            doc
+        };
+        let ended = Utc::now() - chrono::TimeDelta::seconds(1);
+        let served = cache
+            .get_or_build::<(), _>(&a, || async { Ok(expiring("open", ended)) })
+            .await
+            .unwrap();
+        assert_eq!(served.entry().doc.variant(Encoding::Identity).0, "open");
+        assert_eq!(get(&cache, &a, &builds, "closed").await, "closed");
+        let later = Utc::now() + chrono::TimeDelta::days(1);
+        let b = key("b");
+        cache
+            .get_or_build::<(), _>(&b, || async { Ok(expiring("open", later)) })
+            .await
+            .unwrap();
+        assert_eq!(get(&cache, &b, &builds, "closed").await, "open", "not yet");
+    }
+
+    #[tokio::test]
     async fn a_write_drops_only_the_feeds_it_touched() {
         let (a, b, builds) = (key("a"), key("b"), AtomicUsize::new(0));
         let cache = FeedCache::new(

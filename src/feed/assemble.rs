@@ -162,7 +162,23 @@ pub async fn select(
             };
             let changed = store.changed_at(&selection, shows).await?;
             let rows = store.articles(&selection, window).await?;
-            if prev.is_none() && rows.is_empty() && month < current {
+            // Before the oldest item: unless a takedown in it is still announced, which only
+            // its archive can carry (in every format alike, so RSS is asked too).
+            let before_oldest = prev.is_none() && rows.is_empty() && month < current;
+            let announced = before_oldest
+                && !shown_for.is_zero()
+                && !store
+                    .tombstones(
+                        &selection,
+                        Window {
+                            limit: Some(1),
+                            ..window
+                        },
+                        Utc::now() - chrono::TimeDelta::from_std(shown_for).unwrap_or_default(),
+                    )
+                    .await?
+                    .is_empty();
+            if before_oldest && !announced {
                 return Err(SelectError::NoArchive(NoArchive {
                     why: format!(
                         "no archive of {} for {month}: its oldest item is later",
