@@ -1525,6 +1525,8 @@ parent = "320200"
         let s = Settings::parse(text, Path::new("feeds.toml")).unwrap();
         assert!(s.catalog.categories().len() >= 3);
         assert!(s.catalog.regions().iter().any(|r| r.lineage.len() >= 3));
+        // It shows a renamed feed and a feed removed for good.
+        assert!(s.catalog.former_count() >= 1 && s.catalog.gone_count() >= 1);
     }
 
     #[test]

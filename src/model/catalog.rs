@@ -148,6 +148,16 @@ impl Catalog {
     pub fn is_gone(&self, path: &str) -> bool {
         self.gone.contains(path)
     }
+    /// How many former names lead to a feed (categories, regions and custom feeds).
+    pub fn former_count(&self) -> usize {
+        self.former_category_index.len()
+            + self.former_region_index.len()
+            + self.former_feed_index.len()
+    }
+    /// How many feeds were removed for good.
+    pub fn gone_count(&self) -> usize {
+        self.gone.len()
+    }
     /// Every former category slug with the category's slug now.
     pub fn former_categories(&self) -> impl Iterator<Item = (&CategorySlug, &CategorySlug)> {
         self.categories
