@@ -42,8 +42,10 @@ pub struct Feed {
     pub store_clock_ahead: chrono::TimeDelta,
     /// Whether it is the archive of a month that has ended (RFC 5005 `fh:archive`).
     pub closed: bool,
-    /// For the archive of the month in progress, when that month ends: from then on the
-    /// document is a closed archive, and this one, unmarked, is outdated.
+    /// When the document goes out of date without any write: for the archive of the month in
+    /// progress, when that month ends (it is then a closed archive, and this one, unmarked, is
+    /// outdated); for a feed whose newest item is dated later, when its link to the month in
+    /// progress should move on.
     pub open_until: Option<DateTime<Utc>>,
 }
 
@@ -230,21 +232,26 @@ pub fn finish(settings: &Settings, key: &FeedKey, selected: Selected) -> Feed {
         .filter_map(|row| import::stored(row, settings))
         .take(wanted)
         .collect();
+    let mut open_until = None;
     if let View::Latest { .. } = key.view {
         // The month in progress at the latest, however far ahead the newest item is dated:
-        // later months have no archive yet.
+        // later months have no archive yet. When it ends, the link moves on.
         let current = Month::of(Utc::now(), tz);
-        archive.prev = items
-            .first()
-            .map(|a| Month::of(a.published_at(), tz).min(current));
+        let newest = items.first().map(|a| Month::of(a.published_at(), tz));
+        archive.prev = newest.map(|m| m.min(current));
+        if newest.is_some_and(|m| m > current) {
+            open_until = Some(current.end(tz));
+        }
     }
+    let described = describe(settings, key, items, archive);
     Feed {
         // The store's change time, not the newest item's: it moves on an edit of an older
         // item and on a takedown too.
         updated: changed.at,
         store_clock_ahead: changed.clock_ahead,
         tombstones: tombstones.into_iter().filter_map(tombstone).collect(),
-        ..describe(settings, key, items, archive)
+        open_until: open_until.or(described.open_until),
+        ..described
     }
 }
 

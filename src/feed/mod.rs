@@ -327,6 +327,7 @@ impl FeedKey {
         let feed = match (found, renamed) {
             (Some(feed), _) => feed,
             (None, Some(feed)) => {
+                // Only its path is used: the limit travels in the query, as the client gave it.
                 let moved = FeedKey {
                     feed,
                     format,
