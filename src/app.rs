@@ -33,6 +33,18 @@ pub enum FeedError {
     /// The renderer failed.
     #[error(transparent)]
     Render(#[from] RenderError),
+    /// The archive asked for does not exist.
+    #[error(transparent)]
+    NoArchive(feed::NoArchive),
+}
+
+impl From<feed::SelectError> for FeedError {
+    fn from(e: feed::SelectError) -> Self {
+        match e {
+            feed::SelectError::Store(e) => FeedError::Store(e),
+            feed::SelectError::NoArchive(no) => FeedError::NoArchive(no),
+        }
+    }
 }
 
 /// The WebSub topics of these feeds: each one's newest-items URL, in every feed format.
@@ -179,15 +191,25 @@ impl Builder {
     /// A feed as served: from the cache, or built, compressed and cached once; an outdated
     /// copy if the store fails and no takedown forbids it.
     pub async fn feed(&self, key: &FeedKey) -> Result<Served, Arc<FeedError>> {
-        self.cache
+        let served = self
+            .cache
             .get_or_build(key, || async {
                 let _slot = self.building.acquire().await;
-                let rendered = self.build(key).await?;
+                let rendered = match self.build(key).await {
+                    Ok(rendered) => rendered,
+                    // Cached too: asked again, it costs no store read until a write.
+                    Err(FeedError::NoArchive(no)) => return Ok(Encoded::absent(no)),
+                    Err(e) => return Err(e),
+                };
                 self.off_async(move || Encoded::new(rendered))
                     .await
                     .map_err(|cause| FeedError::Render(cause.of(key, "compressing")))
             })
-            .await
+            .await?;
+        match served.entry().doc.absent_because() {
+            Some(no) => Err(Arc::new(FeedError::NoArchive(no.clone()))),
+            None => Ok(served),
+        }
     }
 
     /// Runs CPU work (sanitizing, rendering, compressing, validating) on Tokio's blocking pool,
@@ -231,6 +253,7 @@ impl Builder {
                         &owned_key,
                         feed.items.iter().map(|a| a.id().as_str()),
                     ),
+                    expires: feed.open_until,
                 })
             })
             .await
@@ -389,6 +412,7 @@ impl App {
                 store_clock_ahead: chrono::TimeDelta::zero(),
                 links: None,
                 tags: Vec::new(),
+                expires: None,
             })
         };
         let denier = Arc::new(hub::Denials::new(&settings.hub));

@@ -24,7 +24,7 @@ use moka::future::Cache;
 use sha2::{Digest, Sha256};
 
 use crate::feed::tags::CacheTag;
-use crate::feed::{FeedId, FeedKey};
+use crate::feed::{FeedId, FeedKey, NoArchive};
 use crate::model::{Bucket, Catalog};
 use crate::render::Links;
 use crate::store::{Change, Health};
@@ -57,6 +57,9 @@ pub struct Rendered {
     pub links: Option<Links>,
     /// Its cache tags, most important first (none for a page of no store data).
     pub tags: Vec<CacheTag>,
+    /// When it goes out of date without any write (the archive of the month in progress, at
+    /// the month's end); `None`: only a write outdates it.
+    pub expires: Option<DateTime<Utc>>,
 }
 
 /// A content coding feedcast can send.
@@ -106,6 +109,11 @@ pub struct Encoded {
     tags: Vec<CacheTag>,
     /// The values of the headers naming `tags`, written once by [`Encoded::tag_headers`].
     tag_headers: std::sync::OnceLock<Vec<Bytes>>,
+    /// When it goes out of date without any write, if it does.
+    expires: Option<DateTime<Utc>>,
+    /// Set for an archive that does not exist: the answer is cached like a document, so that
+    /// asking again costs no store read, and dropped like one when a write could make it.
+    absent: Option<NoArchive>,
 }
 
 impl Encoded {
@@ -133,7 +141,28 @@ impl Encoded {
             link_header: std::sync::OnceLock::new(),
             tags: rendered.tags,
             tag_headers: std::sync::OnceLock::new(),
+            expires: rendered.expires,
+            absent: None,
         }
+    }
+
+    /// What stands in the cache for an archive that does not exist.
+    pub fn absent(no: NoArchive) -> Self {
+        let mut doc = Encoded::new(Rendered {
+            body: Bytes::new(),
+            last_modified: None,
+            store_clock_ahead: chrono::TimeDelta::zero(),
+            links: None,
+            tags: Vec::new(),
+            expires: no.until,
+        });
+        doc.absent = Some(no);
+        doc
+    }
+
+    /// Why there is no such archive, if this stands for one that does not exist.
+    pub fn absent_because(&self) -> Option<&NoArchive> {
+        self.absent.as_ref()
     }
 
     /// The bytes and strong ETag of one variant. Each variant has its own ETag, since their
@@ -303,7 +332,8 @@ impl FeedCache {
             .marks
             .get(&key.feed)
             .map_or(0, |m| m.changed.load(Ordering::SeqCst));
-        entry.built_after >= changed.max(self.all_dropped.load(Ordering::SeqCst))
+        let expired = entry.doc.expires.is_some_and(|t| t <= Utc::now());
+        !expired && entry.built_after >= changed.max(self.all_dropped.load(Ordering::SeqCst))
     }
 
     fn may_stand_in(&self, key: &FeedKey, entry: &Cached) -> bool {
@@ -497,6 +527,7 @@ mod tests {
             store_clock_ahead: chrono::TimeDelta::zero(),
             links: None,
             tags: Vec::new(),
+            expires: None,
         })
     }
 
@@ -522,6 +553,32 @@ mod tests {
         assert_eq!(get(&cache, &a, &builds, "one").await, "one");
         assert_eq!(get(&cache, &a, &builds, "two").await, "one");
         assert_eq!(builds.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_document_past_its_expiry_is_built_again_without_any_write() {
+        // The archive of a month that has just ended was built while it was in progress.
+        let (a, builds) = (key("a"), AtomicUsize::new(0));
+        let cache = FeedCache::new(1 << 20, vec![a.feed.clone()], Health::default());
+        let expiring = |body: &str, expires| {
+            let mut doc = rendered(body);
+            doc.expires = Some(expires);
+            doc
+        };
+        let ended = Utc::now() - chrono::TimeDelta::seconds(1);
+        let served = cache
+            .get_or_build::<(), _>(&a, || async { Ok(expiring("open", ended)) })
+            .await
+            .unwrap();
+        assert_eq!(served.entry().doc.variant(Encoding::Identity).0, "open");
+        assert_eq!(get(&cache, &a, &builds, "closed").await, "closed");
+        let later = Utc::now() + chrono::TimeDelta::days(1);
+        let b = key("b");
+        cache
+            .get_or_build::<(), _>(&b, || async { Ok(expiring("open", later)) })
+            .await
+            .unwrap();
+        assert_eq!(get(&cache, &b, &builds, "closed").await, "open", "not yet");
     }
 
     #[tokio::test]

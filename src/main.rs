@@ -108,6 +108,11 @@ fn check(settings: &Settings, cli: &Cli) -> Result<()> {
         settings.limits.default_items,
         settings.limits.max_items
     );
+    println!(
+        "  {} former names answered with 301, {} feeds gone (410)",
+        c.former_count(),
+        c.gone_count()
+    );
     Ok(())
 }
 

@@ -64,6 +64,101 @@ fn check_names_file_line_and_problem_of_a_bad_config() {
     assert!(err.contains("parent `329999`"), "{err}");
 }
 
+/// Writes the fixture with `replace` applied, runs `check` on it, and returns (success, line of
+/// `needle`'s last occurrence, what was printed).
+fn check_with(replace: &[(&str, &str)], needle: &str) -> (bool, usize, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("renamed.toml");
+    let mut text = std::fs::read_to_string(CONFIG).unwrap();
+    for (from, to) in replace {
+        assert!(text.contains(from), "{from}");
+        text = text.replacen(from, to, 1);
+    }
+    std::fs::write(&path, &text).unwrap();
+    let line = 1 + text[..text.rfind(needle).unwrap()].matches('\n').count();
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&path)
+        .arg("check")
+        .output()
+        .unwrap();
+    let printed = stdout(&out) + &stderr(&out);
+    (out.status.success(), line, printed)
+}
+
+#[test]
+fn check_refuses_a_former_or_gone_name_that_is_live_or_listed_twice() {
+    let parks = "slug = \"parks\"\nname = \"园区\"";
+    let hydrogen = "slug = \"hydrogen\"\nname = \"氢能科技\"";
+    for (replace, needle, says) in [
+        (
+            vec![(
+                hydrogen,
+                "slug = \"hydrogen\"\nname = \"氢能科技\"\nformerly = [\"parks\"]",
+            )],
+            "formerly",
+            "`parks` is a live category",
+        ),
+        (
+            vec![
+                (
+                    parks,
+                    "slug = \"parks\"\nname = \"园区\"\nformerly = [\"old\"]",
+                ),
+                (
+                    hydrogen,
+                    "slug = \"hydrogen\"\nname = \"氢能科技\"\nformerly = [\"old\"]",
+                ),
+            ],
+            "formerly",
+            "listed twice",
+        ),
+        (
+            vec![(
+                "# Custom feeds:",
+                "[[gone]]\npath = \"industry\"\n# Custom feeds:",
+            )],
+            "path = \"industry\"",
+            "gone.path `industry` is a live feed",
+        ),
+        (
+            vec![(
+                "# Custom feeds:",
+                "[[gone]]\npath = \"category/x\"\n[[gone]]\npath = \"category/x\"\n# Custom feeds:",
+            )],
+            "path = \"category/x\"",
+            "listed twice in [[gone]]",
+        ),
+    ] {
+        let (ok, line, printed) = check_with(&replace, needle);
+        assert!(!ok, "{printed}");
+        assert!(
+            printed.contains(&format!("renamed.toml:{line}:")),
+            "{printed}"
+        );
+        assert!(printed.contains(says), "{printed}");
+    }
+    // Declared rightly, both are counted.
+    let (ok, _, printed) = check_with(
+        &[
+            (
+                hydrogen,
+                "slug = \"hydrogen\"\nname = \"氢能科技\"\nformerly = [\"h2\"]",
+            ),
+            (
+                "# Custom feeds:",
+                "[[gone]]\npath = \"category/events\"\n# Custom feeds:",
+            ),
+        ],
+        "h2",
+    );
+    assert!(ok, "{printed}");
+    assert!(
+        printed.contains("1 former names answered with 301, 1 feeds gone (410)"),
+        "{printed}"
+    );
+}
+
 #[test]
 fn a_bad_line_stores_nothing_from_its_file() {
     let dir = tempfile::tempdir().unwrap();

@@ -255,8 +255,16 @@ async fn json_feed_carries_what_the_xml_formats_carry() {
     server.stop().await;
 }
 
+/// One archive document of a walk: its path, its Cache-Control, whether it is marked as an
+/// archive (RFC 5005 `fh:archive`).
+struct Visited {
+    path: String,
+    cache_control: String,
+    marked: bool,
+}
+
 /// Follows `prev-archive` from the current Atom feed to the oldest month.
-async fn walk_archives(server: &Server, feed: &str) -> (Vec<String>, Vec<String>) {
+async fn walk_archives(server: &Server, feed: &str) -> (Vec<String>, Vec<Visited>) {
     let mut ids = Vec::new();
     let mut months = Vec::new();
     let current = atom_syndication::Feed::read_from(
@@ -275,16 +283,20 @@ async fn walk_archives(server: &Server, feed: &str) -> (Vec<String>, Vec<String>
         assert_eq!(r.status(), 200, "{path}");
         let cache_control = header(&r, "cache-control");
         let doc = atom_syndication::Feed::read_from(r.text().await.unwrap().as_bytes()).unwrap();
-        assert!(
-            doc.extensions()["fh"].contains_key("archive"),
-            "{path} is marked as an archive"
-        );
         assert!(doc.links().iter().any(|l| l.rel() == "current" && l.href().ends_with(&format!("/feeds/{feed}.atom"))));
         assert!(
             !doc.entries().is_empty(),
             "{path}: the chain skips empty months"
         );
-        months.push(format!("{path} {cache_control}"));
+        let marked = doc
+            .extensions()
+            .get("fh")
+            .is_some_and(|fh| fh.contains_key("archive"));
+        months.push(Visited {
+            path,
+            cache_control,
+            marked,
+        });
         ids.extend(doc.entries().iter().map(|e| e.id().to_owned()));
         next = prev(&doc);
     }
@@ -296,7 +308,20 @@ async fn an_archive_walk_collects_every_article_exactly_once(backend: Backend) {
         return;
     };
     let settings = &server.app.settings;
-    let demo = feedcast::import::parse_ndjson(feedcast::DEMO_ARTICLES, settings).unwrap();
+    // One article of today, so that the walk begins at the month in progress.
+    let now = chrono::Utc::now().with_timezone(&settings.site.time_zone);
+    let today = article(json!({
+        "id": "today", "title": "今天的氢能报道", "content_html": "<p>正文</p>",
+        "url": "https://www.kechuang.example.cn/news/today.html",
+        "published_at": now.to_rfc3339(), "categories": ["hydrogen"], "region": "320281"
+    }));
+    server
+        .app
+        .write(std::slice::from_ref(&today))
+        .await
+        .unwrap();
+    let mut demo = feedcast::import::parse_ndjson(feedcast::DEMO_ARTICLES, settings).unwrap();
+    demo.push(today);
     let hydrogen = CategorySlug::parse("hydrogen").unwrap();
     let mut expected: Vec<String> = demo
         .iter()
@@ -306,18 +331,45 @@ async fn an_archive_walk_collects_every_article_exactly_once(backend: Backend) {
     expected.sort();
 
     let (mut ids, months) = walk_archives(&server, "category/hydrogen").await;
-    assert!(months.len() >= 3, "{months:?}");
-    // Every month but the newest has ended, so it may be cached long.
     assert!(
-        months.iter().skip(1).all(|m| m.contains("max-age=86400,")),
-        "{months:?}"
+        months.len() >= 3,
+        "{:?}",
+        months.iter().map(|m| &m.path).collect::<Vec<_>>()
     );
+    // The month in progress comes first: it still changes, so it is not marked as an archive
+    // and is cached like its feed.
+    let (in_progress, ended) = months.split_first().unwrap();
+    let this_month = now.format("/archive/%Y-%m.atom").to_string();
+    assert!(
+        in_progress.path.ends_with(&this_month),
+        "{}",
+        in_progress.path
+    );
+    assert!(!in_progress.marked, "{}: still changing", in_progress.path);
+    assert!(
+        in_progress
+            .cache_control
+            .starts_with("public, max-age=300,"),
+        "{}",
+        in_progress.cache_control
+    );
+    // Every month after it has ended: marked, and cached long.
+    for month in ended {
+        assert!(month.marked, "{} is marked as an archive", month.path);
+        assert!(
+            month.cache_control.contains("max-age=86400,"),
+            "{}: {}",
+            month.path,
+            month.cache_control
+        );
+    }
     ids.sort();
     assert_eq!(ids, expected);
     // Region roll-ups archive the same way.
-    let (ids, _) = walk_archives(&server, "region/320000").await;
+    let (ids, months) = walk_archives(&server, "region/320000").await;
     let unique: std::collections::BTreeSet<_> = ids.iter().collect();
     assert_eq!(unique.len(), ids.len(), "no article in two archives");
+    assert!(!months[0].marked && months[1..].iter().all(|m| m.marked));
     server.stop().await;
 }
 

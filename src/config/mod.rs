@@ -572,7 +572,7 @@ fn validate(raw: raw::Config, dir: &Path, at: At<'_>) -> Result<Settings, Config
     Ok(Settings {
         site,
         hub,
-        catalog: catalog(raw.categories, raw.regions, raw.feeds, at)?,
+        catalog: catalog(raw.categories, raw.regions, raw.feeds, raw.gone, at)?,
         limits: limits(raw.limits, at)?,
         cache: CacheSettings {
             max_bytes: raw.cache.max_bytes,
@@ -1100,15 +1100,18 @@ fn http_limits(raw: &raw::Http, at: At<'_>) -> Result<HttpLimits, ConfigError> {
     })
 }
 
-/// `[[categories]]`, `[[regions]]` and `[[feeds]]`: names URL-safe and declared once, every
-/// parent declared, no region its own ancestor, every category and region a feed names declared.
+/// `[[categories]]`, `[[regions]]`, `[[feeds]]` and `[[gone]]`: names URL-safe and declared
+/// once, every parent declared, no region its own ancestor, every category and region a feed
+/// names declared, every former or gone name used nowhere else.
 fn catalog(
     categories: Vec<raw::Category>,
     regions: Vec<raw::Region>,
     feeds: Vec<raw::Feed>,
+    gone: Vec<raw::Gone>,
     at: At<'_>,
 ) -> Result<Catalog, ConfigError> {
     let mut catalog = Catalog::default();
+    let mut category_formerly = Vec::new();
     for c in categories {
         let slug = name(CategorySlug::parse, &c.slug, at)?;
         if catalog.category_index.contains_key(slug.as_str()) {
@@ -1124,7 +1127,25 @@ fn catalog(
         catalog.categories.push(Category {
             slug,
             name: display,
+            formerly: Vec::new(),
         });
+        category_formerly.push(c.formerly);
+    }
+    for (i, formerly) in category_formerly.into_iter().enumerate() {
+        for f in &formerly {
+            let old = name(CategorySlug::parse, f, at)?;
+            let names = |j: usize| catalog.categories[j].slug.to_string();
+            let known = Names {
+                kind: "category",
+                live: &catalog.category_index,
+                former: &catalog.former_category_index,
+            };
+            known.check_former(old.as_str(), i, names, f, at)?;
+            catalog
+                .former_category_index
+                .insert(old.as_str().to_owned(), i);
+            catalog.categories[i].formerly.push(old);
+        }
     }
 
     for r in &regions {
@@ -1143,7 +1164,24 @@ fn catalog(
             name: non_empty(&r.name, "region name", at)?,
             parent: None,
             lineage: Vec::new(),
+            formerly: Vec::new(),
         });
+    }
+    for (i, r) in regions.iter().enumerate() {
+        for f in &r.formerly {
+            let old = name(RegionCode::parse, f, at)?;
+            let names = |j: usize| catalog.regions[j].code.to_string();
+            let known = Names {
+                kind: "region",
+                live: &catalog.region_index,
+                former: &catalog.former_region_index,
+            };
+            known.check_former(old.as_str(), i, names, f, at)?;
+            catalog
+                .former_region_index
+                .insert(old.as_str().to_owned(), i);
+            catalog.regions[i].formerly.push(old);
+        }
     }
     for (i, r) in regions.iter().enumerate() {
         if let Some(parent) = &r.parent {
@@ -1176,6 +1214,7 @@ fn catalog(
         catalog.regions[i].lineage = lineage;
     }
 
+    let mut feed_formerly = Vec::new();
     for f in feeds {
         let slug = name(FeedSlug::parse, &f.slug, at)?;
         if catalog.feed_index.contains_key(slug.as_str()) {
@@ -1226,9 +1265,140 @@ fn catalog(
             description: f.description,
             categories,
             regions,
+            formerly: Vec::new(),
         });
+        feed_formerly.push(f.formerly);
+    }
+    for (i, formerly) in feed_formerly.into_iter().enumerate() {
+        for f in &formerly {
+            let old = name(FeedSlug::parse, f, at)?;
+            let names = |j: usize| catalog.feeds[j].slug.to_string();
+            let known = Names {
+                kind: "feed",
+                live: &catalog.feed_index,
+                former: &catalog.former_feed_index,
+            };
+            known.check_former(old.as_str(), i, names, f, at)?;
+            catalog.former_feed_index.insert(old.as_str().to_owned(), i);
+            catalog.feeds[i].formerly.push(old);
+        }
+    }
+    for g in gone {
+        let path = gone_path(&catalog, &g.path, at)?;
+        if !catalog.gone.insert(path.clone()) {
+            return Err(at(
+                g.path.span(),
+                format!("gone.path `{path}` is listed twice in [[gone]]"),
+            ));
+        }
     }
     Ok(catalog)
+}
+
+/// The names of one kind (categories, regions or custom feeds) declared so far.
+struct Names<'a> {
+    kind: &'static str,
+    live: &'a std::collections::HashMap<String, usize>,
+    former: &'a std::collections::HashMap<String, usize>,
+}
+
+impl Names<'_> {
+    /// Refuses a former name of entry `i` that is live or already listed: an old URL must lead
+    /// to exactly one place, and never shadow a feed that is served.
+    fn check_former(
+        &self,
+        old: &str,
+        i: usize,
+        names: impl Fn(usize) -> String,
+        value: &Spanned<String>,
+        at: At<'_>,
+    ) -> Result<(), ConfigError> {
+        let kind = self.kind;
+        let current = names(i);
+        if self.live.contains_key(old) {
+            return Err(at(
+                value.span(),
+                format!(
+                    "{kind} `{current}` lists `{old}` in formerly, but `{old}` is a live {kind}: \
+                     a name is either served or redirected, not both"
+                ),
+            ));
+        }
+        if let Some(&j) = self.former.get(old) {
+            return Err(at(
+                value.span(),
+                format!(
+                    "{kind} `{current}` lists `{old}` in formerly, which is listed twice (also in \
+                     formerly of `{}`): an old URL must lead to one place",
+                    names(j)
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A `[[gone]]` path: `category/SLUG`, `region/CODE` or a custom feed's slug, as under `/feeds/`
+/// without extension, naming no feed that is served or redirected.
+fn gone_path(
+    catalog: &Catalog,
+    value: &Spanned<String>,
+    at: At<'_>,
+) -> Result<String, ConfigError> {
+    let path = value.get_ref().trim();
+    let invalid = |why: String| at(value.span(), format!("gone.path `{path}` {why}"));
+    if let Some((_, ext)) = path.rsplit_once('.') {
+        // The feed formats' extensions (`feed::Format`, which comes after config).
+        if ["rss", "atom", "json", "html"].contains(&ext) {
+            return Err(invalid(format!(
+                "ends in `.{ext}`: write the path without extension, e.g. `category/old`; it is \
+                 gone in every format"
+            )));
+        }
+    }
+    let name_error = |e: InvalidName| invalid(format!("is not a feed path: {e}"));
+    let (live, renamed) = match path.split_once('/') {
+        Some(("category", slug)) => {
+            CategorySlug::parse(slug).map_err(name_error)?;
+            (
+                catalog.category(slug).is_some(),
+                catalog.renamed_category(slug).map(|c| c.slug.to_string()),
+            )
+        }
+        Some(("region", code)) => {
+            RegionCode::parse(code).map_err(name_error)?;
+            (
+                catalog.region(code).is_some(),
+                catalog.renamed_region(code).map(|r| r.code.to_string()),
+            )
+        }
+        Some(_) => {
+            return Err(invalid(
+                "must be `category/SLUG`, `region/CODE` or a custom feed's slug, as under \
+                 /feeds/ without extension"
+                    .to_owned(),
+            ));
+        }
+        None => {
+            FeedSlug::parse(path).map_err(name_error)?;
+            (
+                catalog.feed(path).is_some(),
+                catalog.renamed_feed(path).map(|f| f.slug.to_string()),
+            )
+        }
+    };
+    if live {
+        return Err(invalid(
+            "is a live feed: remove it from [[gone]], or the feed from feeds.toml".to_owned(),
+        ));
+    }
+    if let Some(current) = renamed {
+        return Err(invalid(format!(
+            "is a former name of `{current}`, which its old URLs are redirected to: remove it \
+             from [[gone]] or from that formerly"
+        )));
+    }
+    Ok(path.to_owned())
 }
 
 /// `http.trusted_proxies`: CIDRs (`10.0.0.0/8`, `2001:db8::/32`) or single addresses.
@@ -1343,6 +1513,103 @@ parent = "320200"
         assert!(message.contains("`nope`"), "{message}");
     }
 
+    const RENAMED: &str = "[[categories]]\nslug = \"hydrogen\"\nname = \"氢能\"\n\
+                           formerly = [\"h2\", \"new-energy\"]\n\
+                           [[categories]]\nslug = \"parks\"\nname = \"园区\"\n\
+                           [[regions]]\ncode = \"320281\"\nname = \"江阴市\"\nformerly = [\"320200\"]\n\
+                           [[feeds]]\nslug = \"h2-news\"\ntitle = \"氢能\"\n\
+                           categories = [\"hydrogen\"]\nformerly = [\"hydrogen-news\"]\n";
+
+    #[test]
+    fn former_names_lead_to_the_current_ones_oldest_first() {
+        let s = parse(&format!("{RENAMED}[[gone]]\npath = \"category/events\"\n")).unwrap();
+        let c = &s.catalog;
+        assert_eq!(c.current_category("h2").unwrap().slug.as_str(), "hydrogen");
+        assert_eq!(
+            c.renamed_category("new-energy").unwrap().slug.as_str(),
+            "hydrogen"
+        );
+        assert!(
+            c.renamed_category("hydrogen").is_none(),
+            "a live name is not renamed"
+        );
+        assert_eq!(c.category("hydrogen").unwrap().formerly[0].as_str(), "h2");
+        assert_eq!(c.current_region("320200").unwrap().code.as_str(), "320281");
+        assert_eq!(
+            c.renamed_feed("hydrogen-news").unwrap().slug.as_str(),
+            "h2-news"
+        );
+        assert!(c.is_gone("category/events"));
+        assert!(!c.is_gone("category/parks"));
+    }
+
+    #[test]
+    fn a_former_or_gone_name_that_is_live_or_listed_twice_is_refused_naming_its_line() {
+        for (extra, at, says) in [
+            (
+                "[[categories]]\nslug = \"a\"\nname = \"A\"\n\
+                 [[categories]]\nslug = \"b\"\nname = \"B\"\nformerly = [\"a\"]\n",
+                "formerly",
+                "`a` is a live category",
+            ),
+            (
+                "[[categories]]\nslug = \"a\"\nname = \"A\"\nformerly = [\"old\"]\n\
+                 [[categories]]\nslug = \"b\"\nname = \"B\"\nformerly = [\"old\"]\n",
+                "formerly",
+                "listed twice (also in formerly of `a`)",
+            ),
+            (
+                "[[regions]]\ncode = \"1\"\nname = \"A\"\nformerly = [\"0\", \"0\"]\n",
+                "formerly",
+                "listed twice",
+            ),
+            (
+                "[[categories]]\nslug = \"a\"\nname = \"A\"\n\
+                 [[feeds]]\nslug = \"f\"\ntitle = \"F\"\ncategories = [\"a\"]\nformerly = [\"f\"]\n",
+                "formerly",
+                "`f` is a live feed",
+            ),
+            (
+                "[[categories]]\nslug = \"a\"\nname = \"A\"\n[[gone]]\npath = \"category/a\"\n",
+                "path",
+                "is a live feed",
+            ),
+            (
+                "[[categories]]\nslug = \"a\"\nname = \"A\"\nformerly = [\"old\"]\n\
+                 [[gone]]\npath = \"category/old\"\n",
+                "path",
+                "is a former name of `a`",
+            ),
+            (
+                "[[gone]]\npath = \"region/9\"\n[[gone]]\npath = \"region/9\"\n",
+                "path",
+                "listed twice in [[gone]]",
+            ),
+            (
+                "[[gone]]\npath = \"category/old.rss\"\n",
+                "path",
+                "without extension",
+            ),
+            (
+                "[[gone]]\npath = \"tag/old\"\n",
+                "path",
+                "must be `category/SLUG`",
+            ),
+            (
+                "[[gone]]\npath = \"category/a b\"\n",
+                "path",
+                "not a feed path",
+            ),
+        ] {
+            let (line, message) = error_at(extra);
+            // The last entry that names it is the one refused.
+            let last = &extra[..extra.rfind(at).unwrap()];
+            let expected = 1 + SITE.matches('\n').count() + last.matches('\n').count();
+            assert_eq!(line, expected, "{extra}: {message}");
+            assert!(message.contains(says), "{extra}: {message}");
+        }
+    }
+
     #[test]
     fn errors_on_inconsistent_limits() {
         let (_, message) = error_at("[limits]\ndefault_items = 50\nmax_items = 10\n");
@@ -1355,6 +1622,8 @@ parent = "320200"
         let s = Settings::parse(text, Path::new("feeds.toml")).unwrap();
         assert!(s.catalog.categories().len() >= 3);
         assert!(s.catalog.regions().iter().any(|r| r.lineage.len() >= 3));
+        // It shows a renamed feed and a feed removed for good.
+        assert!(s.catalog.former_count() >= 1 && s.catalog.gone_count() >= 1);
     }
 
     #[test]

@@ -39,6 +39,8 @@ pub(super) struct Config {
     pub regions: Vec<Region>,
     #[serde(default)]
     pub feeds: Vec<Feed>,
+    #[serde(default)]
+    pub gone: Vec<Gone>,
 }
 
 #[derive(Deserialize)]
@@ -94,6 +96,8 @@ impl Default for Cache {
 pub(super) struct Category {
     pub slug: Spanned<String>,
     pub name: Spanned<String>,
+    #[serde(default)]
+    pub formerly: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -102,6 +106,8 @@ pub(super) struct Region {
     pub code: Spanned<String>,
     pub name: Spanned<String>,
     pub parent: Option<Spanned<String>>,
+    #[serde(default)]
+    pub formerly: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -114,6 +120,15 @@ pub(super) struct Feed {
     pub categories: Vec<Spanned<String>>,
     #[serde(default)]
     pub regions: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub formerly: Vec<Spanned<String>>,
+}
+
+/// `[[gone]]`: a feed removed for good, by its path below `/feeds/` without extension.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Gone {
+    pub path: Spanned<String>,
 }
 
 /// Seconds; see `config::Caching` for what each means.

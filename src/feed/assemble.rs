@@ -40,6 +40,35 @@ pub struct Feed {
     pub archive: Archive,
     /// How far the clock `updated` was taken by (the store's) was ahead of this machine's.
     pub store_clock_ahead: chrono::TimeDelta,
+    /// Whether it is the archive of a month that has ended (RFC 5005 `fh:archive`).
+    pub closed: bool,
+    /// When the document goes out of date without any write: for the archive of the month in
+    /// progress, when that month ends (it is then a closed archive, and this one, unmarked, is
+    /// outdated); for a feed whose newest item is dated later, when its link to the month in
+    /// progress should move on.
+    pub open_until: Option<DateTime<Utc>>,
+}
+
+/// A month that has no archive: one after the month in progress, or one before the feed's
+/// oldest item.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{why}")]
+pub struct NoArchive {
+    /// Why, for the reader.
+    pub why: String,
+    /// When the month may have an archive without any write: its start, for a month to come.
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// Why a feed's document could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum SelectError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The archive asked for does not exist.
+    #[error(transparent)]
+    NoArchive(NoArchive),
 }
 
 /// What a feed says of an article taken down from it: its id and when, nothing of its text.
@@ -72,14 +101,17 @@ pub struct Selected {
     changed: Changed,
 }
 
-/// Reads what a feed holds from the store.
+/// Reads what a feed holds from the store. A month after the one in progress has no archive,
+/// nor has one before the feed's oldest item (the month in progress always has one: the feed
+/// links to it).
 pub async fn select(
     settings: &Settings,
     store: &Store,
     key: &FeedKey,
-) -> Result<Selected, StoreError> {
+) -> Result<Selected, SelectError> {
     let selection = key.feed.selection(&settings.catalog);
     let tz = settings.site.time_zone;
+    let current = Month::of(Utc::now(), tz);
     // Only the formats that can carry tombstones read them; the change time, read first,
     // covers them, since a takedown and a store again both stamp the buckets they are in.
     let shown_for = settings.tombstones.shown_for();
@@ -104,6 +136,15 @@ pub async fn select(
             let tombstones = read_tombstones(Window::newest(MAX_TOMBSTONES)).await?;
             (rows, Archive::default(), changed, tombstones)
         }
+        View::Archive(month) if month > current => {
+            return Err(SelectError::NoArchive(NoArchive {
+                why: format!(
+                    "no archive of {} for {month}: the month has not begun",
+                    key.feed
+                ),
+                until: Some(month.start(tz)),
+            }));
+        }
         View::Archive(month) => {
             let window = Window {
                 from: Some(month.start(tz)),
@@ -123,12 +164,41 @@ pub async fn select(
             };
             let changed = store.changed_at(&selection, shows).await?;
             let rows = store.articles(&selection, window).await?;
+            // Before the oldest item: unless a takedown in it is still announced, which only
+            // its archive can carry (in every format alike, so RSS is asked too).
+            let before_oldest = prev.is_none() && rows.is_empty() && month < current;
+            let announced = before_oldest
+                && !shown_for.is_zero()
+                && !store
+                    .tombstones(
+                        &selection,
+                        Window {
+                            limit: Some(1),
+                            ..window
+                        },
+                        Utc::now() - chrono::TimeDelta::from_std(shown_for).unwrap_or_default(),
+                    )
+                    .await?
+                    .is_empty();
+            if before_oldest && !announced {
+                return Err(SelectError::NoArchive(NoArchive {
+                    why: format!(
+                        "no archive of {} for {month}: its oldest item is later",
+                        key.feed
+                    ),
+                    until: None,
+                }));
+            }
             // The month the article was published in, in the site's time zone, as it was
             // archived.
             let tombstones = read_tombstones(window).await?;
+            // An item dated ahead is in no archive until its month comes: the link goes to
+            // the month in progress, which is the newest archive there is.
             let archive = Archive {
                 prev: prev.map(|t| Month::of(t, tz)),
-                next: next.map(|t| Month::of(t, tz)),
+                next: next
+                    .map(|t| Month::of(t, tz).min(current))
+                    .filter(|&m| m > month),
             };
             (rows, archive, changed, tombstones)
         }
@@ -162,16 +232,26 @@ pub fn finish(settings: &Settings, key: &FeedKey, selected: Selected) -> Feed {
         .filter_map(|row| import::stored(row, settings))
         .take(wanted)
         .collect();
+    let mut open_until = None;
     if let View::Latest { .. } = key.view {
-        archive.prev = items.first().map(|a| Month::of(a.published_at(), tz));
+        // The month in progress at the latest, however far ahead the newest item is dated:
+        // later months have no archive yet. When it ends, the link moves on.
+        let current = Month::of(Utc::now(), tz);
+        let newest = items.first().map(|a| Month::of(a.published_at(), tz));
+        archive.prev = newest.map(|m| m.min(current));
+        if newest.is_some_and(|m| m > current) {
+            open_until = Some(current.end(tz));
+        }
     }
+    let described = describe(settings, key, items, archive);
     Feed {
         // The store's change time, not the newest item's: it moves on an edit of an older
         // item and on a takedown too.
         updated: changed.at,
         store_clock_ahead: changed.clock_ahead,
         tombstones: tombstones.into_iter().filter_map(tombstone).collect(),
-        ..describe(settings, key, items, archive)
+        open_until: open_until.or(described.open_until),
+        ..described
     }
 }
 
@@ -227,6 +307,13 @@ pub fn describe(settings: &Settings, key: &FeedKey, items: Vec<Article>, archive
         .map(Article::modified_at)
         .max()
         .unwrap_or(DateTime::UNIX_EPOCH);
+    let now = Utc::now();
+    let open_until = match key.view {
+        View::Archive(month) if !key.is_closed_archive(settings, now) => {
+            Some(month.end(site.time_zone))
+        }
+        _ => None,
+    };
     Feed {
         key: key.clone(),
         title,
@@ -236,5 +323,7 @@ pub fn describe(settings: &Settings, key: &FeedKey, items: Vec<Article>, archive
         updated,
         archive,
         store_clock_ahead: chrono::TimeDelta::zero(),
+        closed: key.is_closed_archive(settings, now),
+        open_until,
     }
 }

@@ -20,7 +20,10 @@ use crate::model::Catalog;
 use crate::model::{Bucket, CategorySlug, FeedSlug, RegionCode};
 use crate::store::Selection;
 
-pub use assemble::{Archive, Feed, MAX_TOMBSTONES, Selected, Tombstone, describe, finish, select};
+pub use assemble::{
+    Archive, Feed, MAX_TOMBSTONES, NoArchive, SelectError, Selected, Tombstone, describe, finish,
+    select,
+};
 pub use month::Month;
 
 /// A feed, independent of format and item count.
@@ -42,6 +45,30 @@ impl FeedId {
             FeedId::Category(s) => format!("category/{s}"),
             FeedId::Region(c) => format!("region/{c}"),
             FeedId::Custom(s) => s.to_string(),
+        }
+    }
+
+    /// The path its atom:id is made of: the feed's oldest name's, since an RFC 4287 id never
+    /// changes when the feed moves to a new URL.
+    pub fn id_path(&self, catalog: &Catalog) -> String {
+        match self {
+            FeedId::Category(s) => match catalog
+                .category(s.as_str())
+                .and_then(|c| c.formerly.first())
+            {
+                Some(oldest) => FeedId::Category(oldest.clone()).path(),
+                None => self.path(),
+            },
+            FeedId::Region(c) => {
+                match catalog.region(c.as_str()).and_then(|r| r.formerly.first()) {
+                    Some(oldest) => FeedId::Region(oldest.clone()).path(),
+                    None => self.path(),
+                }
+            }
+            FeedId::Custom(s) => match catalog.feed(s.as_str()).and_then(|f| f.formerly.first()) {
+                Some(oldest) => FeedId::Custom(oldest.clone()).path(),
+                None => self.path(),
+            },
         }
     }
 
@@ -236,6 +263,13 @@ pub enum KeyError {
     /// The feed exists but a parameter is wrong.
     #[error("{0}")]
     BadRequest(String),
+    /// The feed has another name now (`formerly`): this is the absolute URL of the same
+    /// document under it, the request's query kept.
+    #[error("moved to {0}")]
+    Moved(String),
+    /// The feed was removed for good (`[[gone]]`).
+    #[error("{0}")]
+    Gone(String),
 }
 
 impl FeedKey {
@@ -263,20 +297,50 @@ impl FeedKey {
             None => (stem, None),
         };
         let catalog = &settings.catalog;
-        let feed = match stem.split_once('/') {
-            Some(("category", slug)) => catalog
-                .category(slug)
-                .map(|c| FeedId::Category(c.slug.clone()))
-                .ok_or_else(|| not_found(format!("no category `{slug}`")))?,
-            Some(("region", code)) => catalog
-                .region(code)
-                .map(|r| FeedId::Region(r.code.clone()))
-                .ok_or_else(|| not_found(format!("no region `{code}`")))?,
+        // Each kind: the feed by its name, or by a name it had (then a move), or nothing.
+        let (found, renamed, missing) = match stem.split_once('/') {
+            Some(("category", slug)) => (
+                catalog
+                    .category(slug)
+                    .map(|c| FeedId::Category(c.slug.clone())),
+                catalog
+                    .renamed_category(slug)
+                    .map(|c| FeedId::Category(c.slug.clone())),
+                format!("no category `{slug}`"),
+            ),
+            Some(("region", code)) => (
+                catalog.region(code).map(|r| FeedId::Region(r.code.clone())),
+                catalog
+                    .renamed_region(code)
+                    .map(|r| FeedId::Region(r.code.clone())),
+                format!("no region `{code}`"),
+            ),
             Some(_) => return Err(not_found(format!("no feed at `{path}`"))),
-            None => catalog
-                .feed(stem)
-                .map(|f| FeedId::Custom(f.slug.clone()))
-                .ok_or_else(|| not_found(format!("no feed `{stem}`")))?,
+            None => (
+                catalog.feed(stem).map(|f| FeedId::Custom(f.slug.clone())),
+                catalog
+                    .renamed_feed(stem)
+                    .map(|f| FeedId::Custom(f.slug.clone())),
+                format!("no feed `{stem}`"),
+            ),
+        };
+        let feed = match (found, renamed) {
+            (Some(feed), _) => feed,
+            (None, Some(feed)) => {
+                // Only its path is used: the limit travels in the query, as the client gave it.
+                let moved = FeedKey {
+                    feed,
+                    format,
+                    view: month.map_or(View::Latest { limit: 0 }, View::Archive),
+                };
+                return Err(KeyError::Moved(moved.moved_url(query, settings)));
+            }
+            (None, None) if catalog.is_gone(stem) => {
+                return Err(KeyError::Gone(format!(
+                    "the feed `{stem}` was removed for good; unsubscribe"
+                )));
+            }
+            (None, None) => return Err(not_found(missing)),
         };
         let view = match month {
             Some(month) => View::Archive(month),
@@ -337,6 +401,29 @@ impl FeedKey {
         url
     }
 
+    /// The absolute URL of this key with the query of a request for its old name, as given: a
+    /// redirect changes the name, nothing else the client asked for.
+    fn moved_url(&self, query: Option<&str>, settings: &Settings) -> String {
+        let path = self.url_path();
+        let mut url = settings
+            .site
+            .base_url
+            .join(path.trim_start_matches('/'))
+            .map_or_else(|_| path.clone(), String::from);
+        if let Some(query) = query.filter(|q| !q.is_empty()) {
+            url.push('?');
+            url.push_str(query);
+        }
+        url
+    }
+
+    /// Whether this is the archive of a month that has ended at `now` (in the site's time
+    /// zone): RFC 5005's `fh:archive`, a document that no longer changes unless an item in it
+    /// is edited or taken down. The month in progress is not one.
+    pub fn is_closed_archive(&self, settings: &Settings, now: DateTime<Utc>) -> bool {
+        matches!(self.view, View::Archive(month) if month.end(settings.site.time_zone) <= now)
+    }
+
     /// The canonical URL of this feed and format: the WebSub topic subscribers use.
     pub fn topic(&self, settings: &Settings) -> String {
         FeedKey::latest(self.feed.clone(), self.format, settings).url(settings)
@@ -366,10 +453,8 @@ impl FeedKey {
         now: DateTime<Utc>,
         values: crate::config::PerKind,
     ) -> u32 {
-        if let View::Archive(month) = self.view {
-            if month.end(settings.site.time_zone) <= now {
-                return values.archive;
-            }
+        if self.is_closed_archive(settings, now) {
+            return values.archive;
         }
         match self.feed {
             FeedId::Category(_) => values.category,

@@ -15,6 +15,13 @@ use crate::feed::KeyError;
 pub enum AppError {
     /// 404 with a short reason.
     NotFound(String),
+    /// 301 to this absolute URL: the feed was renamed.
+    Moved(String),
+    /// 410 with a short reason: the feed was removed for good.
+    Gone(String),
+    /// 404 for an archive month that has none (yet), with a short reason: cached briefly,
+    /// since the month may begin or an older item arrive.
+    NoArchive(String),
     /// 400 with a short reason.
     BadRequest(String),
     /// 503: the store is failing; the cause was logged.
@@ -30,6 +37,8 @@ impl From<KeyError> for AppError {
         match e {
             KeyError::NotFound(why) => AppError::NotFound(why),
             KeyError::BadRequest(why) => AppError::BadRequest(why),
+            KeyError::Moved(to) => AppError::Moved(to),
+            KeyError::Gone(why) => AppError::Gone(why),
         }
     }
 }
@@ -50,9 +59,18 @@ impl From<Arc<FeedError>> for AppError {
         match &*e {
             FeedError::Store(cause) => AppError::Unavailable(cause.to_string()),
             FeedError::Render(cause) => AppError::Internal(cause.to_string()),
+            FeedError::NoArchive(no) => AppError::NoArchive(no.why.clone()),
         }
     }
 }
+
+/// How long others may keep a 301 or a 410 (a day): both are meant for good, but an operator's
+/// mistake in feeds.toml should not outlive its correction by long.
+const MOVED_MAX_AGE: u32 = 86_400;
+
+/// How long others may keep the 404 of an archive month that has none: it may begin, or an
+/// older item arrive, at any time.
+const NO_ARCHIVE_MAX_AGE: u32 = 60;
 
 /// Longest reason echoed back, in characters: it may quote the request's path.
 const MAX_REASON_CHARS: usize = 200;
@@ -94,6 +112,22 @@ impl IntoResponse for AppError {
                 StatusCode::BAD_REQUEST,
                 format!("bad request: {}\n", printable(&why)),
             ),
+            AppError::Moved(to) => return representation::moved(&to, MOVED_MAX_AGE),
+            AppError::Gone(why) => {
+                return representation::cached_for(
+                    representation::plain(StatusCode::GONE, format!("gone: {}\n", printable(&why))),
+                    MOVED_MAX_AGE,
+                );
+            }
+            AppError::NoArchive(why) => {
+                return representation::cached_for(
+                    representation::plain(
+                        StatusCode::NOT_FOUND,
+                        format!("not found: {}\n", printable(&why)),
+                    ),
+                    NO_ARCHIVE_MAX_AGE,
+                );
+            }
             AppError::Unavailable(cause) => {
                 tracing::error!(%cause, "store unavailable");
                 return representation::retry_after(

@@ -216,6 +216,30 @@ pub(super) fn json(status: StatusCode, body: &serde_json::Value) -> Response {
     text(status, "application/json", body.to_string())
 }
 
+/// `301 Moved Permanently` to `location` (an absolute URL), which others may keep for
+/// `max_age` seconds. A location that is no valid header value (it cannot be: it is built from
+/// the base URL, a validated name and the request's own query) gets a plain 404 instead.
+pub(super) fn moved(location: &str, max_age: u32) -> Response {
+    let Ok(value) = HeaderValue::from_str(location) else {
+        return plain(StatusCode::NOT_FOUND, "not found\n");
+    };
+    // The body does not echo the location: it holds the request's query.
+    let mut response = plain(
+        StatusCode::MOVED_PERMANENTLY,
+        "moved permanently: see Location\n",
+    );
+    response.headers_mut().insert(header::LOCATION, value);
+    cached_for(response, max_age)
+}
+
+/// Lets others keep a short answer for `seconds`.
+pub(super) fn cached_for(mut response: Response, seconds: u32) -> Response {
+    if let Ok(v) = HeaderValue::from_str(&format!("public, max-age={seconds}")) {
+        response.headers_mut().insert(header::CACHE_CONTROL, v);
+    }
+    response
+}
+
 /// Asks the client to come back in `seconds`.
 pub(super) fn retry_after(mut response: Response, seconds: u64) -> Response {
     response

@@ -215,8 +215,9 @@ impl ArticleInput {
         });
 
         let mut categories: Vec<CategorySlug> = Vec::with_capacity(self.categories.len());
+        // A former name is taken for the current one: the CMS may go on sending it a while.
         for raw in &self.categories {
-            match catalog.category_slug(raw.trim()) {
+            match catalog.current_category(raw.trim()).map(|c| &c.slug) {
                 Some(slug) if !categories.contains(slug) => categories.push(slug.clone()),
                 Some(_) => {}
                 None => p.add(
@@ -231,7 +232,7 @@ impl ArticleInput {
             .as_deref()
             .map(str::trim)
             .filter(|r| !r.is_empty())
-            .and_then(|raw| match catalog.region(raw) {
+            .and_then(|raw| match catalog.current_region(raw) {
                 Some(r) => Some(r.code.clone()),
                 None => {
                     p.add(
@@ -436,10 +437,17 @@ pub fn stored(row: StoredArticle, settings: &Settings) -> Option<Article> {
         }
     };
     // A name that is no longer declared (feeds.toml changed since the row was written) is kept:
-    // it is shown by its slug, as before. Only a name that cannot be one is dropped.
+    // it is shown by its slug, as before. Only a name that cannot be one is dropped. A former
+    // name (a row the CMS wrote since the start refiled the others) is read as the current one.
+    let catalog = &settings.catalog;
     let mut categories: Vec<CategorySlug> = Vec::new();
     for raw in row.categories.split_whitespace() {
-        match CategorySlug::parse(raw) {
+        let current = CategorySlug::parse(raw).map(|slug| {
+            catalog
+                .renamed_category(slug.as_str())
+                .map_or(slug, |c| c.slug.clone())
+        });
+        match current {
             Ok(slug) if !categories.contains(&slug) => categories.push(slug),
             Ok(_) => {}
             Err(_) if !dropped.contains(&"categories") => dropped.push("categories"),
@@ -450,7 +458,11 @@ pub fn stored(row: StoredArticle, settings: &Settings) -> Option<Article> {
         .region
         .as_deref()
         .and_then(|raw| match RegionCode::parse(raw) {
-            Ok(code) => Some(code),
+            Ok(code) => Some(
+                catalog
+                    .renamed_region(code.as_str())
+                    .map_or(code, |r| r.code.clone()),
+            ),
             Err(_) => {
                 dropped.push("region");
                 None

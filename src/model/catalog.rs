@@ -2,8 +2,11 @@
 //! declares, with lookups by name. Every category and region has a feed; a region's feed rolls
 //! up every region below it, which is why each region knows its lineage. `config` builds the
 //! catalog, once, from a validated file; everything below config reads it.
+//!
+//! Feed URLs never break: a category, region or custom feed may list the names it had before
+//! (`formerly`), which resolve to it, and a feed removed for good is listed as gone.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use super::{Article, Bucket, CategorySlug, FeedSlug, RegionCode};
 
@@ -14,6 +17,8 @@ pub struct Category {
     pub slug: CategorySlug,
     /// Display name, e.g. `氢能科技`.
     pub name: String,
+    /// The slugs it had before, oldest first.
+    pub formerly: Vec<CategorySlug>,
 }
 
 /// A region of the tree; every region has a feed that rolls up all regions below it.
@@ -28,6 +33,8 @@ pub struct Region {
     /// This region and all above it, nearest first: an article of this region belongs to
     /// each of their feeds.
     pub lineage: Vec<RegionCode>,
+    /// The codes it had before, oldest first.
+    pub formerly: Vec<RegionCode>,
 }
 
 /// A feed declared in `feeds.toml`: articles of any of its categories (all, if none) that are
@@ -44,6 +51,8 @@ pub struct CustomFeed {
     pub categories: Vec<CategorySlug>,
     /// Regions, any of which (or a region below it) qualifies.
     pub regions: Vec<RegionCode>,
+    /// The slugs it had before, oldest first.
+    pub formerly: Vec<FeedSlug>,
 }
 
 impl CustomFeed {
@@ -74,6 +83,12 @@ pub struct Catalog {
     pub(crate) category_index: HashMap<String, usize>,
     pub(crate) region_index: HashMap<String, usize>,
     pub(crate) feed_index: HashMap<String, usize>,
+    /// Former names, each to the index of what bears it now.
+    pub(crate) former_category_index: HashMap<String, usize>,
+    pub(crate) former_region_index: HashMap<String, usize>,
+    pub(crate) former_feed_index: HashMap<String, usize>,
+    /// Paths below `/feeds/`, without extension, of feeds removed for good.
+    pub(crate) gone: BTreeSet<String>,
 }
 
 impl Catalog {
@@ -105,6 +120,57 @@ impl Catalog {
     pub fn feed(&self, slug: &str) -> Option<&CustomFeed> {
         self.feed_index.get(slug).map(|&i| &self.feeds[i])
     }
+    /// The category that has or had this slug.
+    pub fn current_category(&self, slug: &str) -> Option<&Category> {
+        self.category(slug).or_else(|| self.renamed_category(slug))
+    }
+    /// The region that has or had this code.
+    pub fn current_region(&self, code: &str) -> Option<&Region> {
+        self.region(code).or_else(|| self.renamed_region(code))
+    }
+    /// The category that had this slug before and has another now.
+    pub fn renamed_category(&self, former: &str) -> Option<&Category> {
+        self.former_category_index
+            .get(former)
+            .map(|&i| &self.categories[i])
+    }
+    /// The region that had this code before and has another now.
+    pub fn renamed_region(&self, former: &str) -> Option<&Region> {
+        self.former_region_index
+            .get(former)
+            .map(|&i| &self.regions[i])
+    }
+    /// The custom feed that had this slug before and has another now.
+    pub fn renamed_feed(&self, former: &str) -> Option<&CustomFeed> {
+        self.former_feed_index.get(former).map(|&i| &self.feeds[i])
+    }
+    /// Whether the feed at this path (below `/feeds/`, without extension) was removed for good.
+    pub fn is_gone(&self, path: &str) -> bool {
+        self.gone.contains(path)
+    }
+    /// How many former names lead to a feed (categories, regions and custom feeds).
+    pub fn former_count(&self) -> usize {
+        self.former_category_index.len()
+            + self.former_region_index.len()
+            + self.former_feed_index.len()
+    }
+    /// How many feeds were removed for good.
+    pub fn gone_count(&self) -> usize {
+        self.gone.len()
+    }
+    /// Every former category slug with the category's slug now.
+    pub fn former_categories(&self) -> impl Iterator<Item = (&CategorySlug, &CategorySlug)> {
+        self.categories
+            .iter()
+            .flat_map(|c| c.formerly.iter().map(move |f| (f, &c.slug)))
+    }
+    /// Every former region code with the region's code now.
+    pub fn former_regions(&self) -> impl Iterator<Item = (&RegionCode, &RegionCode)> {
+        self.regions
+            .iter()
+            .flat_map(|r| r.formerly.iter().map(move |f| (f, &r.code)))
+    }
+
     /// Direct children of a region (or the top-level regions, for `None`), in declared order.
     pub fn children<'a>(
         &'a self,
@@ -121,14 +187,25 @@ impl Catalog {
         self.buckets_of(article.categories(), article.region())
     }
 
-    /// The buckets of an article filed under these categories and this region.
+    /// The buckets of an article filed under these categories and this region. A former name
+    /// counts as the current one: a row the CMS wrote under it belongs to the feed that bears
+    /// the name now.
     pub fn buckets_of(
         &self,
         categories: &[CategorySlug],
         region: Option<&RegionCode>,
     ) -> Vec<Bucket> {
-        let mut out: Vec<Bucket> = categories.iter().cloned().map(Bucket::Category).collect();
-        if let Some(region) = region.and_then(|r| self.region(r.as_str())) {
+        let mut out: Vec<Bucket> = Vec::with_capacity(categories.len());
+        for slug in categories {
+            let current = self
+                .renamed_category(slug.as_str())
+                .map_or(slug, |c| &c.slug);
+            let bucket = Bucket::Category(current.clone());
+            if !out.contains(&bucket) {
+                out.push(bucket);
+            }
+        }
+        if let Some(region) = region.and_then(|r| self.current_region(r.as_str())) {
             out.extend(region.lineage.iter().cloned().map(Bucket::Region));
         }
         out

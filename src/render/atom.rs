@@ -52,7 +52,7 @@ pub(super) fn render(feed: &Feed, settings: &Settings) -> Result<Vec<u8>, String
 
     let mut extensions = ExtensionMap::default();
     let mut namespaces = BTreeMap::new();
-    if matches!(feed.key.view, View::Archive(_)) {
+    if matches!(feed.key.view, View::Archive(_)) && feed.closed {
         extensions.insert(
             "fh".to_owned(),
             BTreeMap::from([("archive".to_owned(), simple("fh:archive", None))]),

@@ -161,9 +161,11 @@ fn icon_url(settings: &Settings) -> String {
     )
 }
 
-/// The stable id of a feed, the same in every format and for all its archives.
+/// The stable id of a feed, the same in every format and for all its archives, and after the
+/// feed is renamed: it is made of the feed's oldest name.
 fn feed_id(settings: &Settings, feed: &Feed) -> String {
-    format!("{}feed/{}", settings.site.id_prefix, feed.key.feed.path())
+    let path = feed.key.feed.id_path(&settings.catalog);
+    format!("{}feed/{path}", settings.site.id_prefix)
 }
 
 /// A time as shown in feeds: in whole seconds, in the site's time zone, with that zone's offset.

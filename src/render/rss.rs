@@ -38,7 +38,7 @@ pub(super) fn render(feed: &Feed, settings: &Settings) -> Result<Vec<u8>, String
 
     let mut extensions = ExtensionMap::default();
     let mut namespaces = BTreeMap::new();
-    if matches!(feed.key.view, View::Archive(_)) {
+    if matches!(feed.key.view, View::Archive(_)) && feed.closed {
         let archive = Extension {
             name: "fh:archive".to_owned(),
             ..Extension::default()

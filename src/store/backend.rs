@@ -92,6 +92,12 @@ pub(super) trait Backend: fmt::Debug + Send + Sync {
         Vec::new()
     }
 
+    /// What makes a write transaction's later writes count as another program's (PostgreSQL,
+    /// whose rows carry whether feedcast wrote them); `None` where only feedcast writes.
+    fn unmark_writer(&self) -> Option<Statement<'static>> {
+        None
+    }
+
     /// What a refile runs last, within its transaction: on PostgreSQL, telling every replica.
     fn after_refile(&self) -> Vec<Statement<'static>> {
         Vec::new()

@@ -622,8 +622,8 @@ impl LogRow {
 }
 
 impl Store {
-    /// Opens the store, creating or upgrading its schema, and refiles the articles if the
-    /// region tree changed since the last start.
+    /// Opens the store, creating or upgrading its schema, and refiles the articles that still
+    /// carry a former name, and all of them if the region tree changed since the last start.
     pub async fn open(url: &DatabaseUrl, catalog: &Catalog) -> Result<Self, StoreError> {
         let backend: Arc<dyn Backend> = match url {
             DatabaseUrl::Sqlite(path) => Arc::new(SqliteStore::open(path).await?),
@@ -638,7 +638,7 @@ impl Store {
             write_probe_interval: WRITE_PROBE_INTERVAL,
             tombstone_retention: None,
         };
-        store.refile_if_tree_changed(catalog).await?;
+        store.refile(catalog).await?;
         Ok(store)
     }
 
@@ -950,9 +950,12 @@ impl Store {
         .await
     }
 
-    /// Rebuilds the region part of the feed index when the region tree is not the one it was
-    /// built for (a region moved, appeared or went away).
-    async fn refile_if_tree_changed(&self, catalog: &Catalog) -> Result<(), StoreError> {
+    /// Brings the feed index in line with the catalog: rows that still carry a former category
+    /// slug or region code are rewritten under the current one and refiled, and the region part
+    /// is rebuilt when the region tree is not the one it was built for (a region moved, appeared
+    /// or went away). Idempotent: once done, a start finds nothing to do. When anything was
+    /// done, every replica and cached copy hears of it as of a change of everything.
+    async fn refile(&self, catalog: &Catalog) -> Result<(), StoreError> {
         let tree = catalog.region_tree_fingerprint();
         let mut tx = self
             .backend
@@ -964,16 +967,161 @@ impl Store {
                 .await
                 .map_err(failed("storing the region tree"))?;
         }
+        // Before the region part is rebuilt: that reads the articles' region codes.
+        let renamed = self.rename(tx.as_mut(), catalog).await?;
         let stored = tx
             .texts(&sql::stored_region_tree())
             .await
             .map_err(failed("reading the stored region tree"))?;
-        if stored.first().map(String::as_str) == Some(tree.as_str()) {
-            return tx
-                .commit()
-                .await
-                .map_err(failed("committing the region tree"));
+        let tree_changed = stored.first().map(String::as_str) != Some(tree.as_str());
+        if tree_changed {
+            self.refile_regions(tx.as_mut(), catalog, &tree).await?;
         }
+        if tree_changed || renamed {
+            for statement in self.backend.after_refile() {
+                tx.execute(&statement)
+                    .await
+                    .map_err(failed("announcing a refile"))?;
+            }
+        }
+        tx.commit().await.map_err(failed("committing a refile"))
+    }
+
+    /// Rewrites the articles that still carry a former category slug or region code under the
+    /// current one, refiles them (on PostgreSQL its trigger does, and logs each), and moves the
+    /// tombstones filed under a former name; whether anything changed.
+    async fn rename(
+        &self,
+        tx: &mut dyn Transaction,
+        catalog: &Catalog,
+    ) -> Result<bool, StoreError> {
+        let categories: std::collections::HashMap<&str, &str> = catalog
+            .former_categories()
+            .map(|(old, new)| (old.as_str(), new.as_str()))
+            .collect();
+        let regions: std::collections::HashMap<&str, &str> = catalog
+            .former_regions()
+            .map(|(old, new)| (old.as_str(), new.as_str()))
+            .collect();
+        if categories.is_empty() && regions.is_empty() {
+            return Ok(false);
+        }
+        let former: Vec<&str> = categories.keys().copied().collect();
+        let former_regions: Vec<&str> = regions.keys().copied().collect();
+        let rows = tx
+            .filings(&sql::carrying_names(&former, &former_regions))
+            .await
+            .map_err(failed("finding articles under former names"))?;
+        // (id, categories, region, published_at) of each article rewritten.
+        let mut renamed: Vec<FilingRow> = Vec::new();
+        for (id, listed, region, published_at) in rows {
+            let mut changed = false;
+            let mut names: Vec<&str> = Vec::new();
+            for name in listed.split_whitespace() {
+                let current = categories.get(name).copied();
+                changed |= current.is_some();
+                let name = current.unwrap_or(name);
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+            let current_region = region.as_deref().and_then(|r| regions.get(r).copied());
+            changed |= current_region.is_some();
+            if changed {
+                let region = current_region.map(str::to_owned).or(region);
+                renamed.push((id, names.join(" "), region, published_at));
+            }
+        }
+
+        let moving: Vec<(String, String)> = catalog
+            .former_categories()
+            .map(|(old, new)| {
+                (
+                    Bucket::Category(old.clone()).key(),
+                    Bucket::Category(new.clone()).key(),
+                )
+            })
+            .chain(catalog.former_regions().map(|(old, new)| {
+                (
+                    Bucket::Region(old.clone()).key(),
+                    Bucket::Region(new.clone()).key(),
+                )
+            }))
+            .collect();
+        let keys: Vec<String> = moving.iter().map(|(old, _)| old.clone()).collect();
+        let entombed = tx
+            .texts(&sql::entombed_buckets(&keys))
+            .await
+            .map_err(failed("finding tombstones under former names"))?;
+        for (old, new) in moving.iter().filter(|(old, _)| entombed.contains(old)) {
+            for statement in sql::move_tombstones(old, new) {
+                tx.execute(&statement)
+                    .await
+                    .map_err(failed("refiling tombstones"))?;
+            }
+        }
+        if renamed.is_empty() {
+            return Ok(!entombed.is_empty());
+        }
+
+        if self.backend.files_in_code() {
+            for chunk in renamed.chunks(sql::WRITE_CHUNK) {
+                tx.execute(&sql::unfile(chunk.iter().map(|r| r.0.as_str())))
+                    .await
+                    .map_err(failed("unfiling renamed articles"))?;
+                let mut rows = Vec::new();
+                for (id, listed, region, published_at) in chunk {
+                    let slugs: Vec<CategorySlug> = listed
+                        .split_whitespace()
+                        .filter_map(|c| CategorySlug::parse(c).ok())
+                        .collect();
+                    let region = region.as_deref().and_then(|r| RegionCode::parse(r).ok());
+                    for bucket in catalog.buckets_of(&slugs, region.as_ref()) {
+                        rows.push((bucket, *published_at, id.as_str()));
+                    }
+                }
+                for part in rows.chunks(sql::BUCKET_ROWS) {
+                    tx.execute(&sql::file(part))
+                        .await
+                        .map_err(failed("refiling renamed articles"))?;
+                }
+            }
+        }
+        for sanitized in [true, false] {
+            if !sanitized {
+                // Where only feedcast writes, every row was rewritten in the first pass.
+                let Some(unmark) = self.backend.unmark_writer() else {
+                    break;
+                };
+                tx.execute(&unmark)
+                    .await
+                    .map_err(failed("renaming articles"))?;
+            }
+            for (id, listed, region, _) in &renamed {
+                tx.execute(&sql::rename_article(
+                    id,
+                    listed,
+                    region.as_deref(),
+                    sanitized,
+                ))
+                .await
+                .map_err(failed("renaming articles"))?;
+            }
+        }
+        tracing::info!(
+            articles = renamed.len(),
+            "articles under former names rewritten under the current ones"
+        );
+        Ok(true)
+    }
+
+    /// Rebuilds the region part of the feed index for the region tree `tree`.
+    async fn refile_regions(
+        &self,
+        tx: &mut dyn Transaction,
+        catalog: &Catalog,
+        tree: &str,
+    ) -> Result<(), StoreError> {
         tx.execute(&sql::unfile_regions())
             .await
             .map_err(failed("clearing region buckets"))?;
@@ -995,15 +1143,9 @@ impl Store {
                 .await
                 .map_err(failed("refiling articles"))?;
         }
-        tx.execute(&sql::store_region_tree_fingerprint(&tree))
+        tx.execute(&sql::store_region_tree_fingerprint(tree))
             .await
-            .map_err(failed("storing the region tree"))?;
-        for statement in self.backend.after_refile() {
-            tx.execute(&statement)
-                .await
-                .map_err(failed("announcing a refile"))?;
-        }
-        tx.commit().await.map_err(failed("committing a refile"))
+            .map_err(failed("storing the region tree"))
     }
 
     /// The database's change notifications, for keeping several replicas' caches coherent;

@@ -178,6 +178,10 @@ impl Backend for PgStore {
         statements
     }
 
+    fn unmark_writer(&self) -> Option<Statement<'static>> {
+        Some(sql::postgres_unmark_writer())
+    }
+
     fn after_refile(&self) -> Vec<Statement<'static>> {
         vec![
             sql::postgres_stamp_everything(),

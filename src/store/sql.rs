@@ -215,6 +215,78 @@ pub(super) fn article_regions() -> Statement<'static> {
     Statement::new("SELECT id, published_at, region FROM articles WHERE region IS NOT NULL")
 }
 
+/// Articles that may carry one of these former category slugs or region codes, for refiling:
+/// (id, categories, region, published_at). A slug is matched as a word of the space-separated
+/// list with LIKE, where a `_` in it matches any character: the caller checks each row.
+pub(super) fn carrying_names<'a>(categories: &[&str], regions: &[&'a str]) -> Statement<'a> {
+    let mut conditions: Vec<String> = (1..=categories.len())
+        .map(|i| format!("' ' || categories || ' ' LIKE ${i}"))
+        .collect();
+    if !regions.is_empty() {
+        let first = categories.len() + 1;
+        let list: Vec<String> = (first..first + regions.len())
+            .map(|i| format!("${i}"))
+            .collect();
+        conditions.push(format!("region IN ({})", list.join(", ")));
+    }
+    let mut statement = Statement::new(format!(
+        "SELECT id, categories, region, published_at FROM articles WHERE {}",
+        conditions.join(" OR ")
+    ));
+    for slug in categories {
+        statement = statement.text(format!("% {slug} %"));
+    }
+    for code in regions {
+        statement = statement.text(*code);
+    }
+    statement
+}
+
+/// Rewrites the category slugs and region code of an article. Only feedcast's own rows, or
+/// only the others (`sanitized`): PostgreSQL sets the flag from the writer's mark (migration
+/// 3), so the two are rewritten apart, each as written, and a row the CMS wrote is never taken
+/// for sanitized.
+pub(super) fn rename_article<'a>(
+    id: &'a str,
+    categories: &'a str,
+    region: Option<&'a str>,
+    sanitized: bool,
+) -> Statement<'a> {
+    Statement::new(format!(
+        "UPDATE articles SET categories = $1, region = $2 WHERE id = $3 AND {}sanitized",
+        if sanitized { "" } else { "NOT " }
+    ))
+    .text(categories)
+    .maybe_text(region)
+    .text(id)
+}
+
+/// Which of these buckets tombstones are filed under.
+pub(super) fn entombed_buckets(keys: &[String]) -> Statement<'_> {
+    let mut statement = Statement::new(format!(
+        "SELECT DISTINCT bucket FROM tombstone_index WHERE bucket IN ({})",
+        list(keys.len())
+    ));
+    for key in keys {
+        statement = statement.text(key.as_str());
+    }
+    statement
+}
+
+/// Refiles the tombstones of one bucket under another (a former name's under the current one).
+pub(super) fn move_tombstones<'a>(from: &'a str, to: &'a str) -> [Statement<'a>; 2] {
+    [
+        Statement::new(
+            "INSERT INTO tombstone_index (bucket, deleted_at, article_id, published_at) \
+             SELECT CAST($2 AS TEXT), deleted_at, article_id, published_at FROM tombstone_index \
+             WHERE bucket = $1 ON CONFLICT DO NOTHING",
+        )
+        .text(from)
+        .text(to),
+        Statement::new("DELETE FROM tombstone_index WHERE bucket = $1").text(from),
+    ]
+}
+
 /// Removes every region bucket, before refiling.
 pub(super) fn unfile_regions() -> Statement<'static> {
     Statement::new("DELETE FROM feed_index WHERE bucket LIKE 'r:%'")
@@ -1007,6 +1079,11 @@ const REFILE_LOCK: i64 = 0x6665_6564_6361_7374; // "feedcast"
 /// Marks the transaction's writes as feedcast's own, hence sanitized (see migration 3).
 pub(super) fn postgres_mark_writer() -> Statement<'static> {
     Statement::new("SELECT set_config('feedcast.writer', 'feedcast', true)")
+}
+
+/// Takes the mark off again: the transaction's later writes count as another program's.
+pub(super) fn postgres_unmark_writer() -> Statement<'static> {
+    Statement::new("SELECT set_config('feedcast.writer', '', true)")
 }
 
 /// Waits for any other replica's refile to end.
