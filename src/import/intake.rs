@@ -18,7 +18,10 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::config::Settings;
-use crate::model::{Article, ArticleId, CategorySlug, MAX_SUMMARY_CHARS, RegionCode, Source};
+use crate::model::{
+    Article, ArticleId, CategorySlug, MAX_CREDIT_CHARS, MAX_SHORT_TITLE_CHARS, MAX_SUMMARY_CHARS,
+    RegionCode, Source,
+};
 use crate::sanitize;
 use crate::store::StoredArticle;
 
@@ -40,6 +43,8 @@ pub struct ArticleInput {
     pub author: Option<String>,
     #[serde(default, deserialize_with = "object_or_null")]
     pub source: Option<SourceInput>,
+    pub editor: Option<String>,
+    pub short_title: Option<String>,
     #[serde(default)]
     pub categories: Vec<String>,
     pub region: Option<String>,
@@ -48,12 +53,15 @@ pub struct ArticleInput {
 }
 
 /// The `source` object of [`ArticleInput`].
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[allow(missing_docs)]
 pub struct SourceInput {
     pub name: Option<String>,
     pub url: Option<String>,
+    pub author: Option<String>,
+    pub title: Option<String>,
+    pub published_at: Option<String>,
 }
 
 /// A value that must be a JSON object. serde's derived structs also accept an array of their
@@ -126,6 +134,22 @@ impl Problems {
             field,
             message: message.into(),
         });
+    }
+
+    /// An optional credit (a name or a title): plain text, none when it has no text, and a
+    /// problem when it is longer than `max` characters. Refused rather than cut: a cut name
+    /// credits someone else.
+    fn credit(&mut self, field: &'static str, value: Option<&str>, max: usize) -> Option<String> {
+        let text = value.map(sanitize::plain_text).filter(|t| !t.is_empty())?;
+        let length = text.chars().count();
+        if length > max {
+            self.add(
+                field,
+                format!("is {length} characters long: at most {max} are allowed"),
+            );
+            return None;
+        }
+        Some(text)
     }
 
     fn required<'a>(&mut self, field: &'static str, value: &'a Option<String>) -> Option<&'a str> {
@@ -208,11 +232,43 @@ impl ArticleInput {
                     .map_err(|m| p.add("source.url", m))
                     .ok()
             });
+            let author = p.credit("source.author", s.author.as_deref(), MAX_CREDIT_CHARS);
+            let title = p.credit("source.title", s.title.as_deref(), MAX_CREDIT_CHARS);
+            let original = s
+                .published_at
+                .as_deref()
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .and_then(|v| {
+                    let original = parse_date(v, tz)
+                        .map_err(|m| p.add("source.published_at", m))
+                        .ok()?;
+                    // A reprint cannot come before its original; such a date is a typo.
+                    match published_at {
+                        Some(reprinted) if original > reprinted => {
+                            p.add(
+                                "source.published_at",
+                                format!("`{v}` is after the article's published_at"),
+                            );
+                            None
+                        }
+                        _ => Some(original),
+                    }
+                });
             Some(Source {
                 name: name?,
                 url: url?.to_string(),
+                author,
+                title,
+                published_at: original,
             })
         });
+        let editor = p.credit("editor", self.editor.as_deref(), MAX_CREDIT_CHARS);
+        let short_title = p.credit(
+            "short_title",
+            self.short_title.as_deref(),
+            MAX_SHORT_TITLE_CHARS,
+        );
 
         let mut categories: Vec<CategorySlug> = Vec::with_capacity(self.categories.len());
         for raw in &self.categories {
@@ -269,6 +325,8 @@ impl ArticleInput {
                     updated_at: updated_at.map(|u| u.max(published_at)),
                     author,
                     source,
+                    editor,
+                    short_title,
                     categories,
                     region,
                     image: image.map(String::from),
@@ -416,25 +474,84 @@ pub fn stored(row: StoredArticle, settings: &Settings) -> Option<Article> {
         s if trusted => s,
         s => summary_of(Some(s), &content_html),
     };
-    let source = match (&row.source_name, &row.source_url) {
-        (None, None) => None,
-        (name, link) => {
-            let name = name.as_deref().map(text).filter(|n| !n.is_empty());
-            let link = link
-                .as_deref()
-                .and_then(|u| absolute_http_url(u, None).ok());
-            match (name, link) {
-                (Some(name), Some(link)) => Some(Source {
+    // Longer credits than import accepts are dropped, not cut: a cut name credits someone else.
+    let credit =
+        |dropped: &mut Vec<&'static str>, field, value: Option<&str>, max: usize| match value
+            .map(text)
+            .filter(|t| !t.is_empty())
+        {
+            Some(t) if t.chars().count() > max => {
+                dropped.push(field);
+                None
+            }
+            t => t,
+        };
+    let has_source = row.source_name.is_some()
+        || row.source_url.is_some()
+        || row.source_author.is_some()
+        || row.source_title.is_some()
+        || row.source_published_at.is_some();
+    let source = if has_source {
+        let name = row
+            .source_name
+            .as_deref()
+            .map(text)
+            .filter(|n| !n.is_empty());
+        let link = row
+            .source_url
+            .as_deref()
+            .and_then(|u| absolute_http_url(u, None).ok());
+        match (name, link) {
+            (Some(name), Some(link)) => {
+                let author = credit(
+                    &mut dropped,
+                    "source.author",
+                    row.source_author.as_deref(),
+                    MAX_CREDIT_CHARS,
+                );
+                let title = credit(
+                    &mut dropped,
+                    "source.title",
+                    row.source_title.as_deref(),
+                    MAX_CREDIT_CHARS,
+                );
+                let original = match row.source_published_at.map(stored_instant) {
+                    None => None,
+                    Some(Some(t)) if t <= published_at => Some(t),
+                    Some(_) => {
+                        dropped.push("source.published_at");
+                        None
+                    }
+                };
+                Some(Source {
                     name,
                     url: link.to_string(),
-                }),
-                _ => {
-                    dropped.push("source");
-                    None
-                }
+                    author,
+                    title,
+                    published_at: original,
+                })
+            }
+            // Credits without the publisher they belong to are dropped with it.
+            _ => {
+                dropped.push("source");
+                None
             }
         }
+    } else {
+        None
     };
+    let editor = credit(
+        &mut dropped,
+        "editor",
+        row.editor.as_deref(),
+        MAX_CREDIT_CHARS,
+    );
+    let short_title = credit(
+        &mut dropped,
+        "short_title",
+        row.short_title.as_deref(),
+        MAX_SHORT_TITLE_CHARS,
+    );
     // A name that is no longer declared (feeds.toml changed since the row was written) is kept:
     // it is shown by its slug, as before. Only a name that cannot be one is dropped.
     let mut categories: Vec<CategorySlug> = Vec::new();
@@ -488,6 +605,8 @@ pub fn stored(row: StoredArticle, settings: &Settings) -> Option<Article> {
         updated_at,
         author: row.author.as_deref().map(text).filter(|a| !a.is_empty()),
         source,
+        editor,
+        short_title,
         categories,
         region,
         image,
