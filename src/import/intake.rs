@@ -618,6 +618,160 @@ pub fn stored(row: StoredArticle, settings: &Settings) -> Option<Article> {
 mod tests {
     use super::*;
 
+    /// A reprint as it arrives, with these `source` fields and these top-level ones added.
+    fn reprint(source: serde_json::Value, extra: serde_json::Value) -> ArticleInput {
+        let mut v = serde_json::json!({
+            "id": "r1", "title": "转载", "url": "https://www.kechuang.example.cn/n/r1.html",
+            "published_at": "2024-05-18T09:30:00+08:00",
+            "source": {"name": "江阴日报", "url": "https://www.jyrb.example.com/a/1.html"}
+        });
+        v["source"]
+            .as_object_mut()
+            .unwrap()
+            .extend(source.as_object().unwrap().clone());
+        v.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn fields(input: ArticleInput) -> Vec<&'static str> {
+        match input.validate(&Settings::test_fixture()) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.0.iter().map(|p| p.field).collect(),
+        }
+    }
+
+    #[test]
+    fn credits_are_plain_text_and_none_when_they_have_no_text() {
+        let input = reprint(
+            serde_json::json!({"author": " 王明 <b>&amp;</b>\u{1} 李四 ", "title": "<i>原题</i>\n ]]>"}),
+            serde_json::json!({"editor": "<br>", "short_title": "短 &lt;题&gt;"}),
+        );
+        let a = input.validate(&Settings::test_fixture()).unwrap();
+        let source = a.source().unwrap();
+        assert_eq!(source.author.as_deref(), Some("王明 & 李四"));
+        assert_eq!(source.title.as_deref(), Some("原题 ]]>"));
+        assert_eq!(a.editor(), None, "markup alone credits no one");
+        assert_eq!(a.short_title(), Some("短 <题>"));
+    }
+
+    #[test]
+    fn credits_longer_than_their_bound_in_characters_are_refused_naming_the_field() {
+        // Counted in characters, not bytes: 200 Chinese characters are 600 bytes.
+        let at_bound = "长".repeat(MAX_CREDIT_CHARS);
+        let over = "长".repeat(MAX_CREDIT_CHARS + 1);
+        let ok = reprint(
+            serde_json::json!({"author": at_bound, "title": at_bound}),
+            serde_json::json!({"editor": at_bound, "short_title": "短".repeat(MAX_SHORT_TITLE_CHARS)}),
+        );
+        assert_eq!(fields(ok), Vec::<&str>::new());
+        let bad = reprint(
+            serde_json::json!({"author": over, "title": over}),
+            serde_json::json!({"editor": over, "short_title": "短".repeat(MAX_SHORT_TITLE_CHARS + 1)}),
+        );
+        assert_eq!(
+            fields(bad),
+            ["source.author", "source.title", "editor", "short_title"]
+        );
+        // The bound is on the text shown, not on the markup around it.
+        let wrapped = reprint(
+            serde_json::json!({"author": format!("<span class=\"name\">{at_bound}</span>")}),
+            serde_json::json!({}),
+        );
+        assert_eq!(fields(wrapped), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn an_original_is_published_no_later_than_its_reprint() {
+        let at = |when: &str| {
+            reprint(
+                serde_json::json!({"published_at": when}),
+                serde_json::json!({}),
+            )
+        };
+        let settings = Settings::test_fixture();
+        let same = at("2024-05-18T09:30:00+08:00").validate(&settings).unwrap();
+        assert_eq!(
+            same.source().unwrap().published_at,
+            Some(same.published_at())
+        );
+        // A bare date is midnight of that day in the site's zone: the same day is earlier.
+        assert!(at("2024-05-18").validate(&settings).is_ok());
+        assert_eq!(
+            fields(at("2024-05-18T09:30:01+08:00")),
+            ["source.published_at"]
+        );
+        assert_eq!(fields(at("昨天")), ["source.published_at"]);
+        assert_eq!(fields(at(" ")), Vec::<&str>::new(), "blank is none");
+    }
+
+    fn row() -> StoredArticle {
+        StoredArticle {
+            id: "r1".into(),
+            title: "转载".into(),
+            summary: String::new(),
+            content_html: "<p>x</p>".into(),
+            url: "https://www.kechuang.example.cn/n/r1.html".into(),
+            published_at: 1_716_000_000_000_000,
+            updated_at: None,
+            author: None,
+            source_name: Some("江阴日报".into()),
+            source_url: Some("https://www.jyrb.example.com/a/1.html".into()),
+            source_author: Some("王明".into()),
+            source_title: Some("原题".into()),
+            source_published_at: Some(1_715_990_000_000_000),
+            editor: Some("李华".into()),
+            short_title: Some("短题".into()),
+            categories: String::new(),
+            region: None,
+            image: None,
+            language: "zh-CN".into(),
+            sanitized: false,
+        }
+    }
+
+    #[test]
+    fn stored_credits_are_read_back_and_those_import_would_refuse_left_out() {
+        let settings = Settings::test_fixture();
+        let a = stored(row(), &settings).unwrap();
+        let source = a.source().unwrap();
+        assert_eq!(
+            (source.author.as_deref(), source.title.as_deref()),
+            (Some("王明"), Some("原题"))
+        );
+        assert_eq!(
+            source.published_at.map(|t| t.timestamp()),
+            Some(1_715_990_000)
+        );
+        assert_eq!((a.editor(), a.short_title()), (Some("李华"), Some("短题")));
+
+        let over = "长".repeat(MAX_CREDIT_CHARS + 1);
+        let bad = StoredArticle {
+            source_author: Some(over.clone()),
+            source_title: Some(over.clone()),
+            source_published_at: Some(1_716_000_000_000_001),
+            editor: Some(over),
+            short_title: Some("短".repeat(MAX_SHORT_TITLE_CHARS + 1)),
+            ..row()
+        };
+        let a = stored(bad, &settings).expect("the row is kept");
+        let source = a.source().expect("the publisher is kept");
+        assert_eq!(
+            (&source.author, &source.title, source.published_at),
+            (&None, &None, None)
+        );
+        assert_eq!((a.editor(), a.short_title()), (None, None));
+
+        // Credits without the publisher they belong to go with it.
+        let orphan = StoredArticle {
+            source_name: None,
+            source_url: None,
+            ..row()
+        };
+        assert_eq!(stored(orphan, &settings).unwrap().source(), None);
+    }
+
     #[test]
     fn bare_date_means_midnight_in_the_site_time_zone() {
         let dt = parse_date("2021-01-19", chrono_tz::Asia::Shanghai).unwrap();
