@@ -1286,6 +1286,29 @@ time_zone = "Asia/Shanghai"
     }
 
     #[test]
+    fn credit_labels_default_to_the_reprint_rules_wording_and_can_be_set() {
+        let labels = |s: Settings| {
+            let site = s.site;
+            [
+                site.source_label,
+                site.author_label,
+                site.original_title_label,
+                site.editor_label,
+            ]
+        };
+        assert_eq!(
+            labels(parse("").unwrap()),
+            ["来源", "原作者", "原题", "编辑"]
+        );
+        let set = parse(
+            "source_label = \"稿源\"\nauthor_label = \"作者\"\n\
+             original_title_label = \"原标题\"\neditor_label = \"责任编辑\"\n",
+        )
+        .unwrap();
+        assert_eq!(labels(set), ["稿源", "作者", "原标题", "责任编辑"]);
+    }
+
+    #[test]
     fn can_parse_a_region_tree_with_lineage() {
         let s = parse(
             r#"
