@@ -29,6 +29,69 @@ fn item_id(s: &Settings, a: &Article) -> String {
     format!("{}article/{}", s.site.id_prefix, a.id())
 }
 
+/// Whom an item must credit as its authors, in every format, as (name, link): a reprint's
+/// original author, or else its publisher (never the portal, whose name the feed's author would
+/// lend an item without one); then the article's own author, when that is someone else.
+fn credited(a: &Article) -> Vec<(String, Option<String>)> {
+    let mut authors = Vec::new();
+    if let Some(source) = a.source() {
+        authors.push(match &source.author {
+            Some(author) => (author.clone(), None),
+            None => (source.name.clone(), Some(source.url.clone())),
+        });
+    }
+    if let Some(own) = a.author() {
+        if authors.iter().all(|(name, _)| name != own) {
+            authors.push((own.to_owned(), None));
+        }
+    }
+    authors
+}
+
+/// Text escaped for HTML as the attribution line writes it.
+fn escaped(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// The visible attribution line names every credit with its label, so a bridge that forwards
+/// only the content still states the source, original author, original title and editor.
+fn check_credits_line(s: &Settings, a: &Article, html: &str) {
+    let site = &s.site;
+    let mut credits = Vec::new();
+    if let Some(source) = a.source() {
+        credits.push(format!(
+            "{}：<a href=\"{}\">{}</a>",
+            site.source_label,
+            escaped(&source.url),
+            escaped(&source.name)
+        ));
+        if let Some(author) = &source.author {
+            credits.push(format!("{}：{}", site.author_label, escaped(author)));
+        }
+        if let Some(title) = &source.title {
+            credits.push(format!(
+                "{}：《{}》",
+                site.original_title_label,
+                escaped(title)
+            ));
+        }
+    }
+    if let Some(editor) = a.editor() {
+        credits.push(format!("{}：{}", site.editor_label, escaped(editor)));
+    }
+    if credits.is_empty() {
+        assert!(!html.contains("class=\"feedcast-"), "{html}");
+    } else {
+        assert!(
+            html.contains(&credits.join("\u{3000}")),
+            "{credits:?} in {html}"
+        );
+    }
+}
+
 fn absolute(url: &str) -> bool {
     url::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
 }
@@ -185,8 +248,12 @@ fn warnings(format: Format, body: &[u8], self_url: &str) -> Vec<String> {
             }
         }
         for item in doc["items"].as_array().unwrap() {
-            for key in ["date_published", "date_modified"] {
-                if let Some(date) = item[key].as_str() {
+            for (key, date) in [
+                ("date_published", &item["date_published"]),
+                ("date_modified", &item["date_modified"]),
+                ("_source.published_at", &item["_source"]["published_at"]),
+            ] {
+                if let Some(date) = date.as_str() {
                     if !whole_second_rfc3339(date) {
                         warn("date not in whole seconds", format!("{key} {date}"));
                     }
@@ -412,10 +479,24 @@ fn check_rss(s: &Settings, a: &Article, body: &[u8]) {
     let seconds = zone.offset().local_minus_utc();
     assert_eq!(published.offset().local_minus_utc(), seconds - seconds % 60);
     check_content(item.content().unwrap_or_default());
+    check_credits_line(s, a, item.content().unwrap_or_default());
     if let Some(source) = a.source() {
         assert_eq!(item.source().unwrap().url(), source.url);
+        assert_eq!(item.source().unwrap().title(), Some(source.name.as_str()));
         assert!(absolute(item.source().unwrap().url()));
     }
+    // Dublin Core: the credited authors, the editor, the original report.
+    let dc = item.dublin_core_ext().cloned().unwrap_or_default();
+    let names: Vec<String> = credited(a).into_iter().map(|(name, _)| name).collect();
+    assert_eq!(dc.creators(), names);
+    assert_eq!(
+        dc.contributors(),
+        Vec::from_iter(a.editor().map(str::to_owned))
+    );
+    assert_eq!(
+        dc.sources(),
+        Vec::from_iter(a.source().map(|s| s.url.clone()))
+    );
     // The cover image: an enclosure when its type is known (RSS requires one), and Media RSS.
     let media = item.extensions().get("media");
     match a.image() {
@@ -481,8 +562,32 @@ fn check_atom(s: &Settings, a: &Article, body: &[u8]) {
     if let Some(content) = entry.content() {
         assert_eq!(content.content_type(), Some("html"));
         check_content(content.value().unwrap());
+        check_credits_line(s, a, content.value().unwrap());
     } else {
-        assert!(a.content_html().is_empty() && a.source().is_none());
+        assert!(a.content_html().is_empty() && a.source().is_none() && a.editor().is_none());
+    }
+    let people = |people: &[atom_syndication::Person]| {
+        people
+            .iter()
+            .map(|p| (p.name().to_owned(), p.uri().map(str::to_owned)))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(people(entry.authors()), credited(a));
+    if a.source().is_some() {
+        assert!(
+            entry.authors().iter().all(|p| p.name() != s.site.title),
+            "a reprint is never the portal's"
+        );
+    }
+    let editor = a.editor().map(|name| (name.to_owned(), None));
+    assert_eq!(people(entry.contributors()), Vec::from_iter(editor));
+    if let Some(source) = a.source() {
+        let atom_source = entry.source().unwrap();
+        assert_eq!(atom_source.title().as_str(), source.name);
+        assert_eq!(
+            atom_source.updated().timestamp(),
+            source.published_at.unwrap_or(a.published_at()).timestamp()
+        );
     }
     let enclosure = entry.links().iter().find(|l| l.rel() == "enclosure");
     assert_eq!(enclosure.map(|l| l.href()), a.image());
@@ -507,8 +612,33 @@ fn check_json(s: &Settings, a: &Article, body: &[u8]) {
     let published = DateTime::parse_from_rfc3339(item["date_published"].as_str().unwrap()).unwrap();
     assert_eq!(published.timestamp(), a.published_at().timestamp());
     check_content(item["content_html"].as_str().unwrap());
+    check_credits_line(s, a, item["content_html"].as_str().unwrap());
     if let Some(image) = item["image"].as_str() {
         assert!(absolute(image));
+    }
+    let authors: Vec<serde_json::Value> = credited(a)
+        .into_iter()
+        .map(|(name, url)| match url {
+            Some(url) => serde_json::json!({ "name": name, "url": url }),
+            None => serde_json::json!({ "name": name }),
+        })
+        .collect();
+    let found = item["authors"].as_array().cloned().unwrap_or_default();
+    assert_eq!(found, authors);
+    match a.source() {
+        Some(source) => {
+            let object = &item["_source"];
+            assert_eq!(object["name"].as_str(), Some(source.name.as_str()));
+            assert_eq!(object["url"].as_str(), Some(source.url.as_str()));
+            assert_eq!(object["author"].as_str(), source.author.as_deref());
+            assert_eq!(object["title"].as_str(), source.title.as_deref());
+            assert_eq!(object["editor"].as_str(), a.editor());
+            let published = object["published_at"]
+                .as_str()
+                .map(|t| DateTime::parse_from_rfc3339(t).unwrap().timestamp());
+            assert_eq!(published, source.published_at.map(|t| t.timestamp()));
+        }
+        None => assert!(item.get("_source").is_none()),
     }
 }
 
@@ -638,6 +768,23 @@ fn sanitizing_keeps_what_readers_need() {
         by_id["adv-29"].summary(),
         "摘要 <b>粗体</b> &lt;i&gt; 与 <a href=\"javascript:alert(1)\">链接</a> ]]>"
     );
+    // Credits are plain text: markup and controls gone, entities decoded once, what is only
+    // markup no credit at all; a short title counts characters, not what they look like.
+    let reprint = &by_id["adv-credit-1"];
+    let source = reprint.source().unwrap();
+    assert_eq!(source.author.as_deref(), Some("王明 ]]> 记者"));
+    assert_eq!(source.title.as_deref(), Some("原题 ]]> &amp; 《书名》"));
+    assert_eq!(
+        (reprint.editor(), reprint.short_title()),
+        (Some("李华"), Some("短标题 ]]> 粗"))
+    );
+    let other = &by_id["adv-credit-3"];
+    assert_eq!(
+        other.source().unwrap().author.as_deref(),
+        Some("مرحبا 👩🏽\u{200d}🔬 e\u{301}")
+    );
+    assert_eq!(other.source().unwrap().title, None);
+    assert_eq!(other.short_title().map(|t| t.chars().count()), Some(16));
     // A style that hid text is gone, so the text shows like any other.
     let hostile = by_id["adv-04"].content_html();
     assert!(
@@ -683,6 +830,7 @@ for url in sys.argv[1:]:
             "published": calendar.timegm(e.published_parsed) if e.get("published_parsed") else None,
             "updated": calendar.timegm(e.updated_parsed) if e.get("updated_parsed") else None,
             "summary": summary(e),
+            "author": e.get("author"),
         } for e in d.entries],
     }
 print(json.dumps(out))
@@ -740,6 +888,18 @@ async fn feedparser_reads_every_conformance_feed() {
                 let summary = &e["summary"];
                 assert_eq!(summary["text"].as_str(), Some(a.summary()), "{url}");
                 assert_eq!(summary["tags"], serde_json::json!([]), "{url}");
+            }
+            // The author feedparser shows (what FreshRSS and its kin show): of a reprint, one
+            // it credits, never the portal.
+            if a.source().is_some() {
+                let author = e["author"].as_str();
+                assert!(
+                    credited(a)
+                        .iter()
+                        .any(|(name, _)| Some(name.as_str()) == author),
+                    "{url} {}: {author:?}",
+                    a.id()
+                );
             }
             let published: Option<i64> = e["published"].as_i64();
             assert_eq!(
@@ -891,7 +1051,7 @@ fn the_validator_rules_catch_what_they_are_for() {
             "{rule}: {found:#?}"
         );
     }
-    let json = br#"{"feed_url":"https://x.cn/feeds/other.json","home_page_url":"https://x.cn/","icon":"i.png","favicon":"https://x.cn/i.png","items":[{"date_published":"2024-05-18T09:30:00.123+08:00"}]}"#;
+    let json = br#"{"feed_url":"https://x.cn/feeds/other.json","home_page_url":"https://x.cn/","icon":"i.png","favicon":"https://x.cn/i.png","items":[{"date_published":"2024-05-18T09:30:00.123+08:00","_source":{"published_at":"2024-05-17T20:00:00.5+08:00"}}]}"#;
     let found = warnings(Format::Json, json, "https://x.cn/feeds/this.json");
     for rule in [
         "self link does not match",
@@ -903,4 +1063,8 @@ fn the_validator_rules_catch_what_they_are_for() {
             "{rule}: {found:#?}"
         );
     }
+    assert!(
+        found.iter().any(|w| w.contains("_source.published_at")),
+        "{found:#?}"
+    );
 }

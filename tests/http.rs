@@ -142,7 +142,12 @@ async fn items_carry_dates_content_and_attribution(backend: Backend) {
     );
     let categories: Vec<&str> = item.categories().iter().map(|c| c.name()).collect();
     assert_eq!(categories, ["氢能科技", "园区"]);
-    assert_eq!(item.dublin_core_ext().unwrap().creators(), ["王明"]);
+    // A reprint that names no original author (`source.author`) is its publisher's first; the
+    // article's own author is credited after it.
+    assert_eq!(
+        item.dublin_core_ext().unwrap().creators(),
+        ["江阴日报", "王明"]
+    );
     assert_eq!(channel.language(), Some("zh-CN"));
     // When the store last changed what the feed shows (the write just made), not the newest
     // item's date; Last-Modified is that second too, once it is two seconds old.
@@ -334,6 +339,96 @@ async fn the_demo_fills_an_empty_store_once(backend: Backend) {
     server.stop().await;
 }
 
+/// A reprint with every credit the reprint rules ask for, and the portal's own.
+fn credited_reprint() -> feedcast::model::Article {
+    article(json!({
+        "id": "reprint-1", "title": "江阴氢能产业园开工", "short_title": "江阴氢能园开工",
+        "content_html": "<p>正文。</p>", "url": "https://www.kechuang.example.cn/news/reprint-1.html",
+        "published_at": "2024-05-18T09:30:00+08:00", "categories": ["hydrogen"], "region": "320281",
+        "author": "张三", "editor": "李华",
+        "source": {
+            "name": "江阴日报", "url": "https://www.jyrb.example.com/a/1.html", "author": "王明",
+            "title": "氢能产业园昨日开工", "published_at": "2024-05-17T18:00:00+08:00"
+        }
+    }))
+}
+
+async fn reprint_credits_survive_the_store_and_show_in_every_format(backend: Backend) {
+    let Some(server) = Server::start(backend).await else {
+        return;
+    };
+    let reprint = credited_reprint();
+    server
+        .app
+        .write(std::slice::from_ref(&reprint))
+        .await
+        .unwrap();
+
+    // Read back, the article is what was written, short title and all.
+    let county = feedcast::model::RegionCode::parse("320281").unwrap();
+    let selection = feedcast::store::Selection {
+        any_of: vec![feedcast::model::Bucket::Region(county)],
+        and_any_of: Vec::new(),
+    };
+    let rows = server
+        .app
+        .store
+        .articles(&selection, feedcast::store::Window::newest(10))
+        .await
+        .unwrap();
+    let read_back: Vec<_> = rows
+        .into_iter()
+        .filter_map(|row| feedcast::import::stored(row, &server.app.settings))
+        .collect();
+    assert_eq!(read_back, [reprint]);
+
+    let line = "来源：<a href=\"https://www.jyrb.example.com/a/1.html\">江阴日报</a>\u{3000}\
+                原作者：王明\u{3000}原题：《氢能产业园昨日开工》\u{3000}编辑：李华\u{3000}\
+                转载文章版权归原作者及原发媒体所有。";
+    let channel = rss_items(&server.text("/feeds/region/320281.rss").await);
+    let item = &channel.items()[0];
+    assert!(
+        item.content().unwrap().contains(line),
+        "{:?}",
+        item.content()
+    );
+    assert_eq!(item.source().unwrap().title(), Some("江阴日报"));
+    let dc = item.dublin_core_ext().unwrap();
+    assert_eq!(dc.creators(), ["王明", "张三"]);
+    assert_eq!(dc.contributors(), ["李华"]);
+    assert_eq!(dc.sources(), ["https://www.jyrb.example.com/a/1.html"]);
+
+    let feed = atom_entries(&server.text("/feeds/region/320281.atom").await);
+    let entry = &feed.entries()[0];
+    let names = |people: &[atom_syndication::Person]| {
+        people
+            .iter()
+            .map(|p| p.name().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(entry.authors()), ["王明", "张三"]);
+    assert_eq!(names(entry.contributors()), ["李华"]);
+    let source = entry.source().unwrap();
+    assert_eq!(source.title().as_str(), "江阴日报");
+    assert_eq!(source.updated().to_rfc3339(), "2024-05-17T18:00:00+08:00");
+    assert!(entry.content().unwrap().value().unwrap().contains(line));
+
+    let doc: serde_json::Value =
+        serde_json::from_str(&server.text("/feeds/region/320281.json").await).unwrap();
+    let item = &doc["items"][0];
+    assert_eq!(
+        item["_source"],
+        json!({
+            "name": "江阴日报", "url": "https://www.jyrb.example.com/a/1.html",
+            "author": "王明", "title": "氢能产业园昨日开工",
+            "published_at": "2024-05-17T18:00:00+08:00", "editor": "李华"
+        })
+    );
+    assert_eq!(item["authors"], json!([{"name": "王明"}, {"name": "张三"}]));
+    assert!(item["content_html"].as_str().unwrap().contains(line));
+    server.stop().await;
+}
+
 macro_rules! on_both_stores {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -353,6 +448,7 @@ on_both_stores!(
     a_write_shows_at_once_in_every_feed_it_touches,
     errors_are_short_plain_text,
     the_demo_fills_an_empty_store_once,
+    reprint_credits_survive_the_store_and_show_in_every_format,
 );
 
 /// The Accept headers real clients send: browsers, then feed readers.

@@ -61,6 +61,7 @@ fn input() -> impl Strategy<Value = ArticleInput> {
         proptest::option::of(proptest::sample::select(vec![
             "320000", "320200", "320281", "310115", "440307",
         ])),
+        (text(), text(), text(), text()),
     )
         .prop_map(
             |(
@@ -68,6 +69,7 @@ fn input() -> impl Strategy<Value = ArticleInput> {
                 (path, y, m, d, h, offset),
                 (image, categories),
                 region,
+                (original_author, original_title, editor, short_title),
             )| {
                 ArticleInput {
                     id: Some(id),
@@ -80,7 +82,12 @@ fn input() -> impl Strategy<Value = ArticleInput> {
                     source: Some(feedcast::import::SourceInput {
                         name: Some(source_name),
                         url: Some(format!("https://src.example.com/{path}?a=1&b=<2>")),
+                        author: Some(original_author),
+                        title: Some(original_title),
+                        published_at: None,
                     }),
+                    editor: Some(editor),
+                    short_title: Some(short_title),
                     categories: categories.into_iter().map(String::from).collect(),
                     region: region.map(String::from),
                     image: image.map(|i| format!("/img/{}", i.len())),

@@ -135,6 +135,95 @@ async fn the_admin_api_checks_token_size_and_every_field() {
     server.stop().await;
 }
 
+#[tokio::test]
+async fn the_admin_api_refuses_credits_it_could_not_show_naming_each_field() {
+    let server = admin_server(Backend::Sqlite, settings()).await.unwrap();
+    let long = "长".repeat(201);
+    let mut bad = article("c1", "转载文章", "320281");
+    bad["source"] = json!({
+        "name": "江阴日报", "url": "https://www.jyrb.example.com/a/1.html",
+        "author": long, "title": long,
+        // A day after the reprint: a reprint cannot come before its original.
+        "published_at": "2024-05-19"
+    });
+    bad["editor"] = json!(long);
+    bad["short_title"] = json!("短".repeat(33));
+    let (status, body) = call(
+        &server,
+        "PUT",
+        "/api/articles/c1",
+        Some(TOKEN),
+        &bad.to_string(),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    let problems: Vec<(&str, &str)> = body["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["field"].as_str().unwrap(), p["message"].as_str().unwrap()))
+        .collect();
+    let fields: Vec<&str> = problems.iter().map(|(f, _)| *f).collect();
+    assert_eq!(
+        fields,
+        [
+            "source.author",
+            "source.title",
+            "source.published_at",
+            "editor",
+            "short_title"
+        ],
+        "{body}"
+    );
+    assert!(
+        problems[0].1.contains("201 characters") && problems[0].1.contains("200"),
+        "{body}"
+    );
+    assert!(problems[4].1.contains("32"), "{body}");
+    let (status, body) = call(
+        &server,
+        "PUT",
+        "/api/articles/c1",
+        Some(TOKEN),
+        &json!({
+            "id": "c1", "title": "转载文章", "url": "https://www.kechuang.example.cn/news/c1.html",
+            "published_at": "2024-05-18T09:30:00+08:00",
+            "source": {"name": "江阴日报", "url": "https://www.jyrb.example.com/a/1.html", "published_at": "昨天"}
+        })
+        .to_string(),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(
+        body["problems"][0]["field"], "source.published_at",
+        "{body}"
+    );
+    assert_eq!(
+        server.app.store.count().await.unwrap(),
+        0,
+        "nothing was stored"
+    );
+
+    // At the limits, and with the original published the moment it was reprinted, it is taken.
+    let mut good = article("c1", "转载文章", "320281");
+    good["source"] = json!({
+        "name": "江阴日报", "url": "https://www.jyrb.example.com/a/1.html",
+        "author": "长".repeat(200), "title": "<b>原题</b>",
+        "published_at": "2024-05-18T09:30:00+08:00"
+    });
+    good["short_title"] = json!("短".repeat(32));
+    let (status, body) = call(
+        &server,
+        "PUT",
+        "/api/articles/c1",
+        Some(TOKEN),
+        &good.to_string(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    server.stop().await;
+}
+
 /// Every document a reader could hold the article in.
 fn documents() -> Vec<String> {
     let mut paths = Vec::new();
@@ -653,5 +742,115 @@ async fn rows_the_cms_writes_follow_the_same_rules_as_what_arrives_through_the_a
             .any(|l| l.starts_with("feedcast_stored_article_fields_dropped_total ")),
         "{dropped}"
     );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credits_the_cms_writes_in_sql_are_shown_or_left_out_never_break_a_feed() {
+    let Some(server) = admin_server(Backend::Postgres, settings()).await else {
+        return;
+    };
+    let DatabaseUrl::Postgres(pg) = &server.db.as_ref().unwrap().url else {
+        unreachable!()
+    };
+    let cms = sqlx::PgPool::connect(pg).await.unwrap();
+    // The README's contract: the credits are columns beside source_name and source_url, times
+    // in microseconds since the epoch.
+    let insert = "INSERT INTO articles (id, title, summary, content_html, url, published_at, \
+                  categories, region, language, source_name, source_url, source_author, \
+                  source_title, source_published_at, editor, short_title) \
+                  VALUES ($1, '转载', '', '<p>x</p>', $2, 1716000000000000, 'hydrogen', '320281', \
+                  'zh-CN', '江阴日报', 'https://www.jyrb.example.com/a/1.html', $3, $4, $5, $6, $7)";
+    let (long, short) = ("长".repeat(201), "短".repeat(33));
+    for (id, author, title, original, editor, short_title) in [
+        (
+            "cms-credited",
+            "王明<script>x()</script>",
+            "<b>原题</b>\u{1}",
+            Some(1_715_990_000_000_000_i64),
+            "李华",
+            "短标题",
+        ),
+        // Everything import would refuse: too long, an original after the reprint.
+        (
+            "cms-overlong",
+            long.as_str(),
+            long.as_str(),
+            Some(1_716_000_000_000_001),
+            long.as_str(),
+            short.as_str(),
+        ),
+    ] {
+        sqlx::query(insert)
+            .bind(id)
+            .bind(format!("https://www.kechuang.example.cn/n/{id}.html"))
+            .bind(author)
+            .bind(title)
+            .bind(original)
+            .bind(editor)
+            .bind(short_title)
+            .execute(&cms)
+            .await
+            .unwrap();
+    }
+    // Credits with no publisher to belong to are left out with it.
+    sqlx::query(
+        "INSERT INTO articles (id, title, summary, content_html, url, published_at, categories, \
+         region, language, source_author) VALUES ('cms-orphan', '无来源', '', '<p>x</p>', \
+         'https://www.kechuang.example.cn/n/orphan.html', 1715000000000000, 'hydrogen', \
+         '320281', 'zh-CN', '王明')",
+    )
+    .execute(&cms)
+    .await
+    .unwrap();
+
+    let doc: Value = serde_json::from_str(&server.text("/feeds/region/320281.json").await).unwrap();
+    let item = |id: &str| {
+        doc["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| {
+                i["id"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with(&format!("article/{id}"))
+            })
+            .unwrap_or_else(|| panic!("{id} is kept: only its bad fields are left out"))
+            .clone()
+    };
+    assert_eq!(
+        item("cms-credited")["_source"],
+        json!({
+            "name": "江阴日报", "url": "https://www.jyrb.example.com/a/1.html",
+            "author": "王明", "title": "原题",
+            "published_at": "2024-05-18T07:53:20+08:00", "editor": "李华"
+        })
+    );
+    let overlong = item("cms-overlong");
+    assert_eq!(
+        overlong["_source"],
+        json!({"name": "江阴日报", "url": "https://www.jyrb.example.com/a/1.html"})
+    );
+    assert_eq!(
+        overlong["authors"],
+        json!([{"name": "江阴日报", "url": "https://www.jyrb.example.com/a/1.html"}])
+    );
+    assert!(!overlong["content_html"].as_str().unwrap().contains("长长"));
+    let orphan = item("cms-orphan");
+    assert!(
+        orphan.get("_source").is_none() && orphan.get("authors").is_none(),
+        "{orphan}"
+    );
+    for format in Format::FEEDS {
+        let path = format!("/feeds/region/320281.{}", format.extension());
+        let body = server.text(&path).await;
+        feedcast::render::verify::well_formed(format, body.as_bytes()).unwrap();
+        assert!(
+            !body.contains("x()") && !body.contains("<b>原题"),
+            "{path}: {body}"
+        );
+    }
+    cms.close().await;
     server.stop().await;
 }

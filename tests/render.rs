@@ -1,5 +1,5 @@
 //! Rendering without a store: golden files pin the exact bytes of each format for articles
-//! with hostile text, and every output parses back to what went in.
+//! with hostile text and every reprint credit, and every output parses back to what went in.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -21,12 +21,26 @@ fn hostile() -> Vec<feedcast::model::Article> {
             "published_at": "2024-05-18T09:30:00.999999+08:00",
             "image": "/uploads/2024/lead.jpg?w=600&h=400",
             "categories": ["hydrogen"], "region": "320281",
-            "source": {"name": "江阴日报 & <b>晚报</b>", "url": "https://www.jyrb.example.com/a?id=1&from=rss"}
+            "source": {
+                "name": "江阴日报 & <b>晚报</b>", "url": "https://www.jyrb.example.com/a?id=1&from=rss",
+                "author": "王明 <b>&amp;</b> ]]>\u{0001}", "title": "<i>氢</i>“装”上阵 ]]> & 原题",
+                "published_at": "2024-05-17T20:00:00.5+08:00"
+            },
+            "editor": "周<br>编辑 & ]]>", "short_title": "氢装上阵"
         })),
+        // A reprint that names no original author: credited to its publisher, not the portal.
+        article(json!({
+            "id": "reprint-3", "title": "无锡日报：新材料项目签约", "content_html": "<p>签约。</p>",
+            "url": "https://www.kechuang.example.cn/news/reprint-3.html",
+            "published_at": "2024-05-10T08:00:00+08:00", "categories": ["materials"], "region": "320200",
+            "source": {"name": "无锡日报", "url": "https://www.wxrb.example.com/2024/05/10.html"}
+        })),
+        // The portal's own article, with its author and the editor who filed it.
         article(json!({
             "id": "plain-2", "title": "无锡出台新材料产业政策", "content_html": "<p>无锡市出台政策。</p>",
             "url": "https://www.kechuang.example.cn/news/plain-2.html",
-            "published_at": "2021-01-19", "categories": ["materials"], "region": "320200", "author": "李华"
+            "published_at": "2021-01-19", "categories": ["materials"], "region": "320200", "author": "李华",
+            "editor": "陈静"
         })),
     ]
 }
@@ -80,8 +94,32 @@ fn rss_matches_its_golden_file_and_round_trips() {
         "https://www.jyrb.example.com/a?id=1&from=rss"
     );
     assert_eq!(item.source().unwrap().title(), Some("江阴日报 & 晚报"));
+    // `<source>` stays the publisher; Dublin Core credits the original author, the editor
+    // and the original report.
+    let dc = item.dublin_core_ext().unwrap();
+    assert_eq!(dc.creators(), ["王明 & ]]>"]);
+    assert_eq!(dc.contributors(), ["周编辑 & ]]>"]);
     assert_eq!(
-        channel.items()[1].pub_date(),
+        dc.sources(),
+        ["https://www.jyrb.example.com/a?id=1&from=rss"]
+    );
+    assert!(
+        content.contains("　原作者：王明 &amp; ]]&gt;　原题：《氢“装”上阵 ]]&gt; &amp; 原题》　编辑：周编辑 &amp; ]]&gt;　转载文章"),
+        "{content}"
+    );
+    // A reprint without an original author is its publisher's; the portal's own article is
+    // its author's, with its editor a contributor.
+    let dc = channel.items()[1].dublin_core_ext().unwrap();
+    assert_eq!(dc.creators(), ["无锡日报"]);
+    assert!(dc.contributors().is_empty());
+    let dc = channel.items()[2].dublin_core_ext().unwrap();
+    assert_eq!(
+        (dc.creators(), dc.contributors()),
+        (&["李华".to_owned()][..], &["陈静".to_owned()][..])
+    );
+    assert!(dc.sources().is_empty());
+    assert_eq!(
+        channel.items()[2].pub_date(),
         Some("Tue, 19 Jan 2021 00:00:00 +0800")
     );
 }
@@ -103,9 +141,35 @@ fn atom_matches_its_golden_file_and_round_trips() {
         "]]> 《\"氢\"装上阵》R&D & 控制符 🚀"
     );
     assert!(entry.content().unwrap().value().unwrap().contains(
-        "来源：<a href=\"https://www.jyrb.example.com/a?id=1&amp;from=rss\">江阴日报 &amp; 晚报</a>"
+        "来源：<a href=\"https://www.jyrb.example.com/a?id=1&amp;from=rss\">江阴日报 &amp; 晚报</a>　原作者："
     ));
-    assert_eq!(feed.entries()[1].authors()[0].name(), "李华");
+    // `<source>` stays the publisher, dated when the original appeared; the original author
+    // is the entry's author and the editor its contributor.
+    let source = entry.source().unwrap();
+    assert_eq!(source.title().as_str(), "江阴日报 & 晚报");
+    assert_eq!(source.updated().to_rfc3339(), "2024-05-17T20:00:00+08:00");
+    let names = |people: &[atom_syndication::Person]| {
+        people
+            .iter()
+            .map(|p| (p.name().to_owned(), p.uri().map(str::to_owned)))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(entry.authors()), [("王明 & ]]>".to_owned(), None)]);
+    assert_eq!(
+        names(entry.contributors()),
+        [("周编辑 & ]]>".to_owned(), None)]
+    );
+    // A reprint that names no original author is credited to its publisher, never left to
+    // inherit the feed's author (the portal).
+    assert_eq!(
+        names(feed.entries()[1].authors()),
+        [(
+            "无锡日报".to_owned(),
+            Some("https://www.wxrb.example.com/2024/05/10.html".to_owned())
+        )]
+    );
+    assert_eq!(feed.entries()[2].authors()[0].name(), "李华");
+    assert_eq!(feed.entries()[2].contributors()[0].name(), "陈静");
 }
 
 #[test]
@@ -149,6 +213,20 @@ fn json_feed_matches_its_golden_file_and_round_trips() {
     );
     assert_eq!(item["tags"][0], "氢能科技");
     assert!(item["content_html"].as_str().unwrap().contains("来源："));
+    assert_eq!(
+        item["_source"],
+        json!({
+            "name": "江阴日报 & 晚报", "url": "https://www.jyrb.example.com/a?id=1&from=rss",
+            "author": "王明 & ]]>", "title": "氢“装”上阵 ]]> & 原题",
+            "published_at": "2024-05-17T20:00:00+08:00", "editor": "周编辑 & ]]>"
+        })
+    );
+    assert_eq!(item["authors"], json!([{"name": "王明 & ]]>"}]));
+    // Without an original author, the publisher: an item without authors would be the portal's.
+    assert_eq!(
+        doc["items"][1]["authors"],
+        json!([{"name": "无锡日报", "url": "https://www.wxrb.example.com/2024/05/10.html"}])
+    );
 }
 
 #[test]

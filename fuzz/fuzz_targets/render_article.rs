@@ -24,7 +24,12 @@ fuzz_target!(|data: &[u8]| {
         source: next().map(|name| SourceInput {
             name: Some(name),
             url: Some("https://src.example.com/a?b=1&c=<d>".to_owned()),
+            author: next(),
+            title: next(),
+            published_at: next(),
         }),
+        editor: next(),
+        short_title: next(),
         categories: next().map(|c| c.split(',').map(String::from).collect()).unwrap_or_default(),
         region: next(),
         image: next(),

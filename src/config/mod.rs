@@ -369,6 +369,12 @@ pub struct Site {
     pub reprint_notice: Option<String>,
     /// Label before a reprint's source name (default `来源`).
     pub source_label: String,
+    /// Label before a reprint's original author (default `原作者`).
+    pub author_label: String,
+    /// Label before a reprint's original title (default `原题`).
+    pub original_title_label: String,
+    /// Label before the editor who filed the article (default `编辑`).
+    pub editor_label: String,
     /// Prefix of every item and feed id; never change it once feeds are published.
     pub id_prefix: String,
     /// The site icon, served at `/favicon.ico` and named by every feed and page.
@@ -652,6 +658,9 @@ fn site(s: raw::Site, dir: &Path, at: At<'_>) -> Result<Site, ConfigError> {
         copyright: s.copyright,
         reprint_notice: s.reprint_notice,
         source_label: s.source_label.unwrap_or_else(|| "来源".to_owned()),
+        author_label: s.author_label.unwrap_or_else(|| "原作者".to_owned()),
+        original_title_label: s.original_title_label.unwrap_or_else(|| "原题".to_owned()),
+        editor_label: s.editor_label.unwrap_or_else(|| "编辑".to_owned()),
         id_prefix,
         icon: icon(s.icon.as_ref(), dir, at)?,
     })
@@ -1444,6 +1453,29 @@ time_zone = "Asia/Shanghai"
             ConfigError::Invalid { line, message, .. } => (line, message),
             other => panic!("unexpected {other}"),
         }
+    }
+
+    #[test]
+    fn credit_labels_default_to_the_reprint_rules_wording_and_can_be_set() {
+        let labels = |s: Settings| {
+            let site = s.site;
+            [
+                site.source_label,
+                site.author_label,
+                site.original_title_label,
+                site.editor_label,
+            ]
+        };
+        assert_eq!(
+            labels(parse("").unwrap()),
+            ["来源", "原作者", "原题", "编辑"]
+        );
+        let set = parse(
+            "source_label = \"稿源\"\nauthor_label = \"作者\"\n\
+             original_title_label = \"原标题\"\neditor_label = \"责任编辑\"\n",
+        )
+        .unwrap();
+        assert_eq!(labels(set), ["稿源", "作者", "原标题", "责任编辑"]);
     }
 
     #[test]

@@ -55,6 +55,9 @@ pub(super) struct Site {
     pub copyright: Option<String>,
     pub reprint_notice: Option<String>,
     pub source_label: Option<String>,
+    pub author_label: Option<String>,
+    pub original_title_label: Option<String>,
+    pub editor_label: Option<String>,
     pub id_prefix: Option<Spanned<String>>,
     pub icon: Option<Spanned<String>>,
 }

@@ -18,7 +18,10 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::config::Settings;
-use crate::model::{Article, ArticleId, CategorySlug, MAX_SUMMARY_CHARS, RegionCode, Source};
+use crate::model::{
+    Article, ArticleId, CategorySlug, MAX_CREDIT_CHARS, MAX_SHORT_TITLE_CHARS, MAX_SUMMARY_CHARS,
+    RegionCode, Source,
+};
 use crate::sanitize;
 use crate::store::StoredArticle;
 
@@ -40,6 +43,8 @@ pub struct ArticleInput {
     pub author: Option<String>,
     #[serde(default, deserialize_with = "object_or_null")]
     pub source: Option<SourceInput>,
+    pub editor: Option<String>,
+    pub short_title: Option<String>,
     #[serde(default)]
     pub categories: Vec<String>,
     pub region: Option<String>,
@@ -48,12 +53,15 @@ pub struct ArticleInput {
 }
 
 /// The `source` object of [`ArticleInput`].
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[allow(missing_docs)]
 pub struct SourceInput {
     pub name: Option<String>,
     pub url: Option<String>,
+    pub author: Option<String>,
+    pub title: Option<String>,
+    pub published_at: Option<String>,
 }
 
 /// A value that must be a JSON object. serde's derived structs also accept an array of their
@@ -126,6 +134,22 @@ impl Problems {
             field,
             message: message.into(),
         });
+    }
+
+    /// An optional credit (a name or a title): plain text, none when it has no text, and a
+    /// problem when it is longer than `max` characters. Refused rather than cut: a cut name
+    /// credits someone else.
+    fn credit(&mut self, field: &'static str, value: Option<&str>, max: usize) -> Option<String> {
+        let text = value.map(sanitize::plain_text).filter(|t| !t.is_empty())?;
+        let length = text.chars().count();
+        if length > max {
+            self.add(
+                field,
+                format!("is {length} characters long: at most {max} are allowed"),
+            );
+            return None;
+        }
+        Some(text)
     }
 
     fn required<'a>(&mut self, field: &'static str, value: &'a Option<String>) -> Option<&'a str> {
@@ -208,11 +232,43 @@ impl ArticleInput {
                     .map_err(|m| p.add("source.url", m))
                     .ok()
             });
+            let author = p.credit("source.author", s.author.as_deref(), MAX_CREDIT_CHARS);
+            let title = p.credit("source.title", s.title.as_deref(), MAX_CREDIT_CHARS);
+            let original = s
+                .published_at
+                .as_deref()
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .and_then(|v| {
+                    let original = parse_date(v, tz)
+                        .map_err(|m| p.add("source.published_at", m))
+                        .ok()?;
+                    // A reprint cannot come before its original; such a date is a typo.
+                    match published_at {
+                        Some(reprinted) if original > reprinted => {
+                            p.add(
+                                "source.published_at",
+                                format!("`{v}` is after the article's published_at"),
+                            );
+                            None
+                        }
+                        _ => Some(original),
+                    }
+                });
             Some(Source {
                 name: name?,
                 url: url?.to_string(),
+                author,
+                title,
+                published_at: original,
             })
         });
+        let editor = p.credit("editor", self.editor.as_deref(), MAX_CREDIT_CHARS);
+        let short_title = p.credit(
+            "short_title",
+            self.short_title.as_deref(),
+            MAX_SHORT_TITLE_CHARS,
+        );
 
         let mut categories: Vec<CategorySlug> = Vec::with_capacity(self.categories.len());
         // A former name is taken for the current one: the CMS may go on sending it a while.
@@ -270,6 +326,8 @@ impl ArticleInput {
                     updated_at: updated_at.map(|u| u.max(published_at)),
                     author,
                     source,
+                    editor,
+                    short_title,
                     categories,
                     region,
                     image: image.map(String::from),
@@ -417,25 +475,84 @@ pub fn stored(row: StoredArticle, settings: &Settings) -> Option<Article> {
         s if trusted => s,
         s => summary_of(Some(s), &content_html),
     };
-    let source = match (&row.source_name, &row.source_url) {
-        (None, None) => None,
-        (name, link) => {
-            let name = name.as_deref().map(text).filter(|n| !n.is_empty());
-            let link = link
-                .as_deref()
-                .and_then(|u| absolute_http_url(u, None).ok());
-            match (name, link) {
-                (Some(name), Some(link)) => Some(Source {
+    // Longer credits than import accepts are dropped, not cut: a cut name credits someone else.
+    let credit =
+        |dropped: &mut Vec<&'static str>, field, value: Option<&str>, max: usize| match value
+            .map(text)
+            .filter(|t| !t.is_empty())
+        {
+            Some(t) if t.chars().count() > max => {
+                dropped.push(field);
+                None
+            }
+            t => t,
+        };
+    let has_source = row.source_name.is_some()
+        || row.source_url.is_some()
+        || row.source_author.is_some()
+        || row.source_title.is_some()
+        || row.source_published_at.is_some();
+    let source = if has_source {
+        let name = row
+            .source_name
+            .as_deref()
+            .map(text)
+            .filter(|n| !n.is_empty());
+        let link = row
+            .source_url
+            .as_deref()
+            .and_then(|u| absolute_http_url(u, None).ok());
+        match (name, link) {
+            (Some(name), Some(link)) => {
+                let author = credit(
+                    &mut dropped,
+                    "source.author",
+                    row.source_author.as_deref(),
+                    MAX_CREDIT_CHARS,
+                );
+                let title = credit(
+                    &mut dropped,
+                    "source.title",
+                    row.source_title.as_deref(),
+                    MAX_CREDIT_CHARS,
+                );
+                let original = match row.source_published_at.map(stored_instant) {
+                    None => None,
+                    Some(Some(t)) if t <= published_at => Some(t),
+                    Some(_) => {
+                        dropped.push("source.published_at");
+                        None
+                    }
+                };
+                Some(Source {
                     name,
                     url: link.to_string(),
-                }),
-                _ => {
-                    dropped.push("source");
-                    None
-                }
+                    author,
+                    title,
+                    published_at: original,
+                })
+            }
+            // Credits without the publisher they belong to are dropped with it.
+            _ => {
+                dropped.push("source");
+                None
             }
         }
+    } else {
+        None
     };
+    let editor = credit(
+        &mut dropped,
+        "editor",
+        row.editor.as_deref(),
+        MAX_CREDIT_CHARS,
+    );
+    let short_title = credit(
+        &mut dropped,
+        "short_title",
+        row.short_title.as_deref(),
+        MAX_SHORT_TITLE_CHARS,
+    );
     // A name that is no longer declared (feeds.toml changed since the row was written) is kept:
     // it is shown by its slug, as before. Only a name that cannot be one is dropped. A former
     // name (a row the CMS wrote since the start refiled the others) is read as the current one.
@@ -500,6 +617,8 @@ pub fn stored(row: StoredArticle, settings: &Settings) -> Option<Article> {
         updated_at,
         author: row.author.as_deref().map(text).filter(|a| !a.is_empty()),
         source,
+        editor,
+        short_title,
         categories,
         region,
         image,
@@ -510,6 +629,160 @@ pub fn stored(row: StoredArticle, settings: &Settings) -> Option<Article> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A reprint as it arrives, with these `source` fields and these top-level ones added.
+    fn reprint(source: serde_json::Value, extra: serde_json::Value) -> ArticleInput {
+        let mut v = serde_json::json!({
+            "id": "r1", "title": "转载", "url": "https://www.kechuang.example.cn/n/r1.html",
+            "published_at": "2024-05-18T09:30:00+08:00",
+            "source": {"name": "江阴日报", "url": "https://www.jyrb.example.com/a/1.html"}
+        });
+        v["source"]
+            .as_object_mut()
+            .unwrap()
+            .extend(source.as_object().unwrap().clone());
+        v.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn fields(input: ArticleInput) -> Vec<&'static str> {
+        match input.validate(&Settings::test_fixture()) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.0.iter().map(|p| p.field).collect(),
+        }
+    }
+
+    #[test]
+    fn credits_are_plain_text_and_none_when_they_have_no_text() {
+        let input = reprint(
+            serde_json::json!({"author": " 王明 <b>&amp;</b>\u{1} 李四 ", "title": "<i>原题</i>\n ]]>"}),
+            serde_json::json!({"editor": "<br>", "short_title": "短 &lt;题&gt;"}),
+        );
+        let a = input.validate(&Settings::test_fixture()).unwrap();
+        let source = a.source().unwrap();
+        assert_eq!(source.author.as_deref(), Some("王明 & 李四"));
+        assert_eq!(source.title.as_deref(), Some("原题 ]]>"));
+        assert_eq!(a.editor(), None, "markup alone credits no one");
+        assert_eq!(a.short_title(), Some("短 <题>"));
+    }
+
+    #[test]
+    fn credits_longer_than_their_bound_in_characters_are_refused_naming_the_field() {
+        // Counted in characters, not bytes: 200 Chinese characters are 600 bytes.
+        let at_bound = "长".repeat(MAX_CREDIT_CHARS);
+        let over = "长".repeat(MAX_CREDIT_CHARS + 1);
+        let ok = reprint(
+            serde_json::json!({"author": at_bound, "title": at_bound}),
+            serde_json::json!({"editor": at_bound, "short_title": "短".repeat(MAX_SHORT_TITLE_CHARS)}),
+        );
+        assert_eq!(fields(ok), Vec::<&str>::new());
+        let bad = reprint(
+            serde_json::json!({"author": over, "title": over}),
+            serde_json::json!({"editor": over, "short_title": "短".repeat(MAX_SHORT_TITLE_CHARS + 1)}),
+        );
+        assert_eq!(
+            fields(bad),
+            ["source.author", "source.title", "editor", "short_title"]
+        );
+        // The bound is on the text shown, not on the markup around it.
+        let wrapped = reprint(
+            serde_json::json!({"author": format!("<span class=\"name\">{at_bound}</span>")}),
+            serde_json::json!({}),
+        );
+        assert_eq!(fields(wrapped), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn an_original_is_published_no_later_than_its_reprint() {
+        let at = |when: &str| {
+            reprint(
+                serde_json::json!({"published_at": when}),
+                serde_json::json!({}),
+            )
+        };
+        let settings = Settings::test_fixture();
+        let same = at("2024-05-18T09:30:00+08:00").validate(&settings).unwrap();
+        assert_eq!(
+            same.source().unwrap().published_at,
+            Some(same.published_at())
+        );
+        // A bare date is midnight of that day in the site's zone: the same day is earlier.
+        assert!(at("2024-05-18").validate(&settings).is_ok());
+        assert_eq!(
+            fields(at("2024-05-18T09:30:01+08:00")),
+            ["source.published_at"]
+        );
+        assert_eq!(fields(at("昨天")), ["source.published_at"]);
+        assert_eq!(fields(at(" ")), Vec::<&str>::new(), "blank is none");
+    }
+
+    fn row() -> StoredArticle {
+        StoredArticle {
+            id: "r1".into(),
+            title: "转载".into(),
+            summary: String::new(),
+            content_html: "<p>x</p>".into(),
+            url: "https://www.kechuang.example.cn/n/r1.html".into(),
+            published_at: 1_716_000_000_000_000,
+            updated_at: None,
+            author: None,
+            source_name: Some("江阴日报".into()),
+            source_url: Some("https://www.jyrb.example.com/a/1.html".into()),
+            source_author: Some("王明".into()),
+            source_title: Some("原题".into()),
+            source_published_at: Some(1_715_990_000_000_000),
+            editor: Some("李华".into()),
+            short_title: Some("短题".into()),
+            categories: String::new(),
+            region: None,
+            image: None,
+            language: "zh-CN".into(),
+            sanitized: false,
+        }
+    }
+
+    #[test]
+    fn stored_credits_are_read_back_and_those_import_would_refuse_left_out() {
+        let settings = Settings::test_fixture();
+        let a = stored(row(), &settings).unwrap();
+        let source = a.source().unwrap();
+        assert_eq!(
+            (source.author.as_deref(), source.title.as_deref()),
+            (Some("王明"), Some("原题"))
+        );
+        assert_eq!(
+            source.published_at.map(|t| t.timestamp()),
+            Some(1_715_990_000)
+        );
+        assert_eq!((a.editor(), a.short_title()), (Some("李华"), Some("短题")));
+
+        let over = "长".repeat(MAX_CREDIT_CHARS + 1);
+        let bad = StoredArticle {
+            source_author: Some(over.clone()),
+            source_title: Some(over.clone()),
+            source_published_at: Some(1_716_000_000_000_001),
+            editor: Some(over),
+            short_title: Some("短".repeat(MAX_SHORT_TITLE_CHARS + 1)),
+            ..row()
+        };
+        let a = stored(bad, &settings).expect("the row is kept");
+        let source = a.source().expect("the publisher is kept");
+        assert_eq!(
+            (&source.author, &source.title, source.published_at),
+            (&None, &None, None)
+        );
+        assert_eq!((a.editor(), a.short_title()), (None, None));
+
+        // Credits without the publisher they belong to go with it.
+        let orphan = StoredArticle {
+            source_name: None,
+            source_url: None,
+            ..row()
+        };
+        assert_eq!(stored(orphan, &settings).unwrap().source(), None);
+    }
 
     #[test]
     fn bare_date_means_midnight_in_the_site_time_zone() {

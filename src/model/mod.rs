@@ -21,6 +21,14 @@ const MAX_NAME_LEN: usize = 128;
 /// shows the summary as a preview gets a preview, not the article.
 pub const MAX_SUMMARY_CHARS: usize = 300;
 
+/// Longest reprint credit kept (original author and title, editor), in characters: a name or a
+/// title, never a paragraph, so a bridge can put each on one line of a message.
+pub const MAX_CREDIT_CHARS: usize = 200;
+
+/// Longest short title, in characters: what fits a share card or a push notification's first
+/// line (WeChat cuts a card title at about 32 Chinese characters).
+pub const MAX_SHORT_TITLE_CHARS: usize = 32;
+
 /// A name that appears in URLs and cache keys was not acceptable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
@@ -130,13 +138,20 @@ impl Bucket {
     }
 }
 
-/// The original publisher of a reprint.
+/// The original publisher of a reprint, and the credits the reprint rules ask for: the source,
+/// its original author and its original title.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Source {
     /// The publisher's name, plain text, never empty.
     pub name: String,
     /// The original report's (or the publisher's) absolute http(s) URL.
     pub url: String,
+    /// Who wrote the original report: plain text, 1 to [`MAX_CREDIT_CHARS`] characters.
+    pub author: Option<String>,
+    /// The original report's title: plain text, 1 to [`MAX_CREDIT_CHARS`] characters.
+    pub title: Option<String>,
+    /// When the original report was published: never after the reprint.
+    pub published_at: Option<DateTime<Utc>>,
 }
 
 /// A validated, sanitized article. Only the intake (in `import`) makes one: strictly from what
@@ -152,6 +167,8 @@ pub struct Article {
     pub(crate) updated_at: Option<DateTime<Utc>>,
     pub(crate) author: Option<String>,
     pub(crate) source: Option<Source>,
+    pub(crate) editor: Option<String>,
+    pub(crate) short_title: Option<String>,
     pub(crate) categories: Vec<CategorySlug>,
     pub(crate) region: Option<RegionCode>,
     pub(crate) image: Option<String>,
@@ -195,9 +212,19 @@ impl Article {
     pub fn author(&self) -> Option<&str> {
         self.author.as_deref()
     }
-    /// The original publisher, for a reprint.
+    /// The original publisher, for a reprint, with the original author and title.
     pub fn source(&self) -> Option<&Source> {
         self.source.as_ref()
+    }
+    /// Who filed the article on the portal (its editor): plain text, 1 to
+    /// [`MAX_CREDIT_CHARS`] characters.
+    pub fn editor(&self) -> Option<&str> {
+        self.editor.as_deref()
+    }
+    /// A shorter title for where the full one does not fit (share cards, notifications): plain
+    /// text, 1 to [`MAX_SHORT_TITLE_CHARS`] characters.
+    pub fn short_title(&self) -> Option<&str> {
+        self.short_title.as_deref()
     }
     /// Declared categories, without duplicates, in the order given.
     pub fn categories(&self) -> &[CategorySlug] {

@@ -1,6 +1,9 @@
 //! Atom 1.0 (RFC 4287) with RFC 5005 archive links and `fh:archive`, WebSub hub links and the
 //! syndication module's update schedule. Attribution: the entry's `<source>` carries the
-//! original publisher's name and link.
+//! original publisher's name and link (and the original's publication time as its `updated`);
+//! `<author>` the authors every format credits (a reprint's original author, or else its
+//! publisher: never the portal, which the feed's `<author>` would otherwise lend it), and
+//! `<contributor>` the editor.
 
 use std::collections::BTreeMap;
 
@@ -11,7 +14,7 @@ use atom_syndication::{
 
 use super::{
     FEED_HISTORY_NS, Links, MEDIA_NS, SYNDICATION_NS, TOMBSTONES_NS, category_name, content_html,
-    deleted_when, feed_id, id_of, item_id, local, schedule,
+    credited_authors, deleted_when, feed_id, id_of, item_id, local, schedule,
 };
 use crate::GENERATOR;
 use crate::config::Settings;
@@ -135,8 +138,16 @@ fn entry(settings: &Settings, a: &Article) -> Entry {
         id: item_id(settings, a),
         updated: local(settings, a.modified_at()),
         published: Some(published),
-        authors: a
-            .author()
+        authors: credited_authors(a)
+            .into_iter()
+            .map(|(name, uri)| Person {
+                name: name.to_owned(),
+                uri: uri.map(str::to_owned),
+                ..Person::default()
+            })
+            .collect(),
+        contributors: a
+            .editor()
             .map(|name| Person {
                 name: name.to_owned(),
                 ..Person::default()
@@ -179,7 +190,10 @@ fn entry(settings: &Settings, a: &Article) -> Entry {
         source: a.source().map(|s| Source {
             title: Text::plain(s.name.clone()),
             id: s.url.clone(),
-            updated: published,
+            // When the original appeared, if known: the source's own date, not the reprint's.
+            updated: s
+                .published_at
+                .map_or(published, |original| local(settings, original)),
             links: vec![Link {
                 href: s.url.clone(),
                 rel: "alternate".to_owned(),

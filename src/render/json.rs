@@ -1,10 +1,13 @@
 //! JSON Feed 1.1. Attribution: the item's `_source` extension object names and links the
-//! original publisher (JSON Feed has no field of its own for it). Archives chain through
-//! `next_url`, which in JSON Feed points to older items.
+//! original publisher and carries the reprint's credits (JSON Feed has no field of its own for
+//! them); `authors` are those every format credits, never the portal for a reprint. Archives
+//! chain through `next_url`, which in JSON Feed points to older items.
 
 use serde::Serialize;
 
-use super::{Links, category_name, content_html, deleted_when, id_of, item_id, local};
+use super::{
+    Links, category_name, content_html, credited_authors, deleted_when, id_of, item_id, local,
+};
 use crate::README_URL;
 use crate::config::Settings;
 use crate::feed::Feed;
@@ -83,7 +86,28 @@ struct JsonItem<'a> {
     tags: Vec<&'a str>,
     language: &'a str,
     #[serde(rename = "_source", skip_serializing_if = "Option::is_none")]
-    source: Option<Author<'a>>,
+    source: Option<SourceObject<'a>>,
+}
+
+/// The `_source` extension: the original publisher and the reprint's credits. The editor is
+/// here rather than in `authors`: JSON Feed's authors have no role, and a bridge would show
+/// the editor as the writer of someone else's report.
+#[derive(Serialize)]
+struct SourceObject<'a> {
+    name: &'a str,
+    url: &'a str,
+    /// The original author.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    author: Option<&'a str>,
+    /// The original title.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    title: Option<&'a str>,
+    /// When the original was published (RFC 3339, whole seconds, the site's offset).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    published_at: Option<String>,
+    /// Who filed the reprint on the portal.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    editor: Option<&'a str>,
 }
 
 pub(super) fn render(feed: &Feed, settings: &Settings) -> Result<Vec<u8>, String> {
@@ -137,10 +161,9 @@ fn item<'a>(settings: &'a Settings, a: &'a Article) -> JsonItem<'a> {
         image: a.image(),
         date_published: local(settings, a.published_at()).to_rfc3339(),
         date_modified: a.updated_at().map(|t| local(settings, t).to_rfc3339()),
-        authors: a
-            .author()
-            .map(|name| Author { name, url: None })
+        authors: credited_authors(a)
             .into_iter()
+            .map(|(name, url)| Author { name, url })
             .collect(),
         tags: a
             .categories()
@@ -148,9 +171,13 @@ fn item<'a>(settings: &'a Settings, a: &'a Article) -> JsonItem<'a> {
             .map(|c| category_name(settings, c.as_str()))
             .collect(),
         language: a.language(),
-        source: a.source().map(|s| Author {
+        source: a.source().map(|s| SourceObject {
             name: &s.name,
-            url: Some(&s.url),
+            url: &s.url,
+            author: s.author.as_deref(),
+            title: s.title.as_deref(),
+            published_at: s.published_at.map(|t| local(settings, t).to_rfc3339()),
+            editor: a.editor(),
         }),
     }
 }

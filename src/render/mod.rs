@@ -206,22 +206,86 @@ fn category_name<'a>(settings: &'a Settings, slug: &'a str) -> &'a str {
         .map_or(slug, |c| c.name.as_str())
 }
 
-/// The article body as feeds carry it: the sanitized HTML, then, for a reprint, a visible line
-/// naming and linking the original publisher, then the site's reprint notice.
-fn content_html(settings: &Settings, article: &Article) -> String {
-    let mut html = article.content_html().to_owned();
+/// Who an item credits as its authors, as (name, link), in every format alike: for a reprint,
+/// its original author, or else its publisher, never the portal (Atom and JSON Feed give an
+/// item without authors the feed's, and readers show the portal as the writer of another
+/// paper's report); then the article's own author, when it names someone else.
+fn credited_authors(article: &Article) -> Vec<(&str, Option<&str>)> {
+    let mut authors = Vec::new();
     if let Some(source) = article.source() {
-        let site = &settings.site;
-        html.push_str(&format!(
-            "<p class=\"feedcast-source\">{}：<a href=\"{}\">{}</a>",
+        authors.push(match &source.author {
+            Some(author) => (author.as_str(), None),
+            None => (source.name.as_str(), Some(source.url.as_str())),
+        });
+    }
+    if let Some(own) = article.author() {
+        if authors.iter().all(|(name, _)| *name != own) {
+            authors.push((own, None));
+        }
+    }
+    authors
+}
+
+/// Separates the credits of the attribution line: the ideographic space Chinese text uses
+/// between labelled fields.
+const CREDIT_SEPARATOR: &str = "\u{3000}";
+
+/// The article body as feeds carry it: the sanitized HTML, then a visible line of credits, so
+/// that a reader or bridge that drops the format's metadata (an email, a chat message) still
+/// shows them. For a reprint it is what the reprint rules ask for (the original publisher,
+/// named and linked, its author and its title), the editor, then the site's reprint notice;
+/// for the portal's own article with an editor, the editor alone.
+fn content_html(settings: &Settings, article: &Article) -> String {
+    let site = &settings.site;
+    let mut credits = Vec::new();
+    if let Some(source) = article.source() {
+        credits.push(format!(
+            "{}：<a href=\"{}\">{}</a>",
             escape_html(&site.source_label),
             escape_html(&source.url),
             escape_html(&source.name),
         ));
-        if let Some(notice) = &site.reprint_notice {
-            html.push_str(&format!(" {}", escape_html(notice)));
+        if let Some(author) = &source.author {
+            credits.push(format!(
+                "{}：{}",
+                escape_html(&site.author_label),
+                escape_html(author)
+            ));
         }
-        html.push_str("</p>");
+        if let Some(title) = &source.title {
+            credits.push(format!(
+                "{}：《{}》",
+                escape_html(&site.original_title_label),
+                escape_html(title)
+            ));
+        }
     }
+    if let Some(editor) = article.editor() {
+        credits.push(format!(
+            "{}：{}",
+            escape_html(&site.editor_label),
+            escape_html(editor)
+        ));
+    }
+    let mut html = article.content_html().to_owned();
+    if credits.is_empty() {
+        return html;
+    }
+    // The reprint line keeps the class it always had, which sites style and bridges look for.
+    let class = if article.source().is_some() {
+        "feedcast-source"
+    } else {
+        "feedcast-credits"
+    };
+    html.push_str(&format!(
+        "<p class=\"{class}\">{}",
+        credits.join(CREDIT_SEPARATOR)
+    ));
+    // Set apart like a credit: after a plain-text name, a plain space would run into it.
+    if let (Some(_), Some(notice)) = (article.source(), &site.reprint_notice) {
+        html.push_str(CREDIT_SEPARATOR);
+        html.push_str(&escape_html(notice));
+    }
+    html.push_str("</p>");
     html
 }

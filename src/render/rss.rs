@@ -1,6 +1,8 @@
-//! RSS 2.0 with the `content` (full HTML), Dublin Core (author), syndication (update schedule),
+//! RSS 2.0 with the `content` (full HTML), Dublin Core (credits), syndication (update schedule),
 //! Atom (self, hub and archive links) and feed-history (`fh:archive`) extensions.
-//! Attribution: the item's `<source url=…>` names the original publisher.
+//! Attribution: the item's `<source url=…>` names the original publisher; `dc:creator` the
+//! authors every format credits (a reprint's original author first), `dc:contributor` the
+//! editor and `dc:source` the original report's URL.
 
 use std::collections::BTreeMap;
 
@@ -10,8 +12,8 @@ use rss::extension::{Extension, ExtensionMap};
 use rss::{Category, Channel, Enclosure, Guid, Image, Item, Source};
 
 use super::{
-    FEED_HISTORY_NS, Links, MEDIA_NS, SYNDICATION_NS, category_name, content_html, item_id, local,
-    rfc2822, schedule,
+    FEED_HISTORY_NS, Links, MEDIA_NS, SYNDICATION_NS, category_name, content_html,
+    credited_authors, item_id, local, rfc2822, schedule,
 };
 use crate::GENERATOR;
 use crate::config::Settings;
@@ -175,10 +177,7 @@ fn item(settings: &Settings, a: &Article) -> Item {
             url: s.url.clone(),
             title: Some(s.name.clone()),
         }),
-        dublin_core_ext: a.author().map(|name| DublinCoreExtension {
-            creators: vec![name.to_owned()],
-            ..DublinCoreExtension::default()
-        }),
+        dublin_core_ext: dublin_core(a),
         // RSS requires an enclosure's type and length: without a known type, none is written,
         // and the length, unknown, is 0 as the RSS Advisory Board's profile advises.
         enclosure: a
@@ -195,6 +194,21 @@ fn item(settings: &Settings, a: &Article) -> Item {
             .unwrap_or_default(),
         ..Item::default()
     }
+}
+
+/// The credits in Dublin Core, which RSS readers and bridges read for what RSS lacks: `None`
+/// when there are none, so an article without credits gets no empty extension.
+fn dublin_core(a: &Article) -> Option<DublinCoreExtension> {
+    let dc = DublinCoreExtension {
+        creators: credited_authors(a)
+            .into_iter()
+            .map(|(name, _)| name.to_owned())
+            .collect(),
+        contributors: a.editor().map(str::to_owned).into_iter().collect(),
+        sources: a.source().map(|s| s.url.clone()).into_iter().collect(),
+        ..DublinCoreExtension::default()
+    };
+    (dc != DublinCoreExtension::default()).then_some(dc)
 }
 
 /// Media RSS for the cover image: `media:content medium="image"` (read by RSS-to-email

@@ -163,6 +163,12 @@ pub struct StoredArticle {
     pub author: Option<String>,
     pub source_name: Option<String>,
     pub source_url: Option<String>,
+    pub source_author: Option<String>,
+    pub source_title: Option<String>,
+    /// Microseconds since the epoch.
+    pub source_published_at: Option<i64>,
+    pub editor: Option<String>,
+    pub short_title: Option<String>,
     /// Category slugs separated by spaces.
     pub categories: String,
     pub region: Option<String>,

@@ -60,6 +60,11 @@ const MIGRATIONS: Embedded = Embedded(&[
         "subscriptions",
         include_str!("../../migrations/postgres/0008_subscriptions.sql"),
     ),
+    (
+        9,
+        "credits",
+        include_str!("../../migrations/postgres/0009_credits.sql"),
+    ),
 ]);
 
 /// Wait before listening again after the listening connection failed.

@@ -104,7 +104,8 @@ fn list(n: usize) -> String {
 /// An article's columns, in the order [`article_values`] binds them and `StoredArticle` names
 /// them (`sanitized` is set by the database, not written).
 const ARTICLE_COLUMNS: &str = "id, title, summary, content_html, url, published_at, updated_at, \
-     author, source_name, source_url, categories, region, image, language";
+     author, source_name, source_url, source_author, source_title, source_published_at, editor, \
+     short_title, categories, region, image, language";
 
 /// Placeholders per article in [`article_values`].
 fn article_params() -> usize {
@@ -131,6 +132,11 @@ fn article_values<'a>(mut statement: Statement<'a>, a: &'a Article) -> Statement
         .maybe_text(a.author())
         .maybe_text(a.source().map(|s| s.name.as_str()))
         .maybe_text(a.source().map(|s| s.url.as_str()))
+        .maybe_text(a.source().and_then(|s| s.author.as_deref()))
+        .maybe_text(a.source().and_then(|s| s.title.as_deref()))
+        .maybe_int(a.source().and_then(|s| s.published_at).map(micros))
+        .maybe_text(a.editor())
+        .maybe_text(a.short_title())
         // Category slugs separated by spaces.
         .text(categories.join(" "))
         .maybe_text(a.region().map(|r| r.as_str()))
@@ -1202,6 +1208,8 @@ mod tests {
             updated_at: None,
             author: None,
             source: None,
+            editor: None,
+            short_title: None,
             categories: Vec::new(),
             region: None,
             image: None,

@@ -47,6 +47,11 @@ const MIGRATIONS: Embedded = Embedded(&[
         "subscriptions",
         include_str!("../../migrations/sqlite/0006_subscriptions.sql"),
     ),
+    (
+        7,
+        "credits",
+        include_str!("../../migrations/sqlite/0007_credits.sql"),
+    ),
 ]);
 
 /// How long a writer waits for another writer's lock before failing.
