@@ -101,11 +101,127 @@ pub fn html(s: &str, base: &Url, iframe_hosts: &[String]) -> String {
     builder.clean(&xml_chars(s)).to_string()
 }
 
-/// Cuts `s` to at most `max` characters, ending with an ellipsis when it was cut.
-pub fn truncate(s: &str, max: usize) -> String {
-    match s.char_indices().nth(max.saturating_sub(1)) {
-        Some((cut, _)) if s.chars().count() > max => format!("{}…", s[..cut].trim_end()),
-        _ => s.to_owned(),
+/// Where [`shorten`] may end a cut, besides between two grapheme clusters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stops {
+    /// After a sentence or clause: `。！？；…`, or `.`, `!`, `?`, `;` before white space (an
+    /// ASCII full stop elsewhere is a decimal point or a domain name). For summaries.
+    Sentences,
+    /// Those, and after a phrase: `，、：`, `,` or `:` before white space, or before white
+    /// space. For titles, which rarely hold a whole sentence.
+    Phrases,
+}
+
+/// Text cut to a length by [`shorten`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shortened {
+    /// The text, ending with `…` when it was cut.
+    pub text: String,
+    /// Whether anything was left out.
+    pub was_cut: bool,
+}
+
+/// Punctuation that closes what a stop ends (`“好。”`): kept with the stop, so a cut does not
+/// leave a quotation or a bracket open.
+const CLOSERS: &str = "”’」』）)》】〉\"'";
+
+/// Fits `s` into `max` Unicode scalar values (the unit WeChat, Telegram and most bridges count
+/// in). Text that fits is kept whole; longer text is cut after the last of `stops` within the
+/// limit when there is one, else at the last grapheme boundary, never inside a character, a
+/// grapheme cluster (an emoji with its modifiers, a letter with its combining marks) or
+/// something that reads as a character reference (`&amp;`, which a reader that decodes twice
+/// would otherwise show half of), and ends with an ellipsis, which counts toward `max`.
+pub fn shorten(s: &str, max: usize, stops: Stops) -> Shortened {
+    use unicode_segmentation::UnicodeSegmentation;
+
+    if s.chars().count() <= max {
+        return Shortened {
+            text: s.to_owned(),
+            was_cut: false,
+        };
+    }
+    // What fits beside the ellipsis, in whole grapheme clusters.
+    let budget = max.saturating_sub(1);
+    let (mut end, mut count) = (0, 0);
+    for (at, grapheme) in s.grapheme_indices(true) {
+        count += grapheme.chars().count();
+        if count > budget {
+            break;
+        }
+        end = at + grapheme.len();
+    }
+    let kept = last_stop(s, end, stops).unwrap_or_else(|| before_reference(s, end));
+    let mut text = s[..kept].trim_end().to_owned();
+    if max > 0 && !text.ends_with('…') {
+        text.push('…');
+    }
+    Shortened {
+        text,
+        was_cut: true,
+    }
+}
+
+/// The end of the last stop in `s[..end]` (with the closers after it), if there is one.
+fn last_stop(s: &str, end: usize, stops: Stops) -> Option<usize> {
+    use unicode_segmentation::UnicodeSegmentation;
+
+    let head = &s[..end];
+    let mut found = None;
+    let mut graphemes = head.grapheme_indices(true).peekable();
+    while let Some((at, grapheme)) = graphemes.next() {
+        let after = at + grapheme.len();
+        let spaced = s[after..].starts_with(char::is_whitespace);
+        let stop = match grapheme {
+            "。" | "！" | "？" | "；" | "…" => true,
+            "." | "!" | "?" | ";" => spaced,
+            "，" | "、" | "：" => stops == Stops::Phrases,
+            "," | ":" => stops == Stops::Phrases && spaced,
+            g if stops == Stops::Phrases && g.chars().all(char::is_whitespace) => {
+                // Before the space: the cut trims it anyway.
+                if at > 0 {
+                    found = Some(at);
+                }
+                continue;
+            }
+            _ => false,
+        };
+        if stop {
+            let mut close = after;
+            while let Some((at, g)) = graphemes.next_if(|(_, g)| CLOSERS.contains(g)) {
+                close = at + g.len();
+            }
+            found = Some(close);
+        }
+    }
+    // A phrase may also end right at the limit, where a space follows it.
+    if stops == Stops::Phrases && end > 0 && s[end..].starts_with(char::is_whitespace) {
+        found = Some(end);
+    }
+    found
+}
+
+/// `end`, or the start of the character reference (`&name;`, `&#123;`) it falls inside.
+fn before_reference(s: &str, end: usize) -> usize {
+    let reference_char = |b: u8| b.is_ascii_alphanumeric() || b == b'#';
+    let Some(amp) = s[..end].rfind('&') else {
+        return end;
+    };
+    if !s.as_bytes()[amp + 1..end]
+        .iter()
+        .all(|&b| reference_char(b))
+    {
+        return end;
+    }
+    let name = s.as_bytes()[amp + 1..]
+        .iter()
+        .take_while(|&&b| reference_char(b))
+        .count();
+    // The longest named reference (`&CounterClockwiseContourIntegral;`) has 31 letters.
+    let terminated = s.as_bytes().get(amp + 1 + name) == Some(&b';');
+    if name > 0 && name <= 32 && terminated {
+        amp
+    } else {
+        end
     }
 }
 
@@ -230,10 +346,128 @@ mod tests {
         }
     }
 
+    fn summary(s: &str, max: usize) -> String {
+        shorten(s, max, Stops::Sentences).text
+    }
+
     #[test]
-    fn truncate_cuts_at_a_character_boundary() {
-        assert_eq!(truncate("氢能产业园", 3), "氢能…");
-        assert_eq!(truncate("氢能", 3), "氢能");
-        assert_eq!(truncate("abc", 3), "abc");
+    fn text_that_fits_is_kept_whole() {
+        for s in ["", "氢能", "江阴氢能产业园开工。", "abc"] {
+            let kept = shorten(s, 10, Stops::Sentences);
+            assert_eq!((kept.text.as_str(), kept.was_cut), (s, false));
+        }
+        // Exactly at the limit: kept, no ellipsis.
+        assert_eq!(summary("氢能产业园", 5), "氢能产业园");
+        assert_eq!(summary("氢能产业园开", 5), "氢能产业…");
+    }
+
+    #[test]
+    fn a_cut_ends_after_the_last_sentence_within_the_limit() {
+        let s = "江阴氢能产业园开工。总投资五十亿元。预计明年投产并带动就业";
+        let cut = shorten(s, 20, Stops::Sentences);
+        assert_eq!(cut.text, "江阴氢能产业园开工。总投资五十亿元。…");
+        assert!(cut.was_cut);
+        // The stop must fit beside the ellipsis: one character less and the first sentence is
+        // the last that fits.
+        assert_eq!(summary(s, 18), "江阴氢能产业园开工。…");
+        assert_eq!(summary("真的吗？是的！还有更多内容", 10), "真的吗？是的！…");
+        assert_eq!(
+            summary("It works. Then more text follows here", 20),
+            "It works.…"
+        );
+        // A full stop inside a number or a domain name ends nothing.
+        assert_eq!(
+            summary("增长3.5倍达到example.cn的水平", 12),
+            "增长3.5倍达到exa…"
+        );
+    }
+
+    #[test]
+    fn a_cut_ends_after_a_clause_or_an_ellipsis() {
+        assert_eq!(
+            summary("一是降本；二是增效；三是扩大示范应用规模", 12),
+            "一是降本；二是增效；…"
+        );
+        assert_eq!(summary("他说……然后离开了会场很久很久", 10), "他说……");
+    }
+
+    #[test]
+    fn a_closing_quote_stays_with_its_sentence() {
+        assert_eq!(
+            summary("他说：“氢能是未来。”随后介绍了规划细节", 12),
+            "他说：“氢能是未来。”…"
+        );
+    }
+
+    #[test]
+    fn without_a_stop_a_cut_ends_at_a_grapheme_boundary() {
+        assert_eq!(summary("长长长长长长长长长长", 5), "长长长长…");
+        // A family emoji is seven scalar values; it goes whole or not at all.
+        let family = "👨\u{200D}👩\u{200D}👧\u{200D}👦";
+        assert_eq!(summary(&format!("ab{family}cd"), 8), "ab…");
+        assert_eq!(
+            summary(&format!("ab{family}cd"), 10),
+            format!("ab{family}…")
+        );
+        // Skin tones and flags are clusters too.
+        assert_eq!(summary("氢👩🏽‍🔬🇨🇳能源", 4), "氢…");
+        // A letter keeps its combining marks.
+        assert_eq!(summary("ae\u{301}\u{302}bcdef", 3), "a…");
+        assert_eq!(summary("ae\u{301}\u{302}bcdef", 5), "ae\u{301}\u{302}…");
+        // White space before the ellipsis goes.
+        assert_eq!(summary("abc   defghij", 6), "abc…");
+    }
+
+    #[test]
+    fn a_cut_never_splits_a_character_reference() {
+        assert_eq!(summary("AT&amp;T 与 R&D 合作研发", 5), "AT…");
+        assert_eq!(summary("氢&#27668;能源产业", 5), "氢…");
+        // A lone ampersand is a character like any other.
+        assert_eq!(summary("R&D 合作研发与示范", 4), "R&D…");
+    }
+
+    #[test]
+    fn titles_may_also_end_after_a_phrase() {
+        let title = "江阴：氢能产业园开工，总投资五十亿元建设全国最大加氢站";
+        let cut = shorten(title, 16, Stops::Phrases);
+        assert_eq!(cut.text, "江阴：氢能产业园开工，…");
+        assert!(cut.was_cut);
+        assert_eq!(
+            shorten("Hydrogen park opens in Jiangyin today", 20, Stops::Phrases).text,
+            "Hydrogen park opens…"
+        );
+        // Summaries do not stop at a comma.
+        assert_eq!(summary(title, 16), "江阴：氢能产业园开工，总投资五…");
+    }
+
+    #[test]
+    fn no_room_leaves_the_ellipsis_alone() {
+        assert_eq!(summary("氢能", 1), "…");
+        assert_eq!(summary("氢能", 0), "");
+    }
+
+    proptest::proptest! {
+        /// Whatever the text, a cut fits the limit, is a prefix of the text up to its
+        /// ellipsis, and ends between grapheme clusters.
+        #[test]
+        fn a_cut_fits_and_is_a_prefix_at_a_grapheme_boundary(
+            s in "[a-z &;#。，！？；…”\u{301}\u{200D}👩🏽氢 ]{0,40}",
+            max in 1usize..30,
+            phrases in proptest::bool::ANY,
+        ) {
+            use unicode_segmentation::UnicodeSegmentation;
+            let stops = if phrases { Stops::Phrases } else { Stops::Sentences };
+            let cut = shorten(&s, max, stops);
+            proptest::prop_assert!(cut.text.chars().count() <= max);
+            if cut.was_cut {
+                let kept = cut.text.strip_suffix('…').unwrap_or(&cut.text);
+                proptest::prop_assert!(s.starts_with(kept));
+                let boundaries: Vec<usize> =
+                    s.grapheme_indices(true).map(|(i, _)| i).chain([s.len()]).collect();
+                proptest::prop_assert!(boundaries.contains(&kept.len()));
+            } else {
+                proptest::prop_assert_eq!(&cut.text, &s);
+            }
+        }
     }
 }
