@@ -294,7 +294,10 @@ fn check_refuses_an_icon_that_is_not_an_image_it_can_serve() {
         assert!(!out.status.success(), "{icon}");
         let err = stderr(&out);
         let line = text.lines().position(|l| l.starts_with("icon =")).unwrap() + 1;
-        assert!(err.contains(&format!("feeds.toml:{line}:")), "{icon}: {err}");
+        assert!(
+            err.contains(&format!("feeds.toml:{line}:")),
+            "{icon}: {err}"
+        );
         assert!(
             err.contains("site.icon") && err.contains(says),
             "{icon}: {err}"
