@@ -14,6 +14,7 @@ mod opml;
 mod rss;
 #[cfg(feature = "testing")]
 pub mod verify;
+mod wechat;
 
 use bytes::Bytes;
 use chrono::{DateTime, FixedOffset, Utc};
@@ -54,6 +55,7 @@ pub fn render(feed: &Feed, settings: &Settings) -> Result<Bytes, RenderError> {
         Format::Atom => atom::render(feed, settings),
         Format::Json => json::render(feed, settings),
         Format::Html => Ok(html::feed_page(feed, settings)),
+        Format::Wechat => wechat::render(feed, settings),
     };
     // Boxed first, which drops the spare capacity the writer grew into: the cache weighs a
     // document by its length, and Bytes would otherwise keep up to twice that allocated.
@@ -95,8 +97,9 @@ impl Links {
         let is_latest = matches!(key.view, View::Latest { .. });
         Links {
             self_url: key.url(settings),
-            // feedcast's own hub first, then the outside ones it also pings.
-            hubs: if is_latest {
+            // feedcast's own hub first, then the outside ones it also pings; only for what is
+            // a topic.
+            hubs: if is_latest && key.format.is_feed() {
                 let own = settings.hub.enabled.then(|| settings.hub.url.to_string());
                 own.into_iter()
                     .chain(settings.websub.hubs.iter().map(|h| h.to_string()))
