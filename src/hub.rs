@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 use url::Url;
 
 use crate::config::{Hub, Retry, Settings};
-use crate::feed::{FeedKey, Format, View};
+use crate::feed::{FeedKey, View};
 use crate::outbound::{Delivery, Sending};
 use crate::store::{Claimed, Store, SubscriptionRequest, Verified};
 
@@ -91,8 +91,8 @@ fn bad(why: impl Into<String>) -> BadRequest {
 }
 
 /// The feed document a topic URL names, if feedcast serves it as a topic: an RSS, Atom or JSON
-/// Feed self URL under `site.base_url` (not an HTML view, not an archive), with `?limit=N` kept
-/// (other parameters are dropped).
+/// Feed self URL under `site.base_url` (not an HTML view, not the WeChat profile, not an
+/// archive), with `?limit=N` kept (other parameters are dropped).
 pub fn topic_key(topic: &Url, settings: &Settings) -> Option<FeedKey> {
     let base = &settings.site.base_url;
     if topic.scheme() != base.scheme() || topic.host_str() != base.host_str() {
@@ -111,7 +111,7 @@ pub fn topic_key(topic: &Url, settings: &Settings) -> Option<FeedKey> {
         .find(|(k, _)| k == "limit")
         .map(|(_, v)| format!("limit={v}"));
     let key = FeedKey::parse(&path, limit.as_deref(), settings).ok()?;
-    let served = key.format != Format::Html && matches!(key.view, View::Latest { .. });
+    let served = key.format.is_feed() && matches!(key.view, View::Latest { .. });
     served.then_some(key)
 }
 
@@ -732,6 +732,26 @@ impl Delivery for Deliver {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_feed_formats_are_topics() {
+        let settings = Settings::test_fixture();
+        let topic = |path: &str| {
+            let url = settings.site.base_url.join(path).unwrap();
+            topic_key(&url, &settings).map(|k| k.format)
+        };
+        assert_eq!(
+            topic("feeds/category/parks.rss"),
+            Some(crate::feed::Format::Rss)
+        );
+        assert_eq!(
+            topic("feeds/category/parks.json"),
+            Some(crate::feed::Format::Json)
+        );
+        // A bridge polls the WeChat profile; nobody subscribes to it.
+        assert_eq!(topic("feeds/category/parks.wechat.json"), None);
+        assert_eq!(topic("feeds/category/parks.html"), None);
+    }
 
     #[test]
     fn only_public_addresses_in_either_family_are_public() {

@@ -26,8 +26,9 @@
 //!   import of a file into the store.
 //! - [`feed`]: [`feed::FeedKey`] names a feed, its format and its parameters; [`feed::select`]
 //!   and [`feed::finish`] assemble any feed the same way.
-//! - [`render`]: one module per format (RSS, Atom, JSON Feed, an HTML page), each turning a
-//!   [`feed::Feed`] into bytes; also the index page and the OPML list.
+//! - [`render`]: one module per format (RSS, Atom, JSON Feed, an HTML page, the WeChat-ready
+//!   profile for bridges), each turning a [`feed::Feed`] into bytes; also the index page and
+//!   the OPML list.
 //! - [`cache`]: rendered bytes, pre-compressed, with their validators, in a byte-bounded moka
 //!   cache loaded once per key.
 //! - [`outbound`]: one durable, bounded, coalescing queue for every request feedcast sends,

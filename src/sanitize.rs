@@ -101,12 +101,503 @@ pub fn html(s: &str, base: &Url, iframe_hosts: &[String]) -> String {
     builder.clean(&xml_chars(s)).to_string()
 }
 
-/// Cuts `s` to at most `max` characters, ending with an ellipsis when it was cut.
-pub fn truncate(s: &str, max: usize) -> String {
-    match s.char_indices().nth(max.saturating_sub(1)) {
-        Some((cut, _)) if s.chars().count() > max => format!("{}…", s[..cut].trim_end()),
-        _ => s.to_owned(),
+/// Where [`shorten`] may end a cut, besides between two grapheme clusters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stops {
+    /// After a sentence or clause: `。！？；…`, or `.`, `!`, `?`, `;` before white space (an
+    /// ASCII full stop elsewhere is a decimal point or a domain name). For summaries.
+    Sentences,
+    /// Those, and after a phrase: `，、：`, `,` or `:` before white space, or before white
+    /// space. For titles, which rarely hold a whole sentence.
+    Phrases,
+}
+
+/// Text cut to a length by [`shorten`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shortened {
+    /// The text, ending with `…` when it was cut.
+    pub text: String,
+    /// Whether anything was left out.
+    pub was_cut: bool,
+}
+
+/// Punctuation that closes what a stop ends (`“好。”`): kept with the stop, so a cut does not
+/// leave a quotation or a bracket open.
+const CLOSERS: &str = "”’」』）)》】〉\"'";
+
+/// Fits `s` into `max` Unicode scalar values (the unit WeChat, Telegram and most bridges count
+/// in). Text that fits is kept whole; longer text is cut after the last of `stops` within the
+/// limit when there is one, else at the last grapheme boundary, never inside a character, a
+/// grapheme cluster (an emoji with its modifiers, a letter with its combining marks) or
+/// something that reads as a character reference (`&amp;`, which a reader that decodes twice
+/// would otherwise show half of), and ends with an ellipsis, which counts toward `max`.
+pub fn shorten(s: &str, max: usize, stops: Stops) -> Shortened {
+    use unicode_segmentation::UnicodeSegmentation;
+
+    if s.chars().count() <= max {
+        return Shortened {
+            text: s.to_owned(),
+            was_cut: false,
+        };
     }
+    // What fits beside the ellipsis, in whole grapheme clusters.
+    let budget = max.saturating_sub(1);
+    let (mut end, mut count) = (0, 0);
+    for (at, grapheme) in s.grapheme_indices(true) {
+        count += grapheme.chars().count();
+        if count > budget {
+            break;
+        }
+        end = at + grapheme.len();
+    }
+    let kept = last_stop(s, end, stops).unwrap_or_else(|| before_reference(s, end));
+    let mut text = s[..kept].trim_end().to_owned();
+    if max > 0 && !text.ends_with('…') {
+        text.push('…');
+    }
+    Shortened {
+        text,
+        was_cut: true,
+    }
+}
+
+/// The end of the last stop in `s[..end]` (with the closers after it), if there is one.
+fn last_stop(s: &str, end: usize, stops: Stops) -> Option<usize> {
+    use unicode_segmentation::UnicodeSegmentation;
+
+    let head = &s[..end];
+    let mut found = None;
+    let mut graphemes = head.grapheme_indices(true).peekable();
+    while let Some((at, grapheme)) = graphemes.next() {
+        let after = at + grapheme.len();
+        let spaced = s[after..].starts_with(char::is_whitespace);
+        let stop = match grapheme {
+            "。" | "！" | "？" | "；" | "…" => true,
+            "." | "!" | "?" | ";" => spaced,
+            "，" | "、" | "：" => stops == Stops::Phrases,
+            "," | ":" => stops == Stops::Phrases && spaced,
+            g if stops == Stops::Phrases && g.chars().all(char::is_whitespace) => {
+                // Before the space: the cut trims it anyway.
+                if at > 0 {
+                    found = Some(at);
+                }
+                continue;
+            }
+            _ => false,
+        };
+        if stop {
+            let mut close = after;
+            while let Some((at, g)) = graphemes.next_if(|(_, g)| CLOSERS.contains(g)) {
+                close = at + g.len();
+            }
+            found = Some(close);
+        }
+    }
+    // A phrase may also end right at the limit, where a space follows it.
+    if stops == Stops::Phrases && end > 0 && s[end..].starts_with(char::is_whitespace) {
+        found = Some(end);
+    }
+    found
+}
+
+/// `end`, or the start of the character reference (`&name;`, `&#123;`) it falls inside.
+fn before_reference(s: &str, end: usize) -> usize {
+    let reference_char = |b: u8| b.is_ascii_alphanumeric() || b == b'#';
+    let Some(amp) = s[..end].rfind('&') else {
+        return end;
+    };
+    if !s.as_bytes()[amp + 1..end]
+        .iter()
+        .all(|&b| reference_char(b))
+    {
+        return end;
+    }
+    let name = s.as_bytes()[amp + 1..]
+        .iter()
+        .take_while(|&&b| reference_char(b))
+        .count();
+    // The longest named reference (`&CounterClockwiseContourIntegral;`) has 31 letters.
+    let terminated = s.as_bytes().get(amp + 1 + name) == Some(&b';');
+    if name > 0 && name <= 32 && terminated {
+        amp
+    } else {
+        end
+    }
+}
+
+/// WeChat takes a draft's `content` only under 20,000 characters (Unicode scalar values of the
+/// HTML, markup included)...
+pub const WECHAT_MAX_CHARS: usize = 20_000;
+/// ...and under 1 MB. 20,000 scalar values are at most 80,000 bytes of UTF-8, so the character
+/// limit binds first; both are checked, so neither can be broken by a change of the other.
+pub const WECHAT_MAX_BYTES: usize = 1_000_000;
+
+/// Article HTML as WeChat takes it in a draft, made by [`wechat`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WechatContent {
+    /// The HTML: no script, style, form or iframe; every link but to another WeChat article
+    /// turned into its text and a numbered footnote; under [`WECHAT_MAX_CHARS`] and
+    /// [`WECHAT_MAX_BYTES`].
+    pub html: String,
+    /// Every image URL the HTML uses, once each, in order of first use: what a bridge
+    /// re-uploads (WeChat shows no image from elsewhere).
+    pub images: Vec<String>,
+    /// Whether blocks of the body were left out to stay under the limits.
+    pub was_cut: bool,
+}
+
+/// Drops what WeChat refuses in a draft (with what is inside it: an iframe's fallback text, a
+/// form's labels) and every URL that is not absolute.
+static WECHAT_CLEAN: LazyLock<Builder<'static>> = LazyLock::new(|| {
+    let mut builder = Builder::default();
+    builder
+        .add_clean_content_tags(["iframe", "form"])
+        .url_relative(UrlRelative::Deny)
+        .link_rel(None);
+    builder
+});
+
+/// Fits article HTML to WeChat's rules for a draft's `content`.
+///
+/// `body` is the article's HTML, `credit` what must end it whatever is cut (the reprint credit
+/// line) and `cut_notice` the plain text that says, when blocks of the body are left out, where
+/// the whole article is (WeChat's 阅读原文 link). Cuts fall between top-level blocks, so no
+/// element is left open and no paragraph ends mid-sentence.
+///
+/// Links: WeChat lets a draft link to other WeChat articles only, so every other link, the
+/// portal's own included (its pages are outside WeChat as much as anyone's), becomes its text
+/// followed by a numbered footnote marker, and the footnotes after the content list the URLs,
+/// one number per URL. The article's own URL is the draft's `content_source_url`, not a footnote.
+pub fn wechat(body: &str, credit: &str, cut_notice: &str) -> WechatContent {
+    let body = blocks(body);
+    let credit = blocks(credit);
+    let notice = format!("<p class=\"feedcast-cut\">{}</p>", escape_html(cut_notice));
+    // Most articles fit whole; only those that do not are cut.
+    let mut whole = Assembly::default();
+    for block in &body {
+        whole.push(block);
+    }
+    if whole.fits_with(&credit, None) {
+        return whole.finish(&credit, None);
+    }
+    let mut cut = Assembly::default();
+    for block in &body {
+        let mark = cut.mark();
+        cut.push(block);
+        if !cut.fits_with(&credit, Some(&notice)) {
+            cut.undo(mark);
+            break;
+        }
+    }
+    if !cut.fits_with(&credit, Some(&notice)) {
+        // Only a credit longer than the limit itself could get here: nothing of it is worth
+        // more than a draft WeChat takes.
+        return Assembly::default().finish(&[], Some(&notice));
+    }
+    cut.finish(&credit, Some(&notice))
+}
+
+/// A piece of a top-level block of content.
+#[derive(Debug)]
+enum Piece {
+    /// Markup or text, as written.
+    Html(String),
+    /// An image: its tag, and its URL for the list.
+    Image { html: String, url: String },
+    /// Where a link ended: its footnote marker, numbered once the content is assembled.
+    Note(String),
+}
+
+/// The top-level blocks of `html` after [`WECHAT_CLEAN`], each a list of pieces.
+fn blocks(html: &str) -> Vec<Vec<Piece>> {
+    use html5ever::tendril::StrTendril;
+    use html5ever::tokenizer::{BufferQueue, Tokenizer, TokenizerOpts};
+
+    let cleaned = WECHAT_CLEAN.clean(html).to_string();
+    let queue = BufferQueue::default();
+    queue.push_back(StrTendril::from(cleaned.as_str()));
+    let tokenizer = Tokenizer::new(Walker::default(), TokenizerOpts::default());
+    // The sink never asks the tokenizer to stop for a script, so one feed reads everything.
+    let _ = tokenizer.feed(&queue);
+    tokenizer.end();
+    tokenizer.sink.0.into_inner().blocks
+}
+
+/// Elements without an end tag.
+const VOID: [&str; 14] = [
+    "area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source",
+    "track", "wbr",
+];
+
+/// Whether a link may stay a link in a WeChat draft: to another WeChat article.
+fn wechat_link(href: &str) -> bool {
+    Url::parse(href)
+        .is_ok_and(|u| u.scheme() == "https" && u.host_str() == Some("mp.weixin.qq.com"))
+}
+
+/// An open `<a>`.
+#[derive(Debug)]
+enum OpenLink {
+    /// Kept as a link.
+    Kept,
+    /// Becomes its text and this footnote.
+    Note(String),
+    /// Has no `href`: only its text.
+    Bare,
+}
+
+/// The state of the walk over sanitized HTML's tokens.
+#[derive(Debug, Default)]
+struct WalkState {
+    depth: usize,
+    links: Vec<OpenLink>,
+    block: Vec<Piece>,
+    blocks: Vec<Vec<Piece>>,
+}
+
+impl WalkState {
+    fn write(&mut self, html: &str) {
+        match self.block.last_mut() {
+            Some(Piece::Html(last)) => last.push_str(html),
+            _ => self.block.push(Piece::Html(html.to_owned())),
+        }
+    }
+
+    fn end_block(&mut self) {
+        if !self.block.is_empty() {
+            self.blocks.push(std::mem::take(&mut self.block));
+        }
+    }
+
+    fn tag(&mut self, tag: html5ever::tokenizer::Tag) {
+        use html5ever::tokenizer::TagKind;
+
+        let name: &str = &tag.name;
+        let attr = |wanted: &str| {
+            tag.attrs
+                .iter()
+                .find(|a| &*a.name.local == wanted)
+                .map(|a| a.value.to_string())
+        };
+        match (tag.kind, name) {
+            (TagKind::StartTag, "a") => {
+                self.depth += 1;
+                let link = match attr("href") {
+                    Some(href) if wechat_link(&href) => {
+                        self.write(&format!("<a href=\"{}\">", escape_html(&href)));
+                        OpenLink::Kept
+                    }
+                    Some(href) => OpenLink::Note(href),
+                    None => OpenLink::Bare,
+                };
+                self.links.push(link);
+            }
+            (TagKind::EndTag, "a") => {
+                self.depth = self.depth.saturating_sub(1);
+                match self.links.pop() {
+                    Some(OpenLink::Kept) => self.write("</a>"),
+                    Some(OpenLink::Note(url)) => self.block.push(Piece::Note(url)),
+                    Some(OpenLink::Bare) | None => {}
+                }
+            }
+            (TagKind::StartTag, "img") => {
+                // WeChat fetches no image itself: one a bridge cannot download is only a gap.
+                let Some(url) =
+                    attr("src").filter(|u| u.starts_with("https://") || u.starts_with("http://"))
+                else {
+                    return;
+                };
+                let html = open_tag(&tag);
+                self.block.push(Piece::Image { html, url });
+            }
+            (TagKind::StartTag, _) => {
+                self.write(&open_tag(&tag));
+                if !VOID.contains(&name) {
+                    self.depth += 1;
+                }
+            }
+            (TagKind::EndTag, _) => {
+                if VOID.contains(&name) {
+                    return;
+                }
+                self.write(&format!("</{name}>"));
+                self.depth = self.depth.saturating_sub(1);
+            }
+        }
+        if self.depth == 0 {
+            self.end_block();
+        }
+    }
+}
+
+/// A start tag as written, its attribute values escaped.
+fn open_tag(tag: &html5ever::tokenizer::Tag) -> String {
+    let mut html = format!("<{}", &*tag.name);
+    for a in &tag.attrs {
+        html.push_str(&format!(
+            " {}=\"{}\"",
+            &*a.name.local,
+            escape_html(&a.value)
+        ));
+    }
+    html.push('>');
+    html
+}
+
+/// The token sink: html5ever hands it tokens by shared reference.
+#[derive(Debug, Default)]
+struct Walker(std::cell::RefCell<WalkState>);
+
+impl html5ever::tokenizer::TokenSink for Walker {
+    type Handle = ();
+
+    fn process_token(
+        &self,
+        token: html5ever::tokenizer::Token,
+        _line: u64,
+    ) -> html5ever::tokenizer::TokenSinkResult<()> {
+        use html5ever::tokenizer::Token;
+
+        let mut state = self.0.borrow_mut();
+        match token {
+            Token::TagToken(tag) => state.tag(tag),
+            Token::CharacterTokens(text) => state.write(&escape_html(&text)),
+            Token::EOFToken => state.end_block(),
+            // Comments are gone already; a doctype or a NUL cannot be in sanitized HTML.
+            Token::CommentToken(_)
+            | Token::DoctypeToken(_)
+            | Token::NullCharacterToken
+            | Token::ParseError(_) => {}
+        }
+        html5ever::tokenizer::TokenSinkResult::Continue
+    }
+}
+
+/// Content being assembled from blocks, with its footnotes numbered in order of use.
+#[derive(Debug, Default)]
+struct Assembly {
+    html: String,
+    chars: usize,
+    images: Vec<String>,
+    /// Footnoted URLs, the first numbered 1.
+    notes: Vec<String>,
+    /// What the footnotes' lines add, in characters and bytes.
+    notes_size: (usize, usize),
+}
+
+/// Where an [`Assembly`] was, to go back to.
+struct Mark {
+    html: usize,
+    chars: usize,
+    images: usize,
+    notes: usize,
+    notes_size: (usize, usize),
+}
+
+impl Assembly {
+    fn mark(&self) -> Mark {
+        Mark {
+            html: self.html.len(),
+            chars: self.chars,
+            images: self.images.len(),
+            notes: self.notes.len(),
+            notes_size: self.notes_size,
+        }
+    }
+
+    fn undo(&mut self, mark: Mark) {
+        self.html.truncate(mark.html);
+        self.chars = mark.chars;
+        self.images.truncate(mark.images);
+        self.notes.truncate(mark.notes);
+        self.notes_size = mark.notes_size;
+    }
+
+    fn write(&mut self, html: &str) {
+        self.html.push_str(html);
+        self.chars += html.chars().count();
+    }
+
+    fn push(&mut self, block: &[Piece]) {
+        for piece in block {
+            match piece {
+                Piece::Html(html) => self.write(html),
+                Piece::Image { html, url } => {
+                    self.write(html);
+                    if !self.images.contains(url) {
+                        self.images.push(url.clone());
+                    }
+                }
+                Piece::Note(url) => {
+                    let n = match self.notes.iter().position(|u| u == url) {
+                        Some(i) => i + 1,
+                        None => {
+                            self.notes.push(url.clone());
+                            let line = note_line(self.notes.len(), url);
+                            self.notes_size.0 += line.chars().count();
+                            self.notes_size.1 += line.len();
+                            self.notes.len()
+                        }
+                    };
+                    self.write(&format!("<sup>[{n}]</sup>"));
+                }
+            }
+        }
+    }
+
+    /// Whether the content would be under WeChat's limits with `credit` and `notice` added.
+    fn fits_with(&mut self, credit: &[Vec<Piece>], notice: Option<&str>) -> bool {
+        let mark = self.mark();
+        if let Some(notice) = notice {
+            self.write(notice);
+        }
+        for block in credit {
+            self.push(block);
+        }
+        let (chars, bytes) = self.size();
+        self.undo(mark);
+        chars < WECHAT_MAX_CHARS && bytes < WECHAT_MAX_BYTES
+    }
+
+    /// The size of the content as [`Assembly::finish`] would write it.
+    fn size(&self) -> (usize, usize) {
+        let (mut chars, mut bytes) = (self.chars, self.html.len());
+        if !self.notes.is_empty() {
+            chars += NOTES_OPEN.chars().count() + NOTES_CLOSE.chars().count() + self.notes_size.0;
+            bytes += NOTES_OPEN.len() + NOTES_CLOSE.len() + self.notes_size.1;
+        }
+        (chars, bytes)
+    }
+
+    fn finish(mut self, credit: &[Vec<Piece>], notice: Option<&str>) -> WechatContent {
+        if let Some(notice) = notice {
+            self.write(notice);
+        }
+        for block in credit {
+            self.push(block);
+        }
+        if !self.notes.is_empty() {
+            self.html.push_str(NOTES_OPEN);
+            for (i, url) in self.notes.iter().enumerate() {
+                self.html.push_str(&note_line(i + 1, url));
+            }
+            self.html.push_str(NOTES_CLOSE);
+        }
+        WechatContent {
+            html: self.html,
+            images: self.images,
+            was_cut: notice.is_some(),
+        }
+    }
+}
+
+/// What the footnotes stand in: after a rule, so they read as apart from the article.
+const NOTES_OPEN: &str = "<hr><section class=\"feedcast-notes\">";
+const NOTES_CLOSE: &str = "</section>";
+
+/// One footnote's line: its number and its URL, as text (WeChat would refuse it as a link).
+fn note_line(n: usize, url: &str) -> String {
+    format!("<p>[{n}] {}</p>", escape_html(url))
 }
 
 /// Escapes text for an HTML text node or a double-quoted attribute.
@@ -230,10 +721,236 @@ mod tests {
         }
     }
 
+    fn summary(s: &str, max: usize) -> String {
+        shorten(s, max, Stops::Sentences).text
+    }
+
     #[test]
-    fn truncate_cuts_at_a_character_boundary() {
-        assert_eq!(truncate("氢能产业园", 3), "氢能…");
-        assert_eq!(truncate("氢能", 3), "氢能");
-        assert_eq!(truncate("abc", 3), "abc");
+    fn text_that_fits_is_kept_whole() {
+        for s in ["", "氢能", "江阴氢能产业园开工。", "abc"] {
+            let kept = shorten(s, 10, Stops::Sentences);
+            assert_eq!((kept.text.as_str(), kept.was_cut), (s, false));
+        }
+        // Exactly at the limit: kept, no ellipsis.
+        assert_eq!(summary("氢能产业园", 5), "氢能产业园");
+        assert_eq!(summary("氢能产业园开", 5), "氢能产业…");
+    }
+
+    #[test]
+    fn a_cut_ends_after_the_last_sentence_within_the_limit() {
+        let s = "江阴氢能产业园开工。总投资五十亿元。预计明年投产并带动就业";
+        let cut = shorten(s, 20, Stops::Sentences);
+        assert_eq!(cut.text, "江阴氢能产业园开工。总投资五十亿元。…");
+        assert!(cut.was_cut);
+        // The stop must fit beside the ellipsis: one character less and the first sentence is
+        // the last that fits.
+        assert_eq!(summary(s, 18), "江阴氢能产业园开工。…");
+        assert_eq!(summary("真的吗？是的！还有更多内容", 10), "真的吗？是的！…");
+        assert_eq!(
+            summary("It works. Then more text follows here", 20),
+            "It works.…"
+        );
+        // A full stop inside a number or a domain name ends nothing.
+        assert_eq!(
+            summary("增长3.5倍达到example.cn的水平", 12),
+            "增长3.5倍达到exa…"
+        );
+    }
+
+    #[test]
+    fn a_cut_ends_after_a_clause_or_an_ellipsis() {
+        assert_eq!(
+            summary("一是降本；二是增效；三是扩大示范应用规模", 12),
+            "一是降本；二是增效；…"
+        );
+        assert_eq!(summary("他说……然后离开了会场很久很久", 10), "他说……");
+    }
+
+    #[test]
+    fn a_closing_quote_stays_with_its_sentence() {
+        assert_eq!(
+            summary("他说：“氢能是未来。”随后介绍了规划细节", 12),
+            "他说：“氢能是未来。”…"
+        );
+    }
+
+    #[test]
+    fn without_a_stop_a_cut_ends_at_a_grapheme_boundary() {
+        assert_eq!(summary("长长长长长长长长长长", 5), "长长长长…");
+        // A family emoji is seven scalar values; it goes whole or not at all.
+        let family = "👨\u{200D}👩\u{200D}👧\u{200D}👦";
+        assert_eq!(summary(&format!("ab{family}cd"), 8), "ab…");
+        assert_eq!(
+            summary(&format!("ab{family}cd"), 10),
+            format!("ab{family}…")
+        );
+        // Skin tones and flags are clusters too.
+        assert_eq!(summary("氢👩🏽‍🔬🇨🇳能源", 4), "氢…");
+        // A letter keeps its combining marks.
+        assert_eq!(summary("ae\u{301}\u{302}bcdef", 3), "a…");
+        assert_eq!(summary("ae\u{301}\u{302}bcdef", 5), "ae\u{301}\u{302}…");
+        // White space before the ellipsis goes.
+        assert_eq!(summary("abc   defghij", 6), "abc…");
+    }
+
+    #[test]
+    fn a_cut_never_splits_a_character_reference() {
+        assert_eq!(summary("AT&amp;T 与 R&D 合作研发", 5), "AT…");
+        assert_eq!(summary("氢&#27668;能源产业", 5), "氢…");
+        // A lone ampersand is a character like any other.
+        assert_eq!(summary("R&D 合作研发与示范", 4), "R&D…");
+    }
+
+    #[test]
+    fn titles_may_also_end_after_a_phrase() {
+        let title = "江阴：氢能产业园开工，总投资五十亿元建设全国最大加氢站";
+        let cut = shorten(title, 16, Stops::Phrases);
+        assert_eq!(cut.text, "江阴：氢能产业园开工，…");
+        assert!(cut.was_cut);
+        assert_eq!(
+            shorten("Hydrogen park opens in Jiangyin today", 20, Stops::Phrases).text,
+            "Hydrogen park opens…"
+        );
+        // Summaries do not stop at a comma.
+        assert_eq!(summary(title, 16), "江阴：氢能产业园开工，总投资五…");
+    }
+
+    #[test]
+    fn no_room_leaves_the_ellipsis_alone() {
+        assert_eq!(summary("氢能", 1), "…");
+        assert_eq!(summary("氢能", 0), "");
+    }
+
+    const CREDIT: &str = "<p class=\"feedcast-source\">来源：<a href=\"https://www.jyrb.example.com/1\">江阴日报</a></p>";
+
+    #[test]
+    fn wechat_content_loses_what_wechat_refuses() {
+        let body = r#"<p>正文<script>alert(1)</script><style>p{}</style></p><iframe src="https://player.video.example.cn/embed/9">备用</iframe><form><label>表单</label></form><p>文字 &lt;script&gt; 与 AT&amp;T</p>"#;
+        let out = wechat(body, "", "未完");
+        assert_eq!(
+            out.html,
+            "<p>正文</p><p>文字 &lt;script&gt; 与 AT&amp;T</p>"
+        );
+        assert!(!out.was_cut && out.images.is_empty());
+    }
+
+    #[test]
+    fn wechat_links_become_their_text_and_a_footnote_per_url() {
+        let body = r#"<p>据<a href="https://www.jyrb.example.com/a?id=1&amp;b=2">江阴日报</a>，见<a href="https://www.kechuang.example.cn/news/2.html">本站</a>与<a href="https://www.jyrb.example.com/a?id=1&amp;b=2">原文</a>。</p><p><a href="https://mp.weixin.qq.com/s/abc">公众号文章</a><a href="http://mp.weixin.qq.com/s/x">明文</a><a href="mailto:a@b.cn">邮件</a><a>无地址</a></p>"#;
+        let out = wechat(body, CREDIT, "未完");
+        assert_eq!(
+            out.html,
+            concat!(
+                "<p>据江阴日报<sup>[1]</sup>，见本站<sup>[2]</sup>与原文<sup>[1]</sup>。</p>",
+                "<p><a href=\"https://mp.weixin.qq.com/s/abc\">公众号文章</a>明文<sup>[3]</sup>",
+                "邮件<sup>[4]</sup>无地址</p>",
+                // ammonia keeps no class: WeChat would ignore it anyway.
+                "<p>来源：江阴日报<sup>[5]</sup></p>",
+                "<hr><section class=\"feedcast-notes\">",
+                "<p>[1] https://www.jyrb.example.com/a?id=1&amp;b=2</p>",
+                "<p>[2] https://www.kechuang.example.cn/news/2.html</p>",
+                "<p>[3] http://mp.weixin.qq.com/s/x</p><p>[4] mailto:a@b.cn</p>",
+                "<p>[5] https://www.jyrb.example.com/1</p></section>",
+            )
+        );
+    }
+
+    #[test]
+    fn wechat_images_are_listed_once_each_and_relative_ones_dropped() {
+        let body = r#"<p><img src="https://x.cn/a.jpg" alt="甲"><img src="https://x.cn/b.png"></p><p><a href="https://x.cn/big"><img src="https://x.cn/a.jpg"></a><img src="rel/c.jpg"><img src="ftp://x.cn/d.jpg"></p>"#;
+        let out = wechat(body, "", "未完");
+        assert_eq!(out.images, ["https://x.cn/a.jpg", "https://x.cn/b.png"]);
+        assert!(
+            !out.html.contains("c.jpg") && !out.html.contains("ftp:"),
+            "{}",
+            out.html
+        );
+        assert!(
+            out.html
+                .contains("<img src=\"https://x.cn/a.jpg\"><sup>[1]</sup>"),
+            "{}",
+            out.html
+        );
+    }
+
+    #[test]
+    fn wechat_content_too_long_is_cut_between_blocks_keeping_the_credit() {
+        // Blocks of 1,000 characters with a link each: about 21 fit.
+        let block = |i: usize| {
+            format!(
+                "<div><p>第{i}段<a href=\"https://x.cn/{i}\">链接</a>{}</p></div>",
+                "氢".repeat(960)
+            )
+        };
+        let body: String = (0..40).map(block).collect();
+        let out = wechat(&body, CREDIT, "全文见阅读原文");
+        assert!(out.was_cut);
+        let chars = out.html.chars().count();
+        assert!(
+            chars < WECHAT_MAX_CHARS && out.html.len() < WECHAT_MAX_BYTES,
+            "{chars}"
+        );
+        assert!(
+            chars > WECHAT_MAX_CHARS - 1_200,
+            "as much as fits is kept: {chars}"
+        );
+        // Whole blocks, in order, then the notice, the credit, and the footnotes of what is kept.
+        let kept = out.html.matches("<div>").count();
+        assert_eq!(kept, out.html.matches("</div>").count());
+        assert!(out.html.contains(&format!("第{}段", kept - 1)));
+        assert!(!out.html.contains(&format!("第{kept}段")));
+        let tail = format!(
+            "<p class=\"feedcast-cut\">全文见阅读原文</p><p>来源：江阴日报<sup>[{}]</sup></p>",
+            kept + 1
+        );
+        let end: String = out.html.chars().skip(chars - 400).collect();
+        assert!(out.html.contains(&tail), "{end}");
+        assert!(out.html.ends_with(&format!(
+            "<p>[{}] https://www.jyrb.example.com/1</p></section>",
+            kept + 1
+        )));
+        assert!(!out.html.contains(&format!("https://x.cn/{kept}<")));
+
+        // What fits exactly is not cut.
+        let fits = wechat(&block(1), "", "未完");
+        assert!(!fits.was_cut);
+    }
+
+    #[test]
+    fn wechat_content_that_is_one_huge_block_keeps_only_the_notice_and_credit() {
+        let body = format!("<p>{}</p>", "氢".repeat(30_000));
+        let out = wechat(&body, CREDIT, "全文见阅读原文");
+        assert!(out.was_cut);
+        assert!(
+            out.html.starts_with("<p class=\"feedcast-cut\">"),
+            "{}",
+            out.html
+        );
+        assert!(out.html.contains("来源：江阴日报<sup>[1]</sup>"));
+    }
+
+    proptest::proptest! {
+        /// Whatever the text, a cut fits the limit, is a prefix of the text up to its
+        /// ellipsis, and ends between grapheme clusters.
+        #[test]
+        fn a_cut_fits_and_is_a_prefix_at_a_grapheme_boundary(
+            s in "[a-z &;#。，！？；…”\u{301}\u{200D}👩🏽氢 ]{0,40}",
+            max in 1usize..30,
+            phrases in proptest::bool::ANY,
+        ) {
+            use unicode_segmentation::UnicodeSegmentation;
+            let stops = if phrases { Stops::Phrases } else { Stops::Sentences };
+            let cut = shorten(&s, max, stops);
+            proptest::prop_assert!(cut.text.chars().count() <= max);
+            if cut.was_cut {
+                let kept = cut.text.strip_suffix('…').unwrap_or(&cut.text);
+                proptest::prop_assert!(s.starts_with(kept));
+                let boundaries: Vec<usize> =
+                    s.grapheme_indices(true).map(|(i, _)| i).chain([s.len()]).collect();
+                proptest::prop_assert!(boundaries.contains(&kept.len()));
+            } else {
+                proptest::prop_assert_eq!(&cut.text, &s);
+            }
+        }
     }
 }

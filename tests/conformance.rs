@@ -433,7 +433,7 @@ fn warnings(format: Format, body: &[u8], self_url: &str) -> Vec<String> {
                 }
             }
         }
-        Format::Json | Format::Html => {}
+        Format::Json | Format::Html | Format::Wechat => {}
     }
     found
 }
@@ -611,8 +611,24 @@ fn check_json(s: &Settings, a: &Article, body: &[u8]) {
     assert_eq!(item["summary"].as_str().unwrap_or_default(), a.summary());
     let published = DateTime::parse_from_rfc3339(item["date_published"].as_str().unwrap()).unwrap();
     assert_eq!(published.timestamp(), a.published_at().timestamp());
-    check_content(item["content_html"].as_str().unwrap());
-    check_credits_line(s, a, item["content_html"].as_str().unwrap());
+    // JSON Feed 1.1 requires content_html or content_text; an article without a body carries
+    // its summary, else its title, as text rather than a blank item.
+    assert!(item["content_html"].is_string() || item["content_text"].is_string());
+    if let Some(html) = item["content_html"].as_str() {
+        assert!(!html.is_empty());
+        check_content(html);
+        check_credits_line(s, a, html);
+    }
+    if a.content_html().is_empty() {
+        let expected = if a.summary().is_empty() {
+            a.title()
+        } else {
+            a.summary()
+        };
+        assert_eq!(item["content_text"].as_str(), Some(expected), "{}", a.id());
+    } else {
+        assert!(item["content_text"].is_null(), "{}", a.id());
+    }
     if let Some(image) = item["image"].as_str() {
         assert!(absolute(image));
     }
@@ -667,7 +683,7 @@ fn every_adversarial_article_renders_conformant_feeds_in_every_format() {
                 Format::Rss => check_rss(&s, a, &body),
                 Format::Atom => check_atom(&s, a, &body),
                 Format::Json => check_json(&s, a, &body),
-                Format::Html => {}
+                Format::Html | Format::Wechat => {}
             }
             assert_no_warnings(format, &body, &key.url(&s), a.id().as_str());
             // An independent parser agrees.
@@ -686,6 +702,157 @@ fn every_adversarial_article_renders_conformant_feeds_in_every_format() {
                 "{format:?}"
             );
         }
+    }
+}
+
+/// Plain text as an HTML text node writes it.
+fn html_text(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// Holds an item of the WeChat profile to what WeChat's `draft/add` takes and to what a bridge
+/// relies on: the title at most 32 characters and the digest at most 120, the content under
+/// 20,000 characters and 1,000,000 bytes with no script, style, form or iframe and no link but
+/// to another WeChat article, every image it shows listed, the credit of a reprint kept.
+fn check_wechat(s: &Settings, a: &Article, item: &serde_json::Value) {
+    let id = a.id();
+    assert_eq!(item["id"].as_str(), Some(item_id(s, a).as_str()), "{id}");
+    let title = item["title"].as_str().unwrap();
+    assert!(title.chars().count() <= 32, "{id}: title {title}");
+    if item["title_cut"] == true {
+        let kept = title.strip_suffix('…').unwrap();
+        assert!(a.title().starts_with(kept), "{id}: {title}");
+    } else {
+        assert_eq!(item["title_cut"], false, "{id}");
+        assert_eq!(title, a.title(), "{id}");
+    }
+    let digest = item["digest"].as_str().unwrap();
+    assert!(
+        !digest.is_empty() && digest.chars().count() <= 120,
+        "{id}: digest {digest}"
+    );
+    assert_eq!(item["content_source_url"].as_str(), Some(a.url()), "{id}");
+    assert_eq!(item["thumb_url"].as_str(), a.image(), "{id}");
+    assert_eq!(item["author"].as_str(), a.author(), "{id}");
+    let content = item["content"].as_str().unwrap();
+    assert!(
+        content.chars().count() < 20_000 && content.len() < 1_000_000,
+        "{id}: {} characters, {} bytes",
+        content.chars().count(),
+        content.len()
+    );
+    for tag in tags(content) {
+        let lower = tag.to_lowercase();
+        let name = lower
+            .split(|c: char| c.is_whitespace() || c == '/')
+            .next()
+            .unwrap_or_default();
+        for banned in [
+            "script", "style", "form", "input", "iframe", "object", "embed",
+        ] {
+            assert_ne!(name, banned, "{id}: <{tag}> in {content}");
+        }
+        if name == "a" {
+            assert!(
+                lower.starts_with("a href=\"https://mp.weixin.qq.com/"),
+                "{id}: an outside link left as a link: <{tag}>"
+            );
+        }
+    }
+    // Every image it shows is listed, once, and nothing else is.
+    let mut shown: Vec<String> = Vec::new();
+    for tag in tags(content).into_iter().filter(|t| t.starts_with("img ")) {
+        let src = html_urls(&format!("<{tag}>")).remove(0);
+        assert!(absolute(&src), "{id}: {src}");
+        if !shown.contains(&src) {
+            shown.push(src);
+        }
+    }
+    let images: Vec<String> = item["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(images, shown, "{id}");
+    if let Some(source) = a.source() {
+        assert!(
+            content.contains(&html_text(&source.name)),
+            "{id}: the credit is gone: {content}"
+        );
+    }
+    if item["content_cut"] == true {
+        assert!(
+            content.contains("阅读原文"),
+            "{id}: a cut says where the rest is"
+        );
+    } else {
+        assert_eq!(item["content_cut"], false, "{id}");
+    }
+}
+
+#[test]
+fn every_adversarial_article_fits_the_wechat_profile() {
+    let s = settings();
+    let articles = corpus(&s);
+    for a in &articles {
+        let key = FeedKey::parse("region/320000.wechat.json", None, &s).unwrap();
+        let body = render(&describe(&s, &key, vec![a.clone()], Archive::default()), &s).unwrap();
+        verify::well_formed(Format::Wechat, &body).unwrap();
+        let doc: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(doc["feed"].as_str(), Some(key.url(&s).as_str()));
+        check_wechat(&s, a, &doc["items"][0]);
+    }
+    // The corpus has what each rule is for.
+    let profile = |id: &str| {
+        let a = articles.iter().find(|a| a.id().as_str() == id).unwrap();
+        let key = FeedKey::parse("region/320000.wechat.json", None, &s).unwrap();
+        let body = render(&describe(&s, &key, vec![a.clone()], Archive::default()), &s).unwrap();
+        serde_json::from_slice::<serde_json::Value>(&body).unwrap()["items"][0].clone()
+    };
+    let linked = profile("adv-34");
+    assert_eq!(linked["title_cut"], true);
+    assert_eq!(linked["images"].as_array().unwrap().len(), 2);
+    let content = linked["content"].as_str().unwrap();
+    assert!(
+        content.contains("江阴日报<sup>[1]</sup>") && content.contains("同一链接<sup>[1]</sup>"),
+        "one number per URL: {content}"
+    );
+    assert!(
+        content.contains("[1] https://www.jyrb.example.com/a?id=1&amp;from=rss"),
+        "{content}"
+    );
+    assert!(content.contains("<a href=\"https://mp.weixin.qq.com/s/abc\">"));
+    assert!(
+        !content.contains("alert") && !content.contains("color"),
+        "{content}"
+    );
+    assert_eq!(profile("adv-35")["content_cut"], true);
+    assert_eq!(profile("adv-01")["content_cut"], false);
+}
+
+#[test]
+fn the_whole_corpus_makes_one_wechat_profile_within_the_limits() {
+    let s = settings();
+    let articles = corpus(&s);
+    let key = FeedKey::parse("industry.wechat.json", Some("limit=100"), &s).unwrap();
+    let body = render(
+        &describe(&s, &key, articles.clone(), Archive::default()),
+        &s,
+    )
+    .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let items = doc["items"].as_array().unwrap();
+    assert_eq!(items.len(), articles.len());
+    for item in items {
+        let a = articles
+            .iter()
+            .find(|a| Some(item_id(&s, a).as_str()) == item["id"].as_str())
+            .unwrap();
+        check_wechat(&s, a, item);
     }
 }
 
@@ -746,6 +913,16 @@ fn sanitizing_keeps_what_readers_need() {
         feedcast::model::MAX_SUMMARY_CHARS
     );
     assert!(by_id["adv-16"].summary().ends_with('…'));
+    // A summary given, or taken from the content, that is too long ends after its last
+    // sentence within the limit.
+    for id in ["adv-34", "adv-35"] {
+        let summary = by_id[id].summary();
+        assert!(
+            summary.chars().count() <= feedcast::model::MAX_SUMMARY_CHARS
+                && summary.ends_with("。…"),
+            "{id}: {summary}"
+        );
+    }
     assert_eq!(
         by_id["adv-05"].image(),
         Some("https://www.kechuang.example.cn/uploads/lead.jpg")

@@ -4,7 +4,9 @@
 
 mod common;
 
-use common::{Backend, Server, article};
+use std::io::Read;
+
+use common::{Backend, Server, TOKEN, admin_server, article, call, settings};
 use feedcast::feed::{FeedId, FeedKey, Format};
 use serde_json::json;
 
@@ -429,6 +431,110 @@ async fn reprint_credits_survive_the_store_and_show_in_every_format(backend: Bac
     server.stop().await;
 }
 
+/// GETs `path` with the given request headers.
+async fn get_with(server: &Server, path: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+    let mut request = server.client.get(format!("{}{path}", server.base));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request.send().await.unwrap()
+}
+
+fn header(r: &reqwest::Response, name: &str) -> String {
+    r.headers()
+        .get(name)
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default()
+}
+
+/// The WeChat profile is a document like any other (cached, compressed, revalidated, dropped
+/// when an article it holds is taken down) but a profile for bridges, not a feed: a browser
+/// gets it as asked, it names no hub, and no list of feeds names it.
+async fn the_wechat_profile_is_served_like_every_document(backend: Backend) {
+    let Some(server) = admin_server(backend, settings()).await else {
+        return;
+    };
+    server.app.write(&fixtures()).await.unwrap();
+    let path = "/feeds/category/hydrogen.wechat.json";
+    let browser = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
+    let r = get_with(&server, path, &[("accept", browser)]).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        header(&r, "content-type"),
+        "application/json; charset=utf-8"
+    );
+    assert_eq!(header(&r, "vary"), "Accept-Encoding");
+    let link = header(&r, "link");
+    assert!(
+        link.contains("/feeds/category/hydrogen.wechat.json>; rel=\"self\""),
+        "{link}"
+    );
+    assert!(!link.contains("rel=\"hub\""), "not a WebSub topic: {link}");
+    let rss_link = header(&server.get("/feeds/category/hydrogen.rss").await, "link");
+    assert!(rss_link.contains("rel=\"hub\""), "{rss_link}");
+    let etag = header(&r, "etag");
+    let plain = r.bytes().await.unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&plain).unwrap();
+    let ids: Vec<&str> = doc["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().rsplit('/').next().unwrap())
+        .collect();
+    assert_eq!(ids, ["shanghai-1", "county-1", "province-1"]);
+    let county = &doc["items"][1];
+    assert_eq!(county["title"], "江阴高新区氢能产业园开工");
+    assert_eq!(county["digest"], "江阴高新区氢能产业园今日开工。");
+    assert_eq!(
+        county["content_source_url"],
+        "https://www.kechuang.example.cn/news/county-1.html"
+    );
+    let content = county["content"].as_str().unwrap();
+    assert!(
+        content.contains("氢能产业园<sup>[1]</sup>") && content.contains("江阴日报<sup>[2]</sup>"),
+        "{content}"
+    );
+
+    // Revalidated and compressed like every other document.
+    let again = get_with(&server, path, &[("if-none-match", &etag)]).await;
+    assert_eq!(again.status(), 304);
+    let gz = get_with(&server, path, &[("accept-encoding", "gzip")]).await;
+    assert_eq!(header(&gz, "content-encoding"), "gzip");
+    let mut unzipped = Vec::new();
+    flate2::read::GzDecoder::new(&gz.bytes().await.unwrap()[..])
+        .read_to_end(&mut unzipped)
+        .unwrap();
+    assert_eq!(unzipped, plain);
+
+    // A takedown drops it from the cache like any document that held the article, and the
+    // profile says which item is gone, for the bridge to delete its draft.
+    let (status, body) = call(&server, "DELETE", "/api/articles/county-1", Some(TOKEN), "").await;
+    assert_eq!(status, 200, "{body}");
+    let after = get_with(&server, path, &[("if-none-match", &etag)]).await;
+    assert_eq!(after.status(), 200);
+    let text = after.text().await.unwrap();
+    assert!(!text.contains("江阴高新区氢能产业园开工"), "{text}");
+    let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(doc["items"].as_array().unwrap().len(), 2);
+    assert!(
+        doc["deleted"][0]["id"]
+            .as_str()
+            .unwrap()
+            .ends_with("article/county-1"),
+        "{text}"
+    );
+
+    // Not a feed: no page, list or archive offers it.
+    for listing in ["/feeds.opml", "/", "/feeds/category/hydrogen.html"] {
+        assert!(!server.text(listing).await.contains("wechat"), "{listing}");
+    }
+    let archive = server
+        .get("/feeds/category/hydrogen/archive/2024-05.wechat.json")
+        .await;
+    assert_eq!(archive.status(), 404);
+    server.stop().await;
+}
+
 macro_rules! on_both_stores {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -449,6 +555,7 @@ on_both_stores!(
     errors_are_short_plain_text,
     the_demo_fills_an_empty_store_once,
     reprint_credits_survive_the_store_and_show_in_every_format,
+    the_wechat_profile_is_served_like_every_document,
 );
 
 /// The Accept headers real clients send: browsers, then feed readers.

@@ -106,7 +106,7 @@ proptest! {
         // Arbitrary text may leave no title once markup is removed: that is refused, not rendered.
         let Ok(article) = input.validate(&s) else { return Ok(()) };
         let id = format!("{}article/{}", s.site.id_prefix, article.id());
-        for format in [Format::Rss, Format::Atom, Format::Json, Format::Html] {
+        for format in Format::ALL {
             let key = FeedKey::parse(&format!("region/320000.{}", format.extension()), None, &s).unwrap();
             let body = render(&describe(&s, &key, vec![article.clone()], Archive::default()), &s).unwrap();
             prop_assert_eq!(verify::well_formed(format, &body), Ok(()));
@@ -132,6 +132,20 @@ proptest! {
                     prop_assert_eq!(doc["items"][0]["id"].as_str(), Some(id.as_str()));
                 }
                 Format::Html => {}
+                Format::Wechat => {
+                    // Whatever an article holds, the profile keeps to WeChat's limits.
+                    let doc: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                    let item = &doc["items"][0];
+                    prop_assert_eq!(item["id"].as_str(), Some(id.as_str()));
+                    prop_assert_eq!(item["content_source_url"].as_str(), Some(article.url()));
+                    prop_assert!(item["title"].as_str().unwrap().chars().count() <= 32);
+                    prop_assert!(item["digest"].as_str().unwrap().chars().count() <= 120);
+                    let content = item["content"].as_str().unwrap();
+                    prop_assert!(content.chars().count() < 20_000 && content.len() < 1_000_000);
+                    for banned in ["<script", "<style", "<iframe", "<form", "<a "] {
+                        prop_assert!(!content.contains(banned), "{} in {}", banned, content);
+                    }
+                }
             }
         }
     }

@@ -229,6 +229,59 @@ fn json_feed_matches_its_golden_file_and_round_trips() {
     );
 }
 
+/// What a WeChat bridge is handed for the hostile articles and one written for the profile: a
+/// title too long for WeChat, outside links, images, a cover.
+#[test]
+fn the_wechat_profile_matches_its_golden_file() {
+    let s = settings();
+    let mut articles = hostile();
+    articles.insert(0, article(json!({
+        "id": "wechat-3",
+        "title": "江阴高新区氢能产业园今日开工，总投资五十亿元，将建设全国规模最大的加氢站网络",
+        "summary": "江阴高新区氢能产业园今日开工。园区总投资五十亿元，规划建设制氢、储运、加注与燃料电池应用四大板块，首期工程预计明年投产。园区将引进龙头企业二十家以上，形成完整的氢能产业链。项目建成后预计年产值超过一百亿元，带动就业五千人，园区还将配套建设研发中心与人才公寓。",
+        "content_html": "<p>据<a href=\"https://www.jyrb.example.com/a?id=1&amp;from=rss\">江阴日报</a>报道，园区<a href=\"/news/2.html\">二期</a>今日开工。</p><p><img src=\"/uploads/2024/site.jpg\" alt=\"工地\"></p><p>详见<a href=\"https://mp.weixin.qq.com/s/abc\">公众号此前报道</a>与<a href=\"https://www.jyrb.example.com/a?id=1&amp;from=rss\">原报道</a>。</p><script>track()</script>",
+        "url": "https://www.kechuang.example.cn/news/wechat-3.html",
+        "published_at": "2024-05-19T08:00:00+08:00",
+        "updated_at": "2024-05-19T10:15:00+08:00",
+        "image": "/uploads/2024/cover.png",
+        "categories": ["hydrogen"], "region": "320281", "author": "王明"
+    })));
+    let key = FeedKey::parse("region/320000.wechat.json", None, &s).unwrap();
+    let body = render(&describe(&s, &key, articles, latest_archive()), &s).unwrap();
+    check_golden("region-320000.wechat.json", &body);
+
+    let doc: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        doc["feed"],
+        "http://127.0.0.1:8080/feeds/region/320000.wechat.json"
+    );
+    let item = &doc["items"][0];
+    assert_eq!(
+        item["title"],
+        "江阴高新区氢能产业园今日开工，总投资五十亿元，…"
+    );
+    assert_eq!(item["title_cut"], true);
+    assert_eq!(
+        item["digest"],
+        "江阴高新区氢能产业园今日开工。园区总投资五十亿元，规划建设制氢、储运、加注与燃料电池应用四大板块，首期工程预计明年投产。园区将引进龙头企业二十家以上，形成完整的氢能产业链。…"
+    );
+    assert_eq!(
+        item["thumb_url"],
+        "https://www.kechuang.example.cn/uploads/2024/cover.png"
+    );
+    assert_eq!(
+        item["images"],
+        json!(["https://www.kechuang.example.cn/uploads/2024/site.jpg"])
+    );
+    assert_eq!(item["content_cut"], false);
+    // The reprint's credit survives, its link a footnote like any other.
+    let reprint = doc["items"][1]["content"].as_str().unwrap();
+    assert!(
+        reprint.contains("来源：江阴日报 &amp; 晚报<sup>[2]</sup>"),
+        "{reprint}"
+    );
+}
+
 #[test]
 fn an_archive_is_marked_and_linked_to_its_neighbours_and_feed() {
     let s = settings();

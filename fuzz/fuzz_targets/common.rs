@@ -16,7 +16,7 @@ pub static SETTINGS: LazyLock<Settings> = LazyLock::new(|| {
 
 pub fn check_renders(articles: &[Article]) {
     let s = &*SETTINGS;
-    for format in [Format::Rss, Format::Atom, Format::Json, Format::Html] {
+    for format in Format::ALL {
         let key = FeedKey::parse(&format!("industry.{}", format.extension()), Some("limit=100"), s)
             .expect("a declared feed");
         let feed = describe(s, &key, articles.to_vec(), Archive::default());

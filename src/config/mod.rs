@@ -538,11 +538,25 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 
 type At<'a> = &'a dyn Fn(std::ops::Range<usize>, String) -> ConfigError;
 
+/// A name no feed may end in: `<name>.wechat.json` is a feed's WeChat profile, so a feed named
+/// `x.wechat` would make `x.wechat.json` mean two documents.
+const RESERVED_SUFFIX: &str = ".wechat";
+
 fn name<T>(
     parse: fn(&str) -> Result<T, InvalidName>,
     value: &Spanned<String>,
     at: At<'_>,
 ) -> Result<T, ConfigError> {
+    if value.get_ref().ends_with(RESERVED_SUFFIX) {
+        return Err(at(
+            value.span(),
+            format!(
+                "`{}` ends in `{RESERVED_SUFFIX}`, which names a feed's WeChat profile \
+                 (`<name>{RESERVED_SUFFIX}.json`): choose another name",
+                value.get_ref()
+            ),
+        ));
+    }
     parse(value.get_ref()).map_err(|e| at(value.span(), e.to_string()))
 }
 
@@ -1510,6 +1524,18 @@ parent = "320200"
             error_at("\n[[regions]]\ncode = \"320200\"\nname = \"无锡市\"\nparent = \"999\"\n");
         assert_eq!(line, 12);
         assert!(message.contains("parent `999`"), "{message}");
+    }
+
+    #[test]
+    fn errors_on_a_name_that_would_shadow_a_wechat_profile() {
+        for extra in [
+            "[[categories]]\nslug = \"news.wechat\"\nname = \"新闻\"\n",
+            "[[regions]]\ncode = \"32.wechat\"\nname = \"江苏\"\n",
+        ] {
+            let (_, message) = error_at(extra);
+            assert!(message.contains(".wechat"), "{message}");
+        }
+        assert!(parse("[[categories]]\nslug = \"wechat\"\nname = \"微信\"\n").is_ok());
     }
 
     #[test]

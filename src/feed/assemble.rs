@@ -117,7 +117,9 @@ pub async fn select(
     let shown_for = settings.tombstones.shown_for();
     let tombstones_of = &selection;
     let read_tombstones = |window: Window| async move {
-        if shown_for.is_zero() || !matches!(key.format, Format::Atom | Format::Json) {
+        if shown_for.is_zero()
+            || !matches!(key.format, Format::Atom | Format::Json | Format::Wechat)
+        {
             return Ok(Vec::new());
         }
         let since = Utc::now() - chrono::TimeDelta::from_std(shown_for).unwrap_or_default();

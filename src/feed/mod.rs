@@ -178,11 +178,31 @@ pub enum Format {
     /// A page for people: served at `.html`, and instead of a feed format to a browser that
     /// prefers HTML.
     Html,
+    /// The WeChat-ready profile for bridges that make official-account drafts: each item fitted
+    /// to WeChat's limits. Served at `.wechat.json`, for the newest items only; not a feed
+    /// anyone subscribes to, so not a WebSub topic, not listed and never negotiated.
+    Wechat,
 }
 
 impl Format {
-    /// The feed formats, in the order they are offered to subscribers.
+    /// The feed formats, in the order they are offered to subscribers: what pages, OPML and
+    /// autodiscovery list, what the hubs know as topics and what content negotiation may swap
+    /// for the page. The WeChat profile is none of them.
     pub const FEEDS: [Format; 3] = [Format::Rss, Format::Atom, Format::Json];
+
+    /// Every format served.
+    pub const ALL: [Format; 5] = [
+        Format::Rss,
+        Format::Atom,
+        Format::Json,
+        Format::Html,
+        Format::Wechat,
+    ];
+
+    /// Whether this is one of the [`FEEDS`](Format::FEEDS).
+    pub fn is_feed(self) -> bool {
+        Format::FEEDS.contains(&self)
+    }
 
     /// The URL extension.
     pub fn extension(self) -> &'static str {
@@ -191,6 +211,7 @@ impl Format {
             Format::Atom => "atom",
             Format::Json => "json",
             Format::Html => "html",
+            Format::Wechat => "wechat.json",
         }
     }
 
@@ -201,6 +222,7 @@ impl Format {
             Format::Atom => "application/atom+xml; charset=utf-8",
             Format::Json => "application/feed+json; charset=utf-8",
             Format::Html => "text/html; charset=utf-8",
+            Format::Wechat => "application/json; charset=utf-8",
         }
     }
 
@@ -211,6 +233,7 @@ impl Format {
             Format::Atom => "application/atom+xml",
             Format::Json => "application/feed+json",
             Format::Html => "text/html",
+            Format::Wechat => "application/json",
         }
     }
 
@@ -221,13 +244,20 @@ impl Format {
             Format::Atom => "Atom",
             Format::Json => "JSON Feed",
             Format::Html => "HTML",
+            Format::Wechat => "WeChat",
         }
     }
 
-    fn from_extension(ext: &str) -> Option<Format> {
-        [Format::Rss, Format::Atom, Format::Json, Format::Html]
-            .into_iter()
-            .find(|f| f.extension() == ext)
+    /// The format a path names by its extension, and the path without it. The longest
+    /// extension wins: `x.wechat.json` is the WeChat profile of `x` (no name may end in
+    /// `.wechat`, so it is never the JSON Feed of `x.wechat`).
+    fn split_extension(path: &str) -> Option<(&str, Format)> {
+        let mut by_length = Format::ALL;
+        by_length.sort_by_key(|f| std::cmp::Reverse(f.extension().len()));
+        by_length.into_iter().find_map(|f| {
+            let stem = path.strip_suffix(f.extension())?.strip_suffix('.')?;
+            Some((stem, f))
+        })
     }
 }
 
@@ -279,14 +309,14 @@ impl FeedKey {
     /// aggregators add cache-busting parameters of their own.
     pub fn parse(path: &str, query: Option<&str>, settings: &Settings) -> Result<Self, KeyError> {
         let not_found = |why: String| KeyError::NotFound(why);
-        let (stem, ext) = path
-            .rsplit_once('.')
-            .ok_or_else(|| not_found(format!("no feed at `{path}`: add .rss, .atom or .json")))?;
-        let format = Format::from_extension(ext).ok_or_else(|| {
-            not_found(format!(
-                "unknown feed format `.{ext}`: use .rss, .atom, .json or .html"
-            ))
-        })?;
+        let Some((stem, format)) = Format::split_extension(path) else {
+            return Err(not_found(match path.rsplit_once('.') {
+                Some((_, ext)) if !ext.contains('/') => format!(
+                    "unknown feed format `.{ext}`: use .rss, .atom, .json, .html or .wechat.json"
+                ),
+                _ => format!("no feed at `{path}`: add .rss, .atom or .json"),
+            }));
+        };
         let (stem, month) = match stem.rsplit_once("/archive/") {
             Some((feed, month)) => {
                 let month = Month::parse(month).ok_or_else(|| {
@@ -296,6 +326,12 @@ impl FeedKey {
             }
             None => (stem, None),
         };
+        if format == Format::Wechat && month.is_some() {
+            // A bridge takes what is new; a month's archive is for readers catching up.
+            return Err(not_found(
+                "the WeChat profile has the newest items only: drop /archive/…".to_owned(),
+            ));
+        }
         let catalog = &settings.catalog;
         // Each kind: the feed by its name, or by a name it had (then a move), or nothing.
         let (found, renamed, missing) = match stem.split_once('/') {
@@ -538,6 +574,30 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn the_wechat_profile_has_a_double_extension_and_no_archives() {
+        let s = settings();
+        let key = FeedKey::parse("category/parks.wechat.json", Some("limit=5"), &s).unwrap();
+        assert_eq!(key.format, Format::Wechat);
+        assert_eq!(
+            key.feed,
+            FeedId::Category(CategorySlug::parse("parks").unwrap())
+        );
+        assert_eq!(key.view, View::Latest { limit: 5 });
+        assert_eq!(key.url_path(), "/feeds/category/parks.wechat.json");
+        let custom = &s.catalog.feeds()[0];
+        let key = FeedKey::parse(&format!("{}.wechat.json", custom.slug), None, &s).unwrap();
+        assert_eq!(key.feed, FeedId::Custom(custom.slug.clone()));
+        // The plain JSON Feed is still JSON Feed.
+        let key = FeedKey::parse("category/parks.json", None, &s).unwrap();
+        assert_eq!(key.format, Format::Json);
+        assert!(matches!(
+            FeedKey::parse("category/parks/archive/2024-05.wechat.json", None, &s),
+            Err(KeyError::NotFound(_))
+        ));
+        assert!(!Format::Wechat.is_feed() && !Format::FEEDS.contains(&Format::Wechat));
     }
 
     #[test]

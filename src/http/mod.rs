@@ -85,8 +85,9 @@ async fn feed(
     let settings = &app.settings;
     let mut key = FeedKey::parse(&path, query.as_deref(), settings)?;
     // A feed URL opened in a browser shows the page for people; every feed client, and any
-    // request without that explicit preference, gets the feed.
-    let negotiable = key.format != Format::Html;
+    // request without that explicit preference, gets the feed. The WeChat profile is for
+    // bridges only: whatever they send, they get what they asked for.
+    let negotiable = key.format.is_feed();
     if negotiable && negotiate::prefers_html(header_str(request, header::ACCEPT)) {
         key.format = Format::Html;
     }

@@ -370,13 +370,14 @@ fn language_of(given: Option<&str>, site: &str) -> Result<String, String> {
 }
 
 /// An article's summary: the plain text given, or else its content's text, cut to
-/// [`MAX_SUMMARY_CHARS`].
+/// [`MAX_SUMMARY_CHARS`] after a sentence or clause where one ends within the limit, so a
+/// bridge that shows it as a preview shows whole sentences.
 fn summary_of(given: Option<String>, content_html: &str) -> String {
     let summary = match given {
         Some(s) if !s.is_empty() => s,
         _ => sanitize::plain_text(content_html),
     };
-    sanitize::truncate(&summary, MAX_SUMMARY_CHARS)
+    sanitize::shorten(&summary, MAX_SUMMARY_CHARS, sanitize::Stops::Sentences).text
 }
 
 /// Parses an article date: RFC 3339 with an offset; or a local date-time or a bare date

@@ -17,8 +17,9 @@ pub use catalog::{Catalog, Category, CustomFeed, Region};
 /// Longest accepted name (slug, region code, article id), in bytes.
 const MAX_NAME_LEN: usize = 128;
 
-/// Longest summary kept, in characters; longer ones are cut with an ellipsis so a bridge that
-/// shows the summary as a preview gets a preview, not the article.
+/// Longest summary kept, in Unicode scalar values; longer ones are cut after a sentence or
+/// clause with an ellipsis, so a bridge that shows the summary as a preview gets a preview, not
+/// the article.
 pub const MAX_SUMMARY_CHARS: usize = 300;
 
 /// Longest reprint credit kept (original author and title, editor), in characters: a name or a
@@ -184,7 +185,7 @@ impl Article {
     pub fn title(&self) -> &str {
         &self.title
     }
-    /// Plain-text lead, at most [`MAX_SUMMARY_CHARS`] characters.
+    /// Plain-text lead, at most [`MAX_SUMMARY_CHARS`] Unicode scalar values.
     pub fn summary(&self) -> &str {
         &self.summary
     }

@@ -1,7 +1,8 @@
 //! JSON Feed 1.1. Attribution: the item's `_source` extension object names and links the
 //! original publisher and carries the reprint's credits (JSON Feed has no field of its own for
 //! them); `authors` are those every format credits, never the portal for a reprint. Archives
-//! chain through `next_url`, which in JSON Feed points to older items.
+//! chain through `next_url`, which in JSON Feed points to older items. An item whose article
+//! has no body carries `content_text` instead of an empty `content_html`.
 
 use serde::Serialize;
 
@@ -73,7 +74,12 @@ struct JsonItem<'a> {
     id: String,
     url: &'a str,
     title: &'a str,
-    content_html: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content_html: Option<String>,
+    /// For an article without a body, its summary (else its title): JSON Feed 1.1 requires
+    /// `content_html` or `content_text`, and an empty `content_html` shows as a blank item.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content_text: Option<&'a str>,
     #[serde(skip_serializing_if = "str::is_empty")]
     summary: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -156,7 +162,13 @@ fn item<'a>(settings: &'a Settings, a: &'a Article) -> JsonItem<'a> {
         id: item_id(settings, a),
         url: a.url(),
         title: a.title(),
-        content_html: content_html(settings, a),
+        // A reprint without a body still carries its credit line as HTML.
+        content_html: Some(content_html(settings, a)).filter(|c| !c.is_empty()),
+        content_text: a.content_html().is_empty().then(|| {
+            Some(a.summary())
+                .filter(|s| !s.is_empty())
+                .unwrap_or(a.title())
+        }),
         summary: a.summary(),
         image: a.image(),
         date_published: local(settings, a.published_at()).to_rfc3339(),

@@ -14,6 +14,7 @@ mod opml;
 mod rss;
 #[cfg(feature = "testing")]
 pub mod verify;
+mod wechat;
 
 use bytes::Bytes;
 use chrono::{DateTime, FixedOffset, Utc};
@@ -54,6 +55,7 @@ pub fn render(feed: &Feed, settings: &Settings) -> Result<Bytes, RenderError> {
         Format::Atom => atom::render(feed, settings),
         Format::Json => json::render(feed, settings),
         Format::Html => Ok(html::feed_page(feed, settings)),
+        Format::Wechat => wechat::render(feed, settings),
     };
     // Boxed first, which drops the spare capacity the writer grew into: the cache weighs a
     // document by its length, and Bytes would otherwise keep up to twice that allocated.
@@ -95,8 +97,9 @@ impl Links {
         let is_latest = matches!(key.view, View::Latest { .. });
         Links {
             self_url: key.url(settings),
-            // feedcast's own hub first, then the outside ones it also pings.
-            hubs: if is_latest {
+            // feedcast's own hub first, then the outside ones it also pings; only for what is
+            // a topic.
+            hubs: if is_latest && key.format.is_feed() {
                 let own = settings.hub.enabled.then(|| settings.hub.url.to_string());
                 own.into_iter()
                     .chain(settings.websub.hubs.iter().map(|h| h.to_string()))
@@ -236,6 +239,13 @@ const CREDIT_SEPARATOR: &str = "\u{3000}";
 /// named and linked, its author and its title), the editor, then the site's reprint notice;
 /// for the portal's own article with an editor, the editor alone.
 fn content_html(settings: &Settings, article: &Article) -> String {
+    let mut html = article.content_html().to_owned();
+    html.push_str(&credit_line(settings, article).unwrap_or_default());
+    html
+}
+
+/// The visible line of credits [`content_html`] ends with, if the article has any.
+fn credit_line(settings: &Settings, article: &Article) -> Option<String> {
     let site = &settings.site;
     let mut credits = Vec::new();
     if let Some(source) = article.source() {
@@ -267,9 +277,8 @@ fn content_html(settings: &Settings, article: &Article) -> String {
             escape_html(editor)
         ));
     }
-    let mut html = article.content_html().to_owned();
     if credits.is_empty() {
-        return html;
+        return None;
     }
     // The reprint line keeps the class it always had, which sites style and bridges look for.
     let class = if article.source().is_some() {
@@ -277,15 +286,12 @@ fn content_html(settings: &Settings, article: &Article) -> String {
     } else {
         "feedcast-credits"
     };
-    html.push_str(&format!(
-        "<p class=\"{class}\">{}",
-        credits.join(CREDIT_SEPARATOR)
-    ));
+    let mut html = format!("<p class=\"{class}\">{}", credits.join(CREDIT_SEPARATOR));
     // Set apart like a credit: after a plain-text name, a plain space would run into it.
     if let (Some(_), Some(notice)) = (article.source(), &site.reprint_notice) {
         html.push_str(CREDIT_SEPARATOR);
         html.push_str(&escape_html(notice));
     }
     html.push_str("</p>");
-    html
+    Some(html)
 }

@@ -17,7 +17,7 @@ pub fn well_formed(format: Format, body: &[u8]) -> Result<(), String> {
         return Err(format!("forbidden character U+{:04X}", c as u32));
     }
     match format {
-        Format::Json => serde_json::from_str::<serde_json::Value>(text)
+        Format::Json | Format::Wechat => serde_json::from_str::<serde_json::Value>(text)
             .map(|_| ())
             .map_err(|e| format!("not JSON: {e}")),
         Format::Html => Ok(()),
