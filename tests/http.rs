@@ -600,34 +600,13 @@ async fn feed_readers_get_the_feed_they_asked_for_and_browsers_the_page() {
     server.app.write(&fixtures()).await.unwrap();
     for format in Format::FEEDS {
         let path = format!("/feeds/region/320000.{}", format.extension());
-        for (client, accept) in READERS {
-            let r = server
-                .client
-                .get(format!("{}{path}", server.base))
-                .header("accept", accept)
-                .send()
-                .await
-                .unwrap();
+        let readers = READERS.map(|(client, accept)| (client, accept, format.content_type()));
+        let browsers =
+            BROWSERS.map(|(client, accept)| (client, accept, "text/html; charset=utf-8"));
+        for (client, accept, expected) in readers.into_iter().chain(browsers) {
+            let r = get_with(&server, &path, &[("accept", accept)]).await;
             // Even FreshRSS, which names no JSON type, gets JSON Feed at a .json URL.
-            assert_eq!(
-                r.headers()["content-type"],
-                format.content_type(),
-                "{client} at {path}"
-            );
-        }
-        for (client, accept) in BROWSERS {
-            let r = server
-                .client
-                .get(format!("{}{path}", server.base))
-                .header("accept", accept)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(
-                r.headers()["content-type"],
-                "text/html; charset=utf-8",
-                "{client} at {path}"
-            );
+            assert_eq!(r.headers()["content-type"], expected, "{client} at {path}");
         }
     }
     server.stop().await;
