@@ -56,6 +56,8 @@ pub fn plain_text(s: &str) -> String {
 }
 
 fn plain_text_parsed(s: &str) -> String {
+    // Filtered before parsing (so the parser sees what the shortcut sees) and after: a
+    // character reference such as `&#1;` decodes to a character XML forbids.
     let text_only = TEXT_ONLY.clean(&xml_chars(s)).to_string();
     // ammonia's serializer escapes exactly these in text nodes; reversing them decodes every
     // entity of the input exactly once (the parser already decoded the input's own entities).
@@ -64,7 +66,7 @@ fn plain_text_parsed(s: &str) -> String {
         .replace("&gt;", ">")
         .replace("&nbsp;", "\u{A0}")
         .replace("&amp;", "&");
-    fold_white_space(&decoded)
+    fold_white_space(&xml_chars(&decoded))
 }
 
 fn fold_white_space(s: &str) -> String {
@@ -98,7 +100,10 @@ pub fn html(s: &str, base: &Url, iframe_hosts: &[String]) -> String {
                 allowed.map(|u| String::from(u).into())
             });
     }
-    builder.clean(&xml_chars(s)).to_string()
+    // The serializer writes decoded character references (`&#1;`, `&#x7F;`) as the characters
+    // themselves, so the filter runs on what it wrote; removing a control character cannot
+    // make markup.
+    xml_chars(&builder.clean(&xml_chars(s)).to_string()).into_owned()
 }
 
 /// Where [`shorten`] may end a cut, besides between two grapheme clusters.
@@ -651,6 +656,18 @@ mod tests {
             "江阴 <高新区> 发布"
         );
         assert_eq!(plain_text("<script>alert(1)</script>标题"), "标题");
+    }
+
+    #[test]
+    fn character_references_to_characters_xml_forbids_are_dropped() {
+        // Each decodes to a control character; only NUL is replaced by the parser itself.
+        for reference in ["&#1", "&#1;", "&#x1B;", "&#x7F;", "&#x81;", "&#0;", "&#xFFFF;"] {
+            let text = plain_text(&format!("{reference}A"));
+            assert!(text.chars().all(is_xml_char), "{reference}: {text:?}");
+            let base = Url::parse("https://news.example.cn/a/1.html").unwrap();
+            let out = html(&format!("<p title=\"{reference}\">{reference}A</p>"), &base, &[]);
+            assert!(out.chars().all(is_xml_char), "{reference}: {out:?}");
+        }
     }
 
     #[test]
