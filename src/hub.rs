@@ -567,7 +567,7 @@ impl Delivery for FanOut {
         })
     }
 
-    /// Changed documents fanned out in one statement.
+    /// Changed documents one fan-out request expands.
     fn per_request(&self, _hub: &str) -> usize {
         500
     }

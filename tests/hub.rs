@@ -780,3 +780,60 @@ async fn subscribers_that_never_answer_hold_up_only_each_other() {
     );
     server.stop().await;
 }
+
+/// A change is fanned out a page of subscribers at a time (so that no page holds SQLite's one
+/// writer long): every subscriber gets it once, however many pages they fill.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_reaches_every_subscriber_across_pages_once() {
+    const SUBSCRIBERS: usize = 1_234;
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let limits = format!(
+            "{FAST}\nmax_subscriptions_per_host = {n}\nmax_pending = {n}\nmax_pending_per_host = {n}",
+            n = SUBSCRIBERS + 1
+        );
+        let Some(server) = admin_server(backend, hub_settings(&limits)).await else {
+            continue;
+        };
+        idle(&server).await;
+        let mut subscriber = Subscriber::start().await;
+        for n in 0..SUBSCRIBERS {
+            let callback = subscriber.callback(&n.to_string());
+            let form = [
+                ("hub.mode", "subscribe"),
+                ("hub.topic", TOPIC),
+                ("hub.callback", callback.as_str()),
+            ];
+            let (status, body) = post_websub(&server, &form).await;
+            assert_eq!(status, 202, "{body}");
+        }
+        let mut verified = 0;
+        while verified < SUBSCRIBERS {
+            if let Seen::Get { .. } = subscriber.next().await {
+                verified += 1;
+            }
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while server.app.store.active_subscriptions().await.unwrap().len() < SUBSCRIBERS {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "subscriptions active"
+            );
+            // The store has no signal for this: look again shortly.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+
+        put(&server, "many").await;
+        let mut reached = std::collections::HashSet::new();
+        for _ in 0..SUBSCRIBERS {
+            let (path, _, body) = subscriber.delivery().await;
+            assert!(body.contains("news/many.html"));
+            assert!(reached.insert(path.clone()), "{path} got the change twice");
+        }
+        idle(&server).await;
+        assert!(
+            subscriber.seen.try_recv().is_err(),
+            "nothing more than one delivery each"
+        );
+        server.stop().await;
+    }
+}

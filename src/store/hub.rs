@@ -261,25 +261,51 @@ impl Store {
         Ok(before.saturating_sub(count().await?))
     }
 
-    /// Queues one `kind` request per active subscriber of any of `feeds` (`<path>.<ext>`), in
-    /// one statement: a change's fan-out to its push subscribers.
+    /// Queues one `kind` request per active subscriber of any of `feeds` (`<path>.<ext>`): a
+    /// change's fan-out to its push subscribers. Queued a page at a time, each page its own
+    /// transaction, so a write never waits for more than one page; if a page fails, the
+    /// fan-out is retried whole, and pages already queued are coalesced, not doubled.
     pub async fn fan_out(&self, kind: &str, feeds: &[&str]) -> Result<(), StoreError> {
-        if feeds.is_empty() {
-            return Ok(());
+        for feed in feeds {
+            self.fan_out_pages(kind, Some(feed)).await?;
         }
-        let fan_out = [sql::fan_out(kind, feeds, sql::micros(Utc::now()))];
-        self.bounded("fanning a change out", async {
-            self.backend
-                .execute_each(&fan_out)
-                .await
-                .map_err(failed("fanning a change out"))
-        })
-        .await
+        Ok(())
     }
 
     /// Queues one `kind` request per active subscriber of any document: everything changed.
     pub async fn fan_out_everything(&self, kind: &str) -> Result<(), StoreError> {
-        let fan_out = sql::fan_out_everything(kind, sql::micros(Utc::now()));
-        self.bookkeep("fanning a change out", &[fan_out]).await
+        self.fan_out_pages(kind, None).await
+    }
+
+    async fn fan_out_pages(&self, kind: &str, feed: Option<&str>) -> Result<(), StoreError> {
+        let now = sql::micros(Utc::now());
+        let mut after = String::new();
+        loop {
+            // Read without the write lock; only the queuing takes it.
+            let page = self
+                .bounded("reading a change's subscribers", async {
+                    self.backend
+                        .pairs(&sql::subscribers_after(feed, &after, now))
+                        .await
+                        .map_err(failed("reading a change's subscribers"))
+                })
+                .await?;
+            let Some((_, last)) = page.last() else {
+                return Ok(());
+            };
+            let rows: Vec<(&str, &str, &str, i64)> = page
+                .iter()
+                .map(|(host, id)| (kind, host.as_str(), id.as_str(), 1))
+                .collect();
+            let queue: Vec<_> = rows
+                .chunks(sql::ENQUEUE_ROWS)
+                .map(|part| sql::enqueue(part, now))
+                .collect();
+            self.bookkeep("fanning a change out", &queue).await?;
+            if page.len() < sql::FAN_OUT_ROWS {
+                return Ok(());
+            }
+            after.clone_from(last);
+        }
     }
 }

@@ -65,6 +65,11 @@ const MIGRATIONS: Embedded = Embedded(&[
         "credits",
         include_str!("../../migrations/postgres/0009_credits.sql"),
     ),
+    (
+        10,
+        "subscribers by feed",
+        include_str!("../../migrations/postgres/0010_subscribers_by_feed.sql"),
+    ),
 ]);
 
 /// Wait before listening again after the listening connection failed.

@@ -52,6 +52,11 @@ const MIGRATIONS: Embedded = Embedded(&[
         "credits",
         include_str!("../../migrations/sqlite/0007_credits.sql"),
     ),
+    (
+        8,
+        "subscribers by feed",
+        include_str!("../../migrations/sqlite/0008_subscribers_by_feed.sql"),
+    ),
 ]);
 
 /// How long a writer waits for another writer's lock before failing.
