@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+pub use crate::logs::LogFormat;
 use crate::store::DatabaseUrl;
 
 /// feedcast: syndication feeds (RSS 2.0, Atom 1.0) for a news portal's articles.
@@ -31,6 +32,16 @@ pub struct Cli {
         default_value = "text"
     )]
     pub log_format: LogFormat,
+    /// Log lines waiting to be written, at most: when the log cannot keep up, further lines
+    /// are dropped (and counted in /metrics) rather than requests kept waiting.
+    #[arg(
+        long,
+        global = true,
+        env = "FEEDCAST_LOG_QUEUE_LINES",
+        default_value_t = crate::logs::DEFAULT_QUEUED_LINES,
+        value_parser = clap::value_parser!(u32).range(1..=10_000_000)
+    )]
+    pub log_queue_lines: u32,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -83,13 +94,4 @@ pub enum HubCommand {
     List,
     /// Remove subscriptions whose lease has ended, and requests never verified.
     PurgeExpired,
-}
-
-/// How logs are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
 }

@@ -13,6 +13,8 @@
 //! (`cache`, `hub`, `outbound`, `purge`, `sanitize`, `websub`) are private.
 //!
 //! - [`metrics`]: the Prometheus metrics, every name defined once (any layer may count).
+//! - [`logs`]: where log lines go: a writer thread behind a bounded queue, so no request
+//!   waits on the log; lines it had to drop are counted.
 //! - [`model`]: the neutral types: [`model::Article`] (validated, sanitized), the URL-safe
 //!   names, the feed-index buckets, and the [`model::Catalog`] of categories, the region tree
 //!   and custom feeds.
@@ -50,6 +52,7 @@ pub mod feed;
 pub mod http;
 mod hub;
 pub mod import;
+pub mod logs;
 pub mod metrics;
 pub mod model;
 mod outbound;

@@ -7,13 +7,12 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use feedcast::app::App;
-use feedcast::cli::{Cli, Command, HubCommand, LogFormat};
+use feedcast::cli::{Cli, Command, HubCommand};
 use feedcast::config::{AdminToken, Settings};
 use feedcast::feed::{FeedId, FeedKey, Format};
 use feedcast::import::ImportFailure;
 use feedcast::store::Store;
 use tokio::net::TcpListener;
-use tracing_subscriber::EnvFilter;
 
 /// Prints a line of the startup banner. A server must not die because whoever started it
 /// stopped reading its standard output, so write errors are ignored.
@@ -35,14 +34,8 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 #[tokio::main]
 async fn main() -> Result<()> {
     let cli = Cli::parse();
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match cli.log_format {
-        LogFormat::Text => logs.init(),
-        LogFormat::Json => logs.json().flatten_event(true).init(),
-    }
+    // Held to the end of main: dropping it writes out the lines still queued.
+    let _log = feedcast::logs::install(cli.log_format, cli.log_queue_lines);
     if let Command::Healthcheck { listen } = cli.command {
         return healthcheck(listen).await;
     }

@@ -661,11 +661,17 @@ mod tests {
     #[test]
     fn character_references_to_characters_xml_forbids_are_dropped() {
         // Each decodes to a control character; only NUL is replaced by the parser itself.
-        for reference in ["&#1", "&#1;", "&#x1B;", "&#x7F;", "&#x81;", "&#0;", "&#xFFFF;"] {
+        for reference in [
+            "&#1", "&#1;", "&#x1B;", "&#x7F;", "&#x81;", "&#0;", "&#xFFFF;",
+        ] {
             let text = plain_text(&format!("{reference}A"));
             assert!(text.chars().all(is_xml_char), "{reference}: {text:?}");
             let base = Url::parse("https://news.example.cn/a/1.html").unwrap();
-            let out = html(&format!("<p title=\"{reference}\">{reference}A</p>"), &base, &[]);
+            let out = html(
+                &format!("<p title=\"{reference}\">{reference}A</p>"),
+                &base,
+                &[],
+            );
             assert!(out.chars().all(is_xml_char), "{reference}: {out:?}");
         }
     }

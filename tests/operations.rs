@@ -217,6 +217,72 @@ fn request_logs_are_json_lines_with_id_method_path_status_bytes_latency() {
     assert_eq!(refused["client"], "127.0.0.1");
 }
 
+/// A request never waits on its log line: with standard error a pipe nobody reads (a stalled
+/// log shipper, a terminal scrolled back), every request is still answered; the lines the
+/// queue had no room for are counted in `/metrics`, and every line is either written or
+/// counted, none lost silently.
+#[test]
+fn a_log_nobody_reads_holds_no_request_and_loses_no_line_silently() {
+    const REQUESTS: usize = 3_000;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, addr) = serve(
+        dir.path(),
+        &["--log-queue-lines", "16"],
+        &["--listen", "127.0.0.1:0"],
+        "info",
+        Stdio::piped(),
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let metrics = rt.block_on(async {
+        let client = reqwest::Client::new();
+        // Some 200 bytes a line: far more than a pipe's buffer holds.
+        for _ in 0..REQUESTS {
+            let answer = tokio::time::timeout(
+                Duration::from_secs(30),
+                client.get(format!("http://{addr}/healthz")).send(),
+            )
+            .await
+            .expect("a request waited on the log")
+            .unwrap();
+            assert_eq!(answer.status(), 200);
+        }
+        client
+            .get(format!("http://{addr}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    });
+    let dropped: usize = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("feedcast_log_lines_dropped_total "))
+        .unwrap_or_else(|| panic!("no dropped-lines counter in\n{metrics}"))
+        .parse()
+        .unwrap();
+    assert!(dropped > 0, "the queue of 16 lines never filled");
+    // Now the log is read: what was queued is written out, through shutdown.
+    let mut stderr = child.stderr.take().unwrap();
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let mut log = String::new();
+    stderr.read_to_string(&mut log).unwrap();
+    assert!(child.wait().unwrap().success());
+    let written = log.lines().filter(|l| l.contains("/healthz")).count();
+    // Each request's line was either dropped (counted before its answer was sent) or written.
+    assert_eq!(
+        written + dropped,
+        REQUESTS,
+        "written {written}, dropped {dropped}"
+    );
+}
+
 #[test]
 fn sigterm_during_a_burst_answers_every_accepted_request() {
     let dir = tempfile::tempdir().unwrap();

@@ -175,6 +175,7 @@ async fn healthz() -> &'static str {
 /// The Prometheus text exposition of every metric.
 async fn metrics(State(app): State<Arc<App>>) -> Response {
     ::metrics::gauge!(crate::metrics::CACHE_BYTES).set(app.cache_bytes_now() as f64);
+    ::metrics::counter!(crate::metrics::LOG_LINES_DROPPED).absolute(crate::logs::dropped());
     app.measure_queue().await;
     let body = crate::metrics::handle().map_or_else(String::new, |h| h.render());
     representation::text(
