@@ -30,6 +30,10 @@ fn the_benchmark_runs_end_to_end_at_tiny_sizes() {
     if !tools
         .iter()
         .all(|t| available("sh", &["-c", &format!("command -v {t}")]))
+        || !available(
+            "test",
+            &["-f", "/usr/lib/nginx/modules/ngx_http_brotli_static_module.so"],
+        )
     {
         return;
     }
@@ -57,9 +61,10 @@ fn the_benchmark_runs_end_to_end_at_tiny_sizes() {
     for stage in [
         "import  sqlite",
         "cold    sqlite",
-        "hot     plain",
-        "hot     gzip",
-        "hot     304",
+        "hot     big logs off identity",
+        "hot     big logs off brotli",
+        "hot     demo logs on gzip",
+        "hot     demo logs on 304",
         "memory  sweep",
         "memory  admin POST of 1 MiB, every line bad: HTTP 422",
         "memory  admin POST of 1 MiB, every line valid: HTTP 200",
