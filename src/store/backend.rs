@@ -20,6 +20,17 @@ use super::sql::{Param, Statement};
 use super::{Change, FilingRow, LogRow, StoredArticle, StoredSubscription, StoredTombstone};
 use crate::model::Catalog;
 
+/// Aborts a task when dropped: a background task lives as long as what spawned it (the
+/// change-log follower's listener; the SQLite store's checkpointer).
+#[derive(Debug)]
+pub(super) struct AbortOnDrop(pub(super) JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// A database operation in flight.
 pub(super) type Op<'a, T> = Pin<Box<dyn Future<Output = Result<T, sqlx::Error>> + Send + 'a>>;
 
@@ -191,6 +202,9 @@ pub(super) struct Tx<DB: Database> {
     pub(super) conn: sqlx::pool::PoolConnection<DB>,
     /// Set once COMMIT succeeded.
     pub(super) committed: bool,
+    /// The turn a transaction of its kind waited for, if it had to (see SQLite's
+    /// `begin_bookkeeping`): given back with the transaction.
+    pub(super) _turn: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl<DB: Database> Drop for Tx<DB> {
@@ -305,6 +319,7 @@ where
         let mut tx = Tx {
             conn: pool.acquire().await?,
             committed: false,
+            _turn: None,
         };
         sqlx::Executor::execute(&mut *tx.conn, begin).await?;
         Ok(tx)

@@ -13,7 +13,8 @@ use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
 use super::backend::{
-    Backend, Embedded, Op, Transaction, Tx, arguments, read_articles, read_number, read_rows,
+    AbortOnDrop, Backend, Embedded, Op, Transaction, Tx, arguments, read_articles, read_number,
+    read_rows,
 };
 use super::sql::{self, Statement};
 use super::{Change, LogRow, StoreError, StoredArticle, StoredSubscription, StoredTombstone};
@@ -230,15 +231,6 @@ const MAX_BEHIND: Duration = Duration::from_secs(30 * 60);
 
 /// How often a replica prunes the log (any replica may; they all do).
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
-
-/// Aborts a task when dropped: the listener lives as long as the follower that spawned it.
-struct AbortOnDrop(JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
 
 impl PgStore {
     /// Follows the change log forever, reporting each entry in commit order. Notifications

@@ -1059,6 +1059,11 @@ pub(super) fn store_region_tree_fingerprint(fingerprint: &str) -> Statement<'_> 
 /// at once (`SQLITE_BUSY_SNAPSHOT`, no busy wait) if another process wrote in between.
 pub(super) const SQLITE_BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
 
+/// Copies what it can of SQLite's write-ahead log into the database file, waiting for nobody.
+pub(super) fn sqlite_checkpoint() -> Statement<'static> {
+    Statement::new("PRAGMA wal_checkpoint(PASSIVE)")
+}
+
 /// Hands SQLite's writer page cache back after a write.
 pub(super) fn sqlite_shrink_memory() -> Statement<'static> {
     Statement::new("PRAGMA shrink_memory")

@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::migrate::Migrator;
@@ -11,7 +12,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Sqlite, SqlitePool};
 
 use super::backend::{
-    Backend, Embedded, Op, Transaction, Tx, arguments, read_articles, read_number, read_rows,
+    AbortOnDrop, Backend, Embedded, Op, Transaction, Tx, arguments, read_articles, read_number,
+    read_rows,
 };
 use super::sql::{self, Statement};
 use super::{StoreError, StoredArticle, StoredSubscription, StoredTombstone};
@@ -80,6 +82,10 @@ const PAGE_SIZE: u32 = 16 * 1024;
 /// them for every batch. Given back after each write ([`SqliteStore::after_write`]).
 const WRITER_CACHE_KIB: u32 = 64 * 1024;
 
+/// How often the write-ahead log is checkpointed into the database file (see
+/// [`checkpoints`]).
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+
 /// The article store on SQLite.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -87,6 +93,10 @@ pub struct SqliteStore {
     /// SQLite serializes writers anyway: one connection writes, so writes queue here in
     /// order rather than contending for the file lock.
     writer: SqlitePool,
+    /// One bookkeeping transaction at a time waits for the writer (see `begin_bookkeeping`).
+    bookkeeping: Arc<tokio::sync::Semaphore>,
+    /// The checkpointer, stopped when the last clone of the store goes.
+    _checkpoints: Arc<AbortOnDrop>,
 }
 
 impl SqliteStore {
@@ -123,7 +133,9 @@ impl SqliteStore {
         let writer = connect(
             options
                 .clone()
-                .pragma("cache_size", format!("-{WRITER_CACHE_KIB}")),
+                .pragma("cache_size", format!("-{WRITER_CACHE_KIB}"))
+                // Checkpoints are made off the writer (see `checkpoints`).
+                .pragma("wal_autocheckpoint", "0"),
             1,
         )
         .await?;
@@ -133,7 +145,42 @@ impl SqliteStore {
             MAX_READERS,
         )
         .await?;
-        Ok(SqliteStore { pool, writer })
+        let checkpointer = AbortOnDrop(tokio::spawn(checkpoints(pool.clone())));
+        Ok(SqliteStore {
+            pool,
+            writer,
+            bookkeeping: Arc::new(tokio::sync::Semaphore::new(1)),
+            _checkpoints: Arc::new(checkpointer),
+        })
+    }
+}
+
+/// Copies the write-ahead log into the database file every [`CHECKPOINT_EVERY`], on a reader
+/// connection, never blocking the writer. SQLite's own checkpoint runs inside the commit that
+/// fills the log past 1,000 pages, so that one write waited for it: under the hub's delivery
+/// bookkeeping, tens of milliseconds (bench/run's hub figures). A passive checkpoint copies
+/// what no reader still needs; the log starts over once all of it was copied.
+async fn checkpoints(pool: SqlitePool) {
+    let mut every = tokio::time::interval(CHECKPOINT_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let checkpoint = sql::sqlite_checkpoint();
+    loop {
+        every.tick().await;
+        if pool.is_closed() {
+            return;
+        }
+        let done = match arguments::<Sqlite>(&checkpoint.params) {
+            Ok(arguments) => sqlx::query_with(&checkpoint.sql, arguments)
+                .execute(&pool)
+                .await
+                .map(|_| ()),
+            Err(e) => Err(e),
+        };
+        match done {
+            Err(sqlx::Error::PoolClosed) => return,
+            Err(e) => tracing::warn!(cause = %e, "checkpointing the SQLite log failed"),
+            Ok(()) => {}
+        }
     }
 }
 
@@ -148,6 +195,24 @@ impl Backend for SqliteStore {
     fn begin_write(&self) -> Op<'_, Box<dyn Transaction>> {
         Box::pin(async move {
             let tx = Tx::<Sqlite>::begin(&self.writer, sql::SQLITE_BEGIN_WRITE).await?;
+            Ok(Box::new(tx) as Box<dyn Transaction>)
+        })
+    }
+
+    /// On the one writer connection too, but only one at a time waits for it: the outbound
+    /// queue's claims, settles and fan-out pages come by the dozen while deliveries go out,
+    /// and an article write queued behind all of them waited for all of them (bench/run's
+    /// hub write p99). Now it waits for one at most; they run one at a time anyway.
+    fn begin_bookkeeping(&self) -> Op<'_, Box<dyn Transaction>> {
+        Box::pin(async move {
+            let turn = self
+                .bookkeeping
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| sqlx::Error::PoolClosed)?;
+            let mut tx = Tx::<Sqlite>::begin(&self.writer, sql::SQLITE_BEGIN_WRITE).await?;
+            tx._turn = Some(turn);
             Ok(Box::new(tx) as Box<dyn Transaction>)
         })
     }

@@ -32,7 +32,10 @@ fn the_benchmark_runs_end_to_end_at_tiny_sizes() {
         .all(|t| available("sh", &["-c", &format!("command -v {t}")]))
         || !available(
             "test",
-            &["-f", "/usr/lib/nginx/modules/ngx_http_brotli_static_module.so"],
+            &[
+                "-f",
+                "/usr/lib/nginx/modules/ngx_http_brotli_static_module.so",
+            ],
         )
     {
         return;
