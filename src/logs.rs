@@ -3,11 +3,18 @@
 //! cannot keep up and the queue is full, a line is dropped rather than a request held, and
 //! counted: `/metrics` shows [`crate::metrics::LOG_LINES_DROPPED`], so nothing is lost
 //! silently.
+//!
+//! The request line, one per request, is formatted here rather than by `tracing`'s generic
+//! formatter, which cost a request more instructions than answering a 304 (callgrind; see
+//! docs/BENCHMARKS.md): into a reused buffer, with the timestamp's date and time formatted once
+//! a second. It reads as the other lines do, text or JSON, under the same `RUST_LOG` levels.
 
-use std::io::{BufWriter, IsTerminal};
+use std::cell::RefCell;
+use std::io::{BufWriter, IsTerminal, Write as _};
+use std::net::IpAddr;
 use std::sync::OnceLock;
 
-use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
+use tracing_appender::non_blocking::{ErrorCounter, NonBlocking, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 
 /// Lines queued for the writer thread by default: about 10 MB of request lines, some seconds
@@ -27,8 +34,17 @@ pub enum LogFormat {
     Json,
 }
 
-/// Counts the lines the installed log dropped.
-static DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
+/// The installed log: its writer, its format, and the count of the lines it dropped.
+static INSTALLED: OnceLock<Installed> = OnceLock::new();
+
+struct Installed {
+    writer: NonBlocking,
+    format: LogFormat,
+    dropped: ErrorCounter,
+}
+
+/// The target request lines are logged under, as `RUST_LOG` directives name it.
+pub const REQUEST_TARGET: &str = "feedcast::http::observe";
 
 /// Installs the process's log: `format`, the levels of `RUST_LOG` (default `info`), at most
 /// `queued_lines` (at least 1) waiting for the writer. Keep the guard until the process ends:
@@ -40,7 +56,11 @@ pub fn install(format: LogFormat, queued_lines: u32) -> WorkerGuard {
         .buffered_lines_limit(queued_lines.max(1) as usize)
         .thread_name("feedcast-log")
         .finish(BufWriter::with_capacity(WRITE_BUFFER, std::io::stderr()));
-    let _ = DROPPED.set(writer.error_counter());
+    let _ = INSTALLED.set(Installed {
+        writer: writer.clone(),
+        format,
+        dropped: writer.error_counter(),
+    });
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         // Colours for a person at a terminal, not escape codes in a log file.
@@ -56,7 +76,172 @@ pub fn install(format: LogFormat, queued_lines: u32) -> WorkerGuard {
 
 /// Lines dropped since the log was installed (0 if it was not).
 pub fn dropped() -> u64 {
-    DROPPED
-        .get()
-        .map_or(0, |c| u64::try_from(c.dropped_lines()).unwrap_or(u64::MAX))
+    INSTALLED.get().map_or(0, |i| {
+        u64::try_from(i.dropped.dropped_lines()).unwrap_or(u64::MAX)
+    })
+}
+
+/// One answered request, as its log line names it.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestLine<'a> {
+    /// The request id (the client's `X-Request-Id`, or one of feedcast's).
+    pub request_id: &'a str,
+    /// The client's address.
+    pub client: IpAddr,
+    /// The method, `-` when the request could not be parsed.
+    pub method: &'a str,
+    /// The path, `-` when the request could not be parsed.
+    pub path: &'a str,
+    /// The status answered.
+    pub status: u16,
+    /// Body bytes sent.
+    pub bytes: u64,
+    /// Time to the answer, in microseconds.
+    pub latency_us: u64,
+}
+
+/// Logs a request's line at level INFO, if `RUST_LOG` lets [`REQUEST_TARGET`] log at INFO.
+pub fn request(line: &RequestLine<'_>) {
+    if !tracing::enabled!(target: REQUEST_TARGET, tracing::Level::INFO) {
+        return;
+    }
+    let Some(installed) = INSTALLED.get() else {
+        // Not installed (the service inside a test or another program): its subscriber decides.
+        tracing::info!(
+            target: REQUEST_TARGET,
+            request_id = line.request_id,
+            client = %line.client,
+            method = line.method,
+            path = line.path,
+            status = line.status,
+            bytes = line.bytes,
+            latency_us = line.latency_us,
+            "request"
+        );
+        return;
+    };
+    BUFFER.with_borrow_mut(|buffer| {
+        buffer.clear();
+        match installed.format {
+            LogFormat::Text => text_line(buffer, line),
+            LogFormat::Json => json_line(buffer, line),
+        }
+        // One write, one line: the writer queues each write as a line.
+        let _ = installed.writer.clone().write_all(buffer);
+    });
+}
+
+thread_local! {
+    /// The line being formatted, reused: its capacity stays with the thread.
+    static BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// The current second, formatted (`2026-12-04T18:50:17`), and which second it is.
+    static SECOND: RefCell<(i64, Vec<u8>)> = const { RefCell::new((i64::MIN, Vec::new())) };
+}
+
+/// Now, as the other lines write it: RFC 3339 in UTC with microseconds.
+fn timestamp(out: &mut Vec<u8>) {
+    let now = chrono::Utc::now();
+    SECOND.with_borrow_mut(|(second, formatted)| {
+        if *second != now.timestamp() {
+            *second = now.timestamp();
+            formatted.clear();
+            let _ = write!(formatted, "{}", now.format("%Y-%m-%dT%H:%M:%S"));
+        }
+        out.extend_from_slice(formatted);
+    });
+    let _ = write!(out, ".{:06}Z", now.timestamp_subsec_micros().min(999_999));
+}
+
+/// The line as `tracing`'s text format writes an event: strings quoted and escaped, so a
+/// hostile request id cannot forge a line.
+fn text_line(out: &mut Vec<u8>, line: &RequestLine<'_>) {
+    timestamp(out);
+    let _ = writeln!(
+        out,
+        "  INFO {REQUEST_TARGET}: request request_id={:?} client={} method={} path={:?} status={} \
+         bytes={} latency_us={}",
+        line.request_id,
+        line.client,
+        line.method,
+        line.path,
+        line.status,
+        line.bytes,
+        line.latency_us
+    );
+}
+
+/// The line as `tracing`'s JSON format writes an event, its fields flattened.
+fn json_line(out: &mut Vec<u8>, line: &RequestLine<'_>) {
+    out.extend_from_slice(b"{\"timestamp\":\"");
+    timestamp(out);
+    out.extend_from_slice(b"\",\"level\":\"INFO\",\"message\":\"request\",\"request_id\":");
+    json_string(out, line.request_id);
+    let _ = write!(out, ",\"client\":\"{}\",\"method\":", line.client);
+    json_string(out, line.method);
+    out.extend_from_slice(b",\"path\":");
+    json_string(out, line.path);
+    let _ = writeln!(
+        out,
+        ",\"status\":{},\"bytes\":{},\"latency_us\":{},\"target\":\"{REQUEST_TARGET}\"}}",
+        line.status, line.bytes, line.latency_us
+    );
+}
+
+/// A JSON string of `s`, escaped as JSON requires.
+fn json_string(out: &mut Vec<u8>, s: &str) {
+    // Writing into memory cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(request_id: &str) -> RequestLine<'_> {
+        RequestLine {
+            request_id,
+            client: IpAddr::from([127, 0, 0, 1]),
+            method: "GET",
+            path: "/feeds/region/320000.atom",
+            status: 304,
+            bytes: 0,
+            latency_us: 41,
+        }
+    }
+
+    #[test]
+    fn a_json_request_line_is_one_json_object_with_every_field() {
+        let mut out = Vec::new();
+        json_line(&mut out, &line("a\"b\n{}"));
+        let out = String::from_utf8(out).unwrap();
+        assert!(
+            out.ends_with('\n') && out.matches('\n').count() == 1,
+            "{out}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["request_id"], "a\"b\n{}");
+        assert_eq!(v["level"], "INFO");
+        assert_eq!(v["message"], "request");
+        assert_eq!(v["client"], "127.0.0.1");
+        assert_eq!(v["path"], "/feeds/region/320000.atom");
+        assert_eq!(
+            (v["status"].as_u64(), v["latency_us"].as_u64()),
+            (Some(304), Some(41))
+        );
+        let at = v["timestamp"].as_str().unwrap();
+        assert!(chrono::DateTime::parse_from_rfc3339(at).is_ok(), "{at}");
+    }
+
+    #[test]
+    fn a_text_request_line_is_one_line_whatever_the_request_id() {
+        let mut out = Vec::new();
+        text_line(&mut out, &line("x\n2026-01-01T00:00:00Z  INFO forged"));
+        let out = String::from_utf8(out).unwrap();
+        assert_eq!(out.matches('\n').count(), 1, "{out}");
+        assert!(
+            out.contains(" INFO feedcast::http::observe: request request_id=\"x\\n2026"),
+            "{out}"
+        );
+        assert!(out.contains(" status=304 bytes=0 latency_us=41\n"), "{out}");
+    }
 }

@@ -18,6 +18,7 @@ use axum::response::Response;
 use super::client::{ClientAddr, client_address};
 use super::representation::plain;
 use crate::app::App;
+use crate::logs::RequestLine;
 use crate::metrics;
 
 /// Header carrying the request id, taken from the client (a load balancer's) when present.
@@ -154,16 +155,15 @@ pub(super) async fn observe(
     let bytes = response_bytes(response.body());
     let latency = started.elapsed();
     count(kind, status, bytes, latency);
-    tracing::info!(
-        request_id = id.to_str().unwrap_or_default(),
-        %client,
-        %method,
-        path = uri.path(),
+    crate::logs::request(&RequestLine {
+        request_id: id.to_str().unwrap_or_default(),
+        client,
+        method: method.as_str(),
+        path: uri.path(),
         status,
         bytes,
-        latency_us = latency.as_micros() as u64,
-        "request"
-    );
+        latency_us: u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
+    });
     response
 }
 
@@ -187,16 +187,15 @@ fn count(kind: usize, status: u16, bytes: u64, latency: std::time::Duration) {
 /// path is not known.
 pub(super) fn refused_by_hyper(client: IpAddr, status: u16) {
     count(KINDS.len() - 1, status, 0, std::time::Duration::ZERO);
-    tracing::info!(
-        request_id = next_id().to_str().unwrap_or_default(),
-        %client,
-        method = "-",
-        path = "-",
+    crate::logs::request(&RequestLine {
+        request_id: next_id().to_str().unwrap_or_default(),
+        client,
+        method: "-",
+        path: "-",
         status,
-        bytes = 0u64,
-        latency_us = 0u64,
-        "request"
-    );
+        bytes: 0,
+        latency_us: 0,
+    });
 }
 
 /// A connection closed for a limit (`per_address`: its address held too many already;
