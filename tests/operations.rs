@@ -149,21 +149,40 @@ fn serve(
     (child, addr)
 }
 
+/// Runs `work` on a runtime of the test's own thread.
+fn block_on<F: std::future::Future>(work: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(work)
+}
+
+/// Stops a server started with its standard error piped (SIGTERM, as an operator would) and
+/// returns its log, read to the end; it must have exited cleanly.
+fn stop(mut child: std::process::Child) -> String {
+    let mut stderr = child.stderr.take().unwrap();
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let mut log = String::new();
+    stderr.read_to_string(&mut log).unwrap();
+    assert!(child.wait().unwrap().success());
+    log
+}
+
 #[test]
 fn request_logs_are_json_lines_with_id_method_path_status_bytes_latency() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, addr) = serve(
+    let (child, addr) = serve(
         dir.path(),
         &["--log-format", "json"],
         &["--listen", "127.0.0.1:0"],
         "info",
         Stdio::piped(),
     );
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let bytes = rt.block_on(async {
+    let bytes = block_on(async {
         let r = reqwest::Client::new()
             .get(format!("http://{addr}/feeds/category/parks.atom"))
             .header("x-request-id", "req-42")
@@ -181,18 +200,7 @@ fn request_logs_are_json_lines_with_id_method_path_status_bytes_latency() {
         assert!(answer.starts_with(b"HTTP/1.1 400"), "{answer:?}");
         bytes
     });
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    let stderr = stop(child);
     let line: serde_json::Value = stderr
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
@@ -225,18 +233,14 @@ fn request_logs_are_json_lines_with_id_method_path_status_bytes_latency() {
 fn a_log_nobody_reads_holds_no_request_and_loses_no_line_silently() {
     const REQUESTS: usize = 3_000;
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, addr) = serve(
+    let (child, addr) = serve(
         dir.path(),
         &["--log-queue-lines", "16"],
         &["--listen", "127.0.0.1:0"],
         "info",
         Stdio::piped(),
     );
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let metrics = rt.block_on(async {
+    let metrics = block_on(async {
         let client = reqwest::Client::new();
         // Some 200 bytes a line: far more than a pipe's buffer holds.
         for _ in 0..REQUESTS {
@@ -266,14 +270,7 @@ fn a_log_nobody_reads_holds_no_request_and_loses_no_line_silently() {
         .unwrap();
     assert!(dropped > 0, "the queue of 16 lines never filled");
     // Now the log is read: what was queued is written out, through shutdown.
-    let mut stderr = child.stderr.take().unwrap();
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let mut log = String::new();
-    stderr.read_to_string(&mut log).unwrap();
-    assert!(child.wait().unwrap().success());
+    let log = stop(child);
     let written = log.lines().filter(|l| l.contains("/healthz")).count();
     // Each request's line was either dropped (counted before its answer was sent) or written.
     assert_eq!(
