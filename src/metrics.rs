@@ -51,7 +51,7 @@ pub const STORED_ARTICLES_SKIPPED: &str = "feedcast_stored_articles_skipped_tota
 pub const STORED_FIELDS_DROPPED: &str = "feedcast_stored_article_fields_dropped_total";
 /// Writes (upserts, imports, takedowns) the store failed.
 pub const STORE_WRITE_FAILURES: &str = "feedcast_store_write_failures_total";
-/// Log lines dropped because the log could not keep up (see [`crate::logs`]).
+/// Log lines dropped because the log could not keep up (the `logs` module).
 pub const LOG_LINES_DROPPED: &str = "feedcast_log_lines_dropped_total";
 /// Times the PostgreSQL change listener lost its connection.
 pub const NOTIFY_DISCONNECTS: &str = "feedcast_notify_disconnects_total";
