@@ -395,6 +395,30 @@ where
     })
 }
 
+/// Runs one statement on `pool`, outside any transaction (its own implicit one), for the
+/// maintenance a store does beside its work: checkpoints, cache shrinking, pruning.
+pub(super) fn execute_on<'a, DB>(
+    pool: &'a sqlx::Pool<DB>,
+    statement: &'a Statement<'a>,
+) -> Op<'a, ()>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
+{
+    Box::pin(async move {
+        let arguments = arguments::<DB>(&statement.params)?;
+        sqlx::query_with(&statement.sql, arguments)
+            .execute(pool)
+            .await
+            .map(|_| ())
+    })
+}
+
 /// Reads one number from `pool`, if the query finds a row.
 pub(super) fn read_number<'a, DB>(
     pool: &'a sqlx::Pool<DB>,

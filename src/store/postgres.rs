@@ -13,8 +13,8 @@ use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
 use super::backend::{
-    AbortOnDrop, Backend, Embedded, Op, Transaction, Tx, arguments, read_articles, read_number,
-    read_rows,
+    AbortOnDrop, Backend, Embedded, Op, Transaction, Tx, arguments, execute_on, read_articles,
+    read_number, read_rows,
 };
 use super::sql::{self, Statement};
 use super::{Change, LogRow, StoreError, StoredArticle, StoredSubscription, StoredTombstone};
@@ -300,11 +300,8 @@ impl PgStore {
                 if pruned_at.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
                     pruned_at = Some(Instant::now());
                     let prune = sql::postgres_prune_log();
-                    if let Ok(arguments) = arguments::<Postgres>(&prune.params) {
-                        if let Err(e) = sqlx::query_with(&prune.sql, arguments).execute(&pool).await
-                        {
-                            tracing::debug!(cause = %e, "pruning the change log failed");
-                        }
+                    if let Err(e) = execute_on(&pool, &prune).await {
+                        tracing::debug!(cause = %e, "pruning the change log failed");
                     }
                 }
                 if full_page {

@@ -12,7 +12,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Sqlite, SqlitePool};
 
 use super::backend::{
-    AbortOnDrop, Backend, Embedded, Op, Transaction, Tx, arguments, read_articles, read_number,
+    AbortOnDrop, Backend, Embedded, Op, Transaction, Tx, execute_on, read_articles, read_number,
     read_rows,
 };
 use super::sql::{self, Statement};
@@ -169,14 +169,7 @@ async fn checkpoints(pool: SqlitePool) {
         if pool.is_closed() {
             return;
         }
-        let done = match arguments::<Sqlite>(&checkpoint.params) {
-            Ok(arguments) => sqlx::query_with(&checkpoint.sql, arguments)
-                .execute(&pool)
-                .await
-                .map(|_| ()),
-            Err(e) => Err(e),
-        };
-        match done {
+        match execute_on(&pool, &checkpoint).await {
             Err(sqlx::Error::PoolClosed) => return,
             Err(e) => tracing::warn!(cause = %e, "checkpointing the SQLite log failed"),
             Ok(()) => {}
@@ -249,14 +242,7 @@ impl Backend for SqliteStore {
     /// Hands the writer's page cache back after a write: it is large for imports, and a
     /// long-running server would otherwise keep it filled with pages of old writes.
     fn after_write(&self) -> Op<'_, ()> {
-        Box::pin(async move {
-            let shrink = sql::sqlite_shrink_memory();
-            let arguments = arguments::<Sqlite>(&shrink.params)?;
-            sqlx::query_with(&shrink.sql, arguments)
-                .execute(&self.writer)
-                .await
-                .map(|_| ())
-        })
+        Box::pin(async move { execute_on(&self.writer, &sql::sqlite_shrink_memory()).await })
     }
 
     fn close(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
@@ -269,6 +255,7 @@ impl Backend for SqliteStore {
 
 #[cfg(test)]
 mod tests {
+    use super::super::backend::arguments;
     use super::*;
     use crate::model::Bucket;
     use crate::store::{Edge, Selection, Window};
