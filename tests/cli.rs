@@ -399,3 +399,33 @@ fn check_refuses_an_icon_that_is_not_an_image_it_can_serve() {
         );
     }
 }
+
+/// A log queue of no lines, of more than ten million, or of no number is refused before
+/// anything starts, naming the flag (and the variable, which goes through the same check).
+#[test]
+fn a_log_queue_outside_its_bounds_is_refused_naming_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("x.db");
+    for bad in ["0", "10000001", "-5", "many", "99999999999999999999"] {
+        let flag = format!("--log-queue-lines={bad}");
+        let out = feedcast(&db, &[&flag, "check"]);
+        assert!(!out.status.success(), "{bad} was accepted");
+        let err = stderr(&out);
+        assert!(err.contains("--log-queue-lines"), "{bad}: {err}");
+        let out = Command::new(BIN)
+            .args(["--config", CONFIG, "check"])
+            .env("FEEDCAST_LOG_QUEUE_LINES", bad)
+            .output()
+            .unwrap();
+        assert!(
+            !out.status.success(),
+            "FEEDCAST_LOG_QUEUE_LINES={bad} was accepted"
+        );
+    }
+    // The bounds themselves are taken.
+    for good in ["1", "10000000"] {
+        let out = feedcast(&db, &["--log-queue-lines", good, "check"]);
+        assert!(out.status.success(), "{good}: {}", stderr(&out));
+    }
+    assert!(!db.exists(), "check opens no store");
+}
