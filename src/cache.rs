@@ -20,6 +20,7 @@ use std::io::Write;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use http::{HeaderName, HeaderValue};
 use moka::future::Cache;
 use sha2::{Digest, Sha256};
 
@@ -84,31 +85,32 @@ impl Encoding {
     }
 }
 
-/// A document ready to send in every encoding, with its validators in their wire form (the
-/// quoted ETag, the HTTP date) already written. Plain bytes and data: the HTTP layer makes
-/// them headers.
+/// A document ready to send in every encoding, with its validators already written as header
+/// values (the quoted ETag, the HTTP date), so that a hit or a 304 formats and checks nothing:
+/// a `HeaderValue` is shared bytes, cloned by a reference count. The HTTP layer decides which
+/// headers they go in.
 #[derive(Debug, Clone)]
 pub struct Encoded {
     identity: Bytes,
     gzip: Bytes,
     brotli: Bytes,
     /// Each variant's strong ETag (they differ, since the bytes do), in `Encoding` order.
-    etags: [Bytes; 3],
+    etags: [HeaderValue; 3],
     /// When what it shows last changed, to the microsecond: `If-Modified-Since` is compared
     /// with this, so a change within the second of the date a client holds is never a 304.
     pub last_modified: Option<DateTime<Utc>>,
     /// `last_modified` rounded up to the whole second, as an HTTP date (IMF-fixdate), and that
     /// second: to be held back while it is still ahead of the response (see `http`).
-    pub last_modified_http: Option<(i64, Bytes)>,
+    pub last_modified_http: Option<(i64, HeaderValue)>,
     /// How far the store's clock was ahead of this machine's when `last_modified` was read.
     pub store_clock_ahead: chrono::TimeDelta,
     /// The document's links, for its `Link` header, if it has any.
     pub links: Option<Links>,
     /// The `Link` header's value, as the HTTP layer wrote it on first use.
-    link_header: std::sync::OnceLock<Bytes>,
+    link_header: std::sync::OnceLock<Option<HeaderValue>>,
     tags: Vec<CacheTag>,
     /// The values of the headers naming `tags`, written once by [`Encoded::tag_headers`].
-    tag_headers: std::sync::OnceLock<Vec<Bytes>>,
+    tag_headers: std::sync::OnceLock<Vec<(HeaderName, HeaderValue)>>,
     /// When it goes out of date without any write, if it does.
     expires: Option<DateTime<Utc>>,
     /// Set for an archive that does not exist: the answer is cached like a document, so that
@@ -122,7 +124,7 @@ impl Encoded {
         let body = rendered.body;
         let digest = Sha256::digest(&body);
         let digest: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
-        let etag = |suffix: &str| Bytes::from(format!("\"{digest}{suffix}\""));
+        let etag = |suffix: &str| wire(format!("\"{digest}{suffix}\""));
         Encoded {
             etags: [etag(""), etag("-gzip"), etag("-br")],
             gzip: gzip(&body),
@@ -133,7 +135,7 @@ impl Encoded {
             last_modified_http: rendered.last_modified.map(|t| {
                 let second = crate::render::whole_second_up(t);
                 let http = second.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
-                (second.timestamp(), Bytes::from(http))
+                (second.timestamp(), wire(http))
             }),
             last_modified: rendered.last_modified,
             store_clock_ahead: rendered.store_clock_ahead,
@@ -167,7 +169,7 @@ impl Encoded {
 
     /// The bytes and strong ETag of one variant. Each variant has its own ETag, since their
     /// bytes differ.
-    pub fn variant(&self, encoding: Encoding) -> (&Bytes, &Bytes) {
+    pub fn variant(&self, encoding: Encoding) -> (&Bytes, &HeaderValue) {
         match encoding {
             Encoding::Identity => (&self.identity, &self.etags[0]),
             Encoding::Gzip => (&self.gzip, &self.etags[1]),
@@ -177,14 +179,19 @@ impl Encoded {
 
     /// The document's `Link` header value, if it has links: made by `write` (the HTTP layer
     /// knows the syntax) on first use and kept, so that a hit formats nothing.
-    pub fn link_header(&self, write: impl FnOnce(&Links) -> String) -> Option<&Bytes> {
+    pub fn link_header(&self, write: impl FnOnce(&Links) -> String) -> Option<&HeaderValue> {
         let links = self.links.as_ref()?;
-        Some(self.link_header.get_or_init(|| Bytes::from(write(links))))
+        self.link_header
+            .get_or_init(|| HeaderValue::try_from(write(links)).ok())
+            .as_ref()
     }
 
-    /// The values of the headers naming the document's cache tags, as `write` makes them the
-    /// first time; `None` for a document without tags.
-    pub fn tag_headers(&self, write: impl FnOnce(&[CacheTag]) -> Vec<Bytes>) -> Option<&[Bytes]> {
+    /// The headers naming the document's cache tags, as `write` makes them the first time;
+    /// `None` for a document without tags.
+    pub fn tag_headers(
+        &self,
+        write: impl FnOnce(&[CacheTag]) -> Vec<(HeaderName, HeaderValue)>,
+    ) -> Option<&[(HeaderName, HeaderValue)]> {
         if self.tags.is_empty() {
             return None;
         }
@@ -197,6 +204,12 @@ impl Encoded {
         let tags: usize = self.tags.iter().map(|t| t.as_str().len() + 1).sum();
         self.identity.len() + self.gzip.len() + self.brotli.len() + 3 * 40 + 3 * tags
     }
+}
+
+/// A header value of text the cache wrote itself (hex digits and quotes, an HTTP date), which
+/// is always valid; were it not, an empty value stands in, which the HTTP layer leaves out.
+fn wire(text: String) -> HeaderValue {
+    HeaderValue::try_from(text).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 fn gzip(body: &[u8]) -> Bytes {
@@ -290,12 +303,17 @@ const MAX_BUILDS: u32 = 3;
 /// tried again, so a failing store is not hammered by every request.
 const RETRY_BUILD_AFTER: Duration = Duration::from_secs(1);
 
+/// The keys' hasher: every hit hashes its key twice (the entry, its feed's marks), and SipHash
+/// was a fifth of a hit's cache lookup (callgrind). Keys are feeds the catalog declares, never
+/// a client's free choice, so a fast seeded hash is as safe here.
+type Hasher = foldhash::fast::RandomState;
+
 /// The rendered-feed cache.
 pub struct FeedCache {
-    entries: Cache<FeedKey, Arc<Cached>>,
+    entries: Cache<FeedKey, Arc<Cached>, Hasher>,
     /// Incremented by every write.
     clock: AtomicU64,
-    marks: HashMap<FeedId, Marks>,
+    marks: HashMap<FeedId, Marks, Hasher>,
     /// The clock reading of the last "drop everything".
     all_dropped: AtomicU64,
     /// The store's health, shared with the store and readiness: while reads fail or changes
@@ -316,7 +334,7 @@ impl FeedCache {
                     .unwrap_or(u32::MAX)
                     .saturating_add(ENTRY_OVERHEAD)
             })
-            .build();
+            .build_with_hasher(Hasher::default());
         FeedCache {
             entries,
             clock: AtomicU64::new(0),

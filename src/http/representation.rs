@@ -53,22 +53,18 @@ pub(super) fn header_str(headers: &HeaderMap, name: HeaderName) -> Option<&str> 
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-/// A header from bytes the cache holds. They were written from hex digits, quotes, an HTTP
-/// date and absolute URLs, so they are always a valid value; were one not, the header is left
-/// out rather than the answer failing.
-fn value(bytes: &Bytes) -> Option<HeaderValue> {
-    HeaderValue::from_maybe_shared(bytes.clone()).ok()
-}
-
 /// Sends `doc` in the encoding the client accepts, or `304 Not Modified` when the client's
-/// copy is current. Both carry the same validators and caching headers.
+/// copy is current. Both carry the same validators and caching headers. Every value but
+/// Cache-Control was made when the document entered the cache, so a hit clones reference
+/// counts rather than formatting and checking bytes (measured with callgrind: 7,900
+/// instructions a 304 before, most of them re-checking a kilobyte of cache tags).
 pub(super) fn respond(request: &HeaderMap, doc: &Encoded, policy: Policy<'_>) -> Response {
     let encoding = negotiate::encoding(header_str(request, header::ACCEPT_ENCODING));
     let (body, etag) = doc.variant(encoding);
     let fresh = conditional::not_modified(
         header_str(request, header::IF_NONE_MATCH),
         header_str(request, header::IF_MODIFIED_SINCE),
-        std::str::from_utf8(etag).unwrap_or_default(),
+        std::str::from_utf8(etag.as_bytes()).unwrap_or_default(),
         doc.last_modified,
     );
     let mut response = if fresh {
@@ -76,10 +72,11 @@ pub(super) fn respond(request: &HeaderMap, doc: &Encoded, policy: Policy<'_>) ->
     } else {
         Response::new(Body::from(body.clone()))
     };
-    // The validators were formatted when the document entered the cache.
     let headers = response.headers_mut();
-    if let Some(etag) = value(etag) {
-        headers.insert(header::ETAG, etag);
+    // Room for every header set here and by the middleware, so the map grows once.
+    headers.reserve(16);
+    if !etag.is_empty() {
+        headers.insert(header::ETAG, etag.clone());
     }
     if let Some((second, http_date)) = &doc.last_modified_http {
         let now = chrono::Utc::now();
@@ -89,8 +86,8 @@ pub(super) fn respond(request: &HeaderMap, doc: &Encoded, policy: Policy<'_>) ->
         let settled = (now + doc.store_clock_ahead - HELD_BACK).timestamp();
         let limit = settled.min(now.timestamp());
         if *second <= limit {
-            if let Some(modified) = value(http_date) {
-                headers.insert(header::LAST_MODIFIED, modified);
+            if !http_date.is_empty() {
+                headers.insert(header::LAST_MODIFIED, http_date.clone());
             }
         } else if let Some(held) = chrono::DateTime::from_timestamp(limit, 0) {
             let held = held.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
@@ -99,26 +96,14 @@ pub(super) fn respond(request: &HeaderMap, doc: &Encoded, policy: Policy<'_>) ->
             }
         }
     }
-    let mut cache_control = format!("public, max-age={}", policy.max_age);
-    let (while_revalidate, if_error) = policy.stale;
-    if while_revalidate > 0 {
-        cache_control.push_str(&format!(", stale-while-revalidate={while_revalidate}"));
-    }
-    if if_error > 0 {
-        cache_control.push_str(&format!(", stale-if-error={if_error}"));
-    }
-    if let Ok(v) = HeaderValue::from_str(&cache_control) {
-        headers.insert(header::CACHE_CONTROL, v);
-    }
+    headers.insert(header::CACHE_CONTROL, cache_control(&policy));
     headers.insert(header::VARY, HeaderValue::from_static(policy.vary));
-    if let Some(link) = doc.link_header(link_value).and_then(value) {
-        headers.insert(header::LINK, link);
+    if let Some(link) = doc.link_header(link_value) {
+        headers.insert(header::LINK, link.clone());
     }
-    if let Some(values) = doc.tag_headers(|tags| tag_values(tags, policy.cache_tags)) {
-        for (tag_header, tags) in policy.cache_tags.headers.iter().zip(values) {
-            if let Some(tags) = value(tags) {
-                headers.insert(tag_header.name.clone(), tags);
-            }
+    if let Some(tag_headers) = doc.tag_headers(|tags| tag_values(tags, policy.cache_tags)) {
+        for (name, tags) in tag_headers {
+            headers.insert(name.clone(), tags.clone());
         }
     }
     if let Some(page_policy) = policy.page_policy {
@@ -140,6 +125,27 @@ pub(super) fn respond(request: &HeaderMap, doc: &Encoded, policy: Policy<'_>) ->
     response
 }
 
+/// The Cache-Control value of `policy`, written without `fmt` (it is per request: max-age
+/// depends on the time for some feeds).
+fn cache_control(policy: &Policy<'_>) -> HeaderValue {
+    let mut numbers = itoa::Buffer::new();
+    let mut value = Vec::with_capacity(96);
+    value.extend_from_slice(b"public, max-age=");
+    value.extend_from_slice(numbers.format(policy.max_age).as_bytes());
+    let (while_revalidate, if_error) = policy.stale;
+    if while_revalidate > 0 {
+        value.extend_from_slice(b", stale-while-revalidate=");
+        value.extend_from_slice(numbers.format(while_revalidate).as_bytes());
+    }
+    if if_error > 0 {
+        value.extend_from_slice(b", stale-if-error=");
+        value.extend_from_slice(numbers.format(if_error).as_bytes());
+    }
+    // ASCII letters, digits and punctuation only: always a valid value.
+    HeaderValue::from_maybe_shared(Bytes::from(value))
+        .unwrap_or_else(|_| HeaderValue::from_static("no-store"))
+}
+
 /// A document's `Link` header value (RFC 8288): its WebSub hubs and itself, so that a
 /// subscriber finds both without parsing the document. Written once per cached document. The
 /// URLs are absolute and validated; were one not a valid header value, [`value`] leaves the
@@ -153,15 +159,16 @@ fn link_value(links: &Links) -> String {
     value
 }
 
-/// The value of each cache-tag header: as many tags, in order, as fit in `max_bytes` with the
-/// header's separator. The document's own tags come first and always fit (a feed path is short);
-/// the article tags after them that do not fit are left out (a purge of a change also names
-/// the feed and month tags, which cover them). Written once per cached document.
-fn tag_values(tags: &[CacheTag], config: &CacheTags) -> Vec<Bytes> {
+/// Each cache-tag header with its value: as many tags, in order, as fit in `max_bytes` with
+/// the header's separator. The document's own tags come first and always fit (a feed path is
+/// short); the article tags after them that do not fit are left out (a purge of a change also
+/// names the feed and month tags, which cover them). Written once per cached document; tags
+/// are validated names, so a value that is not a valid header (never seen) is left out.
+fn tag_values(tags: &[CacheTag], config: &CacheTags) -> Vec<(HeaderName, HeaderValue)> {
     config
         .headers
         .iter()
-        .map(|h| {
+        .filter_map(|h| {
             let mut value = String::with_capacity(config.max_bytes.min(tags.len() * 24));
             for tag in tags {
                 let extra = usize::from(!value.is_empty()) + tag.as_str().len();
@@ -173,7 +180,8 @@ fn tag_values(tags: &[CacheTag], config: &CacheTags) -> Vec<Bytes> {
                 }
                 value.push_str(tag.as_str());
             }
-            Bytes::from(value)
+            let value = HeaderValue::try_from(value).ok()?;
+            Some((h.name.clone(), value))
         })
         .collect()
 }
