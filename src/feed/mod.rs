@@ -302,6 +302,14 @@ pub enum KeyError {
     Gone(String),
 }
 
+/// A feed as a path names it, before the catalog is asked.
+#[derive(Clone, Copy)]
+enum Named<'a> {
+    Category(&'a str),
+    Region(&'a str),
+    Custom(&'a str),
+}
+
 impl FeedKey {
     /// Resolves a path below `/feeds/` (e.g. `category/parks.atom` or
     /// `region/320000/archive/2021-01.rss`) and a query string against the catalog. The only
@@ -317,7 +325,12 @@ impl FeedKey {
                 _ => format!("no feed at `{path}`: add .rss, .atom or .json"),
             }));
         };
-        let (stem, month) = match stem.rsplit_once("/archive/") {
+        // The last segment, and whether `archive` is the one before it (a character search:
+        // cheaper than a substring search on every hit).
+        let archive = stem
+            .rsplit_once('/')
+            .and_then(|(head, month)| Some((head.strip_suffix("/archive")?, month)));
+        let (stem, month) = match archive {
             Some((feed, month)) => {
                 let month = Month::parse(month).ok_or_else(|| {
                     not_found(format!("no archive `{month}`: archives are named YYYY-MM"))
@@ -333,36 +346,35 @@ impl FeedKey {
             ));
         }
         let catalog = &settings.catalog;
-        // Each kind: the feed by its name, or by a name it had (then a move), or nothing.
-        let (found, renamed, missing) = match stem.split_once('/') {
-            Some(("category", slug)) => (
-                catalog
-                    .category(slug)
-                    .map(|c| FeedId::Category(c.slug.clone())),
-                catalog
-                    .renamed_category(slug)
-                    .map(|c| FeedId::Category(c.slug.clone())),
-                format!("no category `{slug}`"),
-            ),
-            Some(("region", code)) => (
-                catalog.region(code).map(|r| FeedId::Region(r.code.clone())),
-                catalog
-                    .renamed_region(code)
-                    .map(|r| FeedId::Region(r.code.clone())),
-                format!("no region `{code}`"),
-            ),
+        // Each kind: the feed by its name, else by a name it had (then a move), else nothing;
+        // the later lookups and the message only on a miss, which a hit never pays for.
+        let kind = match stem.split_once('/') {
+            Some(("category", slug)) => Named::Category(slug),
+            Some(("region", code)) => Named::Region(code),
             Some(_) => return Err(not_found(format!("no feed at `{path}`"))),
-            None => (
-                catalog.feed(stem).map(|f| FeedId::Custom(f.slug.clone())),
-                catalog
-                    .renamed_feed(stem)
-                    .map(|f| FeedId::Custom(f.slug.clone())),
-                format!("no feed `{stem}`"),
-            ),
+            None => Named::Custom(stem),
         };
-        let feed = match (found, renamed) {
-            (Some(feed), _) => feed,
-            (None, Some(feed)) => {
+        let found = match kind {
+            Named::Category(slug) => catalog
+                .category(slug)
+                .map(|c| FeedId::Category(c.slug.clone())),
+            Named::Region(code) => catalog.region(code).map(|r| FeedId::Region(r.code.clone())),
+            Named::Custom(slug) => catalog.feed(slug).map(|f| FeedId::Custom(f.slug.clone())),
+        };
+        let renamed = || match kind {
+            Named::Category(slug) => catalog
+                .renamed_category(slug)
+                .map(|c| FeedId::Category(c.slug.clone())),
+            Named::Region(code) => catalog
+                .renamed_region(code)
+                .map(|r| FeedId::Region(r.code.clone())),
+            Named::Custom(slug) => catalog
+                .renamed_feed(slug)
+                .map(|f| FeedId::Custom(f.slug.clone())),
+        };
+        let feed = match found.ok_or_else(renamed) {
+            Ok(feed) => feed,
+            Err(Some(feed)) => {
                 // Only its path is used: the limit travels in the query, as the client gave it.
                 let moved = FeedKey {
                     feed,
@@ -371,12 +383,18 @@ impl FeedKey {
                 };
                 return Err(KeyError::Moved(moved.moved_url(query, settings)));
             }
-            (None, None) if catalog.is_gone(stem) => {
+            Err(None) if catalog.is_gone(stem) => {
                 return Err(KeyError::Gone(format!(
                     "the feed `{stem}` was removed for good; unsubscribe"
                 )));
             }
-            (None, None) => return Err(not_found(missing)),
+            Err(None) => {
+                return Err(not_found(match kind {
+                    Named::Category(slug) => format!("no category `{slug}`"),
+                    Named::Region(code) => format!("no region `{code}`"),
+                    Named::Custom(slug) => format!("no feed `{slug}`"),
+                }));
+            }
         };
         let view = match month {
             Some(month) => View::Archive(month),
