@@ -12,6 +12,10 @@ use crate::store::{Store, StoreError};
 /// Validated batches an import may hold ready while the store writes one.
 const IMPORT_BATCHES_AHEAD: usize = 2;
 
+/// Imports of at least this many articles are bulk writes, tidied up after (see
+/// [`Store::after_bulk_write`]); an admin POST, at most a few thousand, is not.
+const BULK_ARTICLES: usize = 10_000;
+
 /// What the import's reading thread hands over.
 enum Validated {
     /// The next batch, and how long reading and validating it took.
@@ -121,6 +125,9 @@ where
     if let Some(writer) = writer {
         let started = Instant::now();
         buckets = writer.commit().await?;
+        if articles >= BULK_ARTICLES {
+            store.after_bulk_write().await;
+        }
         writing += started.elapsed();
     }
     Ok((

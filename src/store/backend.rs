@@ -125,6 +125,11 @@ pub(super) trait Backend: fmt::Debug + Send + Sync {
         Box::pin(async { Ok(()) })
     }
 
+    /// Runs after a bulk write has committed (PostgreSQL tidies and re-measures its tables).
+    fn after_bulk_write(&self) -> Op<'_, ()> {
+        Box::pin(async { Ok(()) })
+    }
+
     /// The database's change notifications, if it has any (PostgreSQL).
     fn listen(&self) -> Option<(mpsc::UnboundedReceiver<Change>, JoinHandle<()>)> {
         None

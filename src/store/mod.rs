@@ -695,6 +695,15 @@ impl Store {
         writer.commit().await
     }
 
+    /// Tidies up after a bulk write (an import of many articles) has committed, so that reads
+    /// are as fast right after it as in steady state. A failure is logged, not returned: the
+    /// write itself is done.
+    pub async fn after_bulk_write(&self) {
+        if let Err(e) = self.backend.after_bulk_write().await {
+            tracing::warn!(cause = %e, "tidying up after a bulk write failed");
+        }
+    }
+
     /// Starts a write that can take articles in several parts (an import streamed from a file)
     /// and stores them all at [`Writer::commit`], or none if the writer is dropped. On SQLite
     /// there is one writer: other writes wait while a `Writer` is held (so a task holding one

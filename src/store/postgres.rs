@@ -214,6 +214,15 @@ impl Backend for PgStore {
         })
     }
 
+    fn after_bulk_write(&self) -> Op<'_, ()> {
+        Box::pin(async move {
+            for statement in sql::postgres_after_bulk_write() {
+                execute_on(&self.pool, &statement).await?;
+            }
+            Ok(())
+        })
+    }
+
     fn close(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
         Box::pin(self.pool.close())
     }
