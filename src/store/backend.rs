@@ -6,6 +6,7 @@
 //! The futures are boxed, so that a store is one type whatever its database (`Arc<dyn
 //! Backend>`): one allocation per statement, next to a round trip to the database.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -192,6 +193,64 @@ where
     Ok(arguments)
 }
 
+/// Statements with at least this many values are sent to SQLite with anonymous placeholders
+/// (see [`sql_text`]); smaller ones as written.
+const MANY_PARAMS: usize = 64;
+
+/// The SQL text sent to `DB` for `statement`. Statements are written with numbered
+/// placeholders (`$1`, `$2`, …), which both databases take; but for each value of a statement,
+/// sqlx-sqlite asks SQLite the name of its placeholder, and SQLite finds it by a linear search
+/// of the statement's names: binding a statement of n values costs n², and an import's
+/// statement of 500 articles has some 10,000. That was three quarters of the SQLite writer's
+/// time (perf) and held an import to 2,200-2,900 articles/s. A statement with many values whose
+/// placeholders are `$1` to `$n` once each, in order, is sent with `?` for each instead: the
+/// same binding, by position, in linear time.
+fn sql_text<'s, DB: Database>(statement: &'s Statement<'_>) -> Cow<'s, str> {
+    if DB::NAME == "SQLite" && statement.params.len() >= MANY_PARAMS {
+        if let Some(sql) = anonymous_placeholders(&statement.sql, statement.params.len()) {
+            return Cow::Owned(sql);
+        }
+    }
+    Cow::Borrowed(&statement.sql)
+}
+
+/// `sql` with `?` for each of its placeholders, if they are `$1` to `$count`, each once and in
+/// order (outside quoted literals and names); `None` otherwise.
+fn anonymous_placeholders(sql: &str, count: usize) -> Option<String> {
+    let bytes = sql.as_bytes();
+    let mut out = String::with_capacity(sql.len());
+    let (mut next, mut copied, mut i) = (1usize, 0, 0);
+    let mut quote = None;
+    while i < bytes.len() {
+        let b = bytes[i];
+        match quote {
+            Some(q) if b == q => quote = None,
+            Some(_) => {}
+            None if b == b'\'' || b == b'"' => quote = Some(b),
+            None if b == b'$' => {
+                let digits = bytes[i + 1..]
+                    .iter()
+                    .take_while(|d| d.is_ascii_digit())
+                    .count();
+                let number: usize = sql[i + 1..i + 1 + digits].parse().ok()?;
+                if number != next {
+                    return None;
+                }
+                out.push_str(&sql[copied..i]);
+                out.push('?');
+                next += 1;
+                i += 1 + digits;
+                copied = i;
+                continue;
+            }
+            None => {}
+        }
+        i += 1;
+    }
+    out.push_str(&sql[copied..]);
+    (next == count + 1).then_some(out)
+}
+
 /// A write transaction on one pooled connection, begun and ended with plain statements rather
 /// than through sqlx's `Transaction`.
 ///
@@ -263,8 +322,9 @@ where
 {
     fn execute<'a>(&'a mut self, statement: &'a Statement<'a>) -> Op<'a, ()> {
         Box::pin(async move {
+            let sql = sql_text::<DB>(statement);
             let arguments = arguments::<DB>(&statement.params)?;
-            sqlx::query_with(&statement.sql, arguments)
+            sqlx::query_with(&sql, arguments)
                 .execute(&mut *self.conn)
                 .await
                 .map(|_| ())
@@ -273,8 +333,9 @@ where
 
     fn texts<'a>(&'a mut self, statement: &'a Statement<'a>) -> Op<'a, Vec<String>> {
         Box::pin(async move {
+            let sql = sql_text::<DB>(statement);
             let arguments = arguments::<DB>(&statement.params)?;
-            sqlx::query_scalar_with(&statement.sql, arguments)
+            sqlx::query_scalar_with(&sql, arguments)
                 .fetch_all(&mut *self.conn)
                 .await
         })
@@ -347,10 +408,9 @@ where
     for<'r> StoredArticle: sqlx::FromRow<'r, DB::Row>,
 {
     Box::pin(async move {
+        let sql = sql_text::<DB>(statement);
         let arguments = arguments::<DB>(&statement.params)?;
-        sqlx::query_as_with(&statement.sql, arguments)
-            .fetch_all(pool)
-            .await
+        sqlx::query_as_with(&sql, arguments).fetch_all(pool).await
     })
 }
 
@@ -370,8 +430,9 @@ where
     for<'r> T: sqlx::FromRow<'r, DB::Row> + Send + Unpin + 'a,
 {
     Box::pin(async move {
+        let sql = sql_text::<DB>(statement);
         let arguments = arguments::<DB>(&statement.params)?;
-        sqlx::query_as_with(&statement.sql, arguments)
+        sqlx::query_as_with(&sql, arguments)
             .fetch_all(&mut **conn)
             .await
     })
@@ -393,10 +454,9 @@ where
     for<'r> T: sqlx::FromRow<'r, DB::Row> + Send + Unpin + 'a,
 {
     Box::pin(async move {
+        let sql = sql_text::<DB>(statement);
         let arguments = arguments::<DB>(&statement.params)?;
-        sqlx::query_as_with(&statement.sql, arguments)
-            .fetch_all(pool)
-            .await
+        sqlx::query_as_with(&sql, arguments).fetch_all(pool).await
     })
 }
 
@@ -416,8 +476,9 @@ where
     for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
 {
     Box::pin(async move {
+        let sql = sql_text::<DB>(statement);
         let arguments = arguments::<DB>(&statement.params)?;
-        sqlx::query_with(&statement.sql, arguments)
+        sqlx::query_with(&sql, arguments)
             .execute(pool)
             .await
             .map(|_| ())
@@ -440,9 +501,43 @@ where
     for<'r> (i64,): sqlx::FromRow<'r, DB::Row>,
 {
     Box::pin(async move {
+        let sql = sql_text::<DB>(statement);
         let arguments = arguments::<DB>(&statement.params)?;
-        sqlx::query_scalar_with(&statement.sql, arguments)
+        sqlx::query_scalar_with(&sql, arguments)
             .fetch_optional(pool)
             .await
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbered_placeholders_in_order_become_anonymous_and_nothing_else_does() {
+        assert_eq!(
+            anonymous_placeholders("INSERT INTO t VALUES ($1, $2), ($3, '$4', \"$5\", $4)", 4)
+                .as_deref(),
+            Some("INSERT INTO t VALUES (?, ?), (?, '$4', \"$5\", ?)")
+        );
+        // Reused, out of order, missing or extra: as written.
+        for (sql, count) in [
+            ("SELECT $1 WHERE a = $1", 2),
+            ("SELECT $2, $1", 2),
+            ("SELECT $1, $3", 3),
+            ("SELECT $1, $2", 3),
+            ("SELECT $1, $", 2),
+        ] {
+            assert_eq!(anonymous_placeholders(sql, count), None, "{sql}");
+        }
+        let many = Statement::new(
+            (1..=MANY_PARAMS)
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
+        let many = (0..MANY_PARAMS).fold(many, |s, i| s.int(i64::try_from(i).unwrap()));
+        assert!(!sql_text::<sqlx::Sqlite>(&many).contains('$'));
+        assert_eq!(sql_text::<sqlx::Postgres>(&many), many.sql);
+    }
 }
