@@ -12,8 +12,9 @@ use crate::store::{Store, StoreError};
 /// Validated batches an import may hold ready while the store writes one.
 const IMPORT_BATCHES_AHEAD: usize = 2;
 
-/// Imports of at least this many articles are bulk writes, tidied up after (see
-/// [`Store::after_bulk_write`]); an admin POST, at most a few thousand, is not.
+/// An import turns bulk once it has written this many articles ([`Writer::go_bulk`](crate::store::Writer::go_bulk)), and is
+/// tidied up after ([`Store::after_bulk_write`]); an admin POST, at most a few thousand, never
+/// is.
 const BULK_ARTICLES: usize = 10_000;
 
 /// What the import's reading thread hands over.
@@ -106,6 +107,9 @@ where
                     Some(w) => w,
                     None => writer.insert(store.begin_write().await?),
                 };
+                if articles >= BULK_ARTICLES {
+                    w.go_bulk().await?;
+                }
                 w.write(&batch, &settings.catalog).await?;
                 writing += started.elapsed();
                 articles += batch.len();

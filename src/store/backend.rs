@@ -126,6 +126,13 @@ pub(super) trait Backend: fmt::Debug + Send + Sync {
         Box::pin(async { Ok(()) })
     }
 
+    /// For a write that turns bulk (PostgreSQL): the statement that marks the rest of its
+    /// transaction so, and the one that stamps everything changed before it commits. `None`
+    /// where stamps are kept in memory until the commit anyway (SQLite).
+    fn bulk_writing(&self) -> Option<[Statement<'static>; 2]> {
+        None
+    }
+
     /// Runs after a bulk write has committed (PostgreSQL tidies and re-measures its tables).
     fn after_bulk_write(&self) -> Op<'_, ()> {
         Box::pin(async { Ok(()) })

@@ -264,6 +264,8 @@ pub struct Writer {
     stamps: Stamps,
     /// What it appends to the change log (SQLite), at commit.
     log: Log,
+    /// Whether it has turned bulk ([`Writer::go_bulk`]).
+    bulk: bool,
     backend: Arc<dyn Backend>,
     health: Health,
 }
@@ -354,9 +356,36 @@ impl Writer {
         Ok(())
     }
 
+    /// Turns the rest of this write into a bulk write: on PostgreSQL its statements no longer
+    /// move feeds' change times one by one (thousands of statements restamping the same rows
+    /// left millions of row versions behind); the commit moves every feed's instead, so that
+    /// no client holding a date is wrongly told a feed has not changed. An import does this
+    /// once it is large; a write of a few articles never should, since every feed's
+    /// Last-Modified moves.
+    pub async fn go_bulk(&mut self) -> Result<(), StoreError> {
+        if self.bulk {
+            return Ok(());
+        }
+        if let Some([mark, _]) = self.backend.bulk_writing() {
+            let marked = self.tx.execute(&mark).await;
+            marked
+                .map_err(failed("marking a bulk write"))
+                .map_err(|e| self.health.write_failed(e))?;
+        }
+        self.bulk = true;
+        Ok(())
+    }
+
     /// Stores everything written, and returns every bucket whose feeds changed: those the
     /// articles were filed under before the write and those they are now.
     pub async fn commit(mut self) -> Result<Vec<Bucket>, StoreError> {
+        if self.bulk {
+            if let Some([_, stamp]) = self.backend.bulk_writing() {
+                let stamped = self.tx.execute(&stamp).await;
+                self.health
+                    .record_write(stamped.map_err(failed("stamping change times")))?;
+            }
+        }
         if self.backend.files_in_code() {
             let logged = std::mem::take(&mut self.log).write(self.tx.as_mut()).await;
             self.health.record_write(logged)?;
@@ -721,6 +750,7 @@ impl Store {
             tx: tx.map_err(|e| self.health.write_failed(e))?,
             touched: BTreeSet::new(),
             stamps: Stamps::default(),
+            bulk: false,
             log: Log::default(),
             backend: self.backend.clone(),
             health: self.health.clone(),

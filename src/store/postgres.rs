@@ -71,6 +71,11 @@ const MIGRATIONS: Embedded = Embedded(&[
         "subscribers by feed",
         include_str!("../../migrations/postgres/0010_subscribers_by_feed.sql"),
     ),
+    (
+        11,
+        "bulk stamps",
+        include_str!("../../migrations/postgres/0011_bulk_stamps.sql"),
+    ),
 ]);
 
 /// Wait before listening again after the listening connection failed.
@@ -212,6 +217,13 @@ impl Backend for PgStore {
             let after = sql::micros(chrono::Utc::now());
             Ok(theirs.map_or(0, |t| t - (before + after) / 2))
         })
+    }
+
+    fn bulk_writing(&self) -> Option<[Statement<'static>; 2]> {
+        Some([
+            sql::postgres_mark_bulk(),
+            sql::postgres_stamp_everything_now(),
+        ])
     }
 
     fn after_bulk_write(&self) -> Op<'_, ()> {

@@ -1100,6 +1100,22 @@ pub(super) fn postgres_mark_writer() -> Statement<'static> {
     Statement::new("SELECT set_config('feedcast.writer', 'feedcast', true)")
 }
 
+/// Marks the transaction's later writes as a bulk write: they move no change times one by one
+/// (migration 11), since [`postgres_stamp_everything_now`] moves all of them at commit.
+pub(super) fn postgres_mark_bulk() -> Statement<'static> {
+    Statement::new("SELECT set_config('feedcast.bulk', 'on', true)")
+}
+
+/// Moves the change time of everything to now by the database's clock, as the triggers stamp
+/// (a bulk write, just before it commits).
+pub(super) fn postgres_stamp_everything_now() -> Statement<'static> {
+    Statement::new(
+        "UPDATE change_times SET changed_at = GREATEST(changed_at + 1, feedcast_now()) \
+         WHERE bucket = $1",
+    )
+    .text(EVERYTHING)
+}
+
 /// Takes the mark off again: the transaction's later writes count as another program's.
 pub(super) fn postgres_unmark_writer() -> Statement<'static> {
     Statement::new("SELECT set_config('feedcast.writer', '', true)")
