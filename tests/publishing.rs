@@ -861,7 +861,8 @@ async fn credits_the_cms_writes_in_sql_are_shown_or_left_out_never_break_a_feed(
 /// stamps every feed once, at its commit, and leaves its tables vacuumed and analysed; a small
 /// write (an admin POST) does neither.
 #[tokio::test]
-async fn a_bulk_import_on_postgres_stamps_once_and_leaves_its_tables_vacuumed_and_measured() {
+async fn a_bulk_import_on_postgres_moves_every_feed_at_commit_and_leaves_its_tables_vacuumed_and_measured()
+ {
     let Some(server) = admin_server(Backend::Postgres, settings()).await else {
         return;
     };

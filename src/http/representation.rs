@@ -148,8 +148,8 @@ fn cache_control(policy: &Policy<'_>) -> HeaderValue {
 
 /// A document's `Link` header value (RFC 8288): its WebSub hubs and itself, so that a
 /// subscriber finds both without parsing the document. Written once per cached document. The
-/// URLs are absolute and validated; were one not a valid header value, [`value`] leaves the
-/// header out rather than the answer failing.
+/// URLs are absolute and validated; were one not a valid header value, the cache keeps no
+/// value ([`Encoded::link_header`]) and the header is left out rather than the answer failing.
 fn link_value(links: &Links) -> String {
     let mut value = String::with_capacity(128);
     for hub in &links.hubs {

@@ -12,9 +12,9 @@ use crate::store::{Store, StoreError};
 /// Validated batches an import may hold ready while the store writes one.
 const IMPORT_BATCHES_AHEAD: usize = 2;
 
-/// An import turns bulk once it has written this many articles ([`Writer::go_bulk`](crate::store::Writer::go_bulk)), and is
-/// tidied up after ([`Store::after_bulk_write`]); an admin POST, at most a few thousand, never
-/// is.
+/// An import turns bulk once it has written this many articles
+/// ([`Writer::go_bulk`](crate::store::Writer::go_bulk)), and is tidied up after
+/// ([`Store::after_bulk_write`]); an admin POST, at most a few thousand, never is.
 const BULK_ARTICLES: usize = 10_000;
 
 /// What the import's reading thread hands over.
