@@ -21,6 +21,7 @@ use crate::model::{Article, ArticleId, Bucket};
 use crate::outbound::{self, Delivery, Outbound};
 use crate::purge::{self, Purge};
 use crate::render::{self, RenderError};
+use crate::stats::{LogImport, Report, Stats, StatsError};
 use crate::store::{Change, Outgoing, RequestLimits, RequestRefused, Store, StoreError};
 use crate::websub::{self, PublishPing};
 
@@ -341,6 +342,8 @@ pub struct App {
     /// nothing).
     denials: Arc<tokio::sync::Semaphore>,
     denier: Arc<hub::Denials>,
+    /// Subscriber statistics, and the task that flushes them (`None` when `[stats]` is off).
+    stats: Option<(Arc<Stats>, JoinHandle<()>)>,
 }
 
 impl App {
@@ -416,6 +419,11 @@ impl App {
             })
         };
         let denier = Arc::new(hub::Denials::new(&settings.hub));
+        let stats = settings.stats.enabled.then(|| {
+            let stats = Arc::new(Stats::new(settings.clone(), store.clone()));
+            let flushing = tokio::spawn(stats.clone().run());
+            (stats, flushing)
+        });
         App {
             index: static_doc(render::index_page(&settings)),
             opml: static_doc(render::opml(&settings)),
@@ -431,6 +439,7 @@ impl App {
             heard,
             denials: Arc::new(tokio::sync::Semaphore::new(MAX_DENIALS)),
             denier,
+            stats,
         }
     }
 
@@ -611,6 +620,53 @@ impl App {
         }
     }
 
+    /// Tallies an answered request for the subscriber statistics, if it is a poll of a feed
+    /// (see [`Stats::record`]); nothing when they are off.
+    pub fn record_poll(
+        &self,
+        key: &FeedKey,
+        status: u16,
+        bytes: u64,
+        client: std::net::IpAddr,
+        user_agent: &[u8],
+    ) {
+        if let Some((stats, _)) = &self.stats {
+            stats.record(key, status, bytes, client, user_agent);
+        }
+    }
+
+    /// Writes this replica's tally of polls to the store now, rather than at the next flush.
+    pub async fn flush_stats(&self) -> Result<(), StatsError> {
+        match &self.stats {
+            Some((stats, _)) => stats.flush().await,
+            None => Ok(()),
+        }
+    }
+
+    /// The subscriber statistics of every feed, as the store holds them now (whether or not
+    /// this replica counts: another may).
+    pub async fn stats_report(&self) -> Result<Report, StoreError> {
+        crate::stats::report(&self.settings, &self.store, chrono::Utc::now()).await
+    }
+
+    /// Reads an access log (combined format) into the subscriber statistics.
+    pub async fn import_log<R>(&self, reader: R) -> Result<LogImport, StatsError>
+    where
+        R: std::io::BufRead + Send + 'static,
+    {
+        match &self.stats {
+            Some((stats, _)) => stats.import_log(reader).await,
+            None => Ok(LogImport::default()),
+        }
+    }
+
+    /// Sets the subscriber gauges of `/metrics` (from a report at most 30 s old).
+    pub async fn measure_stats(&self) {
+        if let Some((stats, _)) = &self.stats {
+            stats.measure().await;
+        }
+    }
+
     /// Whether the store answers (for readiness checks).
     pub async fn ready(&self) -> Result<(), StoreError> {
         let answer = self.store.ping().await;
@@ -643,6 +699,12 @@ impl App {
     pub async fn close(&self) {
         if let Some(listener) = &self.listener {
             listener.abort();
+        }
+        if let Some((stats, flushing)) = &self.stats {
+            flushing.abort();
+            if let Err(e) = stats.flush().await {
+                tracing::warn!(cause = %e, "the last subscriber statistics were not written");
+            }
         }
         self.outbound.close().await;
         self.store.close().await;

@@ -1,4 +1,4 @@
-//! The command line: `serve`, `import`, `check`, `render` and `hub`. `--config` and `--database` (and
+//! The command line: `serve`, `import`, `check`, `render`, `hub` and `stats`. `--config` and `--database` (and
 //! their environment variables) apply to every subcommand.
 
 use std::net::SocketAddr;
@@ -84,6 +84,30 @@ pub enum Command {
         /// What to do with them.
         #[command(subcommand)]
         action: HubCommand,
+    },
+    /// Subscriber statistics: print every feed's subscribers as a table (or JSON, or write
+    /// the editors' page), or read a CDN's access log into them.
+    Stats {
+        /// Print the report as JSON (as `GET /api/stats` answers) instead of a table.
+        #[arg(long, conflicts_with = "html")]
+        json: bool,
+        /// Write the editors' page (as `GET /admin/stats` shows it) to this file instead.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
+        /// Read an access log instead of printing.
+        #[command(subcommand)]
+        action: Option<StatsCommand>,
+    },
+}
+
+/// What `stats` does besides printing.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum StatsCommand {
+    /// Read an access log in the combined log format (a CDN's or a proxy's, with the client
+    /// address and User-Agent as the edge saw them; `-` reads standard input) into the counts.
+    ImportLog {
+        /// The log file, or `-`.
+        file: PathBuf,
     },
 }
 

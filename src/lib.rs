@@ -39,6 +39,8 @@
 //! - [`purge`]: the purges that tell CDNs which cache tags changed.
 //! - [`hub`]: feedcast's own WebSub hub: subscriptions verified and kept in the store, and
 //!   each changed document pushed to its subscribers, signed.
+//! - [`stats`]: subscriber statistics: polls tallied off the hot path, flushed to the store
+//!   in batches, and read back as a report (JSON, a table, a page for editors).
 //! - [`app`]: the service core that wires the stages together (read a feed, write articles).
 //! - [`http`]: the axum router on hyper under feedcast's limits; handlers are thin and errors
 //!   become answers in one place.
@@ -59,6 +61,7 @@ mod outbound;
 mod purge;
 pub mod render;
 mod sanitize;
+pub mod stats;
 pub mod store;
 mod websub;
 

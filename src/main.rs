@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use feedcast::app::App;
-use feedcast::cli::{Cli, Command, HubCommand};
+use feedcast::cli::{Cli, Command, HubCommand, StatsCommand};
 use feedcast::config::{AdminToken, Settings};
 use feedcast::feed::{FeedId, FeedKey, Format};
 use feedcast::import::ImportFailure;
@@ -61,6 +61,7 @@ async fn main() -> Result<()> {
         Command::Import { file } => import(&app, &file).await,
         Command::Render { path } => render(&app, &path).await,
         Command::Hub { action } => hub(&app, action).await,
+        Command::Stats { json, html, action } => stats(&app, json, html, action).await,
         Command::Check | Command::Healthcheck { .. } => Ok(()),
     };
     // Queued WebSub notifications get a bounded time to go out before the store closes.
@@ -111,19 +112,7 @@ fn check(settings: &Settings, cli: &Cli) -> Result<()> {
 
 async fn import(app: &App, file: &std::path::Path) -> Result<()> {
     // Streamed, so a file of millions of articles never sits in memory whole.
-    let (name, reader): (String, Box<dyn BufRead + Send>) = if file.as_os_str() == "-" {
-        (
-            "standard input".to_owned(),
-            Box::new(std::io::BufReader::new(std::io::stdin())),
-        )
-    } else {
-        let opened =
-            std::fs::File::open(file).with_context(|| format!("reading {}", file.display()))?;
-        (
-            file.display().to_string(),
-            Box::new(std::io::BufReader::new(opened)),
-        )
-    };
+    let (name, reader) = open_input(file)?;
     match app.import_ndjson(reader).await {
         Ok(imported) => {
             println!("imported {} articles from {name}", imported.articles);
@@ -160,6 +149,70 @@ async fn hub(app: &App, action: HubCommand) -> Result<()> {
         }
     }
     Ok(())
+}
+
+async fn stats(
+    app: &App,
+    json: bool,
+    html: Option<std::path::PathBuf>,
+    action: Option<StatsCommand>,
+) -> Result<()> {
+    if let Some(StatsCommand::ImportLog { file }) = action {
+        if !app.settings.stats.enabled {
+            bail!(
+                "subscriber statistics are off ([stats] enabled = false): nothing to import into"
+            );
+        }
+        let (name, reader) = open_input(&file)?;
+        let done = app
+            .import_log(reader)
+            .await
+            .with_context(|| format!("reading {name} into the statistics"))?;
+        for (line, why) in &done.problems {
+            eprintln!("{name}:{line}: {why}");
+        }
+        if done.unreadable > done.problems.len() as u64 {
+            eprintln!(
+                "{name}: {} more unreadable lines",
+                done.unreadable - done.problems.len() as u64
+            );
+        }
+        println!(
+            "{name}: {} lines, {} polls counted, {} other requests, {} unreadable",
+            done.lines, done.polls, done.other, done.unreadable
+        );
+        return Ok(());
+    }
+    let report = app
+        .stats_report()
+        .await
+        .context("reading the subscriber statistics")?;
+    if let Some(path) = html {
+        std::fs::write(&path, feedcast::stats::html(&report, 20))
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("wrote {}", path.display());
+    } else if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", feedcast::stats::table(&report));
+    }
+    Ok(())
+}
+
+/// A file to read, or standard input for `-`, with its name for messages.
+fn open_input(file: &std::path::Path) -> Result<(String, Box<dyn BufRead + Send>)> {
+    if file.as_os_str() == "-" {
+        return Ok((
+            "standard input".to_owned(),
+            Box::new(std::io::BufReader::new(std::io::stdin())),
+        ));
+    }
+    let opened =
+        std::fs::File::open(file).with_context(|| format!("reading {}", file.display()))?;
+    Ok((
+        file.display().to_string(),
+        Box::new(std::io::BufReader::new(opened)),
+    ))
 }
 
 async fn render(app: &App, path: &str) -> Result<()> {

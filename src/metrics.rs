@@ -53,6 +53,16 @@ pub const STORED_FIELDS_DROPPED: &str = "feedcast_stored_article_fields_dropped_
 pub const STORE_WRITE_FAILURES: &str = "feedcast_store_write_failures_total";
 /// Log lines dropped because the log could not keep up (the `logs` module).
 pub const LOG_LINES_DROPPED: &str = "feedcast_log_lines_dropped_total";
+/// Subscribers of every feed by feed kind (`category`, `region`, `custom`) and source (each
+/// known aggregator, `other-aggregator`, `direct`, `push`).
+pub const SUBSCRIBERS: &str = "feedcast_subscribers";
+/// Subscribers of the top feeds, by feed path; the rest summed as `feed="other"`.
+pub const FEED_SUBSCRIBERS: &str = "feedcast_feed_subscribers";
+/// Aggregator reports ignored as implausible (a count above a million, more feed ids or
+/// aggregators for one feed than believable).
+pub const STATS_SUSPECT_REPORTS: &str = "feedcast_stats_suspect_reports_total";
+/// New (client, User-Agent) pairs not counted because the tally between two flushes was full.
+pub const STATS_PAIRS_DROPPED: &str = "feedcast_stats_pairs_dropped_total";
 /// Times the PostgreSQL change listener lost its connection.
 pub const NOTIFY_DISCONNECTS: &str = "feedcast_notify_disconnects_total";
 

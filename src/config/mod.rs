@@ -81,7 +81,30 @@ pub struct Settings {
     pub tombstones: Tombstones,
     /// feedcast's own WebSub hub (`[hub]`).
     pub hub: Hub,
+    /// Subscriber statistics (`[stats]`).
+    pub stats: Stats,
 }
+
+/// Subscriber statistics (`[stats]`): who polls each feed, tallied in memory and written to the
+/// store in batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    /// Whether polls are counted at all (default true).
+    pub enabled: bool,
+    /// For how many days the per-day figures are kept (default 400: a year and its
+    /// comparison month).
+    pub retention_days: u32,
+    /// How often each replica writes what it tallied (default 5 s): a crash or a restart loses
+    /// at most this much.
+    pub flush_interval: Duration,
+}
+
+/// Longest `stats.retention_days` accepted: ten years.
+pub const MAX_STATS_RETENTION_DAYS: u32 = 3650;
+
+/// Bounds of `stats.flush_interval_ms`: below a tenth of a second the store would be written
+/// more often than it is read; above a minute a restart loses too much.
+pub const STATS_FLUSH_MS: std::ops::RangeInclusive<i64> = 100..=60_000;
 
 /// feedcast's own WebSub hub (`[hub]`): subscriptions kept in the store, so every replica is
 /// the same hub, and content pushed to subscribers on every change.
@@ -622,6 +645,41 @@ fn validate(raw: raw::Config, dir: &Path, at: At<'_>) -> Result<Settings, Config
         iframe_hosts: iframe_hosts(raw.sanitize, at)?,
         store_query_timeout: Duration::from_millis(raw.store.query_timeout_ms),
         tombstones: tombstones(&raw.tombstones, at)?,
+        stats: stats(&raw.stats, at)?,
+    })
+}
+
+/// `[stats]`: retention from 1 to [`MAX_STATS_RETENTION_DAYS`] days, a flush interval within
+/// [`STATS_FLUSH_MS`].
+fn stats(raw: &raw::Stats, at: At<'_>) -> Result<Stats, ConfigError> {
+    let retention_days = match u32::try_from(*raw.retention_days.get_ref()) {
+        Ok(days) if (1..=MAX_STATS_RETENTION_DAYS).contains(&days) => days,
+        _ => {
+            return Err(at(
+                raw.retention_days.span(),
+                format!(
+                    "stats.retention_days must be a whole number of days from 1 to \
+                     {MAX_STATS_RETENTION_DAYS}, not {}",
+                    raw.retention_days.get_ref()
+                ),
+            ));
+        }
+    };
+    let ms = *raw.flush_interval_ms.get_ref();
+    if !STATS_FLUSH_MS.contains(&ms) {
+        return Err(at(
+            raw.flush_interval_ms.span(),
+            format!(
+                "stats.flush_interval_ms must be from {} to {} milliseconds, not {ms}",
+                STATS_FLUSH_MS.start(),
+                STATS_FLUSH_MS.end()
+            ),
+        ));
+    }
+    Ok(Stats {
+        enabled: raw.enabled,
+        retention_days,
+        flush_interval: Duration::from_millis(ms.unsigned_abs()),
     })
 }
 

@@ -34,6 +34,8 @@ pub(super) struct Config {
     #[serde(default)]
     pub hub: Hub,
     #[serde(default)]
+    pub stats: Stats,
+    #[serde(default)]
     pub categories: Vec<Category>,
     #[serde(default)]
     pub regions: Vec<Region>,
@@ -335,6 +337,26 @@ impl Default for Tombstones {
     fn default() -> Self {
         Tombstones {
             days: Spanned::new(0..0, 30),
+        }
+    }
+}
+
+/// `[stats]`; see `config::Stats` for what each means.
+#[derive(Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct Stats {
+    pub enabled: bool,
+    // Signed and spanned: a negative or absurd number is refused, naming its line.
+    pub retention_days: Spanned<i64>,
+    pub flush_interval_ms: Spanned<i64>,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            enabled: true,
+            retention_days: Spanned::new(0..0, 400),
+            flush_interval_ms: Spanned::new(0..0, 5_000),
         }
     }
 }

@@ -271,33 +271,16 @@ fn tombstone(row: StoredTombstone) -> Option<Tombstone> {
 pub fn describe(settings: &Settings, key: &FeedKey, items: Vec<Article>, archive: Archive) -> Feed {
     let site = &settings.site;
     let catalog = &settings.catalog;
-    let (name, description) = match &key.feed {
-        FeedId::Category(slug) => {
-            let name = catalog
-                .category(slug.as_str())
-                .map_or(slug.as_str(), |c| &c.name);
-            (
-                name.to_owned(),
-                format!("{}「{name}」栏目的最新文章", site.title),
-            )
-        }
-        FeedId::Region(code) => {
-            let name = catalog
-                .region(code.as_str())
-                .map_or(code.as_str(), |r| &r.name);
-            (
-                name.to_owned(),
-                format!("{}关于{name}及其下辖地区的最新文章", site.title),
-            )
-        }
+    let name = key.feed.name(catalog);
+    let description = match &key.feed {
+        FeedId::Category(_) => format!("{}「{name}」栏目的最新文章", site.title),
+        FeedId::Region(_) => format!("{}关于{name}及其下辖地区的最新文章", site.title),
         FeedId::Custom(slug) => match catalog.feed(slug.as_str()) {
-            Some(f) => (
-                f.title.clone(),
-                f.description
-                    .clone()
-                    .unwrap_or_else(|| format!("{}：{}", site.title, f.title)),
-            ),
-            None => (slug.to_string(), site.description.clone()),
+            Some(f) => f
+                .description
+                .clone()
+                .unwrap_or_else(|| format!("{}：{}", site.title, f.title)),
+            None => site.description.clone(),
         },
     };
     let title = match key.view {

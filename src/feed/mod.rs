@@ -108,6 +108,25 @@ impl FeedId {
         }
     }
 
+    /// The feed's name as people read it: the category's or region's name, the custom feed's
+    /// title (the path, should the catalog not know it).
+    pub fn name(&self, catalog: &Catalog) -> String {
+        match self {
+            FeedId::Category(slug) => catalog
+                .category(slug.as_str())
+                .map_or(slug.as_str(), |c| &c.name)
+                .to_owned(),
+            FeedId::Region(code) => catalog
+                .region(code.as_str())
+                .map_or(code.as_str(), |r| &r.name)
+                .to_owned(),
+            FeedId::Custom(slug) => catalog
+                .feed(slug.as_str())
+                .map_or(slug.as_str(), |f| &f.title)
+                .to_owned(),
+        }
+    }
+
     /// The kind of feed, as named in `[caching]`.
     pub fn kind(&self) -> &'static str {
         match self {

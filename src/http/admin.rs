@@ -32,6 +32,9 @@ pub(super) fn routes(max_body_bytes: usize, max_failed_auth_per_minute: u32) -> 
     Router::new()
         .route("/api/articles", post(batch))
         .route("/api/articles/{id}", put(upsert).delete(take_down))
+        .route("/api/stats", axum::routing::get(super::stats::report))
+        .route("/api/stats/flush", post(super::stats::flush))
+        .route("/admin/stats", axum::routing::get(super::stats::page))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(axum::Extension(Arc::new(AuthLimiter::new(
             max_failed_auth_per_minute,
@@ -94,44 +97,89 @@ impl AuthLimiter {
     }
 }
 
-/// Proof that a request carries the admin token.
-struct Admin;
+/// Proof that a request carries the admin token, as a bearer token (the API).
+pub(super) struct Admin;
 
 impl FromRequestParts<Arc<App>> for Admin {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
-        let Some(token) = app.admin_token() else {
-            return Err(ApiError::Off);
-        };
-        let client = parts
-            .extensions
-            .get::<ClientAddr>()
-            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| limit_key(c.0));
-        let limiter = parts.extensions.get::<Arc<AuthLimiter>>().cloned();
-        if let Some(limiter) = &limiter {
-            // Checked before the token, so that a right guess after the limit is no signal.
-            if let Some(wait) = limiter.wait(client).await {
-                return Err(ApiError::TooManyFailures {
-                    retry_after: wait.as_secs().max(1),
-                });
-            }
-        }
         let presented = parts
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split_once(' '))
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map_or("", |(_, token)| token);
-        if token.verify(presented.trim()) {
-            Ok(Admin)
-        } else {
-            if let Some(limiter) = &limiter {
-                limiter.failed(client).await;
-            }
-            Err(ApiError::Unauthorized)
+            .map_or("", |(_, token)| token)
+            .trim()
+            .to_owned();
+        authorize(parts, app, &presented)
+            .await
+            .map(|()| Admin)
+            .map_err(|e| e.unwrap_or(ApiError::Unauthorized))
+    }
+}
+
+/// Proof that a request carries the admin token as the password of HTTP Basic authentication
+/// (any user name): what a browser can send, for the pages editors open.
+pub(super) struct AdminPage;
+
+impl FromRequestParts<Arc<App>> for AdminPage {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
+        use base64::Engine;
+        let presented = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
+            .and_then(|(_, credentials)| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(credentials.trim())
+                    .ok()
+            })
+            .and_then(|decoded| String::from_utf8(decoded).ok())
+            .and_then(|pair| {
+                pair.split_once(':')
+                    .map(|(_, password)| password.to_owned())
+            })
+            .unwrap_or_default();
+        authorize(parts, app, &presented)
+            .await
+            .map(|()| AdminPage)
+            .map_err(|e| e.unwrap_or(ApiError::UnauthorizedPage))
+    }
+}
+
+/// Checks a presented token against the admin token, within the failed-authentication
+/// limit: `Err(None)` for a wrong token (the caller names its challenge), `Err(Some(_))` for
+/// any other refusal.
+async fn authorize(parts: &Parts, app: &App, presented: &str) -> Result<(), Option<ApiError>> {
+    let Some(token) = app.admin_token() else {
+        return Err(Some(ApiError::Off));
+    };
+    let client = parts
+        .extensions
+        .get::<ClientAddr>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| limit_key(c.0));
+    let limiter = parts.extensions.get::<Arc<AuthLimiter>>().cloned();
+    if let Some(limiter) = &limiter {
+        // Checked before the token, so that a right guess after the limit is no signal.
+        if let Some(wait) = limiter.wait(client).await {
+            return Err(Some(ApiError::TooManyFailures {
+                retry_after: wait.as_secs().max(1),
+            }));
         }
+    }
+    if token.verify(presented) {
+        Ok(())
+    } else {
+        if let Some(limiter) = &limiter {
+            limiter.failed(client).await;
+        }
+        Err(None)
     }
 }
 

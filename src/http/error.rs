@@ -166,6 +166,8 @@ pub enum ApiError {
     Off,
     /// The bearer token is missing or wrong.
     Unauthorized,
+    /// A page's Basic credentials are missing or wrong (the browser is asked for them).
+    UnauthorizedPage,
     /// This client address failed to authenticate too often this minute.
     TooManyFailures {
         /// Seconds until it may try again.
@@ -217,6 +219,12 @@ impl IntoResponse for ApiError {
                 return representation::bearer_challenge(json_response(
                     StatusCode::UNAUTHORIZED,
                     &json!({ "error": "a valid bearer token is required" }),
+                ));
+            }
+            ApiError::UnauthorizedPage => {
+                return representation::basic_challenge(representation::plain(
+                    StatusCode::UNAUTHORIZED,
+                    "the admin token is required, as the password (any user name)\n",
                 ));
             }
             ApiError::TooManyFailures { retry_after } => {

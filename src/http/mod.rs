@@ -11,6 +11,7 @@ mod negotiate;
 mod observe;
 mod representation;
 mod serve;
+mod stats;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -81,6 +82,12 @@ async fn feed(
     // The request itself rather than a copy of its headers (the HeaderMap extractor clones).
     request: Request,
 ) -> Result<Response, AppError> {
+    let client = request
+        .extensions()
+        .get::<client::ClientAddr>()
+        .map_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |c| {
+            c.0
+        });
     let request = request.headers();
     let settings = &app.settings;
     let mut key = FeedKey::parse(&path, query.as_deref(), settings)?;
@@ -118,6 +125,17 @@ async fn feed(
     if served.is_stale() {
         representation::mark_stale(&mut response, served.entry().age());
     }
+    app.record_poll(
+        &key,
+        response.status().as_u16(),
+        axum::body::HttpBody::size_hint(response.body())
+            .exact()
+            .unwrap_or(0),
+        client,
+        request
+            .get(header::USER_AGENT)
+            .map_or(&b""[..], |v| v.as_bytes()),
+    );
     Ok(response)
 }
 
@@ -177,6 +195,7 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
     ::metrics::gauge!(crate::metrics::CACHE_BYTES).set(app.cache_bytes_now() as f64);
     ::metrics::counter!(crate::metrics::LOG_LINES_DROPPED).absolute(crate::logs::dropped());
     app.measure_queue().await;
+    app.measure_stats().await;
     let body = crate::metrics::handle().map_or_else(String::new, |h| h.render());
     representation::text(
         StatusCode::OK,

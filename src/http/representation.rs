@@ -263,3 +263,37 @@ pub(super) fn bearer_challenge(mut response: Response) -> Response {
         .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     response
 }
+
+/// Asks a browser for a user name and password (the admin token), for the pages editors open.
+pub(super) fn basic_challenge(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"feedcast\", charset=\"UTF-8\""),
+    );
+    response
+}
+
+/// An answer only its authenticated asker may see: no cache keeps it.
+pub(super) fn private(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-store"),
+    );
+    response
+}
+
+/// A page for the site's own staff (the statistics report): HTML under its own
+/// Content-Security-Policy, kept by no cache.
+pub(super) fn private_page(body: String, content_security_policy: &str) -> Response {
+    let mut response = text(StatusCode::OK, "text/html; charset=utf-8", body);
+    if let Ok(policy) = HeaderValue::from_str(content_security_policy) {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_SECURITY_POLICY, policy);
+    }
+    response.headers_mut().insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    private(response)
+}

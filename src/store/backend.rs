@@ -18,7 +18,10 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::sql::{Param, Statement};
-use super::{Change, FilingRow, LogRow, StoredArticle, StoredSubscription, StoredTombstone};
+use super::{
+    Change, FilingRow, LogRow, StatsDay, StatsReport, StoredArticle, StoredSubscription,
+    StoredTombstone,
+};
 use crate::model::Catalog;
 
 /// Aborts a task when dropped: a background task lives as long as what spawned it (the
@@ -97,6 +100,12 @@ pub(super) trait Backend: fmt::Debug + Send + Sync {
 
     /// Reads tombstones (the columns `StoredTombstone` names).
     fn tombstones<'a>(&'a self, statement: &'a Statement<'a>) -> Op<'a, Vec<StoredTombstone>>;
+
+    /// Reads days of subscriber statistics (the columns `StatsDay` names).
+    fn stats_days<'a>(&'a self, statement: &'a Statement<'a>) -> Op<'a, Vec<StatsDay>>;
+
+    /// Reads aggregator reports (the columns `StatsReport` names).
+    fn stats_reports<'a>(&'a self, statement: &'a Statement<'a>) -> Op<'a, Vec<StatsReport>>;
 
     /// What a refile runs first, within its transaction: on PostgreSQL, waiting for any other
     /// replica's refile and storing the region tree its filing trigger reads.

@@ -18,6 +18,7 @@ mod postgres;
 mod queue;
 mod sql;
 mod sqlite;
+mod stats;
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -42,6 +43,9 @@ use sqlite::SqliteStore;
 pub use health::{Health, WRITE_PROBE_INTERVAL};
 pub use hub::{RequestLimits, RequestRefused, StoredSubscription, SubscriptionRequest, Verified};
 pub use queue::{Claimed, Outcome, Outgoing, Settled};
+pub use stats::{
+    ClosedDay, FeedTally, Flushed, MAX_REPORT_KEYS, MAX_STORED_PAIRS, StatsDay, StatsReport,
+};
 
 /// Change-log entries handled at once (a full page means there may be more).
 pub const LOG_PAGE: usize = sql::LOG_PAGE;

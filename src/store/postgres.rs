@@ -17,7 +17,10 @@ use super::backend::{
     read_number, read_rows,
 };
 use super::sql::{self, Statement};
-use super::{Change, LogRow, StoreError, StoredArticle, StoredSubscription, StoredTombstone};
+use super::{
+    Change, LogRow, StatsDay, StatsReport, StoreError, StoredArticle, StoredSubscription,
+    StoredTombstone,
+};
 use crate::model::Catalog;
 
 const MIGRATIONS: Embedded = Embedded(&[
@@ -75,6 +78,11 @@ const MIGRATIONS: Embedded = Embedded(&[
         11,
         "bulk stamps",
         include_str!("../../migrations/postgres/0011_bulk_stamps.sql"),
+    ),
+    (
+        12,
+        "stats",
+        include_str!("../../migrations/postgres/0012_stats.sql"),
     ),
 ]);
 
@@ -180,6 +188,14 @@ impl Backend for PgStore {
     }
 
     fn tombstones<'a>(&'a self, statement: &'a Statement<'a>) -> Op<'a, Vec<StoredTombstone>> {
+        read_rows(&self.pool, statement)
+    }
+
+    fn stats_days<'a>(&'a self, statement: &'a Statement<'a>) -> Op<'a, Vec<StatsDay>> {
+        read_rows(&self.pool, statement)
+    }
+
+    fn stats_reports<'a>(&'a self, statement: &'a Statement<'a>) -> Op<'a, Vec<StatsReport>> {
         read_rows(&self.pool, statement)
     }
 

@@ -1256,3 +1256,228 @@ mod tests {
         assert!(!upsert.sql.contains("id = excluded.id"));
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Subscriber statistics
+
+/// Pairs added per statement: 3 values each, well under either database's bound on values.
+pub(super) const STATS_PAIRS_PER_STATEMENT: usize = 500;
+
+/// Sets `day`'s salt to `salt` unless it has one.
+pub(super) fn stats_new_salt<'a>(day: &'a str, salt: &'a str) -> Statement<'a> {
+    Statement::new(
+        "INSERT INTO stats_salts (day, salt) VALUES ($1, $2) ON CONFLICT (day) DO NOTHING",
+    )
+    .text(day)
+    .text(salt)
+}
+
+/// `day`'s salt, as (day, salt).
+pub(super) fn stats_salt(day: &str) -> Statement<'_> {
+    Statement::new("SELECT day, salt FROM stats_salts WHERE day = $1").text(day)
+}
+
+/// How many pairs each feed has stored for `day`, as (feed, pairs, 0, 0).
+pub(super) fn stats_pairs_stored(day: &str) -> Statement<'_> {
+    Statement::new(
+        "SELECT feed, pairs, CAST(0 AS BIGINT), CAST(0 AS BIGINT) FROM stats_days WHERE day = $1",
+    )
+    .text(day)
+}
+
+/// Adds pairs of one feed and day; returns one row for each pair that was new.
+pub(super) fn stats_add_pairs<'a>(
+    day: &'a str,
+    feed: &'a str,
+    pairs: &'a [String],
+) -> Statement<'a> {
+    let mut statement = Statement::new(format!(
+        "INSERT INTO stats_pairs (day, feed, pair) VALUES {} ON CONFLICT DO NOTHING RETURNING pair",
+        placeholders(pairs.len(), 3)
+    ));
+    for pair in pairs {
+        statement = statement.text(day).text(feed).text(pair.as_str());
+    }
+    statement
+}
+
+/// Each aggregator's feed ids already stored for a feed and day, as (aggregator, n, 0, 0).
+pub(super) fn stats_report_keys<'a>(day: &'a str, feed: &'a str) -> Statement<'a> {
+    Statement::new(
+        "SELECT aggregator, COUNT(*), CAST(0 AS BIGINT), CAST(0 AS BIGINT) FROM stats_reports \
+         WHERE day = $1 AND feed = $2 GROUP BY aggregator",
+    )
+    .text(day)
+    .text(feed)
+}
+
+/// One row if this report's key is stored already.
+pub(super) fn stats_report_known<'a>(
+    day: &'a str,
+    feed: &'a str,
+    aggregator: &'a str,
+    key: &'a str,
+) -> Statement<'a> {
+    Statement::new(
+        "SELECT aggregator FROM stats_reports \
+         WHERE day = $1 AND feed = $2 AND aggregator = $3 AND feed_key = $4",
+    )
+    .text(day)
+    .text(feed)
+    .text(aggregator)
+    .text(key)
+}
+
+/// Stores an aggregator's report; the latest wins, whichever replica writes last.
+pub(super) fn stats_report<'a>(
+    day: &'a str,
+    feed: &'a str,
+    aggregator: &'a str,
+    key: &'a str,
+    subscribers: i64,
+    seen_at: i64,
+) -> Statement<'a> {
+    Statement::new(
+        "INSERT INTO stats_reports (day, feed, aggregator, feed_key, subscribers, seen_at) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (day, feed, aggregator, feed_key) \
+         DO UPDATE SET subscribers = excluded.subscribers, seen_at = excluded.seen_at \
+         WHERE excluded.seen_at >= stats_reports.seen_at",
+    )
+    .text(day)
+    .text(feed)
+    .text(aggregator)
+    .text(key)
+    .int(subscribers)
+    .int(seen_at)
+}
+
+/// What a flush adds to a day's row.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct StatsSums {
+    pub(super) polls: i64,
+    pub(super) not_modified: i64,
+    pub(super) bytes: i64,
+    pub(super) pairs: i64,
+    pub(super) suspect: i64,
+}
+
+/// Adds `sums` to a feed's row of `day`.
+pub(super) fn stats_add_day<'a>(day: &'a str, feed: &'a str, sums: StatsSums) -> Statement<'a> {
+    Statement::new(
+        "INSERT INTO stats_days (day, feed, polls, not_modified, bytes, pairs, suspect) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (day, feed) DO UPDATE SET \
+         polls = stats_days.polls + excluded.polls, \
+         not_modified = stats_days.not_modified + excluded.not_modified, \
+         bytes = stats_days.bytes + excluded.bytes, \
+         pairs = stats_days.pairs + excluded.pairs, \
+         suspect = stats_days.suspect + excluded.suspect",
+    )
+    .text(day)
+    .text(feed)
+    .int(sums.polls)
+    .int(sums.not_modified)
+    .int(sums.bytes)
+    .int(sums.pairs)
+    .int(sums.suspect)
+}
+
+/// Stores a replica's sketch of a feed's pairs of `day`, replacing its earlier one.
+pub(super) fn stats_sketch<'a>(
+    day: &'a str,
+    feed: &'a str,
+    replica: &'a str,
+    registers: &'a str,
+) -> Statement<'a> {
+    Statement::new(
+        "INSERT INTO stats_sketches (day, feed, replica, registers) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (day, feed, replica) DO UPDATE SET registers = excluded.registers",
+    )
+    .text(day)
+    .text(feed)
+    .text(replica)
+    .text(registers)
+}
+
+/// Sets a feed's push subscriptions for `day`.
+pub(super) fn stats_set_push<'a>(day: &'a str, feed: &'a str, push: i64) -> Statement<'a> {
+    Statement::new(
+        "INSERT INTO stats_days (day, feed, push) VALUES ($1, $2, $3) \
+         ON CONFLICT (day, feed) DO UPDATE SET push = excluded.push",
+    )
+    .text(day)
+    .text(feed)
+    .int(push)
+}
+
+/// Days before `before` that still hold pairs, sketches or a salt, as (day, day).
+pub(super) fn stats_open_days(before: &str) -> Statement<'_> {
+    Statement::new(
+        "SELECT day, day FROM stats_salts WHERE day < $1 \
+         UNION SELECT DISTINCT day, day FROM stats_pairs WHERE day < $1 \
+         UNION SELECT DISTINCT day, day FROM stats_sketches WHERE day < $1",
+    )
+    .text(before)
+}
+
+/// Deletes `day`'s pairs; one row (the feed) per pair deleted.
+pub(super) fn stats_delete_pairs(day: &str) -> Statement<'_> {
+    Statement::new("DELETE FROM stats_pairs WHERE day = $1 RETURNING feed").text(day)
+}
+
+/// Deletes `day`'s sketches; one row (`feed registers`) per sketch deleted.
+pub(super) fn stats_delete_sketches(day: &str) -> Statement<'_> {
+    Statement::new("DELETE FROM stats_sketches WHERE day = $1 RETURNING feed || ' ' || registers")
+        .text(day)
+}
+
+/// Deletes `day`'s salt.
+pub(super) fn stats_delete_salt(day: &str) -> Statement<'_> {
+    Statement::new("DELETE FROM stats_salts WHERE day = $1").text(day)
+}
+
+/// Adds `direct` distinct clients to a feed's row of `day`.
+pub(super) fn stats_add_direct<'a>(day: &'a str, feed: &'a str, direct: i64) -> Statement<'a> {
+    Statement::new(
+        "INSERT INTO stats_days (day, feed, direct) VALUES ($1, $2, $3) \
+         ON CONFLICT (day, feed) DO UPDATE SET direct = stats_days.direct + excluded.direct",
+    )
+    .text(day)
+    .text(feed)
+    .int(direct)
+}
+
+/// Forgets the figures of days before `before`.
+pub(super) fn stats_prune(before: &str) -> [Statement<'_>; 2] {
+    [
+        Statement::new("DELETE FROM stats_days WHERE day < $1").text(before),
+        Statement::new("DELETE FROM stats_reports WHERE day < $1").text(before),
+    ]
+}
+
+/// Every feed's rows from `from` on.
+pub(super) fn stats_days(from: &str) -> Statement<'_> {
+    Statement::new(
+        "SELECT day, feed, polls, not_modified, bytes, pairs, direct, push, suspect \
+         FROM stats_days WHERE day >= $1",
+    )
+    .text(from)
+}
+
+/// Every report from `from` on.
+pub(super) fn stats_reports(from: &str) -> Statement<'_> {
+    Statement::new(
+        "SELECT day, feed, aggregator, feed_key, subscribers, seen_at \
+         FROM stats_reports WHERE day >= $1",
+    )
+    .text(from)
+}
+
+/// `day`'s sketches, as (feed, registers).
+pub(super) fn stats_sketches(day: &str) -> Statement<'_> {
+    Statement::new("SELECT feed, registers FROM stats_sketches WHERE day = $1").text(day)
+}
+
+/// Active subscriptions as (feed document, callback host).
+pub(super) fn stats_push_subscriptions(now: i64) -> Statement<'static> {
+    Statement::new("SELECT feed, callback_host FROM subscriptions WHERE expires_at > $1").int(now)
+}

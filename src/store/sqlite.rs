@@ -16,7 +16,9 @@ use super::backend::{
     read_rows,
 };
 use super::sql::{self, Statement};
-use super::{StoreError, StoredArticle, StoredSubscription, StoredTombstone};
+use super::{
+    StatsDay, StatsReport, StoreError, StoredArticle, StoredSubscription, StoredTombstone,
+};
 
 const MIGRATIONS: Embedded = Embedded(&[
     (
@@ -58,6 +60,11 @@ const MIGRATIONS: Embedded = Embedded(&[
         8,
         "subscribers by feed",
         include_str!("../../migrations/sqlite/0008_subscribers_by_feed.sql"),
+    ),
+    (
+        9,
+        "stats",
+        include_str!("../../migrations/sqlite/0009_stats.sql"),
     ),
 ]);
 
@@ -230,6 +237,14 @@ impl Backend for SqliteStore {
     }
 
     fn tombstones<'a>(&'a self, statement: &'a Statement<'a>) -> Op<'a, Vec<StoredTombstone>> {
+        read_rows(&self.pool, statement)
+    }
+
+    fn stats_days<'a>(&'a self, statement: &'a Statement<'a>) -> Op<'a, Vec<StatsDay>> {
+        read_rows(&self.pool, statement)
+    }
+
+    fn stats_reports<'a>(&'a self, statement: &'a Statement<'a>) -> Op<'a, Vec<StatsReport>> {
         read_rows(&self.pool, statement)
     }
 
