@@ -16,7 +16,10 @@ use serde_json::Value;
 /// The tests' configuration behind a trusted proxy on loopback, so that a test can poll as
 /// many clients (`X-Forwarded-For`) from one socket.
 fn behind_proxy() -> feedcast::config::Settings {
-    settings_with(&[("trusted_proxies = []", "trusted_proxies = [\"127.0.0.1/32\"]")])
+    settings_with(&[(
+        "trusted_proxies = []",
+        "trusted_proxies = [\"127.0.0.1/32\"]",
+    )])
 }
 
 /// Polls `path` as `client` with `agent`; returns the status.
@@ -74,8 +77,10 @@ fn aggregator(report: &Value, path: &str, name: &str) -> Option<u64> {
         .map(|a| a["subscribers"].as_u64().unwrap())
 }
 
-const FEEDLY: &str = "Feedly/1.0 (+http://www.feedly.com/fetcher.html; 57 subscribers; feed-id=1234)";
-const INOREADER: &str = "Mozilla/5.0 (compatible; Inoreader; 12 subscribers; +http://www.inoreader.com)";
+const FEEDLY: &str =
+    "Feedly/1.0 (+http://www.feedly.com/fetcher.html; 57 subscribers; feed-id=1234)";
+const INOREADER: &str =
+    "Mozilla/5.0 (compatible; Inoreader; 12 subscribers; +http://www.inoreader.com)";
 const NEWSBLUR: &str = "NewsBlur Feed Fetcher - 5 subscribers - https://www.newsblur.com/site/1234/hydrogen (Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/14.0.1 Safari/605.1.15)";
 const FEEDBIN: &str = "Feedbin feed-id:1 - 3 subscribers";
 const OLD_READER: &str = "The Old Reader - 2 readers";
@@ -111,11 +116,23 @@ async fn polls_count_aggregators_by_their_report_and_every_other_client_once_a_d
         assert_eq!(poll(&server, path, "203.0.113.7", NEWSBOAT).await, 200);
     }
     assert_eq!(
-        poll(&server, "/feeds/category/hydrogen.rss", "203.0.113.8", NEWSBOAT).await,
+        poll(
+            &server,
+            "/feeds/category/hydrogen.rss",
+            "203.0.113.8",
+            NEWSBOAT
+        )
+        .await,
         200
     );
     assert_eq!(
-        poll(&server, "/feeds/category/hydrogen.rss", "203.0.113.9", FEEDPARSER).await,
+        poll(
+            &server,
+            "/feeds/category/hydrogen.rss",
+            "203.0.113.9",
+            FEEDPARSER
+        )
+        .await,
         200
     );
     // A conditional poll is a poll too, counted as a 304.
@@ -143,13 +160,22 @@ async fn polls_count_aggregators_by_their_report_and_every_other_client_once_a_d
     assert_eq!(revalidated.status(), 304);
     // Not polls: the page for people, at .html or sent to a browser; an archive; an error.
     assert_eq!(
-        poll(&server, "/feeds/category/hydrogen.html", "203.0.113.10", "curl/8").await,
+        poll(
+            &server,
+            "/feeds/category/hydrogen.html",
+            "203.0.113.10",
+            "curl/8"
+        )
+        .await,
         200
     );
     let browser = server
         .client
         .get(format!("{}/feeds/category/hydrogen.rss", server.base))
-        .header("accept", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8")
+        .header(
+            "accept",
+            "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+        )
         .header("x-forwarded-for", "203.0.113.11")
         .send()
         .await
@@ -170,7 +196,13 @@ async fn polls_count_aggregators_by_their_report_and_every_other_client_once_a_d
     .await;
     assert!(archive == 200 || archive == 404, "{archive}");
     assert_eq!(
-        poll(&server, "/feeds/category/nothing.rss", "203.0.113.13", "curl/8").await,
+        poll(
+            &server,
+            "/feeds/category/nothing.rss",
+            "203.0.113.13",
+            "curl/8"
+        )
+        .await,
         404
     );
 
@@ -195,7 +227,13 @@ async fn polls_count_aggregators_by_their_report_and_every_other_client_once_a_d
     // The latest report wins: Feedly now says 50.
     let fewer = FEEDLY.replace("57 subscribers", "50 subscribers");
     assert_eq!(
-        poll(&server, "/feeds/category/hydrogen.atom", "198.51.100.1", &fewer).await,
+        poll(
+            &server,
+            "/feeds/category/hydrogen.atom",
+            "198.51.100.1",
+            &fewer
+        )
+        .await,
         200
     );
     flush(&server).await;
@@ -270,7 +308,11 @@ async fn two_replicas_on_postgres_add_up_and_count_a_client_seen_by_both_once() 
     for server in [&a, &b] {
         let r = report(server).await;
         let region = "region/320000";
-        assert_eq!(aggregator(&r, region, "Feedly"), Some(41), "the latest report");
+        assert_eq!(
+            aggregator(&r, region, "Feedly"),
+            Some(41),
+            "the latest report"
+        );
         assert_eq!(feed(&r, region)["subscribers"]["direct"], 3);
         assert_eq!(feed(&r, region)["subscribers"]["total"], 41 + 3);
         assert_eq!(today(&r, region)["polls"], 6);
@@ -307,7 +349,10 @@ async fn implausible_reports_are_ignored_and_counted_as_suspect() {
     }
     flush(&server).await;
     let r = report(&server).await;
-    assert_eq!(aggregator(&r, "category/materials", "Google Feedfetcher"), Some(100));
+    assert_eq!(
+        aggregator(&r, "category/materials", "Google Feedfetcher"),
+        Some(100)
+    );
     assert_eq!(aggregator(&r, "category/materials", "Feedly"), None);
     assert_eq!(r["suspect_reports"], 2, "{}", r["suspect_reports"]);
     let metrics = server.text("/metrics").await;
@@ -419,7 +464,11 @@ async fn a_cdn_access_log_is_read_into_the_same_counts() {
     let file = dir.path().join("access.log");
     std::fs::write(&file, log + "\n").unwrap();
 
-    let out = feedcast(&config, &database, &["stats", "import-log", file.to_str().unwrap()]);
+    let out = feedcast(
+        &config,
+        &database,
+        &["stats", "import-log", file.to_str().unwrap()],
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
@@ -427,10 +476,17 @@ async fn a_cdn_access_log_is_read_into_the_same_counts() {
         stdout.contains("8 lines, 4 polls counted, 3 other requests, 1 unreadable"),
         "{stdout}"
     );
-    assert!(stderr.contains("access.log:8: "), "names the line: {stderr}");
+    assert!(
+        stderr.contains("access.log:8: "),
+        "names the line: {stderr}"
+    );
 
     let out = feedcast(&config, &database, &["stats", "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let r: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(aggregator(&r, "category/hydrogen", "Feedly"), Some(57));
     assert_eq!(feed(&r, "category/hydrogen")["subscribers"]["direct"], 2);
@@ -499,7 +555,9 @@ async fn the_editors_page_reads_right_in_a_browser() {
     // Chromium opens it with the credentials in the URL and shows the numbers.
     let url = format!(
         "{}/admin/stats",
-        server.base.replace("http://", &format!("http://editor:{TOKEN}@"))
+        server
+            .base
+            .replace("http://", &format!("http://editor:{TOKEN}@"))
     );
     let dom = tokio::task::spawn_blocking(move || {
         let profile = tempfile::tempdir().unwrap();
@@ -517,7 +575,11 @@ async fn the_editors_page_reads_right_in_a_browser() {
             .arg(&url)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     })
     .await
@@ -581,7 +643,13 @@ async fn a_closed_day_keeps_its_count_and_forgets_its_pairs_and_salt() {
             .stats_close_day(day, |closed: ClosedDay| closed.pairs)
             .await
             .unwrap();
-        assert!(store.stats_open_days("2026-01-16").await.unwrap().is_empty());
+        assert!(
+            store
+                .stats_open_days("2026-01-16")
+                .await
+                .unwrap()
+                .is_empty()
+        );
         let days = store.stats_days(day).await.unwrap();
         assert_eq!(days.len(), 1);
         assert_eq!((days[0].direct, days[0].pairs, days[0].polls), (3, 3, 4));
@@ -600,7 +668,9 @@ async fn past_the_cap_a_feeds_pairs_stop_being_stored() {
     let settings = common::settings();
     let store = Store::open(&db.url, &settings.catalog).await.unwrap();
     let day = "2026-02-01";
-    let pairs: Vec<String> = (0..MAX_STORED_PAIRS + 10).map(|i| format!("{i:032x}")).collect();
+    let pairs: Vec<String> = (0..MAX_STORED_PAIRS + 10)
+        .map(|i| format!("{i:032x}"))
+        .collect();
     let tally = FeedTally {
         feed: "category/parks".to_owned(),
         polls: 1,
@@ -611,7 +681,11 @@ async fn past_the_cap_a_feeds_pairs_stop_being_stored() {
         .stats_flush(day, "r1", std::slice::from_ref(&tally), chrono::Utc::now())
         .await
         .unwrap();
-    assert_eq!(flushed.full, ["category/parks"], "the replica is told to send its sketch");
+    assert_eq!(
+        flushed.full,
+        ["category/parks"],
+        "the replica is told to send its sketch"
+    );
     let more = FeedTally {
         pairs: vec!["ffff".to_owned()],
         sketch: Some("c2tldGNo".to_owned()),
@@ -622,7 +696,11 @@ async fn past_the_cap_a_feeds_pairs_stop_being_stored() {
         .await
         .unwrap();
     let days = store.stats_days(day).await.unwrap();
-    assert_eq!(days[0].pairs as u64, MAX_STORED_PAIRS + 10, "no pair stored past the cap");
+    assert_eq!(
+        days[0].pairs as u64,
+        MAX_STORED_PAIRS + 10,
+        "no pair stored past the cap"
+    );
     assert_eq!(store.stats_sketches(day).await.unwrap().len(), 1);
     store.close().await;
 }

@@ -1789,6 +1789,50 @@ parent = "320200"
     }
 
     #[test]
+    fn errors_name_the_line_of_stats_bounds_out_of_range() {
+        for bad in ["0", "-1", "3651", "99999999999"] {
+            let (line, message) = error_at(&format!("[stats]\nretention_days = {bad}\n"));
+            assert_eq!(line, 9, "{bad}");
+            assert!(
+                message
+                    .contains("stats.retention_days must be a whole number of days from 1 to 3650"),
+                "{message}"
+            );
+        }
+        for bad in ["0", "99", "60001", "-5000"] {
+            let (line, message) = error_at(&format!("[stats]\nflush_interval_ms = {bad}\n"));
+            assert_eq!(line, 9, "{bad}");
+            assert!(
+                message.contains("stats.flush_interval_ms must be from 100 to 60000 milliseconds"),
+                "{message}"
+            );
+        }
+        for bad in ["[stats]\nenabled = \"yes\"\n", "[stats]\nkeep = 1\n"] {
+            let (line, _) = error_at(bad);
+            assert_eq!(line, 9, "{bad}");
+        }
+        let s = parse("[stats]\nenabled = false\nretention_days = 1\nflush_interval_ms = 100\n")
+            .unwrap();
+        assert_eq!(
+            s.stats,
+            Stats {
+                enabled: false,
+                retention_days: 1,
+                flush_interval: Duration::from_millis(100),
+            }
+        );
+        let s = parse("").unwrap();
+        assert_eq!(
+            s.stats,
+            Stats {
+                enabled: true,
+                retention_days: 400,
+                flush_interval: Duration::from_secs(5),
+            }
+        );
+    }
+
+    #[test]
     fn every_section_has_its_defaults_when_left_out() {
         let s = parse("").unwrap();
         assert_eq!((s.limits.default_items, s.limits.max_items), (20, 100));
