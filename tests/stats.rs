@@ -457,8 +457,14 @@ async fn a_cdn_access_log_is_read_into_the_same_counts() {
             "203.0.113.32 - - [{when}] \"GET /feeds/category/hydrogen.rss HTTP/1.1\" 503 0 \"-\" \"curl/8\""
         ),
         format!("203.0.113.33 - - [{when}] \"GET / HTTP/1.1\" 200 100 \"-\" \"curl/8\""),
-        // Unreadable.
+        // Unreadable, and dated where no figure is kept.
         "this is not a log line".to_owned(),
+        format!(
+            "203.0.113.34 - - [01/Jan/1970:00:00:00 +0000] \"GET /feeds/category/hydrogen.rss HTTP/1.1\" 200 5 \"-\" \"{NEWSBOAT}\""
+        ),
+        format!(
+            "203.0.113.35 - - [31/Dec/9999:23:59:59 +0800] \"GET /feeds/category/hydrogen.rss HTTP/1.1\" 200 5 \"-\" \"{NEWSBOAT}\""
+        ),
     ]
     .join("\n");
     let file = dir.path().join("access.log");
@@ -473,7 +479,7 @@ async fn a_cdn_access_log_is_read_into_the_same_counts() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(
-        stdout.contains("8 lines, 4 polls counted, 3 other requests, 1 unreadable"),
+        stdout.contains("10 lines, 4 polls counted, 3 other requests, 3 unreadable"),
         "{stdout}"
     );
     assert!(
@@ -652,7 +658,11 @@ async fn a_closed_day_keeps_its_count_and_forgets_its_pairs_and_salt() {
         );
         let days = store.stats_days(day).await.unwrap();
         assert_eq!(days.len(), 1);
-        assert_eq!((days[0].direct, days[0].pairs, days[0].polls), (3, 3, 4));
+        assert_eq!(
+            (days[0].direct, days[0].pairs, days[0].polls),
+            (3, 0, 4),
+            "counted as direct clients, no pair left"
+        );
         // A new salt for the day, not the old one: the old hashes cannot be matched again.
         assert_ne!(store.stats_salt(day, "cc").await.unwrap(), salt);
         store.stats_prune("2026-01-16").await.unwrap();
@@ -703,4 +713,62 @@ async fn past_the_cap_a_feeds_pairs_stop_being_stored() {
     );
     assert_eq!(store.stats_sketches(day).await.unwrap().len(), 1);
     store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polls_tallied_while_the_store_is_down_are_written_once_it_is_back() {
+    let Some(db) = TestDb::new(Backend::Postgres).await else {
+        return;
+    };
+    let (proxy, proxied) = common::Proxy::in_front_of(&db).await;
+    let server = Server::start_at(&proxied, behind_proxy(), Some(TOKEN)).await;
+    server.app.load_demo_if_empty().await.unwrap();
+    let path = "/feeds/category/parks.json";
+    // Flushes until one is taken: the pool reconnects at its own pace once the store is back.
+    let flushed = || async {
+        tokio::time::timeout(std::time::Duration::from_secs(30), async {
+            loop {
+                let (status, _) = call(&server, "POST", "/api/stats/flush", Some(TOKEN), "").await;
+                if status == 200 {
+                    break;
+                }
+            }
+        })
+        .await
+        .expect("a flush taken once the store is back");
+    };
+
+    // The store fails before the day's salt was read: the pairs wait, unhashed.
+    assert_eq!(poll(&server, path, "203.0.113.50", NEWSBOAT).await, 200);
+    proxy.break_();
+    assert_eq!(
+        poll(&server, path, "203.0.113.51", NEWSBOAT).await,
+        200,
+        "served from the cache"
+    );
+    let (status, _) = call(&server, "POST", "/api/stats/flush", Some(TOKEN), "").await;
+    assert_eq!(status, 500, "the flush fails while the store is down");
+    proxy.restore();
+    flushed().await;
+    let r = report(&server).await;
+    assert_eq!(feed(&r, "category/parks")["subscribers"]["direct"], 2);
+    assert_eq!(today(&r, "category/parks")["polls"], 2);
+
+    // The store fails after the salt was read: the hashed batch waits, and is written once.
+    assert_eq!(poll(&server, path, "203.0.113.52", NEWSBOAT).await, 200);
+    proxy.break_();
+    let (status, _) = call(&server, "POST", "/api/stats/flush", Some(TOKEN), "").await;
+    assert_eq!(status, 500);
+    proxy.restore();
+    flushed().await;
+    flush(&server).await;
+    let r = report(&server).await;
+    assert_eq!(feed(&r, "category/parks")["subscribers"]["direct"], 3);
+    assert_eq!(
+        today(&r, "category/parks")["polls"],
+        3,
+        "written once, not twice"
+    );
+    server.stop().await;
+    drop(db);
 }

@@ -75,6 +75,9 @@ const CLOSE_AFTER: TimeDelta = TimeDelta::minutes(5);
 /// How often push subscriptions are counted into the day's row and ended days are closed.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(60);
 
+/// Days of batches kept for a store that does not take them (today's and yesterday's).
+const UNSENT_DAYS: usize = 2;
+
 /// Days of history a report shows.
 pub const REPORT_DAYS: u32 = 30;
 
@@ -96,8 +99,8 @@ struct Day {
     sketches: HashMap<u32, Sketch>,
     /// Feeds whose stored pairs reached the cap that day: their sketches are written.
     full: HashSet<u32>,
-    /// A batch the store did not take, tried again with the next flush.
-    unsent: Option<(NaiveDate, Vec<FeedTally>)>,
+    /// Batches the store did not take, by day, tried again with the next flush.
+    unsent: Vec<(NaiveDate, Vec<FeedTally>)>,
     /// When push counts were last recorded and days closed.
     housekept: Option<Instant>,
 }
@@ -268,28 +271,35 @@ impl Stats {
 
     /// Writes what was tallied since the last flush to the store, now; then, once a minute,
     /// records push counts and closes ended days. Flushes run one at a time.
+    ///
+    /// Nothing is lost to a store that fails: without the day's salt the pairs go back into
+    /// the tally (unhashed, bounded as ever); a batch the store did not take waits for the next
+    /// flush, merged with the batches after it (one per day, for two days, its pairs bounded).
     pub async fn flush(&self) -> Result<(), StatsError> {
         let mut day = self.day.lock().await;
         let now = Utc::now();
         let today = self.day_of(now);
         // The batch belongs to the day it was tallied in: the last flush's (at most a flush
         // interval late at midnight, since a flush is due then).
-        let batch_day = day.day.unwrap_or(today);
+        let batch_day = *day.day.get_or_insert(today);
         let (counts, pairs) = self.take();
         metrics::counter!(crate::metrics::STATS_PAIRS_DROPPED)
             .increment(self.dropped.swap(0, Ordering::Relaxed));
-        if let Some((unsent_day, tallies)) = day.unsent.take() {
-            self.write(&mut day, unsent_day, tallies, now).await?;
-        }
-        let any_pair = !pairs.is_empty();
-        if any_pair && day.salt.is_none() {
-            let salt = self
+        let mut outcome = Ok(());
+        if !pairs.is_empty() && day.salt.is_none() {
+            match self
                 .store
                 .stats_salt(&batch_day.to_string(), &random_hex(32))
-                .await?;
-            day.salt = Some(salt);
+                .await
+            {
+                Ok(salt) => day.salt = Some(salt),
+                Err(e) => {
+                    self.put_back(counts, pairs);
+                    return Err(e.into());
+                }
+            }
         }
-        if any_pair || counts.iter().any(|c| c.0 > 0) {
+        if !pairs.is_empty() || counts.iter().any(|c| c.0 > 0) {
             let salt = day.salt.clone().unwrap_or_default();
             let mut sketches = std::mem::take(&mut day.sketches);
             let full = day.full.clone();
@@ -301,61 +311,100 @@ impl Stats {
             .await
             .map_err(|e| StatsError::Counting(e.to_string()))?;
             day.sketches = sketches;
-            self.write(&mut day, batch_day, tallies, now).await?;
+            self.hold(&mut day, batch_day, tallies);
+        }
+        for (on, tallies) in std::mem::take(&mut day.unsent) {
+            if let Err(e) = self.write(&mut day, on, &tallies, now).await {
+                self.hold(&mut day, on, tallies);
+                outcome = Err(e);
+            }
         }
         if day.day != Some(today) {
             // A new day: a new salt, new sketches.
             *day = Day {
                 day: Some(today),
-                unsent: day.unsent.take(),
+                unsent: std::mem::take(&mut day.unsent),
                 housekept: day.housekept,
                 ..Day::default()
             };
         }
-        if day
-            .housekept
-            .is_none_or(|t| t.elapsed() >= HOUSEKEEPING_EVERY)
+        if outcome.is_ok()
+            && day
+                .housekept
+                .is_none_or(|t| t.elapsed() >= HOUSEKEEPING_EVERY)
         {
             day.housekept = Some(Instant::now());
             drop(day);
             self.housekeep(now).await?;
         }
-        Ok(())
+        outcome
     }
 
-    /// Adds tallies to the store; keeps them for the next flush if it fails.
+    /// Keeps a batch to be written: merged with one of the same day, else beside it; past
+    /// [`UNSENT_DAYS`] days the oldest is given up (and said so).
+    fn hold(&self, day: &mut Day, on: NaiveDate, tallies: Vec<FeedTally>) {
+        match day.unsent.iter_mut().find(|(d, _)| *d == on) {
+            Some((_, held)) => {
+                let dropped = merge(held, tallies);
+                metrics::counter!(crate::metrics::STATS_PAIRS_DROPPED).increment(dropped);
+            }
+            None => day.unsent.push((on, tallies)),
+        }
+        day.unsent.sort_by_key(|(d, _)| *d);
+        while day.unsent.len() > UNSENT_DAYS {
+            let (lost, tallies) = day.unsent.remove(0);
+            tracing::warn!(day = %lost, feeds = tallies.len(), "a day of statistics the store did not take is given up");
+        }
+    }
+
+    /// Puts a batch that could not be hashed back into the tally, for the next flush.
+    fn put_back(&self, counts: Vec<(u64, u64, u64)>, pairs: Vec<Pair>) {
+        for (c, (polls, not_modified, bytes)) in self.counters.iter().zip(counts) {
+            c.polls.fetch_add(polls, Ordering::Relaxed);
+            c.not_modified.fetch_add(not_modified, Ordering::Relaxed);
+            c.bytes.fetch_add(bytes, Ordering::Relaxed);
+        }
+        for pair in pairs {
+            let key = self
+                .hasher
+                .hash_one((pair.feed, pair.client, &pair.user_agent[..]));
+            let Ok(mut shard) = self.shards[key as usize % SHARDS].lock() else {
+                continue;
+            };
+            if shard.contains_key(&key) {
+                continue;
+            }
+            if self.pending.fetch_add(1, Ordering::Relaxed) >= MAX_PENDING_PAIRS {
+                self.pending.fetch_sub(1, Ordering::Relaxed);
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            shard.insert(key, pair);
+        }
+    }
+
+    /// Adds tallies to the store.
     async fn write(
         &self,
         day: &mut Day,
         on: NaiveDate,
-        tallies: Vec<FeedTally>,
+        tallies: &[FeedTally],
         now: DateTime<Utc>,
     ) -> Result<(), StatsError> {
-        match self
+        let flushed = self
             .store
-            .stats_flush(&on.to_string(), &self.replica, &tallies, now)
-            .await
-        {
-            Ok(flushed) => {
-                metrics::counter!(crate::metrics::STATS_SUSPECT_REPORTS)
-                    .increment(flushed.suspect + tallies.iter().map(|t| t.suspect).sum::<u64>());
-                if day.day.is_none_or(|d| d == on) {
-                    for feed in flushed.full {
-                        if let Some(i) = self.paths.iter().position(|p| *p == feed) {
-                            day.full.insert(i as u32);
-                        }
-                    }
+            .stats_flush(&on.to_string(), &self.replica, tallies, now)
+            .await?;
+        metrics::counter!(crate::metrics::STATS_SUSPECT_REPORTS)
+            .increment(flushed.suspect + tallies.iter().map(|t| t.suspect).sum::<u64>());
+        if day.day.is_none_or(|d| d == on) {
+            for feed in flushed.full {
+                if let Some(i) = self.paths.iter().position(|p| *p == feed) {
+                    day.full.insert(i as u32);
                 }
-                Ok(())
-            }
-            Err(e) => {
-                // One batch waits; an older one still waiting is lost (and said so).
-                if let Some((_, lost)) = day.unsent.replace((on, tallies)) {
-                    tracing::warn!(feeds = lost.len(), "a batch of statistics was lost");
-                }
-                Err(e.into())
             }
         }
+        Ok(())
     }
 
     /// Takes the tally since the last flush: each feed's (polls, 304s, bytes), and the pairs.
@@ -387,7 +436,7 @@ impl Stats {
     /// retention.
     async fn housekeep(&self, now: DateTime<Utc>) -> Result<(), StatsError> {
         let today = self.day_of(now);
-        let report = self.report(now).await?;
+        let report = report_of_days(&self.settings, &self.store, now, 2).await?;
         let push: Vec<(String, u64)> = report
             .feeds
             .iter()
@@ -406,11 +455,6 @@ impl Stats {
         Ok(())
     }
 
-    /// The report as of `now` (see [`report`]).
-    pub async fn report(&self, now: DateTime<Utc>) -> Result<Report, StatsError> {
-        Ok(report(&self.settings, &self.store, now).await?)
-    }
-
     /// Sets the subscriber gauges of `/metrics` from a report at most [`METRICS_REPORT_FOR`]
     /// old; a store that does not answer leaves them as they were.
     pub async fn measure(&self) {
@@ -419,7 +463,7 @@ impl Stats {
             .as_ref()
             .is_some_and(|(at, _)| at.elapsed() < METRICS_REPORT_FOR);
         if !fresh {
-            match self.report(Utc::now()).await {
+            match report_of_days(&self.settings, &self.store, Utc::now(), 2).await {
                 Ok(report) => *cached = Some((Instant::now(), Arc::new(report))),
                 Err(e) => {
                     tracing::warn!(cause = %e, "subscriber gauges not updated");
@@ -517,6 +561,41 @@ fn tally(
     by_feed.into_values().collect()
 }
 
+/// Merges `from` into `into` (the same day's): sums added, pairs and reports appended (a
+/// report of the same key replaced: the later is the latest), pairs bounded by
+/// [`MAX_PENDING_PAIRS`] in all; returns the pairs left out.
+fn merge(into: &mut Vec<FeedTally>, from: Vec<FeedTally>) -> u64 {
+    let mut held: usize = into.iter().map(|t| t.pairs.len()).sum();
+    let mut dropped = 0;
+    for mut t in from {
+        let room = MAX_PENDING_PAIRS.saturating_sub(held);
+        if t.pairs.len() > room {
+            dropped += (t.pairs.len() - room) as u64;
+            t.pairs.truncate(room);
+        }
+        held += t.pairs.len();
+        match into.iter_mut().find(|x| x.feed == t.feed) {
+            Some(x) => {
+                x.polls += t.polls;
+                x.not_modified += t.not_modified;
+                x.bytes += t.bytes;
+                x.suspect += t.suspect;
+                x.pairs.append(&mut t.pairs);
+                for report in t.reports {
+                    x.reports
+                        .retain(|(a, k, _)| (a, k) != (&report.0, &report.1));
+                    x.reports.push(report);
+                }
+                if t.sketch.is_some() {
+                    x.sketch = t.sketch;
+                }
+            }
+            None => into.push(t),
+        }
+    }
+    dropped
+}
+
 /// HMAC-SHA256 of a (client, User-Agent) pair under a day's salt.
 fn pair_digest(salt: &str, client: IpAddr, user_agent: &[u8]) -> [u8; 32] {
     // Any key length is accepted, so this cannot fail; an empty one still hashes.
@@ -568,9 +647,21 @@ pub async fn report(
     store: &Store,
     now: DateTime<Utc>,
 ) -> Result<Report, StoreError> {
+    report_of_days(settings, store, now, REPORT_DAYS).await
+}
+
+/// The report with only its last `days` days (at least the two today's figure needs): what
+/// the gauges and the push counts read, often, without reading a month of every feed.
+async fn report_of_days(
+    settings: &Settings,
+    store: &Store,
+    now: DateTime<Utc>,
+    days: u32,
+) -> Result<Report, StoreError> {
+    let days = days.max(2);
     let tz = settings.site.time_zone;
     let today = now.with_timezone(&tz).date_naive();
-    let first = today - TimeDelta::days(i64::from(REPORT_DAYS) - 1);
+    let first = today - TimeDelta::days(i64::from(days) - 1);
     let days = store.stats_days(&first.to_string()).await?;
     let reports = store.stats_reports(&first.to_string()).await?;
     let sketches = store.stats_sketches(&today.to_string()).await?;
@@ -578,7 +669,7 @@ pub async fn report(
     Ok(assemble(
         settings,
         now,
-        today,
+        (first, today),
         Stored {
             days,
             reports,
@@ -603,9 +694,13 @@ type Latest<'a> = BTreeMap<&'a str, BTreeMap<&'a str, (i64, i64)>>;
 type DayTally = (Vec<(u64, u64, u64)>, HashMap<u64, Pair>);
 
 /// Builds the report from what the store holds.
-fn assemble(settings: &Settings, now: DateTime<Utc>, today: NaiveDate, stored: Stored) -> Report {
+fn assemble(
+    settings: &Settings,
+    now: DateTime<Utc>,
+    (first, today): (NaiveDate, NaiveDate),
+    stored: Stored,
+) -> Report {
     let yesterday = today.pred_opt().unwrap_or(today);
-    let first = today - TimeDelta::days(i64::from(REPORT_DAYS) - 1);
     let as_u64 = |n: i64| u64::try_from(n).unwrap_or(0);
     let mut today_sketches: HashMap<&str, Sketch> = HashMap::new();
     for (feed, registers) in &stored.sketches {
@@ -885,6 +980,12 @@ fn read_log<R: std::io::BufRead>(
     mut emit: impl FnMut(Batch) -> bool,
 ) -> Result<LogImport, StatsError> {
     let mut done = LogImport::default();
+    // Only days whose figures are kept, and none ahead: a line dated 9999 would keep a salt
+    // and its pairs in the store until then.
+    let today = Utc::now()
+        .with_timezone(&settings.site.time_zone)
+        .date_naive();
+    let oldest = today - TimeDelta::days(i64::from(settings.stats.retention_days) - 1);
     let mut batches: BTreeMap<NaiveDate, DayTally> = BTreeMap::new();
     let mut held = 0usize;
     let mut buf = Vec::new();
@@ -963,11 +1064,18 @@ fn read_log<R: std::io::BufRead>(
             done.other += 1;
             continue;
         };
-        done.polls += 1;
         let day = parsed
             .time
             .with_timezone(&settings.site.time_zone)
             .date_naive();
+        if day > today || day < oldest {
+            problem(
+                format!("dated {day}, outside the days kept ({oldest} to {today})"),
+                &mut done,
+            );
+            continue;
+        }
+        done.polls += 1;
         let (counts, pairs) = batches
             .entry(day)
             .or_insert_with(|| (vec![(0, 0, 0); feeds], HashMap::new()));

@@ -1435,6 +1435,11 @@ pub(super) fn stats_delete_salt(day: &str) -> Statement<'_> {
     Statement::new("DELETE FROM stats_salts WHERE day = $1").text(day)
 }
 
+/// Marks `day`'s pairs as none stored: they are counted in `direct` now.
+pub(super) fn stats_no_pairs(day: &str) -> Statement<'_> {
+    Statement::new("UPDATE stats_days SET pairs = 0 WHERE day = $1").text(day)
+}
+
 /// Adds `direct` distinct clients to a feed's row of `day`.
 pub(super) fn stats_add_direct<'a>(day: &'a str, feed: &'a str, direct: i64) -> Statement<'a> {
     Statement::new(

@@ -282,6 +282,9 @@ impl Store {
             tx.execute(&sql::stats_delete_salt(day))
                 .await
                 .map_err(failed(DOING))?;
+            tx.execute(&sql::stats_no_pairs(day))
+                .await
+                .map_err(failed(DOING))?;
             let counted = count(ClosedDay {
                 pairs: pairs.into_iter().collect(),
                 sketches,
