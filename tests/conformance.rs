@@ -380,6 +380,17 @@ fn warnings(format: Format, body: &[u8], self_url: &str) -> Vec<String> {
                         format!("{:?}", image_of("url")),
                     );
                 }
+                // The validator judges a channel image by its URL's extension (ImageUrlFormat).
+                let typed = |url: &str| {
+                    let extension = url.rsplit('.').next().unwrap_or_default();
+                    ["jpg", "jpeg", "gif", "png"].contains(&extension.to_lowercase().as_str())
+                };
+                if !image_of("url").is_some_and(|u| typed(&u)) {
+                    warn(
+                        "image url does not end in .jpg, .jpeg, .gif or .png",
+                        format!("{:?}", image_of("url")),
+                    );
+                }
             }
             for name in ["pubDate", "lastBuildDate"] {
                 for e in named(name) {
@@ -1201,7 +1212,7 @@ fn the_validator_rules_catch_what_they_are_for() {
     let rss = br#"<?xml version="1.0"?><rss version="2.0" xmlns:atom="http://www.w3.org/2005/Atom" xmlns:sy="http://purl.org/rss/1.0/modules/syndication/" xmlns:media="http://search.yahoo.com/mrss/"><channel><title>a &lt;b>b&lt;/b></title><link>https://x.cn/</link><description>d</description>
 <atom:link href="https://x.cn/feeds/other.rss" rel="self" type="application/rss+xml"/>
 <sy:updateBase>1970-01-01T00:00+00:00</sy:updateBase><ttl>5.5</ttl>
-<image><url>https://x.cn/i.png</url><title>other</title><link>https://x.cn/</link></image>
+<image><url>https://x.cn/favicon.ico</url><title>other</title><link>https://x.cn/</link></image>
 <item><title>t</title><pubDate>yesterday</pubDate><enclosure url="https://x.cn/a.jpg" type="image/jpeg"/><media:content url="/rel.jpg" medium="video"/><media:thumbnail/></item></channel></rss>"#;
     let found = warnings(Format::Rss, rss, "https://x.cn/feeds/this.rss");
     for rule in [
@@ -1213,6 +1224,7 @@ fn the_validator_rules_catch_what_they_are_for() {
         "media:content medium is not image",
         "media:thumbnail without an absolute url",
         "image title does not match",
+        "image url does not end in",
         "not an RFC 822 date",
         "ttl is not a whole number",
     ] {

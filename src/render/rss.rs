@@ -91,8 +91,9 @@ pub(super) fn render(feed: &Feed, settings: &Settings) -> Result<Vec<u8>, String
         generator: Some(GENERATOR.to_owned()),
         ttl: schedule.map(|(ttl, _, _)| ttl.to_string()),
         // RSS allows only GIF, JPEG and PNG here; another icon is named by the other formats.
+        // Named at the path with its extension, which validators and readers go by.
         image: settings.site.icon.fits_rss().then(|| Image {
-            url: super::icon_url(settings),
+            url: super::typed_icon_url(settings),
             title: feed.title.clone(),
             link: site.link.to_string(),
             ..Image::default()
