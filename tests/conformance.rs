@@ -168,12 +168,15 @@ fn check_rss_plain_text_references(body: &[u8]) {
 }
 
 /// One element of an XML document, as a validator sees it: its qualified name, its parent's,
-/// its attributes and its text (character references decoded).
+/// its attributes and its text (character references decoded); where it starts in the document
+/// (its order among the elements) and which RSS `<item>` it is in, named by the item's order.
 struct Element {
     name: String,
     parent: String,
     attrs: BTreeMap<String, String>,
     text: String,
+    order: usize,
+    item: Option<usize>,
 }
 
 fn elements(body: &[u8]) -> Vec<Element> {
@@ -181,26 +184,39 @@ fn elements(body: &[u8]) -> Vec<Element> {
     let mut reader = quick_xml::Reader::from_reader(body);
     let mut open: Vec<Element> = Vec::new();
     let mut done = Vec::new();
-    let element = |e: &quick_xml::events::BytesStart, parent: &str| Element {
-        name: String::from_utf8_lossy(e.name().as_ref()).into_owned(),
-        parent: parent.to_owned(),
-        attrs: e
-            .attributes()
-            .map(|a| {
-                let a = a.unwrap();
-                (
-                    String::from_utf8_lossy(a.key.as_ref()).into_owned(),
-                    a.unescape_value().unwrap().into_owned(),
-                )
-            })
-            .collect(),
-        text: String::new(),
+    let mut order = 0;
+    let mut element = |e: &quick_xml::events::BytesStart, open: &[Element]| {
+        let name = String::from_utf8_lossy(e.name().as_ref()).into_owned();
+        order += 1;
+        Element {
+            item: if name == "item" {
+                Some(order)
+            } else {
+                open.last().and_then(|p| p.item)
+            },
+            order,
+            name,
+            parent: open.last().map_or(String::new(), |p| p.name.clone()),
+            attrs: e
+                .attributes()
+                .map(|a| {
+                    let a = a.unwrap();
+                    (
+                        String::from_utf8_lossy(a.key.as_ref()).into_owned(),
+                        a.unescape_value().unwrap().into_owned(),
+                    )
+                })
+                .collect(),
+            text: String::new(),
+        }
     };
-    let parent = |open: &[Element]| open.last().map_or(String::new(), |e| e.name.clone());
     loop {
         match reader.read_event().unwrap() {
-            Event::Start(e) => open.push(element(&e, &parent(&open))),
-            Event::Empty(e) => done.push(element(&e, &parent(&open))),
+            Event::Start(e) => {
+                let e = element(&e, &open);
+                open.push(e);
+            }
+            Event::Empty(e) => done.push(element(&e, &open)),
             Event::Text(t) => {
                 if let Some(e) = open.last_mut() {
                     e.text.push_str(&t.unescape().unwrap());
@@ -353,6 +369,22 @@ fn warnings(format: Format, body: &[u8], self_url: &str) -> Vec<String> {
                     );
                 }
             }
+            // What each item carries, in document order.
+            let mut items: BTreeMap<usize, Vec<&Element>> = BTreeMap::new();
+            for e in all.iter().filter(|e| e.parent == "item") {
+                items.entry(e.item.unwrap()).or_default().push(e);
+            }
+            for children in items.values_mut() {
+                children.sort_by_key(|e| e.order);
+                let has = |name: &str| children.iter().any(|e| e.name == name);
+                // Two elements of one meaning (DuplicateItemSemantics).
+                if has("source") && has("dc:source") {
+                    warn(
+                        "an item carries both source and dc:source",
+                        format!("{:?}", children.iter().map(|e| &e.name).collect::<Vec<_>>()),
+                    );
+                }
+            }
             // The channel image describes the channel: same title, same link.
             let image_of = |name: &'static str| {
                 named(name)
@@ -496,7 +528,8 @@ fn check_rss(s: &Settings, a: &Article, body: &[u8]) {
         assert_eq!(item.source().unwrap().title(), Some(source.name.as_str()));
         assert!(absolute(item.source().unwrap().url()));
     }
-    // Dublin Core: the credited authors, the editor, the original report.
+    // Dublin Core: the credited authors and the editor. The original report is `<source url>`
+    // alone: an item with `dc:source` too draws a validator warning.
     let dc = item.dublin_core_ext().cloned().unwrap_or_default();
     let names: Vec<String> = credited(a).into_iter().map(|(name, _)| name).collect();
     assert_eq!(dc.creators(), names);
@@ -504,10 +537,7 @@ fn check_rss(s: &Settings, a: &Article, body: &[u8]) {
         dc.contributors(),
         Vec::from_iter(a.editor().map(str::to_owned))
     );
-    assert_eq!(
-        dc.sources(),
-        Vec::from_iter(a.source().map(|s| s.url.clone()))
-    );
+    assert!(dc.sources().is_empty(), "{:?}", dc.sources());
     // The cover image: an enclosure when its type is known (RSS requires one), and Media RSS.
     let media = item.extensions().get("media");
     match a.image() {
@@ -1209,11 +1239,12 @@ fn prev_archive(format: Format, body: &[u8]) -> Option<String> {
 
 #[test]
 fn the_validator_rules_catch_what_they_are_for() {
-    let rss = br#"<?xml version="1.0"?><rss version="2.0" xmlns:atom="http://www.w3.org/2005/Atom" xmlns:sy="http://purl.org/rss/1.0/modules/syndication/" xmlns:media="http://search.yahoo.com/mrss/"><channel><title>a &lt;b>b&lt;/b></title><link>https://x.cn/</link><description>d</description>
+    let rss = br#"<?xml version="1.0"?><rss version="2.0" xmlns:atom="http://www.w3.org/2005/Atom" xmlns:sy="http://purl.org/rss/1.0/modules/syndication/" xmlns:media="http://search.yahoo.com/mrss/" xmlns:dc="http://purl.org/dc/elements/1.1/"><channel><title>a &lt;b>b&lt;/b></title><link>https://x.cn/</link><description>d</description>
 <atom:link href="https://x.cn/feeds/other.rss" rel="self" type="application/rss+xml"/>
 <sy:updateBase>1970-01-01T00:00+00:00</sy:updateBase><ttl>5.5</ttl>
 <image><url>https://x.cn/favicon.ico</url><title>other</title><link>https://x.cn/</link></image>
-<item><title>t</title><pubDate>yesterday</pubDate><enclosure url="https://x.cn/a.jpg" type="image/jpeg"/><media:content url="/rel.jpg" medium="video"/><media:thumbnail/></item></channel></rss>"#;
+<item><title>t</title><pubDate>yesterday</pubDate><enclosure url="https://x.cn/a.jpg" type="image/jpeg"/><media:content url="/rel.jpg" medium="video"/><media:thumbnail/></item>
+<item><title>reprint</title><source url="https://y.cn/">Y</source><dc:source>https://y.cn/1</dc:source></item></channel></rss>"#;
     let found = warnings(Format::Rss, rss, "https://x.cn/feeds/this.rss");
     for rule in [
         "implausible date",
@@ -1227,6 +1258,7 @@ fn the_validator_rules_catch_what_they_are_for() {
         "image url does not end in",
         "not an RFC 822 date",
         "ttl is not a whole number",
+        "an item carries both source and dc:source",
     ] {
         assert!(
             found.iter().any(|w| w.starts_with(rule)),

@@ -1,8 +1,9 @@
 //! RSS 2.0 with the `content` (full HTML), Dublin Core (credits), syndication (update schedule),
 //! Atom (self, hub and archive links) and feed-history (`fh:archive`) extensions.
-//! Attribution: the item's `<source url=…>` names the original publisher; `dc:creator` the
-//! authors every format credits (a reprint's original author first), `dc:contributor` the
-//! editor and `dc:source` the original report's URL.
+//! Attribution: the item's `<source url=…>` names the original publisher and links the
+//! original report; `dc:creator` the authors every format credits (a reprint's original author
+//! first), `dc:contributor` the editor. No `dc:source`: it says what `<source url>` says, and
+//! validators warn about an item that carries both (DuplicateItemSemantics).
 
 use std::collections::BTreeMap;
 
@@ -198,7 +199,9 @@ fn item(settings: &Settings, a: &Article) -> Item {
 }
 
 /// The credits in Dublin Core, which RSS readers and bridges read for what RSS lacks: `None`
-/// when there are none, so an article without credits gets no empty extension.
+/// when there are none, so an article without credits gets no empty extension. The original
+/// report's URL is not repeated as `dc:source`: `<source url>` carries it (and the attribution
+/// line links it), and an item with both draws a validator warning.
 fn dublin_core(a: &Article) -> Option<DublinCoreExtension> {
     let dc = DublinCoreExtension {
         creators: credited_authors(a)
@@ -206,7 +209,6 @@ fn dublin_core(a: &Article) -> Option<DublinCoreExtension> {
             .map(|(name, _)| name.to_owned())
             .collect(),
         contributors: a.editor().map(str::to_owned).into_iter().collect(),
-        sources: a.source().map(|s| s.url.clone()).into_iter().collect(),
         ..DublinCoreExtension::default()
     };
     (dc != DublinCoreExtension::default()).then_some(dc)
