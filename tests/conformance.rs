@@ -377,6 +377,19 @@ fn warnings(format: Format, body: &[u8], self_url: &str) -> Vec<String> {
             for children in items.values_mut() {
                 children.sort_by_key(|e| e.order);
                 let has = |name: &str| children.iter().any(|e| e.name == name);
+                // Readers that show `<description>` as the preview need one before the full
+                // content (NeedDescriptionBeforeContent).
+                if let Some(content) = children.iter().find(|e| e.name == "content:encoded") {
+                    if !children
+                        .iter()
+                        .any(|e| e.name == "description" && e.order < content.order)
+                    {
+                        warn(
+                            "content:encoded without a description before it",
+                            format!("{:?}", children.iter().map(|e| &e.name).collect::<Vec<_>>()),
+                        );
+                    }
+                }
                 // Two elements of one meaning (DuplicateItemSemantics).
                 if has("source") && has("dc:source") {
                     warn(
@@ -506,9 +519,14 @@ fn check_rss(s: &Settings, a: &Article, body: &[u8]) {
     assert_eq!(item.title(), Some(a.title()));
     assert_eq!(item.link(), Some(a.url()));
     assert!(absolute(item.link().unwrap()));
+    // The summary, else (for an item with content) the title: every item with content has a
+    // description before it, which readers show as its preview.
     match item.description() {
+        Some(description) if a.summary().is_empty() => {
+            check_rss_description(description, a.title())
+        }
         Some(description) => check_rss_description(description, a.summary()),
-        None => assert!(a.summary().is_empty()),
+        None => assert!(a.summary().is_empty() && item.content().is_none()),
     }
     assert!(!channel.description().contains('<'));
     check_rss_plain_text_references(body);
@@ -1012,6 +1030,13 @@ fn sanitizing_keeps_what_readers_need() {
     );
     assert_eq!(other.source().unwrap().title, None);
     assert_eq!(other.short_title().map(|t| t.chars().count()), Some(16));
+    // Bodies with no text of their own (only an image, only the credit line the feeds add)
+    // have no summary, so an RSS item of them takes its description from the title.
+    for id in ["adv-37", "adv-38", "adv-39"] {
+        assert_eq!(by_id[id].summary(), "", "{id}");
+    }
+    assert!(by_id["adv-37"].content_html().contains("<img"));
+    assert_eq!(by_id["adv-38"].content_html(), "");
     // A style that hid text is gone, so the text shows like any other.
     let hostile = by_id["adv-04"].content_html();
     assert!(
@@ -1239,12 +1264,12 @@ fn prev_archive(format: Format, body: &[u8]) -> Option<String> {
 
 #[test]
 fn the_validator_rules_catch_what_they_are_for() {
-    let rss = br#"<?xml version="1.0"?><rss version="2.0" xmlns:atom="http://www.w3.org/2005/Atom" xmlns:sy="http://purl.org/rss/1.0/modules/syndication/" xmlns:media="http://search.yahoo.com/mrss/" xmlns:dc="http://purl.org/dc/elements/1.1/"><channel><title>a &lt;b>b&lt;/b></title><link>https://x.cn/</link><description>d</description>
+    let rss = br#"<?xml version="1.0"?><rss version="2.0" xmlns:atom="http://www.w3.org/2005/Atom" xmlns:sy="http://purl.org/rss/1.0/modules/syndication/" xmlns:media="http://search.yahoo.com/mrss/" xmlns:dc="http://purl.org/dc/elements/1.1/" xmlns:content="http://purl.org/rss/1.0/modules/content/"><channel><title>a &lt;b>b&lt;/b></title><link>https://x.cn/</link><description>d</description>
 <atom:link href="https://x.cn/feeds/other.rss" rel="self" type="application/rss+xml"/>
 <sy:updateBase>1970-01-01T00:00+00:00</sy:updateBase><ttl>5.5</ttl>
 <image><url>https://x.cn/favicon.ico</url><title>other</title><link>https://x.cn/</link></image>
 <item><title>t</title><pubDate>yesterday</pubDate><enclosure url="https://x.cn/a.jpg" type="image/jpeg"/><media:content url="/rel.jpg" medium="video"/><media:thumbnail/></item>
-<item><title>reprint</title><source url="https://y.cn/">Y</source><dc:source>https://y.cn/1</dc:source></item></channel></rss>"#;
+<item><title>reprint</title><source url="https://y.cn/">Y</source><dc:source>https://y.cn/1</dc:source><content:encoded>&lt;p>c&lt;/p></content:encoded><description>late</description></item></channel></rss>"#;
     let found = warnings(Format::Rss, rss, "https://x.cn/feeds/this.rss");
     for rule in [
         "implausible date",
@@ -1259,6 +1284,7 @@ fn the_validator_rules_catch_what_they_are_for() {
         "not an RFC 822 date",
         "ttl is not a whole number",
         "an item carries both source and dc:source",
+        "content:encoded without a description before it",
     ] {
         assert!(
             found.iter().any(|w| w.starts_with(rule)),

@@ -155,18 +155,26 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 fn item(settings: &Settings, a: &Article) -> Item {
+    let content = Some(content_html(settings, a)).filter(|c| !c.is_empty());
+    // The summary; for an item with content but no summary (a body of only an image, a reprint
+    // whose body is only its credit line), the title, as JSON Feed's `content_text` falls back
+    // to it: readers show `<description>` as the preview, and validators want one before
+    // `content:encoded` (NeedDescriptionBeforeContent).
+    let description = Some(a.summary())
+        .filter(|s| !s.is_empty())
+        .or(content.is_some().then(|| a.title()));
     Item {
         title: Some(a.title().to_owned()),
         link: Some(a.url().to_owned()),
-        // `<description>` is HTML: the plain-text summary is escaped once for it, so a summary
+        // `<description>` is HTML: the plain text is escaped once for it, so a summary or title
         // that mentions markup shows it as text instead of becoming live markup in a reader.
-        description: (!a.summary().is_empty()).then(|| escape_html(a.summary())),
+        description: description.map(escape_html),
         guid: Some(Guid {
             value: item_id(settings, a),
             permalink: false,
         }),
         pub_date: Some(rfc2822(local(settings, a.published_at()))),
-        content: Some(content_html(settings, a)).filter(|c| !c.is_empty()),
+        content,
         categories: a
             .categories()
             .iter()
