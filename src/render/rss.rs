@@ -84,8 +84,11 @@ pub(super) fn render(feed: &Feed, settings: &Settings) -> Result<Vec<u8>, String
     let channel = Channel {
         title: feed.title.clone(),
         link: site.link.to_string(),
-        // `<description>` is HTML: plain text is escaped once for it, then XML-encoded.
-        description: escape_html(&feed.description),
+        // The channel's `<description>` is plain text, like its `<title>` (unlike an item's,
+        // which may be HTML): written as the characters configured, with the hex references
+        // below for `&` and `<`. Escaped for HTML first, it would still hold `&amp;` once the XML
+        // is decoded, which validators flag (ContainsHTML) and plain-text readers show.
+        description: feed.description.clone(),
         language: Some(site.language.clone()),
         copyright: site.copyright.clone(),
         last_build_date: Some(rfc2822(local(settings, feed.updated))),
