@@ -711,15 +711,29 @@ fn check_json(s: &Settings, a: &Article, body: &[u8]) {
     if let Some(image) = item["image"].as_str() {
         assert!(absolute(image));
     }
-    let authors: Vec<serde_json::Value> = credited(a)
+    let mut authors: Vec<serde_json::Value> = credited(a)
         .into_iter()
         .map(|(name, url)| match url {
             Some(url) => serde_json::json!({ "name": name, "url": url }),
             None => serde_json::json!({ "name": name }),
         })
         .collect();
+    // The editor, whom RSS (`dc:contributor`) and Atom (`contributor`) credit too: of a reprint
+    // in `_source.editor` (in `authors` a bridge would show the editor as the writer of another
+    // paper's report); of the portal's own article after its authors, once.
+    let editor = serde_json::json!({ "name": a.editor() });
+    if a.source().is_none() && a.editor().is_some() && !authors.contains(&editor) {
+        authors.push(editor);
+    }
     let found = item["authors"].as_array().cloned().unwrap_or_default();
-    assert_eq!(found, authors);
+    assert_eq!(found, authors, "{}", a.id());
+    let credited_editor = match item.get("_source") {
+        Some(object) => object["editor"].as_str(),
+        None => a
+            .editor()
+            .filter(|e| found.contains(&serde_json::json!({ "name": e }))),
+    };
+    assert_eq!(credited_editor, a.editor(), "{}", a.id());
     match a.source() {
         Some(source) => {
             let object = &item["_source"];

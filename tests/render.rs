@@ -225,6 +225,11 @@ fn json_feed_matches_its_golden_file_and_round_trips() {
         doc["items"][1]["authors"],
         json!([{"name": "无锡日报", "url": "https://www.wxrb.example.com/2024/05/10.html"}])
     );
+    // The portal's own article credits its editor after its author, as RSS's dc:contributor
+    // and Atom's contributor do: it has no `_source` to carry it.
+    let own = &doc["items"][2];
+    assert!(own.get("_source").is_none());
+    assert_eq!(own["authors"], json!([{"name": "李华"}, {"name": "陈静"}]));
 }
 
 /// What a WeChat bridge is handed for the hostile articles and one written for the profile: a
