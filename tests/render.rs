@@ -277,6 +277,24 @@ fn the_wechat_profile_matches_its_golden_file() {
         json!(["https://www.kechuang.example.cn/uploads/2024/site.jpg"])
     );
     assert_eq!(item["content_cut"], false);
+    // As the README's table says: the short title wins, whole; the author is the first one
+    // credited (a reprint's original author, else its publisher; the own article's author,
+    // never its editor).
+    let fields = |i: usize| {
+        let item = &doc["items"][i];
+        (
+            item["title"].clone(),
+            item["title_cut"].clone(),
+            item["author"].clone(),
+        )
+    };
+    assert_eq!(fields(0).2, "王明");
+    assert_eq!(
+        fields(1),
+        (json!("氢装上阵"), json!(false), json!("王明 & ]]>"))
+    );
+    assert_eq!(fields(2).2, "无锡日报");
+    assert_eq!(fields(3).2, "李华");
     // The reprint's credit survives, its link a footnote like any other.
     let reprint = doc["items"][1]["content"].as_str().unwrap();
     assert!(
