@@ -332,7 +332,7 @@ pub struct App {
     pub index: Encoded,
     /// The OPML list of every feed, built once.
     pub opml: Encoded,
-    /// The site icon (`/favicon.ico`), as configured.
+    /// The site icon (`/favicon.ico` and `/icon.<extension>`), as configured.
     pub icon: Encoded,
     /// The Content-Security-Policy of the HTML pages, built once from the configuration.
     pub page_policy: String,

@@ -247,7 +247,7 @@ pub struct WechatContent {
     /// Every image URL the HTML uses, once each, in order of first use: what a bridge
     /// re-uploads (WeChat shows no image from elsewhere).
     pub images: Vec<String>,
-    /// Whether blocks of the body were left out to stay under the limits.
+    /// Whether part of the body was left out to stay under the limits.
     pub was_cut: bool,
 }
 
@@ -265,36 +265,32 @@ static WECHAT_CLEAN: LazyLock<Builder<'static>> = LazyLock::new(|| {
 /// Fits article HTML to WeChat's rules for a draft's `content`.
 ///
 /// `body` is the article's HTML, `credit` what must end it whatever is cut (the reprint credit
-/// line) and `cut_notice` the plain text that says, when blocks of the body are left out, where
-/// the whole article is (WeChat's 阅读原文 link). Cuts fall between top-level blocks, so no
-/// element is left open and no paragraph ends mid-sentence.
+/// line) and `cut_notice` the plain text that says, when part of the body is left out, where
+/// the whole article is (WeChat's 阅读原文 link). Cuts fall between blocks: between top-level
+/// ones, and when one does not fit whole, between the blocks inside it (a `<div>` that wraps
+/// the whole body, a quotation, a list, a table's rows), as deep as it takes, with the
+/// elements the cut leaves open closed after what is kept. No paragraph ends mid-sentence: a block with no block
+/// inside it (a paragraph, a heading) that alone does not fit is left out whole.
 ///
 /// Links: WeChat lets a draft link to other WeChat articles only, so every other link, the
 /// portal's own included (its pages are outside WeChat as much as anyone's), becomes its text
 /// followed by a numbered footnote marker, and the footnotes after the content list the URLs,
 /// one number per URL. The article's own URL is the draft's `content_source_url`, not a footnote.
 pub fn wechat(body: &str, credit: &str, cut_notice: &str) -> WechatContent {
-    let body = blocks(body);
-    let credit = blocks(credit);
+    let body = nodes(body);
+    let credit = nodes(credit);
     let notice = format!("<p class=\"feedcast-cut\">{}</p>", escape_html(cut_notice));
     // Most articles fit whole; only those that do not are cut.
     let mut whole = Assembly::default();
-    for block in &body {
-        whole.push(block);
+    for node in &body {
+        whole.push_node(node);
     }
-    if whole.fits_with(&credit, None) {
+    if whole.fits_with(&credit, None, &[]) {
         return whole.finish(&credit, None);
     }
     let mut cut = Assembly::default();
-    for block in &body {
-        let mark = cut.mark();
-        cut.push(block);
-        if !cut.fits_with(&credit, Some(&notice)) {
-            cut.undo(mark);
-            break;
-        }
-    }
-    if !cut.fits_with(&credit, Some(&notice)) {
+    cut.fill(&body, &mut Vec::new(), &credit, &notice);
+    if !cut.fits_with(&credit, Some(&notice), &[]) {
         // Only a credit longer than the limit itself could get here: nothing of it is worth
         // more than a draft WeChat takes.
         return Assembly::default().finish(&[], Some(&notice));
@@ -302,7 +298,7 @@ pub fn wechat(body: &str, credit: &str, cut_notice: &str) -> WechatContent {
     cut.finish(&credit, Some(&notice))
 }
 
-/// A piece of a top-level block of content.
+/// A piece of a run of content.
 #[derive(Debug)]
 enum Piece {
     /// Markup or text, as written.
@@ -313,8 +309,25 @@ enum Piece {
     Note(String),
 }
 
-/// The top-level blocks of `html` after [`WECHAT_CLEAN`], each a list of pieces.
-fn blocks(html: &str) -> Vec<Vec<Piece>> {
+/// Content as the cut sees it: runs it never cuts inside, and blocks it may cut between the
+/// children of.
+#[derive(Debug)]
+enum Node {
+    /// Text and inline markup (a paragraph's words, a link, an image): kept whole or not at
+    /// all.
+    Run(Vec<Piece>),
+    /// A block element: kept whole when it fits, else cut between its children.
+    Block {
+        /// Its start tag, as written.
+        open: String,
+        children: Vec<Node>,
+        /// Its end tag.
+        close: String,
+    },
+}
+
+/// The content of `html` after [`WECHAT_CLEAN`], as a tree of blocks and runs.
+fn nodes(html: &str) -> Vec<Node> {
     use html5ever::tendril::StrTendril;
     use html5ever::tokenizer::{BufferQueue, Tokenizer, TokenizerOpts};
 
@@ -325,13 +338,55 @@ fn blocks(html: &str) -> Vec<Vec<Piece>> {
     // The sink never asks the tokenizer to stop for a script, so one feed reads everything.
     let _ = tokenizer.feed(&queue);
     tokenizer.end();
-    tokenizer.sink.0.into_inner().blocks
+    tokenizer.sink.0.into_inner().nodes
 }
 
 /// Elements without an end tag.
 const VOID: [&str; 14] = [
     "area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source",
     "track", "wbr",
+];
+
+/// Elements that hold blocks or are blocks themselves, between whose children a cut may fall
+/// when one does not fit whole. A cut between a table's rows or a list's items still leaves a
+/// table or a list; any other element is inline and stays whole inside its run.
+const BLOCKS: [&str; 36] = [
+    "address",
+    "article",
+    "aside",
+    "blockquote",
+    "caption",
+    "center",
+    "dd",
+    "details",
+    "div",
+    "dl",
+    "dt",
+    "figcaption",
+    "figure",
+    "footer",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "header",
+    "hgroup",
+    "li",
+    "main",
+    "nav",
+    "ol",
+    "p",
+    "pre",
+    "section",
+    "summary",
+    "table",
+    "tbody",
+    "td",
+    "tfoot",
+    "thead",
+    "tr",
 ];
 
 /// Whether a link may stay a link in a WeChat draft: to another WeChat article.
@@ -351,26 +406,69 @@ enum OpenLink {
     Bare,
 }
 
+/// A block element whose end tag the walk has not reached yet.
+#[derive(Debug)]
+struct OpenBlock {
+    name: String,
+    open: String,
+    children: Vec<Node>,
+}
+
 /// The state of the walk over sanitized HTML's tokens.
 #[derive(Debug, Default)]
 struct WalkState {
-    depth: usize,
+    /// Inline elements open in the current run (a block inside one is part of the run).
+    inline_depth: usize,
     links: Vec<OpenLink>,
-    block: Vec<Piece>,
-    blocks: Vec<Vec<Piece>>,
+    /// The run being read.
+    run: Vec<Piece>,
+    /// The blocks being read, outermost first.
+    open: Vec<OpenBlock>,
+    /// The top-level nodes read so far.
+    nodes: Vec<Node>,
 }
 
 impl WalkState {
     fn write(&mut self, html: &str) {
-        match self.block.last_mut() {
+        match self.run.last_mut() {
             Some(Piece::Html(last)) => last.push_str(html),
-            _ => self.block.push(Piece::Html(html.to_owned())),
+            _ => self.run.push(Piece::Html(html.to_owned())),
         }
     }
 
+    /// Where a node read now belongs: in the innermost open block, or at the top.
+    fn add(&mut self, node: Node) {
+        match self.open.last_mut() {
+            Some(block) => block.children.push(node),
+            None => self.nodes.push(node),
+        }
+    }
+
+    fn end_run(&mut self) {
+        if !self.run.is_empty() {
+            let run = std::mem::take(&mut self.run);
+            self.add(Node::Run(run));
+        }
+    }
+
+    /// At the end of the content: what is still open ends there (sanitized HTML leaves
+    /// nothing open, but the walk does not rely on it).
+    fn end(&mut self) {
+        while !self.open.is_empty() {
+            self.end_block();
+        }
+        self.end_run();
+    }
+
     fn end_block(&mut self) {
-        if !self.block.is_empty() {
-            self.blocks.push(std::mem::take(&mut self.block));
+        self.end_run();
+        if let Some(block) = self.open.pop() {
+            let close = format!("</{}>", block.name);
+            self.add(Node::Block {
+                open: block.open,
+                children: block.children,
+                close,
+            });
         }
     }
 
@@ -384,9 +482,10 @@ impl WalkState {
                 .find(|a| &*a.name.local == wanted)
                 .map(|a| a.value.to_string())
         };
+        let block = BLOCKS.contains(&name) && self.inline_depth == 0;
         match (tag.kind, name) {
             (TagKind::StartTag, "a") => {
-                self.depth += 1;
+                self.inline_depth += 1;
                 let link = match attr("href") {
                     Some(href) if wechat_link(&href) => {
                         self.write(&format!("<a href=\"{}\">", escape_html(&href)));
@@ -398,10 +497,10 @@ impl WalkState {
                 self.links.push(link);
             }
             (TagKind::EndTag, "a") => {
-                self.depth = self.depth.saturating_sub(1);
+                self.inline_depth = self.inline_depth.saturating_sub(1);
                 match self.links.pop() {
                     Some(OpenLink::Kept) => self.write("</a>"),
-                    Some(OpenLink::Note(url)) => self.block.push(Piece::Note(url)),
+                    Some(OpenLink::Note(url)) => self.run.push(Piece::Note(url)),
                     Some(OpenLink::Bare) | None => {}
                 }
             }
@@ -413,24 +512,35 @@ impl WalkState {
                     return;
                 };
                 let html = open_tag(&tag);
-                self.block.push(Piece::Image { html, url });
+                self.run.push(Piece::Image { html, url });
+            }
+            (TagKind::StartTag, _) if block => {
+                self.end_run();
+                self.open.push(OpenBlock {
+                    name: name.to_owned(),
+                    open: open_tag(&tag),
+                    children: Vec::new(),
+                });
             }
             (TagKind::StartTag, _) => {
                 self.write(&open_tag(&tag));
                 if !VOID.contains(&name) {
-                    self.depth += 1;
+                    self.inline_depth += 1;
                 }
+            }
+            (TagKind::EndTag, _) if VOID.contains(&name) => return,
+            (TagKind::EndTag, _) if block && self.open.last().is_some_and(|b| b.name == name) => {
+                self.end_block();
             }
             (TagKind::EndTag, _) => {
-                if VOID.contains(&name) {
-                    return;
-                }
                 self.write(&format!("</{name}>"));
-                self.depth = self.depth.saturating_sub(1);
+                self.inline_depth = self.inline_depth.saturating_sub(1);
             }
         }
-        if self.depth == 0 {
-            self.end_block();
+        // At the top, each element is a unit of its own, as a block is: an article of bare
+        // images or of text broken by `<br>` may still be cut between them.
+        if self.open.is_empty() && self.inline_depth == 0 {
+            self.end_run();
         }
     }
 }
@@ -467,7 +577,7 @@ impl html5ever::tokenizer::TokenSink for Walker {
         match token {
             Token::TagToken(tag) => state.tag(tag),
             Token::CharacterTokens(text) => state.write(&escape_html(&text)),
-            Token::EOFToken => state.end_block(),
+            Token::EOFToken => state.end(),
             // Comments are gone already; a doctype or a NUL cannot be in sanitized HTML.
             Token::CommentToken(_)
             | Token::DoctypeToken(_)
@@ -478,7 +588,7 @@ impl html5ever::tokenizer::TokenSink for Walker {
     }
 }
 
-/// Content being assembled from blocks, with its footnotes numbered in order of use.
+/// Content being assembled from runs and blocks, with its footnotes numbered in order of use.
 #[derive(Debug, Default)]
 struct Assembly {
     html: String,
@@ -523,8 +633,25 @@ impl Assembly {
         self.chars += html.chars().count();
     }
 
-    fn push(&mut self, block: &[Piece]) {
-        for piece in block {
+    fn push_node(&mut self, node: &Node) {
+        match node {
+            Node::Run(pieces) => self.push(pieces),
+            Node::Block {
+                open,
+                children,
+                close,
+            } => {
+                self.write(open);
+                for child in children {
+                    self.push_node(child);
+                }
+                self.write(close);
+            }
+        }
+    }
+
+    fn push(&mut self, run: &[Piece]) {
+        for piece in run {
             match piece {
                 Piece::Html(html) => self.write(html),
                 Piece::Image { html, url } => {
@@ -550,18 +677,62 @@ impl Assembly {
         }
     }
 
-    /// Whether the content would be under WeChat's limits with `credit` and `notice` added.
-    fn fits_with(&mut self, credit: &[Vec<Piece>], notice: Option<&str>) -> bool {
+    /// Whether the content would be under WeChat's limits with the end tags in `closing` (of
+    /// the blocks a cut leaves open), `notice` and `credit` added.
+    fn fits_with(&mut self, credit: &[Node], notice: Option<&str>, closing: &[&str]) -> bool {
         let mark = self.mark();
+        for close in closing {
+            self.write(close);
+        }
         if let Some(notice) = notice {
             self.write(notice);
         }
-        for block in credit {
-            self.push(block);
+        for node in credit {
+            self.push_node(node);
         }
         let (chars, bytes) = self.size();
         self.undo(mark);
         chars < WECHAT_MAX_CHARS && bytes < WECHAT_MAX_BYTES
+    }
+
+    /// Adds `nodes` in order while each fits whole beside the end tags in `closing` (of the
+    /// blocks they are in), the notice and the credit; of the first that does not, as much as
+    /// fits, cut between its children the same way (a block of which nothing fits is left out,
+    /// not left empty), and nothing after it.
+    fn fill<'a>(
+        &mut self,
+        nodes: &'a [Node],
+        closing: &mut Vec<&'a str>,
+        credit: &[Node],
+        notice: &str,
+    ) {
+        for node in nodes {
+            let mark = self.mark();
+            self.push_node(node);
+            if self.fits_with(credit, Some(notice), closing) {
+                continue;
+            }
+            self.undo(mark);
+            if let Node::Block {
+                open,
+                children,
+                close,
+            } = node
+            {
+                let mark = self.mark();
+                self.write(open);
+                let opened = self.html.len();
+                closing.push(close);
+                self.fill(children, closing, credit, notice);
+                closing.pop();
+                if self.html.len() == opened {
+                    self.undo(mark);
+                } else {
+                    self.write(close);
+                }
+            }
+            return;
+        }
     }
 
     /// The size of the content as [`Assembly::finish`] would write it.
@@ -574,12 +745,12 @@ impl Assembly {
         (chars, bytes)
     }
 
-    fn finish(mut self, credit: &[Vec<Piece>], notice: Option<&str>) -> WechatContent {
+    fn finish(mut self, credit: &[Node], notice: Option<&str>) -> WechatContent {
         if let Some(notice) = notice {
             self.write(notice);
         }
-        for block in credit {
-            self.push(block);
+        for node in credit {
+            self.push_node(node);
         }
         if !self.notes.is_empty() {
             self.html.push_str(NOTES_OPEN);
@@ -939,17 +1110,88 @@ mod tests {
         assert!(!fits.was_cut);
     }
 
+    /// Whether every element of `html` that is opened is closed, in order.
+    fn balanced(html: &str) -> bool {
+        let mut open = Vec::new();
+        for tag in html.split('<').skip(1) {
+            let tag = tag.split_once('>').map_or(tag, |(tag, _)| tag);
+            let name = |t: &str| {
+                t.split(|c: char| c.is_whitespace())
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            match tag.strip_prefix('/') {
+                Some(end) => {
+                    if open.pop() != Some(name(end)) {
+                        return false;
+                    }
+                }
+                None if VOID.contains(&name(tag).as_str()) => {}
+                None => open.push(name(tag)),
+            }
+        }
+        open.is_empty()
+    }
+
     #[test]
-    fn wechat_content_that_is_one_huge_block_keeps_only_the_notice_and_credit() {
-        let body = format!("<p>{}</p>", "氢".repeat(30_000));
+    fn wechat_content_that_is_one_huge_block_is_cut_between_its_child_blocks() {
+        // The whole body in one <div>: five paragraphs of 1,000 characters, then a quotation
+        // of thirty-five more, then a paragraph after the div. Nothing fits whole but the
+        // first five paragraphs; the cut goes on inside the quotation.
+        let para = |i: usize| {
+            format!(
+                "<p>第{i}段<a href=\"https://x.cn/{i}\">链接</a>{}</p>",
+                "氢".repeat(960)
+            )
+        };
+        let first: String = (0..5).map(para).collect();
+        let quoted: String = (5..40).map(para).collect();
+        let body = format!("<div>{first}<blockquote>{quoted}</blockquote></div><p>之后</p>");
         let out = wechat(&body, CREDIT, "全文见阅读原文");
         assert!(out.was_cut);
+        let chars = out.html.chars().count();
+        assert!(
+            chars < WECHAT_MAX_CHARS && out.html.len() < WECHAT_MAX_BYTES,
+            "{chars}"
+        );
+        assert!(
+            chars > WECHAT_MAX_CHARS - 1_200,
+            "most of the body is kept: {chars}"
+        );
+        assert!(balanced(&out.html), "{}", out.html);
+        // The first paragraphs, in order, in their div and quotation, both closed before the
+        // notice and the credit; then the footnotes of what is kept.
+        let kept = out.html.matches("<p>第").count();
+        assert!(kept > 15, "{kept}");
+        assert!(out.html.starts_with("<div><p>第0段"), "{}", out.html);
+        assert!(out.html.contains(&format!("第{}段", kept - 1)));
+        assert!(!out.html.contains(&format!("第{kept}段")));
+        assert!(
+            out.html.contains(&format!(
+                "</p></blockquote></div><p class=\"feedcast-cut\">全文见阅读原文</p>\
+                 <p>来源：江阴日报<sup>[{}]</sup></p>",
+                kept + 1
+            )),
+            "{}",
+            out.html
+        );
+        assert!(!out.html.contains("之后"));
+        assert!(out.html.ends_with(&format!(
+            "<p>[{}] https://www.jyrb.example.com/1</p></section>",
+            kept + 1
+        )));
+
+        // A block with no blocks inside (a paragraph of text alone over the limit) cannot be
+        // cut between blocks: it is left out whole, not left open.
+        let wall = format!("<div><p>{}</p></div>", "氢".repeat(30_000));
+        let out = wechat(&wall, CREDIT, "全文见阅读原文");
+        assert!(out.was_cut && balanced(&out.html), "{}", out.html);
         assert!(
             out.html.starts_with("<p class=\"feedcast-cut\">"),
             "{}",
             out.html
         );
-        assert!(out.html.contains("来源：江阴日报<sup>[1]</sup>"));
     }
 
     proptest::proptest! {

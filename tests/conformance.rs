@@ -168,12 +168,15 @@ fn check_rss_plain_text_references(body: &[u8]) {
 }
 
 /// One element of an XML document, as a validator sees it: its qualified name, its parent's,
-/// its attributes and its text (character references decoded).
+/// its attributes and its text (character references decoded); where it starts in the document
+/// (its order among the elements) and which RSS `<item>` it is in, named by the item's order.
 struct Element {
     name: String,
     parent: String,
     attrs: BTreeMap<String, String>,
     text: String,
+    order: usize,
+    item: Option<usize>,
 }
 
 fn elements(body: &[u8]) -> Vec<Element> {
@@ -181,26 +184,39 @@ fn elements(body: &[u8]) -> Vec<Element> {
     let mut reader = quick_xml::Reader::from_reader(body);
     let mut open: Vec<Element> = Vec::new();
     let mut done = Vec::new();
-    let element = |e: &quick_xml::events::BytesStart, parent: &str| Element {
-        name: String::from_utf8_lossy(e.name().as_ref()).into_owned(),
-        parent: parent.to_owned(),
-        attrs: e
-            .attributes()
-            .map(|a| {
-                let a = a.unwrap();
-                (
-                    String::from_utf8_lossy(a.key.as_ref()).into_owned(),
-                    a.unescape_value().unwrap().into_owned(),
-                )
-            })
-            .collect(),
-        text: String::new(),
+    let mut order = 0;
+    let mut element = |e: &quick_xml::events::BytesStart, open: &[Element]| {
+        let name = String::from_utf8_lossy(e.name().as_ref()).into_owned();
+        order += 1;
+        Element {
+            item: if name == "item" {
+                Some(order)
+            } else {
+                open.last().and_then(|p| p.item)
+            },
+            order,
+            name,
+            parent: open.last().map_or(String::new(), |p| p.name.clone()),
+            attrs: e
+                .attributes()
+                .map(|a| {
+                    let a = a.unwrap();
+                    (
+                        String::from_utf8_lossy(a.key.as_ref()).into_owned(),
+                        a.unescape_value().unwrap().into_owned(),
+                    )
+                })
+                .collect(),
+            text: String::new(),
+        }
     };
-    let parent = |open: &[Element]| open.last().map_or(String::new(), |e| e.name.clone());
     loop {
         match reader.read_event().unwrap() {
-            Event::Start(e) => open.push(element(&e, &parent(&open))),
-            Event::Empty(e) => done.push(element(&e, &parent(&open))),
+            Event::Start(e) => {
+                let e = element(&e, &open);
+                open.push(e);
+            }
+            Event::Empty(e) => done.push(element(&e, &open)),
             Event::Text(t) => {
                 if let Some(e) = open.last_mut() {
                     e.text.push_str(&t.unescape().unwrap());
@@ -217,6 +233,24 @@ fn elements(body: &[u8]) -> Vec<Element> {
         }
     }
     done
+}
+
+/// Whether decoded text holds markup or escaped markup, as a validator that reads it as plain
+/// text sees it: a tag (`<` then a letter, `/` or `!`) or an HTML character or entity reference
+/// (`&amp;`, `&#60;`). A `<` or `&` that starts neither is plain text (`1 < 2`, `R & D`).
+fn markup(text: &str) -> bool {
+    let tag = text.split('<').skip(1).any(|rest| {
+        rest.chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '/' || c == '!')
+    });
+    let reference = text.split('&').skip(1).any(|rest| {
+        let name = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '#'))
+            .unwrap_or(rest.len());
+        name > 0 && rest[name..].starts_with(';')
+    });
+    tag || reference
 }
 
 /// An RFC 3339 date as the documents write them: whole seconds, an explicit offset.
@@ -278,10 +312,13 @@ fn warnings(format: Format, body: &[u8], self_url: &str) -> Vec<String> {
     for e in named("sy:updateBase") {
         warn("implausible date", format!("sy:updateBase {}", e.text));
     }
-    // Text constructs written from the configuration hold no markup.
-    for name in ["title", "subtitle", "rights", "generator"] {
+    // Text constructs written from the configuration hold no markup, and no escaped markup
+    // either: the validator reads RSS's channel `<title>` and `<description>` as plain text
+    // (ContainsHTML), so text that still holds `&amp;` or `&lt;b&gt;` once the XML is decoded
+    // was escaped twice, and plain-text readers show the escapes.
+    for name in ["title", "subtitle", "rights", "generator", "description"] {
         for e in named(name).filter(|e| ["channel", "feed"].contains(&e.parent.as_str())) {
-            if e.text.contains('<') || e.attrs.get("type").is_some_and(|t| t != "text") {
+            if markup(&e.text) || e.attrs.get("type").is_some_and(|t| t != "text") {
                 warn("HTML in a text construct", format!("<{name}> {}", e.text));
             }
         }
@@ -353,6 +390,35 @@ fn warnings(format: Format, body: &[u8], self_url: &str) -> Vec<String> {
                     );
                 }
             }
+            // What each item carries, in document order.
+            let mut items: BTreeMap<usize, Vec<&Element>> = BTreeMap::new();
+            for e in all.iter().filter(|e| e.parent == "item") {
+                items.entry(e.item.unwrap()).or_default().push(e);
+            }
+            for children in items.values_mut() {
+                children.sort_by_key(|e| e.order);
+                let has = |name: &str| children.iter().any(|e| e.name == name);
+                // Readers that show `<description>` as the preview need one before the full
+                // content (NeedDescriptionBeforeContent).
+                if let Some(content) = children.iter().find(|e| e.name == "content:encoded") {
+                    if !children
+                        .iter()
+                        .any(|e| e.name == "description" && e.order < content.order)
+                    {
+                        warn(
+                            "content:encoded without a description before it",
+                            format!("{:?}", children.iter().map(|e| &e.name).collect::<Vec<_>>()),
+                        );
+                    }
+                }
+                // Two elements of one meaning (DuplicateItemSemantics).
+                if has("source") && has("dc:source") {
+                    warn(
+                        "an item carries both source and dc:source",
+                        format!("{:?}", children.iter().map(|e| &e.name).collect::<Vec<_>>()),
+                    );
+                }
+            }
             // The channel image describes the channel: same title, same link.
             let image_of = |name: &'static str| {
                 named(name)
@@ -377,6 +443,17 @@ fn warnings(format: Format, body: &[u8], self_url: &str) -> Vec<String> {
                 if !image_of("url").is_some_and(|u| absolute(&u)) {
                     warn(
                         "image without an absolute url",
+                        format!("{:?}", image_of("url")),
+                    );
+                }
+                // The validator judges a channel image by its URL's extension (ImageUrlFormat).
+                let typed = |url: &str| {
+                    let extension = url.rsplit('.').next().unwrap_or_default();
+                    ["jpg", "jpeg", "gif", "png"].contains(&extension.to_lowercase().as_str())
+                };
+                if !image_of("url").is_some_and(|u| typed(&u)) {
+                    warn(
+                        "image url does not end in .jpg, .jpeg, .gif or .png",
                         format!("{:?}", image_of("url")),
                     );
                 }
@@ -463,11 +540,15 @@ fn check_rss(s: &Settings, a: &Article, body: &[u8]) {
     assert_eq!(item.title(), Some(a.title()));
     assert_eq!(item.link(), Some(a.url()));
     assert!(absolute(item.link().unwrap()));
+    // The summary, else (for an item with content) the title: every item with content has a
+    // description before it, which readers show as its preview.
     match item.description() {
+        Some(description) if a.summary().is_empty() => {
+            check_rss_description(description, a.title())
+        }
         Some(description) => check_rss_description(description, a.summary()),
-        None => assert!(a.summary().is_empty()),
+        None => assert!(a.summary().is_empty() && item.content().is_none()),
     }
-    assert!(!channel.description().contains('<'));
     check_rss_plain_text_references(body);
     let published = DateTime::parse_from_rfc2822(item.pub_date().unwrap()).unwrap();
     assert_eq!(published.timestamp(), a.published_at().timestamp());
@@ -485,7 +566,8 @@ fn check_rss(s: &Settings, a: &Article, body: &[u8]) {
         assert_eq!(item.source().unwrap().title(), Some(source.name.as_str()));
         assert!(absolute(item.source().unwrap().url()));
     }
-    // Dublin Core: the credited authors, the editor, the original report.
+    // Dublin Core: the credited authors and the editor. The original report is `<source url>`
+    // alone: an item with `dc:source` too draws a validator warning.
     let dc = item.dublin_core_ext().cloned().unwrap_or_default();
     let names: Vec<String> = credited(a).into_iter().map(|(name, _)| name).collect();
     assert_eq!(dc.creators(), names);
@@ -493,10 +575,7 @@ fn check_rss(s: &Settings, a: &Article, body: &[u8]) {
         dc.contributors(),
         Vec::from_iter(a.editor().map(str::to_owned))
     );
-    assert_eq!(
-        dc.sources(),
-        Vec::from_iter(a.source().map(|s| s.url.clone()))
-    );
+    assert!(dc.sources().is_empty(), "{:?}", dc.sources());
     // The cover image: an enclosure when its type is known (RSS requires one), and Media RSS.
     let media = item.extensions().get("media");
     match a.image() {
@@ -632,15 +711,29 @@ fn check_json(s: &Settings, a: &Article, body: &[u8]) {
     if let Some(image) = item["image"].as_str() {
         assert!(absolute(image));
     }
-    let authors: Vec<serde_json::Value> = credited(a)
+    let mut authors: Vec<serde_json::Value> = credited(a)
         .into_iter()
         .map(|(name, url)| match url {
             Some(url) => serde_json::json!({ "name": name, "url": url }),
             None => serde_json::json!({ "name": name }),
         })
         .collect();
+    // The editor, whom RSS (`dc:contributor`) and Atom (`contributor`) credit too: of a reprint
+    // in `_source.editor` (in `authors` a bridge would show the editor as the writer of another
+    // paper's report); of the portal's own article after its authors, once.
+    let editor = serde_json::json!({ "name": a.editor() });
+    if a.source().is_none() && a.editor().is_some() && !authors.contains(&editor) {
+        authors.push(editor);
+    }
     let found = item["authors"].as_array().cloned().unwrap_or_default();
-    assert_eq!(found, authors);
+    assert_eq!(found, authors, "{}", a.id());
+    let credited_editor = match item.get("_source") {
+        Some(object) => object["editor"].as_str(),
+        None => a
+            .editor()
+            .filter(|e| found.contains(&serde_json::json!({ "name": e }))),
+    };
+    assert_eq!(credited_editor, a.editor(), "{}", a.id());
     match a.source() {
         Some(source) => {
             let object = &item["_source"];
@@ -702,6 +795,45 @@ fn every_adversarial_article_renders_conformant_feeds_in_every_format() {
                 "{format:?}"
             );
         }
+    }
+}
+
+/// A feed's description is the operator's plain text: in every format it reads back as the
+/// characters configured, with no markup and no escapes left once the XML is decoded, which is
+/// what the validator's plain-text rule (ContainsHTML) and plain-text readers expect.
+#[test]
+fn a_description_with_markup_characters_is_plain_text_in_every_format() {
+    let configured = "氢能 & 新材料：<产业观察> 与 \"动态\"";
+    let s = common::settings_with(&[(
+        "description = \"氢能与新材料产业动态\"",
+        &format!("description = {configured:?}"),
+    )]);
+    let articles = corpus(&s);
+    for format in Format::FEEDS {
+        let key = FeedKey::parse(&format!("industry.{}", format.extension()), None, &s).unwrap();
+        let body = render(
+            &describe(&s, &key, articles[..3].to_vec(), Archive::default()),
+            &s,
+        )
+        .unwrap();
+        assert_no_warnings(format, &body, &key.url(&s), "a custom feed's description");
+        let description = match format {
+            Format::Rss => rss::Channel::read_from(&body[..])
+                .unwrap()
+                .description()
+                .to_owned(),
+            Format::Atom => atom_syndication::Feed::read_from(&body[..])
+                .unwrap()
+                .subtitle()
+                .unwrap()
+                .as_str()
+                .to_owned(),
+            _ => serde_json::from_slice::<serde_json::Value>(&body).unwrap()["description"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        };
+        assert_eq!(description, configured, "{format:?}");
     }
 }
 
@@ -971,6 +1103,13 @@ fn sanitizing_keeps_what_readers_need() {
     );
     assert_eq!(other.source().unwrap().title, None);
     assert_eq!(other.short_title().map(|t| t.chars().count()), Some(16));
+    // Bodies with no text of their own (only an image, only the credit line the feeds add)
+    // have no summary, so an RSS item of them takes its description from the title.
+    for id in ["adv-37", "adv-38", "adv-39"] {
+        assert_eq!(by_id[id].summary(), "", "{id}");
+    }
+    assert!(by_id["adv-37"].content_html().contains("<img"));
+    assert_eq!(by_id["adv-38"].content_html(), "");
     // A style that hid text is gone, so the text shows like any other.
     let hostile = by_id["adv-04"].content_html();
     assert!(
@@ -1198,11 +1337,12 @@ fn prev_archive(format: Format, body: &[u8]) -> Option<String> {
 
 #[test]
 fn the_validator_rules_catch_what_they_are_for() {
-    let rss = br#"<?xml version="1.0"?><rss version="2.0" xmlns:atom="http://www.w3.org/2005/Atom" xmlns:sy="http://purl.org/rss/1.0/modules/syndication/" xmlns:media="http://search.yahoo.com/mrss/"><channel><title>a &lt;b>b&lt;/b></title><link>https://x.cn/</link><description>d</description>
+    let rss = br#"<?xml version="1.0"?><rss version="2.0" xmlns:atom="http://www.w3.org/2005/Atom" xmlns:sy="http://purl.org/rss/1.0/modules/syndication/" xmlns:media="http://search.yahoo.com/mrss/" xmlns:dc="http://purl.org/dc/elements/1.1/" xmlns:content="http://purl.org/rss/1.0/modules/content/"><channel><title>a &lt;b>b&lt;/b></title><link>https://x.cn/</link><description>R &amp;amp; D</description>
 <atom:link href="https://x.cn/feeds/other.rss" rel="self" type="application/rss+xml"/>
 <sy:updateBase>1970-01-01T00:00+00:00</sy:updateBase><ttl>5.5</ttl>
-<image><url>https://x.cn/i.png</url><title>other</title><link>https://x.cn/</link></image>
-<item><title>t</title><pubDate>yesterday</pubDate><enclosure url="https://x.cn/a.jpg" type="image/jpeg"/><media:content url="/rel.jpg" medium="video"/><media:thumbnail/></item></channel></rss>"#;
+<image><url>https://x.cn/favicon.ico</url><title>other</title><link>https://x.cn/</link></image>
+<item><title>t</title><pubDate>yesterday</pubDate><enclosure url="https://x.cn/a.jpg" type="image/jpeg"/><media:content url="/rel.jpg" medium="video"/><media:thumbnail/></item>
+<item><title>reprint</title><source url="https://y.cn/">Y</source><dc:source>https://y.cn/1</dc:source><content:encoded>&lt;p>c&lt;/p></content:encoded><description>late</description></item></channel></rss>"#;
     let found = warnings(Format::Rss, rss, "https://x.cn/feeds/this.rss");
     for rule in [
         "implausible date",
@@ -1213,8 +1353,13 @@ fn the_validator_rules_catch_what_they_are_for() {
         "media:content medium is not image",
         "media:thumbnail without an absolute url",
         "image title does not match",
+        "image url does not end in",
         "not an RFC 822 date",
         "ttl is not a whole number",
+        "an item carries both source and dc:source",
+        "content:encoded without a description before it",
+        // Escaped markup in the channel's description, not only markup in its title.
+        "HTML in a text construct: <description> R &amp; D",
     ] {
         assert!(
             found.iter().any(|w| w.starts_with(rule)),

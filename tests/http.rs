@@ -395,10 +395,17 @@ async fn reprint_credits_survive_the_store_and_show_in_every_format(backend: Bac
         item.content()
     );
     assert_eq!(item.source().unwrap().title(), Some("江阴日报"));
+    assert_eq!(
+        item.source().unwrap().url(),
+        "https://www.jyrb.example.com/a/1.html"
+    );
     let dc = item.dublin_core_ext().unwrap();
     assert_eq!(dc.creators(), ["王明", "张三"]);
     assert_eq!(dc.contributors(), ["李华"]);
-    assert_eq!(dc.sources(), ["https://www.jyrb.example.com/a/1.html"]);
+    assert!(
+        dc.sources().is_empty(),
+        "<source url> alone names the report"
+    );
 
     let feed = atom_entries(&server.text("/feeds/region/320281.atom").await);
     let entry = &feed.entries()[0];
@@ -627,6 +634,11 @@ async fn the_site_icon_is_served_and_named_by_every_feed_and_page() {
     );
     let bytes = icon.bytes().await.unwrap();
     assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "the shipped PNG");
+    // The same icon at a path with its type's extension, which RSS's <image> names.
+    let typed = server.get("/icon.png").await;
+    assert_eq!(typed.status(), 200);
+    assert_eq!(typed.headers()["content-type"], "image/png");
+    assert_eq!(typed.bytes().await.unwrap(), bytes);
 
     let named = "http://127.0.0.1:8080/favicon.ico";
     let rss = rss_items(
@@ -638,7 +650,10 @@ async fn the_site_icon_is_served_and_named_by_every_feed_and_page() {
             .unwrap(),
     );
     let image = rss.image().unwrap();
-    assert_eq!((image.url(), image.link()), (named, rss.link()));
+    assert_eq!(
+        (image.url(), image.link()),
+        ("http://127.0.0.1:8080/icon.png", rss.link())
+    );
     assert_eq!(image.title(), rss.title());
     let atom = atom_entries(
         &server
@@ -689,6 +704,10 @@ async fn a_configured_icon_is_served_as_what_it_is() {
     let icon = server.get("/favicon.ico").await;
     assert_eq!(icon.headers()["content-type"], "image/x-icon");
     assert_eq!(&icon.bytes().await.unwrap()[..], ico);
+    let typed = server.get("/icon.ico").await;
+    assert_eq!(typed.headers()["content-type"], "image/x-icon");
+    assert_eq!(&typed.bytes().await.unwrap()[..], ico);
+    assert_eq!(server.get("/icon.png").await.status(), 404);
     // RSS allows only GIF, JPEG and PNG as the channel image: an ICO is left to the others.
     let rss = rss_items(
         &server

@@ -94,15 +94,13 @@ fn rss_matches_its_golden_file_and_round_trips() {
         "https://www.jyrb.example.com/a?id=1&from=rss"
     );
     assert_eq!(item.source().unwrap().title(), Some("江阴日报 & 晚报"));
-    // `<source>` stays the publisher; Dublin Core credits the original author, the editor
-    // and the original report.
+    // `<source>` stays the publisher, its `url` the original report; Dublin Core credits the
+    // original author and the editor, and never repeats the report as `dc:source` (validators
+    // warn about an item with both).
     let dc = item.dublin_core_ext().unwrap();
     assert_eq!(dc.creators(), ["王明 & ]]>"]);
     assert_eq!(dc.contributors(), ["周编辑 & ]]>"]);
-    assert_eq!(
-        dc.sources(),
-        ["https://www.jyrb.example.com/a?id=1&from=rss"]
-    );
+    assert!(dc.sources().is_empty());
     assert!(
         content.contains("　原作者：王明 &amp; ]]&gt;　原题：《氢“装”上阵 ]]&gt; &amp; 原题》　编辑：周编辑 &amp; ]]&gt;　转载文章"),
         "{content}"
@@ -227,6 +225,11 @@ fn json_feed_matches_its_golden_file_and_round_trips() {
         doc["items"][1]["authors"],
         json!([{"name": "无锡日报", "url": "https://www.wxrb.example.com/2024/05/10.html"}])
     );
+    // The portal's own article credits its editor after its author, as RSS's dc:contributor
+    // and Atom's contributor do: it has no `_source` to carry it.
+    let own = &doc["items"][2];
+    assert!(own.get("_source").is_none());
+    assert_eq!(own["authors"], json!([{"name": "李华"}, {"name": "陈静"}]));
 }
 
 /// What a WeChat bridge is handed for the hostile articles and one written for the profile: a
@@ -274,6 +277,24 @@ fn the_wechat_profile_matches_its_golden_file() {
         json!(["https://www.kechuang.example.cn/uploads/2024/site.jpg"])
     );
     assert_eq!(item["content_cut"], false);
+    // As the README's table says: the short title wins, whole; the author is the first one
+    // credited (a reprint's original author, else its publisher; the own article's author,
+    // never its editor).
+    let fields = |i: usize| {
+        let item = &doc["items"][i];
+        (
+            item["title"].clone(),
+            item["title_cut"].clone(),
+            item["author"].clone(),
+        )
+    };
+    assert_eq!(fields(0).2, "王明");
+    assert_eq!(
+        fields(1),
+        (json!("氢装上阵"), json!(false), json!("王明 & ]]>"))
+    );
+    assert_eq!(fields(2).2, "无锡日报");
+    assert_eq!(fields(3).2, "李华");
     // The reprint's credit survives, its link a footnote like any other.
     let reprint = doc["items"][1]["content"].as_str().unwrap();
     assert!(

@@ -400,7 +400,8 @@ pub struct Site {
     pub editor_label: String,
     /// Prefix of every item and feed id; never change it once feeds are published.
     pub id_prefix: String,
-    /// The site icon, served at `/favicon.ico` and named by every feed and page.
+    /// The site icon, served at `/favicon.ico` and at [`Icon::path`], and named by every feed
+    /// and page.
     pub icon: Icon,
 }
 
@@ -469,6 +470,24 @@ impl Icon {
     /// Whether RSS's `<image>` may name it: RSS allows GIF, JPEG and PNG only.
     pub fn fits_rss(&self) -> bool {
         matches!(self.media_type, "image/png" | "image/gif" | "image/jpeg")
+    }
+
+    /// The file extension of its media type.
+    pub fn extension(&self) -> &'static str {
+        match self.media_type {
+            "image/png" => "png",
+            "image/gif" => "gif",
+            "image/jpeg" => "jpg",
+            "image/webp" => "webp",
+            _ => "ico",
+        }
+    }
+
+    /// The path it is also served at, with the extension of its type (`/icon.png`): RSS
+    /// readers and validators judge a channel image by its URL's extension, and warn about
+    /// `/favicon.ico` (where browsers look, whatever the icon's type).
+    pub fn path(&self) -> String {
+        format!("/icon.{}", self.extension())
     }
 }
 

@@ -42,6 +42,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/", get(index))
         .route("/feeds.opml", get(opml))
         .route("/favicon.ico", get(icon))
+        .route(&app.settings.site.icon.path(), get(icon))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -163,7 +164,8 @@ async fn opml(State(app): State<Arc<App>>, request: Request) -> Response {
     respond(request.headers(), &app.opml, policy)
 }
 
-/// The site icon, where browsers and feed readers look for it.
+/// The site icon, where browsers and feed readers look for it (`/favicon.ico`) and where the
+/// RSS channel image names it, at a path with its type's extension.
 async fn icon(State(app): State<Arc<App>>, request: Request) -> Response {
     let policy = Policy {
         content_type: app.settings.site.icon.media_type(),

@@ -1,6 +1,7 @@
 //! JSON Feed 1.1. Attribution: the item's `_source` extension object names and links the
-//! original publisher and carries the reprint's credits (JSON Feed has no field of its own for
-//! them); `authors` are those every format credits, never the portal for a reprint. Archives
+//! original publisher and carries the reprint's credits, its editor included (JSON Feed has no
+//! field of its own for them); `authors` are those every format credits, never the portal for a
+//! reprint, then, for the portal's own article, its editor. Archives
 //! chain through `next_url`, which in JSON Feed points to older items. An item whose article
 //! has no body carries `content_text` instead of an empty `content_html`.
 
@@ -95,9 +96,9 @@ struct JsonItem<'a> {
     source: Option<SourceObject<'a>>,
 }
 
-/// The `_source` extension: the original publisher and the reprint's credits. The editor is
-/// here rather than in `authors`: JSON Feed's authors have no role, and a bridge would show
-/// the editor as the writer of someone else's report.
+/// The `_source` extension: the original publisher and the reprint's credits. A reprint's
+/// editor is here rather than in `authors`: JSON Feed's authors have no role, and a bridge
+/// would show the editor as the writer of someone else's report.
 #[derive(Serialize)]
 struct SourceObject<'a> {
     name: &'a str,
@@ -173,10 +174,7 @@ fn item<'a>(settings: &'a Settings, a: &'a Article) -> JsonItem<'a> {
         image: a.image(),
         date_published: local(settings, a.published_at()).to_rfc3339(),
         date_modified: a.updated_at().map(|t| local(settings, t).to_rfc3339()),
-        authors: credited_authors(a)
-            .into_iter()
-            .map(|(name, url)| Author { name, url })
-            .collect(),
+        authors: authors(a),
         tags: a
             .categories()
             .iter()
@@ -192,4 +190,24 @@ fn item<'a>(settings: &'a Settings, a: &'a Article) -> JsonItem<'a> {
             editor: a.editor(),
         }),
     }
+}
+
+/// An item's `authors`: those every format credits, then, for the portal's own article, the
+/// editor who filed it (RSS's `dc:contributor`, Atom's `contributor`), once: it has no
+/// `_source` to carry it, and JSON Feed no other field a reader shows. On the portal's own
+/// article the editor is the portal's staff, so naming them among its authors misleads no one.
+fn authors(a: &Article) -> Vec<Author<'_>> {
+    let mut authors: Vec<Author<'_>> = credited_authors(a)
+        .into_iter()
+        .map(|(name, url)| Author { name, url })
+        .collect();
+    if let (None, Some(editor)) = (a.source(), a.editor()) {
+        if authors.iter().all(|author| author.name != editor) {
+            authors.push(Author {
+                name: editor,
+                url: None,
+            });
+        }
+    }
+    authors
 }

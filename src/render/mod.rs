@@ -158,10 +158,22 @@ fn deleted_when(settings: &Settings, tombstone: &Tombstone) -> String {
 /// Where the site icon is served (`/favicon.ico`, where readers and browsers look for it),
 /// as the feeds name it.
 fn icon_url(settings: &Settings) -> String {
-    settings.site.base_url.join("favicon.ico").map_or_else(
-        |_| format!("{}favicon.ico", settings.site.base_url),
-        String::from,
-    )
+    site_url(settings, "favicon.ico")
+}
+
+/// The site icon at the path that ends in its type's extension (`/icon.png`), as RSS's
+/// `<image>` names it: validators judge a channel image by its URL's extension, and only
+/// `.jpg`, `.jpeg`, `.gif` and `.png` pass.
+fn typed_icon_url(settings: &Settings) -> String {
+    let path = settings.site.icon.path();
+    site_url(settings, path.trim_start_matches('/'))
+}
+
+/// An absolute URL of this service's own, `path` relative to the base URL.
+fn site_url(settings: &Settings, path: &str) -> String {
+    let base = &settings.site.base_url;
+    base.join(path)
+        .map_or_else(|_| format!("{base}{path}"), String::from)
 }
 
 /// The stable id of a feed, the same in every format and for all its archives, and after the

@@ -1,8 +1,9 @@
 //! RSS 2.0 with the `content` (full HTML), Dublin Core (credits), syndication (update schedule),
 //! Atom (self, hub and archive links) and feed-history (`fh:archive`) extensions.
-//! Attribution: the item's `<source url=…>` names the original publisher; `dc:creator` the
-//! authors every format credits (a reprint's original author first), `dc:contributor` the
-//! editor and `dc:source` the original report's URL.
+//! Attribution: the item's `<source url=…>` names the original publisher and links the
+//! original report; `dc:creator` the authors every format credits (a reprint's original author
+//! first), `dc:contributor` the editor. No `dc:source`: it says what `<source url>` says, and
+//! validators warn about an item that carries both (DuplicateItemSemantics).
 
 use std::collections::BTreeMap;
 
@@ -83,16 +84,20 @@ pub(super) fn render(feed: &Feed, settings: &Settings) -> Result<Vec<u8>, String
     let channel = Channel {
         title: feed.title.clone(),
         link: site.link.to_string(),
-        // `<description>` is HTML: plain text is escaped once for it, then XML-encoded.
-        description: escape_html(&feed.description),
+        // The channel's `<description>` is plain text, like its `<title>` (unlike an item's,
+        // which may be HTML): written as the characters configured, with the hex references
+        // below for `&` and `<`. Escaped for HTML first, it would still hold `&amp;` once the XML
+        // is decoded, which validators flag (ContainsHTML) and plain-text readers show.
+        description: feed.description.clone(),
         language: Some(site.language.clone()),
         copyright: site.copyright.clone(),
         last_build_date: Some(rfc2822(local(settings, feed.updated))),
         generator: Some(GENERATOR.to_owned()),
         ttl: schedule.map(|(ttl, _, _)| ttl.to_string()),
         // RSS allows only GIF, JPEG and PNG here; another icon is named by the other formats.
+        // Named at the path with its extension, which validators and readers go by.
         image: settings.site.icon.fits_rss().then(|| Image {
-            url: super::icon_url(settings),
+            url: super::typed_icon_url(settings),
             title: feed.title.clone(),
             link: site.link.to_string(),
             ..Image::default()
@@ -153,18 +158,26 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 fn item(settings: &Settings, a: &Article) -> Item {
+    let content = Some(content_html(settings, a)).filter(|c| !c.is_empty());
+    // The summary; for an item with content but no summary (a body of only an image, a reprint
+    // whose body is only its credit line), the title, as JSON Feed's `content_text` falls back
+    // to it: readers show `<description>` as the preview, and validators want one before
+    // `content:encoded` (NeedDescriptionBeforeContent).
+    let description = Some(a.summary())
+        .filter(|s| !s.is_empty())
+        .or(content.is_some().then(|| a.title()));
     Item {
         title: Some(a.title().to_owned()),
         link: Some(a.url().to_owned()),
-        // `<description>` is HTML: the plain-text summary is escaped once for it, so a summary
+        // `<description>` is HTML: the plain text is escaped once for it, so a summary or title
         // that mentions markup shows it as text instead of becoming live markup in a reader.
-        description: (!a.summary().is_empty()).then(|| escape_html(a.summary())),
+        description: description.map(escape_html),
         guid: Some(Guid {
             value: item_id(settings, a),
             permalink: false,
         }),
         pub_date: Some(rfc2822(local(settings, a.published_at()))),
-        content: Some(content_html(settings, a)).filter(|c| !c.is_empty()),
+        content,
         categories: a
             .categories()
             .iter()
@@ -197,7 +210,9 @@ fn item(settings: &Settings, a: &Article) -> Item {
 }
 
 /// The credits in Dublin Core, which RSS readers and bridges read for what RSS lacks: `None`
-/// when there are none, so an article without credits gets no empty extension.
+/// when there are none, so an article without credits gets no empty extension. The original
+/// report's URL is not repeated as `dc:source`: `<source url>` carries it (and the attribution
+/// line links it), and an item with both draws a validator warning.
 fn dublin_core(a: &Article) -> Option<DublinCoreExtension> {
     let dc = DublinCoreExtension {
         creators: credited_authors(a)
@@ -205,7 +220,6 @@ fn dublin_core(a: &Article) -> Option<DublinCoreExtension> {
             .map(|(name, _)| name.to_owned())
             .collect(),
         contributors: a.editor().map(str::to_owned).into_iter().collect(),
-        sources: a.source().map(|s| s.url.clone()).into_iter().collect(),
         ..DublinCoreExtension::default()
     };
     (dc != DublinCoreExtension::default()).then_some(dc)
