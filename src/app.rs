@@ -21,7 +21,7 @@ use crate::model::{Article, ArticleId, Bucket};
 use crate::outbound::{self, Delivery, Outbound};
 use crate::purge::{self, Purge};
 use crate::render::{self, RenderError};
-use crate::stats::{LogImport, Report, Stats, StatsError};
+use crate::stats::{LogImport, Poll, Report, Stats, StatsError};
 use crate::store::{Change, Outgoing, RequestLimits, RequestRefused, Store, StoreError};
 use crate::websub::{self, PublishPing};
 
@@ -622,16 +622,9 @@ impl App {
 
     /// Tallies an answered request for the subscriber statistics, if it is a poll of a feed
     /// (see [`Stats::record`]); nothing when they are off.
-    pub fn record_poll(
-        &self,
-        key: &FeedKey,
-        status: u16,
-        bytes: u64,
-        client: std::net::IpAddr,
-        user_agent: &[u8],
-    ) {
+    pub fn record_poll(&self, poll: Poll<'_>) {
         if let Some((stats, _)) = &self.stats {
-            stats.record(key, status, bytes, client, user_agent);
+            stats.record(poll);
         }
     }
 
@@ -700,8 +693,9 @@ impl App {
         if let Some(listener) = &self.listener {
             listener.abort();
         }
-        if let Some((stats, flushing)) = &self.stats {
-            flushing.abort();
+        if let Some((stats, _)) = &self.stats {
+            // Not aborted: a flush cut short would lose its batch. The last one is this.
+            stats.stop();
             if let Err(e) = stats.flush().await {
                 tracing::warn!(cause = %e, "the last subscriber statistics were not written");
             }

@@ -348,16 +348,30 @@ async fn implausible_reports_are_ignored_and_counted_as_suspect() {
         }
     }
     flush(&server).await;
+    // Aggregators nobody knows, named in a User-Agent: ten a day are believed, no more; the
+    // known ones are never crowded out by them.
+    for n in 0..12 {
+        let agent = format!("Forged{n}/1.0 (7 subscribers)");
+        assert_eq!(poll(&server, path, "198.51.100.5", &agent).await, 200);
+    }
+    flush(&server).await;
+    assert_eq!(poll(&server, path, "198.51.100.6", INOREADER).await, 200);
+    flush(&server).await;
     let r = report(&server).await;
     assert_eq!(
         aggregator(&r, "category/materials", "Google Feedfetcher"),
         Some(100)
     );
     assert_eq!(aggregator(&r, "category/materials", "Feedly"), None);
-    assert_eq!(r["suspect_reports"], 2, "{}", r["suspect_reports"]);
+    assert_eq!(aggregator(&r, "category/materials", "Inoreader"), Some(12));
+    let forged = (0..12)
+        .filter(|n| aggregator(&r, "category/materials", &format!("Forged{n}")).is_some())
+        .count();
+    assert_eq!(forged, 10);
+    assert_eq!(r["suspect_reports"], 4, "{}", r["suspect_reports"]);
     let metrics = server.text("/metrics").await;
     assert!(
-        metrics.contains("feedcast_stats_suspect_reports_total 2"),
+        metrics.contains("feedcast_stats_suspect_reports_total 4"),
         "{metrics}"
     );
     server.stop().await;
@@ -617,7 +631,15 @@ async fn a_closed_day_keeps_its_count_and_forgets_its_pairs_and_salt() {
         };
         let settings = common::settings();
         let store = Store::open(&db.url, &settings.catalog).await.unwrap();
-        let day = "2026-01-15";
+        let now = chrono::Utc::now();
+        let three_days_ago = (now.with_timezone(&chrono_tz::Asia::Shanghai)
+            - chrono::TimeDelta::days(3))
+        .date_naive();
+        let (day, next) = (
+            three_days_ago.to_string(),
+            three_days_ago.succ_opt().unwrap().to_string(),
+        );
+        let day = day.as_str();
         let salt = store.stats_salt(day, "aa").await.unwrap();
         assert_eq!(store.stats_salt(day, "bb").await.unwrap(), salt, "set once");
         let tally = |pairs: &[&str]| FeedTally {
@@ -626,18 +648,17 @@ async fn a_closed_day_keeps_its_count_and_forgets_its_pairs_and_salt() {
             pairs: pairs.iter().map(|p| (*p).to_owned()).collect(),
             ..FeedTally::default()
         };
-        let now = chrono::Utc::now();
         store
-            .stats_flush(day, "r1", &[tally(&["p1", "p2"])], now)
+            .stats_flush(day, "r1", &[tally(&["p1", "p2"])], &[], now)
             .await
             .unwrap();
         // Another replica saw one of the same clients, and one more.
         store
-            .stats_flush(day, "r2", &[tally(&["p2", "p3"])], now)
+            .stats_flush(day, "r2", &[tally(&["p2", "p3"])], &[], now)
             .await
             .unwrap();
         assert_eq!(
-            store.stats_open_days("2026-01-16").await.unwrap(),
+            store.stats_open_days(&next).await.unwrap(),
             [day.to_owned()]
         );
         store
@@ -663,9 +684,20 @@ async fn a_closed_day_keeps_its_count_and_forgets_its_pairs_and_salt() {
             (3, 0, 4),
             "counted as direct clients, no pair left"
         );
+        // The report counts them once.
+        let report = feedcast::stats::report(&settings, &store, now)
+            .await
+            .unwrap();
+        let parks = report
+            .feeds
+            .iter()
+            .find(|f| f.feed == "category/parks")
+            .unwrap();
+        let shown = parks.days.iter().find(|d| d.day == three_days_ago).unwrap();
+        assert_eq!((shown.direct, shown.polls), (3, 4));
         // A new salt for the day, not the old one: the old hashes cannot be matched again.
         assert_ne!(store.stats_salt(day, "cc").await.unwrap(), salt);
-        store.stats_prune("2026-01-16").await.unwrap();
+        store.stats_prune(&next).await.unwrap();
         assert!(store.stats_days(day).await.unwrap().is_empty(), "pruned");
         store.close().await;
         drop(db);
@@ -688,7 +720,13 @@ async fn past_the_cap_a_feeds_pairs_stop_being_stored() {
         ..FeedTally::default()
     };
     let flushed = store
-        .stats_flush(day, "r1", std::slice::from_ref(&tally), chrono::Utc::now())
+        .stats_flush(
+            day,
+            "r1",
+            std::slice::from_ref(&tally),
+            &[],
+            chrono::Utc::now(),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -702,7 +740,7 @@ async fn past_the_cap_a_feeds_pairs_stop_being_stored() {
         ..tally
     };
     store
-        .stats_flush(day, "r1", &[more], chrono::Utc::now())
+        .stats_flush(day, "r1", &[more], &[], chrono::Utc::now())
         .await
         .unwrap();
     let days = store.stats_days(day).await.unwrap();
@@ -771,4 +809,50 @@ async fn polls_tallied_while_the_store_is_down_are_written_once_it_is_back() {
     );
     server.stop().await;
     drop(db);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_of_more_clients_than_are_stored_is_estimated() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("feeds.toml");
+    std::fs::write(&config, include_str!("fixtures/feeds.toml")).unwrap();
+    let database = format!("sqlite://{}", dir.path().join("feedcast.db").display());
+    let when = chrono::Utc::now()
+        .with_timezone(&chrono_tz::Asia::Shanghai)
+        .format("%d/%b/%Y:%H:%M:%S %z")
+        .to_string();
+    // 150,000 distinct clients: half again the pairs a day stores.
+    let clients = 150_000u32;
+    let mut log = String::with_capacity(clients as usize * 120);
+    for i in 0..clients {
+        let address =
+            std::net::Ipv4Addr::from(u32::from(std::net::Ipv4Addr::new(198, 18, 0, 0)) + i / 2);
+        log.push_str(&format!(
+            "{address} - - [{when}] \"GET /feeds/category/parks.rss HTTP/1.1\" 200 100 \"-\" \"reader/{}\"\n",
+            i % 2
+        ));
+    }
+    let file = dir.path().join("access.log");
+    std::fs::write(&file, log).unwrap();
+    let out = feedcast(
+        &config,
+        &database,
+        &["stats", "import-log", file.to_str().unwrap()],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = feedcast(&config, &database, &["stats", "--json"]);
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let direct = feed(&r, "category/parks")["subscribers"]["direct"]
+        .as_u64()
+        .unwrap();
+    let error = (direct as f64 - f64::from(clients)).abs() / f64::from(clients);
+    assert!(
+        error < 0.05,
+        "{direct} direct clients estimated for {clients}"
+    );
+    assert_eq!(today(&r, "category/parks")["polls"], u64::from(clients));
 }

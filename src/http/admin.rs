@@ -129,6 +129,15 @@ impl FromRequestParts<Arc<App>> for AdminPage {
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
         use base64::Engine;
+        if app.admin_token().is_none() {
+            return Err(ApiError::Off);
+        }
+        // A browser asks first without credentials, to be told the scheme: that is no guess
+        // at the token, and must not count against the address (an office behind one NAT
+        // would lock its CMS out of the API by opening the page a few times).
+        if !parts.headers.contains_key(header::AUTHORIZATION) {
+            return Err(ApiError::UnauthorizedPage);
+        }
         let presented = parts
             .headers
             .get(header::AUTHORIZATION)

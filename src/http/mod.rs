@@ -26,6 +26,7 @@ use tokio::net::TcpListener;
 
 use crate::app::App;
 use crate::feed::{FeedKey, Format};
+use crate::stats::Poll;
 use representation::{Policy, STALE_MAX_AGE, header_str, page_policy, respond};
 
 pub use error::{ApiError, AppError};
@@ -83,6 +84,7 @@ async fn feed(
     // The request itself rather than a copy of its headers (the HeaderMap extractor clones).
     request: Request,
 ) -> Result<Response, AppError> {
+    let is_get = request.method() == axum::http::Method::GET;
     let client = request
         .extensions()
         .get::<client::ClientAddr>()
@@ -126,17 +128,18 @@ async fn feed(
     if served.is_stale() {
         representation::mark_stale(&mut response, served.entry().age());
     }
-    app.record_poll(
-        &key,
-        response.status().as_u16(),
-        axum::body::HttpBody::size_hint(response.body())
+    app.record_poll(Poll {
+        key: &key,
+        is_get,
+        status: response.status().as_u16(),
+        bytes: axum::body::HttpBody::size_hint(response.body())
             .exact()
             .unwrap_or(0),
         client,
-        request
+        user_agent: request
             .get(header::USER_AGENT)
             .map_or(&b""[..], |v| v.as_bytes()),
-    );
+    });
     Ok(response)
 }
 

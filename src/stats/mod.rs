@@ -46,7 +46,7 @@ use tokio::sync::Notify;
 use crate::config::Settings;
 use crate::feed::{FeedId, FeedKey, Format, View};
 use crate::store::{
-    ClosedDay, FeedTally, MAX_STORED_PAIRS, StatsDay, StatsReport, Store, StoreError,
+    ClosedDay, FeedTally, MAX_STORED_PAIRS, ReportedCount, StatsDay, StatsReport, Store, StoreError,
 };
 pub use agents::{AGGREGATORS, Aggregator, Poller};
 pub use logline::{LogLine, LogLineError};
@@ -134,10 +134,29 @@ pub struct Stats {
     pending: AtomicUsize,
     dropped: AtomicU64,
     wake: Notify,
+    /// Ends [`Stats::run`] between two flushes, never inside one.
+    stop: Notify,
     /// This replica's name in the sketches it writes.
     replica: String,
     day: tokio::sync::Mutex<Day>,
     for_metrics: tokio::sync::Mutex<Option<(Instant, Arc<Report>)>>,
+}
+
+/// An answered request, as the tally sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Poll<'a> {
+    /// What was asked for.
+    pub key: &'a FeedKey,
+    /// Whether the method was `GET`.
+    pub is_get: bool,
+    /// The answer's status.
+    pub status: u16,
+    /// The answer's body bytes.
+    pub bytes: u64,
+    /// The client's address (see `http.trusted_proxies`).
+    pub client: IpAddr,
+    /// The `User-Agent` header, as sent (empty without one).
+    pub user_agent: &'a [u8],
 }
 
 /// Why statistics could not be read or written.
@@ -174,23 +193,33 @@ impl Stats {
             pending: AtomicUsize::new(0),
             dropped: AtomicU64::new(0),
             wake: Notify::new(),
-            replica: random_hex(8),
+            stop: Notify::new(),
+            // Only tells replicas' sketches apart: the time will do without randomness.
+            replica: random_hex(8).unwrap_or_else(|| {
+                Utc::now()
+                    .timestamp_nanos_opt()
+                    .unwrap_or_default()
+                    .to_string()
+            }),
             day: tokio::sync::Mutex::default(),
             for_metrics: tokio::sync::Mutex::new(None),
         }
     }
 
-    /// Tallies one answered request, if it is a poll (see the module doc). Never waits on
-    /// anything but a shard's lock, held for one map insert.
-    pub fn record(
-        &self,
-        key: &FeedKey,
-        status: u16,
-        bytes: u64,
-        client: IpAddr,
-        user_agent: &[u8],
-    ) {
-        let is_poll = matches!(status, 200 | 304)
+    /// Tallies one answered request, if it is a poll (see the module doc; a `HEAD` is not:
+    /// it fetches nothing). Never waits on anything but a shard's lock, held for one map
+    /// insert.
+    pub fn record(&self, poll: Poll<'_>) {
+        let Poll {
+            key,
+            is_get,
+            status,
+            bytes,
+            client,
+            user_agent,
+        } = poll;
+        let is_poll = is_get
+            && matches!(status, 200 | 304)
             && key.format != Format::Html
             && matches!(key.view, View::Latest { .. });
         if !is_poll {
@@ -234,7 +263,7 @@ impl Stats {
     }
 
     /// Flushes every `stats.flush_interval_ms`, at each midnight and when the tally fills up,
-    /// until the task is aborted; failures are logged and the batch tried again next time.
+    /// until [`Stats::stop`]; failures are logged and the batch tried again next time.
     pub async fn run(self: Arc<Self>) {
         loop {
             let now = Utc::now();
@@ -246,11 +275,17 @@ impl Stats {
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
                 () = self.wake.notified() => {}
+                () = self.stop.notified() => return,
             }
             if let Err(e) = self.flush().await {
                 tracing::warn!(cause = %e, "subscriber statistics not written; tried again later");
             }
         }
+    }
+
+    /// Ends [`Stats::run`] once a flush in progress is done (the last flush is the caller's).
+    pub fn stop(&self) {
+        self.stop.notify_one();
     }
 
     /// The site's day at `now`.
@@ -287,11 +322,15 @@ impl Stats {
             .increment(self.dropped.swap(0, Ordering::Relaxed));
         let mut outcome = Ok(());
         if !pairs.is_empty() && day.salt.is_none() {
-            match self
-                .store
-                .stats_salt(&batch_day.to_string(), &random_hex(32))
-                .await
-            {
+            // A salt anyone could guess would make the hashes reversible for IPv4: without the
+            // system's randomness, nothing is hashed (the pairs wait).
+            let Some(fresh) = random_hex(32) else {
+                self.put_back(counts, pairs);
+                return Err(StatsError::Counting(
+                    "no randomness for the day's salt".to_owned(),
+                ));
+            };
+            match self.store.stats_salt(&batch_day.to_string(), &fresh).await {
                 Ok(salt) => day.salt = Some(salt),
                 Err(e) => {
                     self.put_back(counts, pairs);
@@ -393,7 +432,7 @@ impl Stats {
     ) -> Result<(), StatsError> {
         let flushed = self
             .store
-            .stats_flush(&on.to_string(), &self.replica, tallies, now)
+            .stats_flush(&on.to_string(), &self.replica, tallies, &known(), now)
             .await?;
         metrics::counter!(crate::metrics::STATS_SUSPECT_REPORTS)
             .increment(flushed.suspect + tallies.iter().map(|t| t.suspect).sum::<u64>());
@@ -548,10 +587,17 @@ fn tally(
     }
     for ((feed, aggregator, key), n) in reports {
         if let Some(entry) = by_feed.get_mut(&feed) {
-            entry.reports.push((aggregator, key, n));
+            entry.reports.push(ReportedCount {
+                aggregator,
+                feed_key: key,
+                subscribers: n,
+            });
         }
     }
     for (feed, entry) in &mut by_feed {
+        // Every replica writes its pairs in the same order: two flushes of overlapping pairs on
+        // PostgreSQL then wait for one another instead of deadlocking.
+        entry.pairs.sort_unstable();
         if full.contains(feed) {
             entry.sketch = sketches
                 .get(feed)
@@ -576,14 +622,15 @@ fn merge(into: &mut Vec<FeedTally>, from: Vec<FeedTally>) -> u64 {
         held += t.pairs.len();
         match into.iter_mut().find(|x| x.feed == t.feed) {
             Some(x) => {
-                x.polls += t.polls;
-                x.not_modified += t.not_modified;
-                x.bytes += t.bytes;
-                x.suspect += t.suspect;
+                x.polls = x.polls.saturating_add(t.polls);
+                x.not_modified = x.not_modified.saturating_add(t.not_modified);
+                x.bytes = x.bytes.saturating_add(t.bytes);
+                x.suspect = x.suspect.saturating_add(t.suspect);
                 x.pairs.append(&mut t.pairs);
                 for report in t.reports {
-                    x.reports
-                        .retain(|(a, k, _)| (a, k) != (&report.0, &report.1));
+                    x.reports.retain(|r| {
+                        (&r.aggregator, &r.feed_key) != (&report.aggregator, &report.feed_key)
+                    });
                     x.reports.push(report);
                 }
                 if t.sketch.is_some() {
@@ -927,8 +974,9 @@ async fn import_log<R: std::io::BufRead + Send + 'static>(
             sender.blocking_send(batch).is_ok()
         })
     });
+    let (mut sketches, mut full) = (HashMap::new(), HashSet::new());
     while let Some(batch) = receiver.recv().await {
-        stats.write_batch(batch).await?;
+        stats.write_batch(batch, &mut sketches, &mut full).await?;
     }
     reading
         .await
@@ -944,27 +992,77 @@ struct Batch {
 
 impl Stats {
     /// Writes a batch read from a log, under its day's salt (one is made for a day that has
-    /// none: a closed day is closed again with what was added).
-    async fn write_batch(&self, batch: Batch) -> Result<(), StatsError> {
-        let day = batch.day.to_string();
-        let salt = self.store.stats_salt(&day, &random_hex(32)).await?;
+    /// none: a closed day is closed again with what was added). `sketches` holds the import's
+    /// sketch of each (day, feed) across its batches, written once the day's pairs are at the
+    /// cap, so that an import of more clients than are stored is estimated like live polls.
+    async fn write_batch(
+        &self,
+        batch: Batch,
+        sketches: &mut HashMap<(NaiveDate, u32), Sketch>,
+        full: &mut HashSet<(NaiveDate, u32)>,
+    ) -> Result<(), StatsError> {
+        let on = batch.day;
+        let day = on.to_string();
+        let fresh = random_hex(32)
+            .ok_or_else(|| StatsError::Counting("no randomness for the day's salt".to_owned()))?;
+        let salt = self.store.stats_salt(&day, &fresh).await?;
         let paths = self.paths.clone();
-        let tallies = tokio::task::spawn_blocking(move || {
-            let mut sketches = HashMap::new();
-            tally(
+        let of_day: Vec<(NaiveDate, u32)> =
+            sketches.keys().filter(|(d, _)| *d == on).copied().collect();
+        let mut days_sketches: HashMap<u32, Sketch> = of_day
+            .into_iter()
+            .filter_map(|key| sketches.remove(&key).map(|sketch| (key.1, sketch)))
+            .collect();
+        let days_full: HashSet<u32> = full
+            .iter()
+            .filter(|(d, _)| *d == on)
+            .map(|(_, f)| *f)
+            .collect();
+        let full_before = days_full.clone();
+        let (tallies, days_sketches) = tokio::task::spawn_blocking(move || {
+            let tallies = tally(
                 &paths,
                 &batch.counts,
                 batch.pairs,
                 &salt,
-                &mut sketches,
-                &HashSet::new(),
-            )
+                &mut days_sketches,
+                &full_before,
+            );
+            (tallies, days_sketches)
         })
         .await
         .map_err(|e| StatsError::Counting(e.to_string()))?;
-        self.store
-            .stats_flush(&day, &self.replica, &tallies, Utc::now())
+        let flushed = self
+            .store
+            .stats_flush(&day, &self.replica, &tallies, &known(), Utc::now())
             .await?;
+        // A feed whose pairs reached the cap in this batch: its sketch now, not at a next
+        // batch that may never come.
+        let late: Vec<FeedTally> = flushed
+            .full
+            .iter()
+            .filter_map(|path| {
+                let feed = self.paths.iter().position(|p| p == path)? as u32;
+                full.insert((on, feed));
+                if days_full.contains(&feed) {
+                    return None;
+                }
+                let sketch = days_sketches.get(&feed)?;
+                Some(FeedTally {
+                    feed: path.clone(),
+                    sketch: Some(
+                        base64::engine::general_purpose::STANDARD.encode(sketch.as_bytes()),
+                    ),
+                    ..FeedTally::default()
+                })
+            })
+            .collect();
+        if !late.is_empty() {
+            self.store
+                .stats_flush(&day, &self.replica, &late, &known(), Utc::now())
+                .await?;
+        }
+        sketches.extend(days_sketches.into_iter().map(|(feed, s)| ((on, feed), s)));
         Ok(())
     }
 }
@@ -1057,7 +1155,8 @@ fn read_log<R: std::io::BufRead>(
             done.other += 1;
             continue;
         };
-        let is_poll = matches!(parsed.status, 200 | 304)
+        let is_poll = parsed.method == "GET"
+            && matches!(parsed.status, 200 | 304)
             && key.format != Format::Html
             && matches!(key.view, View::Latest { .. });
         let Some(&feed) = index.get(&key.feed).filter(|_| is_poll) else {
@@ -1082,7 +1181,7 @@ fn read_log<R: std::io::BufRead>(
         let c = &mut counts[feed as usize];
         c.0 += 1;
         c.1 += u64::from(parsed.status == 304);
-        c.2 += parsed.bytes;
+        c.2 = c.2.saturating_add(parsed.bytes);
         let client = parsed.client.to_canonical();
         let agent = parsed.user_agent.as_bytes();
         let agent = &agent[..agent.len().min(MAX_AGENT_BYTES)];
@@ -1106,18 +1205,16 @@ fn read_log<R: std::io::BufRead>(
     Ok(done)
 }
 
-/// `n` random bytes as hex.
-fn random_hex(n: usize) -> String {
+/// The names of the aggregators feedcast knows.
+fn known() -> Vec<&'static str> {
+    AGGREGATORS.iter().map(|a| a.name).collect()
+}
+
+/// `n` random bytes as hex; `None` without the system's randomness.
+fn random_hex(n: usize) -> Option<String> {
     let mut bytes = vec![0u8; n];
-    // Without the system's randomness, the time: still unguessable enough to tell replicas
-    // apart, and a salt nobody outside the store sees.
-    if getrandom::fill(&mut bytes).is_err() {
-        let nanos = Utc::now().timestamp_nanos_opt().unwrap_or_default();
-        for (b, x) in bytes.iter_mut().zip(nanos.to_le_bytes().iter().cycle()) {
-            *b = *x;
-        }
-    }
-    hex(&bytes)
+    getrandom::fill(&mut bytes).ok()?;
+    Some(hex(&bytes))
 }
 
 fn hex(bytes: &[u8]) -> String {

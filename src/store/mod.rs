@@ -44,7 +44,8 @@ pub use health::{Health, WRITE_PROBE_INTERVAL};
 pub use hub::{RequestLimits, RequestRefused, StoredSubscription, SubscriptionRequest, Verified};
 pub use queue::{Claimed, Outcome, Outgoing, Settled};
 pub use stats::{
-    ClosedDay, FeedTally, Flushed, MAX_REPORT_KEYS, MAX_STORED_PAIRS, StatsDay, StatsReport,
+    ClosedDay, FeedTally, Flushed, MAX_REPORT_KEYS, MAX_STORED_PAIRS, MAX_UNKNOWN_AGGREGATORS,
+    ReportedCount, StatsDay, StatsReport,
 };
 
 /// Change-log entries handled at once (a full page means there may be more).

@@ -1301,54 +1301,44 @@ pub(super) fn stats_add_pairs<'a>(
     statement
 }
 
-/// Each aggregator's feed ids already stored for a feed and day, as (aggregator, n, 0, 0).
+/// The reports already stored for a feed and day, as `feed_key aggregator` (an id holds no
+/// space; a name may).
 pub(super) fn stats_report_keys<'a>(day: &'a str, feed: &'a str) -> Statement<'a> {
     Statement::new(
-        "SELECT aggregator, COUNT(*), CAST(0 AS BIGINT), CAST(0 AS BIGINT) FROM stats_reports \
-         WHERE day = $1 AND feed = $2 GROUP BY aggregator",
+        "SELECT feed_key || ' ' || aggregator FROM stats_reports WHERE day = $1 AND feed = $2",
     )
     .text(day)
     .text(feed)
 }
 
-/// One row if this report's key is stored already.
-pub(super) fn stats_report_known<'a>(
-    day: &'a str,
-    feed: &'a str,
-    aggregator: &'a str,
-    key: &'a str,
-) -> Statement<'a> {
-    Statement::new(
-        "SELECT aggregator FROM stats_reports \
-         WHERE day = $1 AND feed = $2 AND aggregator = $3 AND feed_key = $4",
-    )
-    .text(day)
-    .text(feed)
-    .text(aggregator)
-    .text(key)
-}
+/// Reports upserted per statement: 6 values each.
+pub(super) const STATS_REPORTS_PER_STATEMENT: usize = 200;
 
-/// Stores an aggregator's report; the latest wins, whichever replica writes last.
-pub(super) fn stats_report<'a>(
+/// Stores aggregators' reports (each (aggregator, feed id) once); the latest wins, whichever
+/// replica writes last.
+pub(super) fn stats_reports_upsert<'a>(
     day: &'a str,
     feed: &'a str,
-    aggregator: &'a str,
-    key: &'a str,
-    subscribers: i64,
+    reports: &[&'a super::ReportedCount],
     seen_at: i64,
 ) -> Statement<'a> {
-    Statement::new(
+    let mut statement = Statement::new(format!(
         "INSERT INTO stats_reports (day, feed, aggregator, feed_key, subscribers, seen_at) \
-         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (day, feed, aggregator, feed_key) \
+         VALUES {} ON CONFLICT (day, feed, aggregator, feed_key) \
          DO UPDATE SET subscribers = excluded.subscribers, seen_at = excluded.seen_at \
          WHERE excluded.seen_at >= stats_reports.seen_at",
-    )
-    .text(day)
-    .text(feed)
-    .text(aggregator)
-    .text(key)
-    .int(subscribers)
-    .int(seen_at)
+        placeholders(reports.len(), 6)
+    ));
+    for r in reports {
+        statement = statement
+            .text(day)
+            .text(feed)
+            .text(r.aggregator.as_str())
+            .text(r.feed_key.as_str())
+            .int(i64::try_from(r.subscribers).unwrap_or(i64::MAX))
+            .int(seen_at);
+    }
+    statement
 }
 
 /// What a flush adds to a day's row.

@@ -6,6 +6,8 @@
 //! Every write here is a sum, a set insert or a "latest wins" upsert, so replicas that flush
 //! the same day and feed at the same time never lose each other's figures.
 
+use std::collections::HashSet;
+
 use chrono::{DateTime, Utc};
 
 use super::{Store, StoreError, failed, sql};
@@ -14,10 +16,25 @@ use super::{Store, StoreError, failed, sql};
 /// sketches' estimate, so a feed polled by millions costs bounded rows.
 pub const MAX_STORED_PAIRS: u64 = 100_000;
 
-/// Feed ids one aggregator may report for one feed in a day, and aggregators one feed may have
-/// in a day: reports past either are implausible (a forged or broken User-Agent) and only
-/// counted as suspect.
+/// Feed ids one aggregator may report for one feed in a day: reports past it are implausible (a
+/// forged or broken User-Agent) and only counted as suspect.
 pub const MAX_REPORT_KEYS: u64 = 100;
+
+/// Aggregators not in feedcast's table one feed may have in a day. Anyone can name a new one in
+/// a User-Agent; a few real ones a day are plausible, hundreds are a forgery. The known
+/// aggregators are never refused for it, so forged names cannot crowd them out.
+pub const MAX_UNKNOWN_AGGREGATORS: u64 = 10;
+
+/// A count an aggregator reported, as a flush hands it to the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportedCount {
+    /// The aggregator's name.
+    pub aggregator: String,
+    /// Its id of the feed, or "".
+    pub feed_key: String,
+    /// The count.
+    pub subscribers: u64,
+}
 
 /// What one replica tallied for one feed in one day.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -32,8 +49,8 @@ pub struct FeedTally {
     pub bytes: u64,
     /// Distinct (client, User-Agent) pairs, each an HMAC under the day's salt (hex).
     pub pairs: Vec<String>,
-    /// Aggregator reports: (aggregator, its feed id or "", subscribers).
-    pub reports: Vec<(String, String, u64)>,
+    /// Aggregator reports, at most one per (aggregator, feed id).
+    pub reports: Vec<ReportedCount>,
     /// Reports already found implausible.
     pub suspect: u64,
     /// This replica's sketch of every pair it saw that day (base64), given once the day's
@@ -113,12 +130,14 @@ impl Store {
     }
 
     /// Adds what one replica tallied for `day`, all in one transaction: the sums, the pairs
-    /// (until the day's cap), the latest reports (within their bounds) and the sketches.
+    /// (until the day's cap), the latest reports (within their bounds: `known_aggregators` are
+    /// never refused for the number of names) and the sketches.
     pub async fn stats_flush(
         &self,
         day: &str,
         replica: &str,
         feeds: &[FeedTally],
+        known_aggregators: &[&str],
         now: DateTime<Utc>,
     ) -> Result<Flushed, StoreError> {
         const DOING: &str = "writing subscriber statistics";
@@ -154,43 +173,43 @@ impl Store {
                 }
                 let mut suspect = tally.suspect;
                 if !tally.reports.is_empty() {
-                    let held = tx
-                        .text_numbers(&sql::stats_report_keys(day, &tally.feed))
+                    let stored = tx
+                        .texts(&sql::stats_report_keys(day, &tally.feed))
                         .await
                         .map_err(failed(DOING))?;
-                    let mut keys: std::collections::HashMap<String, u64> = held
+                    let mut held: HashSet<(String, String)> = stored
                         .into_iter()
-                        .map(|(a, n, _, _)| (a, u64::try_from(n).unwrap_or(0)))
+                        .filter_map(|row| {
+                            row.split_once(' ')
+                                .map(|(key, name)| (name.to_owned(), key.to_owned()))
+                        })
                         .collect();
-                    for (aggregator, key, subscribers) in &tally.reports {
-                        let known = tx
-                            .texts(&sql::stats_report_known(day, &tally.feed, aggregator, key))
-                            .await
-                            .map_err(failed(DOING))?;
-                        if known.is_empty() {
-                            let aggregators = keys.len() as u64;
-                            let held = keys.get(aggregator).copied();
-                            let room = match held {
-                                Some(n) => n < MAX_REPORT_KEYS,
-                                None => aggregators < MAX_REPORT_KEYS,
-                            };
-                            if !room {
+                    let mut admitted = Vec::new();
+                    for report in &tally.reports {
+                        let id = (report.aggregator.clone(), report.feed_key.clone());
+                        if !held.contains(&id) {
+                            let ids = held.iter().filter(|(a, _)| *a == report.aggregator).count();
+                            let unknown: HashSet<&str> = held
+                                .iter()
+                                .map(|(a, _)| a.as_str())
+                                .filter(|a| !known_aggregators.contains(a))
+                                .collect();
+                            let new_unknown = ids == 0
+                                && !known_aggregators.contains(&report.aggregator.as_str());
+                            if ids as u64 >= MAX_REPORT_KEYS
+                                || (new_unknown && unknown.len() as u64 >= MAX_UNKNOWN_AGGREGATORS)
+                            {
                                 suspect += 1;
                                 continue;
                             }
-                            *keys.entry(aggregator.clone()).or_default() += 1;
+                            held.insert(id);
                         }
-                        let subscribers = i64::try_from(*subscribers).unwrap_or(i64::MAX);
-                        tx.execute(&sql::stats_report(
-                            day,
-                            &tally.feed,
-                            aggregator,
-                            key,
-                            subscribers,
-                            now,
-                        ))
-                        .await
-                        .map_err(failed(DOING))?;
+                        admitted.push(report);
+                    }
+                    for chunk in admitted.chunks(sql::STATS_REPORTS_PER_STATEMENT) {
+                        tx.execute(&sql::stats_reports_upsert(day, &tally.feed, chunk, now))
+                            .await
+                            .map_err(failed(DOING))?;
                     }
                 }
                 flushed.suspect += suspect - tally.suspect;
@@ -354,6 +373,10 @@ impl Store {
     }
 }
 
+/// The largest figure one flush adds to a sum (a pebibyte, a quadrillion polls): far above any
+/// real one, and low enough that no number of flushes in the life of a row overflows it.
+const MAX_ADDED: u64 = 1 << 50;
+
 fn as_i64(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
+    i64::try_from(n.min(MAX_ADDED)).unwrap_or(i64::MAX)
 }
