@@ -552,6 +552,10 @@ fn tally(
             );
         }
     }
+    // Any key length is accepted, so this cannot fail.
+    let Ok(keyed) = Hmac::<Sha256>::new_from_slice(salt.as_bytes()) else {
+        return Vec::new();
+    };
     let mut reports: BTreeMap<(u32, String, String), u64> = BTreeMap::new();
     for pair in pairs {
         let Some(path) = paths.get(pair.feed as usize) else {
@@ -574,7 +578,7 @@ fn tally(
             }
             Poller::Suspect(_) => entry.suspect += 1,
             Poller::Client => {
-                let digest = pair_digest(salt, pair.client, &pair.user_agent);
+                let digest = pair_digest(&keyed, pair.client, &pair.user_agent);
                 let mut first = [0u8; 8];
                 first.copy_from_slice(&digest[..8]);
                 sketches
@@ -644,11 +648,9 @@ fn merge(into: &mut Vec<FeedTally>, from: Vec<FeedTally>) -> u64 {
 }
 
 /// HMAC-SHA256 of a (client, User-Agent) pair under a day's salt.
-fn pair_digest(salt: &str, client: IpAddr, user_agent: &[u8]) -> [u8; 32] {
-    // Any key length is accepted, so this cannot fail; an empty one still hashes.
-    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(salt.as_bytes()) else {
-        return [0; 32];
-    };
+fn pair_digest(keyed: &Hmac<Sha256>, client: IpAddr, user_agent: &[u8]) -> [u8; 32] {
+    // Keyed once per batch and cloned: keying is half of an HMAC's work.
+    let mut mac = keyed.clone();
     match client {
         IpAddr::V4(a) => mac.update(&a.octets()),
         IpAddr::V6(a) => mac.update(&a.octets()),
@@ -1218,10 +1220,75 @@ fn random_hex(n: usize) -> Option<String> {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
     for b in bytes {
-        let _ = write!(out, "{b:02x}");
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn can_write_bytes_as_lowercase_hex() {
+        assert_eq!(hex(&[0x00, 0x0f, 0xab, 0xff]), "000fabff");
+        assert_eq!(hex(&[]), "");
+    }
+
+    #[test]
+    fn a_pair_is_the_hmac_of_its_address_a_zero_and_its_user_agent_under_the_salt() {
+        let salt = "a1b2";
+        let keyed = Hmac::<Sha256>::new_from_slice(salt.as_bytes()).unwrap();
+        let client: IpAddr = "203.0.113.7".parse().unwrap();
+        let mut fresh = Hmac::<Sha256>::new_from_slice(salt.as_bytes()).unwrap();
+        fresh.update(&[203, 0, 113, 7, 0]);
+        fresh.update(b"newsboat");
+        let expected: [u8; 32] = fresh.finalize().into_bytes().into();
+        assert_eq!(pair_digest(&keyed, client, b"newsboat"), expected);
+        // The keyed state is cloned, never consumed: the next pair hashes alike.
+        assert_eq!(pair_digest(&keyed, client, b"newsboat"), expected);
+        assert_ne!(pair_digest(&keyed, client, b"newsboat2"), expected);
+    }
+
+    #[test]
+    fn merging_held_batches_adds_sums_and_keeps_the_latest_report() {
+        let report = |n| ReportedCount {
+            aggregator: "Feedly".to_owned(),
+            feed_key: "1".to_owned(),
+            subscribers: n,
+        };
+        let mut held = vec![FeedTally {
+            feed: "category/parks".to_owned(),
+            polls: 2,
+            pairs: vec!["a".to_owned()],
+            reports: vec![report(57)],
+            ..FeedTally::default()
+        }];
+        let dropped = merge(
+            &mut held,
+            vec![
+                FeedTally {
+                    feed: "category/parks".to_owned(),
+                    polls: 3,
+                    pairs: vec!["b".to_owned()],
+                    reports: vec![report(50)],
+                    ..FeedTally::default()
+                },
+                FeedTally {
+                    feed: "region/320000".to_owned(),
+                    polls: 1,
+                    ..FeedTally::default()
+                },
+            ],
+        );
+        assert_eq!(dropped, 0);
+        assert_eq!(held.len(), 2);
+        assert_eq!(held[0].polls, 5);
+        assert_eq!(held[0].pairs, ["a", "b"]);
+        assert_eq!(held[0].reports, [report(50)]);
+    }
 }

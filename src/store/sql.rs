@@ -83,7 +83,8 @@ fn placeholders(rows: usize, columns: usize) -> String {
             if column > 0 {
                 sql.push_str(", ");
             }
-            sql.push_str(&format!("${}", row * columns + column + 1));
+            sql.push('$');
+            sql.push_str(itoa::Buffer::new().format(row * columns + column + 1));
         }
         sql.push(')');
     }
