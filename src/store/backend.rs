@@ -108,7 +108,8 @@ pub(super) trait Backend: fmt::Debug + Send + Sync {
     fn stats_reports<'a>(&'a self, statement: &'a Statement<'a>) -> Op<'a, Vec<StatsReport>>;
 
     /// What a refile runs first, within its transaction: on PostgreSQL, waiting for any other
-    /// replica's refile and storing the region tree its filing trigger reads.
+    /// replica's refile and storing the region tree and the former names its filing triggers
+    /// read.
     fn before_refile<'a>(&self, _catalog: &'a Catalog) -> Vec<Statement<'a>> {
         Vec::new()
     }

@@ -1014,7 +1014,7 @@ impl Store {
         for statement in self.backend.before_refile(catalog) {
             tx.execute(&statement)
                 .await
-                .map_err(failed("storing the region tree"))?;
+                .map_err(failed("storing the region tree and former names"))?;
         }
         // Before the region part is rebuilt: that reads the articles' region codes.
         let renamed = self.rename(tx.as_mut(), catalog).await?;

@@ -1145,6 +1145,33 @@ pub(super) fn postgres_store_region_tree(catalog: &Catalog) -> Vec<Statement<'_>
     statements
 }
 
+/// Replaces the former names the filing trigger maps (migration 13) with the catalog's: each
+/// former category slug and region code with the current one.
+pub(super) fn postgres_store_former_names(catalog: &Catalog) -> Vec<Statement<'_>> {
+    let names: Vec<(&str, &str, &str)> = catalog
+        .former_categories()
+        .map(|(old, new)| ("c", old.as_str(), new.as_str()))
+        .chain(
+            catalog
+                .former_regions()
+                .map(|(old, new)| ("r", old.as_str(), new.as_str())),
+        )
+        .collect();
+    let mut statements = vec![Statement::new("DELETE FROM former_names")];
+    // Three parameters a name; PostgreSQL takes up to 65,535 in one statement.
+    for part in names.chunks(BUCKET_ROWS) {
+        let mut insert = Statement::new(format!(
+            "INSERT INTO former_names (kind, former, current) VALUES {}",
+            placeholders(part.len(), 3)
+        ));
+        for (kind, old, new) in part {
+            insert = insert.text(*kind).text(*old).text(*new);
+        }
+        statements.push(insert);
+    }
+    statements
+}
+
 /// Moves the change time of everything forward, by the database's clock (after a refile).
 pub(super) fn postgres_stamp_everything() -> Statement<'static> {
     Statement::new("UPDATE change_times SET changed_at = GREATEST(changed_at + 1, feedcast_now()) WHERE bucket = $1")
