@@ -184,6 +184,12 @@ pub(super) trait Transaction: Send {
         statement: &'a Statement<'a>,
     ) -> Op<'a, Vec<(String, i64, i64, i64)>>;
 
+    /// Reads subscriptions (the columns `StoredSubscription` names).
+    fn subscription_rows<'a>(
+        &'a mut self,
+        statement: &'a Statement<'a>,
+    ) -> Op<'a, Vec<StoredSubscription>>;
+
     /// Commits; on failure nothing was stored.
     fn commit(self: Box<Self>) -> Op<'static, ()>;
 }
@@ -336,6 +342,7 @@ where
     for<'r> (String, i64, i64, i64): sqlx::FromRow<'r, DB::Row>,
     for<'r> FilingRow: sqlx::FromRow<'r, DB::Row>,
     for<'r> LogRow: sqlx::FromRow<'r, DB::Row>,
+    for<'r> StoredSubscription: sqlx::FromRow<'r, DB::Row>,
 {
     fn execute<'a>(&'a mut self, statement: &'a Statement<'a>) -> Op<'a, ()> {
         Box::pin(async move {
@@ -377,6 +384,13 @@ where
         &'a mut self,
         statement: &'a Statement<'a>,
     ) -> Op<'a, Vec<(String, i64, i64, i64)>> {
+        fetch_rows(&mut self.conn, statement)
+    }
+
+    fn subscription_rows<'a>(
+        &'a mut self,
+        statement: &'a Statement<'a>,
+    ) -> Op<'a, Vec<StoredSubscription>> {
         fetch_rows(&mut self.conn, statement)
     }
 
