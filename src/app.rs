@@ -375,6 +375,7 @@ impl App {
             Arc::new(PublishPing::new(settings.websub.retry)),
             Arc::new(Purge::new(&settings.purgers)),
             Arc::new(hub::Verify::new(store.clone(), &settings.hub)),
+            Arc::new(hub::EndGone::new(&settings.hub)),
             Arc::new(hub::FanOut::new(store.clone())),
             Arc::new(hub::Deliver::new(
                 store.clone(),
@@ -603,6 +604,7 @@ impl App {
             hub::VERIFY,
             hub::FAN_OUT,
             hub::DELIVER,
+            hub::END_GONE,
         ];
         for kind in kinds {
             let n = queued

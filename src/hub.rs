@@ -10,6 +10,12 @@
 //! taken-down item. Every request to a callback is made by a client that connects only to
 //! public addresses, checked in its resolver (so the address checked is the address connected
 //! to) and for addresses written in the URL, unless `hub.allow_private_callbacks`.
+//!
+//! Feed URLs never break, and neither do subscriptions: a renamed feed's old topic is the
+//! current feed's (a request for it is stored under the current document, the topic as sent
+//! echoed), subscriptions stored under a former name are moved to the current one at start
+//! (`Store::open`), and those of a feed removed for good are ended there, their subscribers
+//! told with `hub.mode=denied` through the outbound queue ([`EndGone`]).
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -19,13 +25,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 use url::Url;
 
 use crate::config::{Hub, Retry, Settings};
-use crate::feed::{FeedKey, View};
+use crate::feed::{FeedKey, KeyError, View};
 use crate::outbound::{Delivery, Sending};
-use crate::store::{Claimed, Store, SubscriptionRequest, Verified};
+use crate::store::{Claimed, Store, SubscriptionRequest, Verified, subscription_id};
 
 /// The kind of queued request that verifies a subscription request.
 pub const VERIFY: &str = "hub-verify";
@@ -35,6 +41,8 @@ pub const FAN_OUT: &str = "hub-fan-out";
 pub const EVERY_FEED: &str = "*";
 /// The kind that pushes a document to one subscriber.
 pub const DELIVER: &str = "hub-deliver";
+/// The kind that tells a subscriber of a feed removed for good that its subscription ended.
+pub use crate::store::END_GONE;
 
 /// Largest `POST /websub` body.
 pub const MAX_REQUEST_BYTES: usize = 8 * 1024;
@@ -90,36 +98,54 @@ fn bad(why: impl Into<String>) -> BadRequest {
     BadRequest(why.into())
 }
 
+/// Why a topic URL names no document this hub pushes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unserved {
+    /// The feed was removed for good (`[[gone]]`).
+    Gone,
+    /// Anything else: another site, not a feed, an archive, the HTML view, the WeChat profile.
+    NotATopic,
+}
+
 /// The feed document a topic URL names, if feedcast serves it as a topic: an RSS, Atom or JSON
 /// Feed self URL under `site.base_url` (not an HTML view, not the WeChat profile, not an
-/// archive), with `?limit=N` kept (other parameters are dropped).
-pub fn topic_key(topic: &Url, settings: &Settings) -> Option<FeedKey> {
+/// archive), with `?limit=N` kept (other parameters are dropped). A feed's former name
+/// (`formerly`) names the feed as it is now, whose URL answers the old one with a 301: a
+/// subscription to the old topic is one to the current feed (`follow`: one such step is taken).
+fn resolve(topic: &Url, settings: &Settings, follow: bool) -> Result<FeedKey, Unserved> {
+    use Unserved::NotATopic;
     let base = &settings.site.base_url;
     if topic.scheme() != base.scheme() || topic.host_str() != base.host_str() {
-        return None;
+        return Err(NotATopic);
     }
     if topic.port_or_known_default() != base.port_or_known_default() {
-        return None;
+        return Err(NotATopic);
     }
-    let rest = topic.path().strip_prefix(base.path())?;
-    let path = rest.strip_prefix("feeds/")?;
+    let rest = topic.path().strip_prefix(base.path()).ok_or(NotATopic)?;
+    let path = rest.strip_prefix("feeds/").ok_or(NotATopic)?;
     let path = percent_encoding::percent_decode_str(path)
         .decode_utf8()
-        .ok()?;
+        .map_err(|_| NotATopic)?;
     let limit = topic
         .query_pairs()
         .find(|(k, _)| k == "limit")
         .map(|(_, v)| format!("limit={v}"));
-    let key = FeedKey::parse(&path, limit.as_deref(), settings).ok()?;
+    let key = match FeedKey::parse(&path, limit.as_deref(), settings) {
+        Ok(key) => key,
+        // The URL the old one moved to names a live feed: one step, never a loop.
+        Err(KeyError::Moved(to)) if follow => {
+            let to = Url::parse(&to).map_err(|_| NotATopic)?;
+            return resolve(&to, settings, false);
+        }
+        Err(KeyError::Gone(_)) => return Err(Unserved::Gone),
+        Err(_) => return Err(NotATopic),
+    };
     let served = key.format.is_feed() && matches!(key.view, View::Latest { .. });
-    served.then_some(key)
+    served.then_some(key).ok_or(NotATopic)
 }
 
-/// The subscription key of (canonical topic, callback).
-fn subscription_id(topic: &str, callback: &str) -> String {
-    let digest = Sha256::digest(format!("{topic}\n{callback}").as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
-}
+/// Why a subscription to a feed removed for good is denied, or was ended.
+const GONE_REASON: &str = "the feed was removed for good; its URL answers 410 Gone";
 
 impl Intent {
     /// Parses a form-encoded `POST /websub` body.
@@ -211,17 +237,25 @@ impl Intent {
                 )));
             }
         }
-        let Some(key) = Url::parse(&topic)
-            .ok()
-            .and_then(|t| topic_key(&t, settings))
-        else {
-            return Ok(Intent::Deny {
-                callback: callback_url,
-                topic,
-                reason: "not a feed this hub serves: subscribe to an RSS, Atom or JSON Feed \
+        let resolved = Url::parse(&topic)
+            .map_err(|_| Unserved::NotATopic)
+            .and_then(|t| resolve(&t, settings, true));
+        let key = match resolved {
+            Ok(key) => key,
+            Err(unserved) => {
+                let reason = match unserved {
+                    Unserved::Gone => GONE_REASON,
+                    Unserved::NotATopic => {
+                        "not a feed this hub serves: subscribe to an RSS, Atom or JSON Feed \
                          URL of this site (not an archive, not the HTML view)"
-                    .to_owned(),
-            });
+                    }
+                };
+                return Ok(Intent::Deny {
+                    callback: callback_url,
+                    topic,
+                    reason: reason.to_owned(),
+                });
+            }
         };
         let canonical = key.url(settings);
         let callback = callback_url.to_string();
@@ -405,15 +439,96 @@ impl Denials {
         if check_callback(&self.hub, callback).is_err() {
             return;
         }
-        let mut url = callback.clone();
-        url.query_pairs_mut()
-            .append_pair("hub.mode", "denied")
-            .append_pair("hub.topic", topic)
-            .append_pair("hub.reason", reason);
-        let sent = client.get(url).send().await;
+        let sent = send_denial(client, callback, topic, reason).await;
         let outcome = if sent.is_ok() { "sent" } else { "failed" };
         metrics::counter!(crate::metrics::HUB_VERIFICATIONS, "outcome" => "denied", "sent" => outcome)
             .increment(1);
+    }
+}
+
+/// A `hub.mode=denied` request to `callback` (WebSub 5.2): whatever it answers, it was told.
+async fn send_denial(
+    client: &reqwest::Client,
+    callback: &Url,
+    topic: &str,
+    reason: &str,
+) -> Result<(), String> {
+    let mut url = callback.clone();
+    url.query_pairs_mut()
+        .append_pair("hub.mode", "denied")
+        .append_pair("hub.topic", topic)
+        .append_pair("hub.reason", reason);
+    client
+        .get(url)
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("unreachable: {e}"))
+}
+
+/// Tells the subscribers of a feed removed for good (`[[gone]]`) that their subscriptions
+/// ended: WebSub 5.2 lets a hub deny a subscription at any time, with `hub.mode=denied`. Each
+/// was removed from the store and its denial queued durably (kind [`END_GONE`]; target: the
+/// callback's host; topic: the callback and the topic as sent, a newline between) in the same
+/// transaction, so it is told once the queue reaches it, whichever replica or command runs then,
+/// and retried if the callback cannot be reached.
+pub struct EndGone {
+    hub: Hub,
+    client: Result<reqwest::Client, String>,
+}
+
+impl EndGone {
+    /// Denials as `hub` says.
+    pub fn new(hub: &Hub) -> Self {
+        EndGone {
+            hub: hub.clone(),
+            client: callback_client(hub),
+        }
+    }
+}
+
+impl Delivery for EndGone {
+    fn kind(&self) -> &'static str {
+        END_GONE
+    }
+
+    fn send<'a>(&'a self, _host: &'a str, requests: &'a [String]) -> Sending<'a> {
+        Box::pin(async move {
+            let client = self.client.as_ref()?;
+            for request in requests {
+                let Some((callback, topic)) = request.split_once('\n') else {
+                    continue;
+                };
+                // A callback this hub may not call (any more) is not told: nothing to retry.
+                let Ok(callback) = Url::parse(callback) else {
+                    continue;
+                };
+                if check_callback(&self.hub, &callback).is_err() {
+                    continue;
+                }
+                send_denial(client, &callback, topic, GONE_REASON).await?;
+                metrics::counter!(crate::metrics::HUB_VERIFICATIONS, "outcome" => "ended_gone")
+                    .increment(1);
+            }
+            Ok(())
+        })
+    }
+
+    fn host(&self, host: &str) -> String {
+        host.to_owned()
+    }
+
+    /// As verifications: few per host, so callbacks that never answer hold up only each other.
+    fn bounds(&self) -> Option<(usize, usize)> {
+        Some((self.hub.max_in_flight, 2))
+    }
+
+    fn retry(&self) -> Retry {
+        Retry {
+            attempts: 5,
+            first_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(60),
+        }
     }
 }
 
@@ -639,10 +754,21 @@ impl Deliver {
         }
         let callback = Url::parse(&sub.callback).map_err(|e| e.to_string())?;
         check_callback(&self.settings.hub, &callback)?;
-        let key = Url::parse(&sub.topic)
-            .ok()
-            .and_then(|t| topic_key(&t, &self.settings))
-            .ok_or_else(|| format!("{} is no longer a topic", sub.topic))?;
+        let resolved = Url::parse(&sub.topic)
+            .map_err(|_| Unserved::NotATopic)
+            .and_then(|t| resolve(&t, &self.settings, true));
+        let key = match resolved {
+            Ok(key) => key,
+            // Made through a replica whose feeds.toml still had the feed: ended, and told.
+            Err(Unserved::Gone) => {
+                return self
+                    .store
+                    .end_gone_subscription(&sub)
+                    .await
+                    .map_err(|e| e.to_string());
+            }
+            Err(Unserved::NotATopic) => return Err(format!("{} is no longer a topic", sub.topic)),
+        };
         let (body, content_type) = self.documents.document(&key, queued_at).await?;
         let link = format!(
             "<{}>; rel=\"hub\", <{}>; rel=\"self\"",
@@ -738,7 +864,7 @@ mod tests {
         let settings = Settings::test_fixture();
         let topic = |path: &str| {
             let url = settings.site.base_url.join(path).unwrap();
-            topic_key(&url, &settings).map(|k| k.format)
+            resolve(&url, &settings, true).ok().map(|k| k.format)
         };
         assert_eq!(
             topic("feeds/category/parks.rss"),

@@ -27,7 +27,8 @@ pub const STORE_SECONDS: &str = "feedcast_store_query_duration_seconds";
 /// `given_up`).
 pub const OUTBOUND: &str = "feedcast_outbound_requests_total";
 /// The hub's verifications of subscription requests, by outcome (`subscribed`,
-/// `unsubscribed`, `refused`, `denied`).
+/// `unsubscribed`, `refused`, `denied`), and the subscriptions of feeds removed for good whose
+/// subscribers were told they ended (`ended_gone`).
 pub const HUB_VERIFICATIONS: &str = "feedcast_hub_verifications_total";
 /// The hub's deliveries that ended a subscription (`gone`); the others are counted in
 /// [`OUTBOUND`] under kind `hub-deliver`.

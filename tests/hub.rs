@@ -162,10 +162,21 @@ async fn subscribe(
     path: &str,
     extra: &[(&str, &str)],
 ) {
+    subscribe_to(server, subscriber, TOPIC, path, extra).await;
+}
+
+/// Subscribes `path`'s callback to `topic`, and waits until it is verified and active.
+async fn subscribe_to(
+    server: &Server,
+    subscriber: &mut Subscriber,
+    topic: &str,
+    path: &str,
+    extra: &[(&str, &str)],
+) {
     let callback = subscriber.callback(path);
     let mut form = vec![
         ("hub.mode", "subscribe"),
-        ("hub.topic", TOPIC),
+        ("hub.topic", topic),
         ("hub.callback", callback.as_str()),
     ];
     form.extend_from_slice(extra);
@@ -836,4 +847,225 @@ async fn a_change_reaches_every_subscriber_across_pages_once() {
         );
         server.stop().await;
     }
+}
+
+/// Region 320281 as it was called before its rename, and as it is called now.
+const OLD_TOPIC: &str = "http://127.0.0.1:8080/feeds/region/320299.atom";
+const NEW_TOPIC: &str = "http://127.0.0.1:8080/feeds/region/320281.atom";
+/// A feed removed for good (in the configuration after the renames).
+const GONE_TOPIC: &str = "http://127.0.0.1:8080/feeds/category/events.rss";
+
+/// The hub's configuration before the renames: region 320281 is called 320299, and there is a
+/// category `events`.
+fn before_renames() -> Settings {
+    settings_with(&[
+        ("[outbound]\n", &format!("[hub]\n{FAST}\n\n[outbound]\n")),
+        ("code = \"320281\"", "code = \"320299\""),
+        (
+            "# Custom feeds:",
+            "[[categories]]\nslug = \"events\"\nname = \"活动\"\n\n# Custom feeds:",
+        ),
+    ])
+}
+
+/// After them: 320299 is a former name of 320281, and `category/events` is gone for good.
+fn renamed() -> Settings {
+    settings_with(&[
+        ("[outbound]\n", &format!("[hub]\n{FAST}\n\n[outbound]\n")),
+        (
+            "code = \"320281\"\nname = \"江阴市\"",
+            "code = \"320281\"\nname = \"江阴市\"\nformerly = [\"320299\"]",
+        ),
+        (
+            "# Custom feeds:",
+            "[[gone]]\npath = \"category/events\"\n\n# Custom feeds:",
+        ),
+    ])
+}
+
+/// Regression: a subscription request for a renamed feed's old topic was denied as "not a
+/// feed this hub serves", although the old URL answers 301 to the feed. It is one to the current
+/// feed: verified and delivered with the topic as sent, and the same subscription as one to the
+/// new topic. A request for a feed removed for good is denied, saying so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_to_a_former_name_is_one_to_the_current_feed() {
+    let server = admin_server(Backend::Sqlite, renamed()).await.unwrap();
+    let mut subscriber = Subscriber::start().await;
+    idle(&server).await;
+    let callback = subscriber.callback("old");
+    let (status, body) = post_websub(
+        &server,
+        &[
+            ("hub.mode", "subscribe"),
+            ("hub.topic", OLD_TOPIC),
+            ("hub.callback", &callback),
+        ],
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let Seen::Get { query } = subscriber.next().await else {
+        panic!("a verification first");
+    };
+    assert_eq!(query["hub.mode"], "subscribe");
+    assert_eq!(query["hub.topic"], OLD_TOPIC, "the topic as sent");
+    active(&server, &callback, true).await;
+    let subs = server.app.store.active_subscriptions().await.unwrap();
+    let sub = subs.iter().find(|s| s.callback == callback).unwrap();
+    assert_eq!(
+        (
+            sub.feed.as_str(),
+            sub.topic.as_str(),
+            sub.topic_as_sent.as_str()
+        ),
+        ("region/320281.atom", NEW_TOPIC, OLD_TOPIC)
+    );
+
+    // A change to the feed reaches it: the Link header echoes what it asked for, the document
+    // names its URL now.
+    put(&server, "m1").await;
+    let (path, headers, body) = subscriber.delivery().await;
+    assert_eq!(path, "old");
+    assert_eq!(
+        headers["link"],
+        format!("<http://127.0.0.1:8080/websub>; rel=\"hub\", <{OLD_TOPIC}>; rel=\"self\"")
+    );
+    assert!(body.contains("news/m1.html"), "{body}");
+    assert!(body.contains(NEW_TOPIC), "{body}");
+
+    // One subscription, whichever name it is asked by: unsubscribing by the new one ends it.
+    let (status, _) = post_websub(
+        &server,
+        &[
+            ("hub.mode", "unsubscribe"),
+            ("hub.topic", NEW_TOPIC),
+            ("hub.callback", &callback),
+        ],
+    )
+    .await;
+    assert_eq!(status, 202);
+    let Seen::Get { query } = subscriber.next().await else {
+        panic!("an unsubscribe is verified");
+    };
+    assert_eq!(query["hub.mode"], "unsubscribe");
+    active(&server, &callback, false).await;
+
+    // A feed removed for good: denied at the callback, saying why.
+    let gone = subscriber.callback("gone");
+    let (status, _) = post_websub(
+        &server,
+        &[
+            ("hub.mode", "subscribe"),
+            ("hub.topic", GONE_TOPIC),
+            ("hub.callback", &gone),
+        ],
+    )
+    .await;
+    assert_eq!(status, 202);
+    let Seen::Get { query } = subscriber.next().await else {
+        panic!("a denial");
+    };
+    assert_eq!(query["hub.mode"], "denied");
+    assert_eq!(query["hub.topic"], GONE_TOPIC);
+    assert!(
+        query["hub.reason"].contains("removed for good"),
+        "{query:?}"
+    );
+    server.stop().await;
+}
+
+/// Regression: subscriptions stored under a feed's old name were never delivered to after the
+/// rename (fan-out goes by the current names) and, at delivery, were given up as "no longer a
+/// topic"; those of a feed removed for good were never told. At start they are moved to the
+/// current name, and those of a removed feed ended with a `hub.mode=denied` to their callback.
+async fn subscriptions_under_former_names_are_refiled_at_start(backend: Backend) {
+    let Some(db) = common::TestDb::new(backend).await else {
+        return;
+    };
+    let before = Server::start_at(&db.url, before_renames(), None).await;
+    let mut subscriber = Subscriber::start().await;
+    idle(&before).await;
+    subscribe_to(
+        &before,
+        &mut subscriber,
+        OLD_TOPIC,
+        "old",
+        &[("hub.secret", "k")],
+    )
+    .await;
+    subscribe_to(&before, &mut subscriber, GONE_TOPIC, "events", &[]).await;
+    before.stop().await;
+
+    let server = Server::start_at(&db.url, renamed(), Some(TOKEN)).await;
+    // The subscriber of the feed removed for good is told, with the topic it asked for.
+    let Seen::Get { query } = subscriber.next().await else {
+        panic!("a denial");
+    };
+    assert_eq!(query["hub.mode"], "denied");
+    assert_eq!(query["hub.topic"], GONE_TOPIC);
+    assert!(
+        query["hub.reason"].contains("removed for good"),
+        "{query:?}"
+    );
+    active(&server, &subscriber.callback("events"), false).await;
+    let subs = server.app.store.active_subscriptions().await.unwrap();
+    assert_eq!(subs.len(), 1, "{subs:?}");
+    assert_eq!(
+        (
+            subs[0].feed.as_str(),
+            subs[0].topic.as_str(),
+            subs[0].topic_as_sent.as_str()
+        ),
+        ("region/320281.atom", NEW_TOPIC, OLD_TOPIC)
+    );
+
+    // The region tree changed with the rename, which is a change of every feed: pushed to the
+    // moved subscription already.
+    idle(&server).await;
+    while let Ok(seen) = subscriber.seen.try_recv() {
+        assert!(
+            matches!(&seen, Seen::Post { path, .. } if path == "old"),
+            "{seen:?}"
+        );
+    }
+    // A change to the feed reaches the moved subscription, signed with its secret.
+    put(&server, "r1").await;
+    let (path, headers, body) = subscriber.delivery().await;
+    assert_eq!(path, "old");
+    assert_eq!(headers["x-hub-signature"], signature("k", &body).as_str());
+    assert!(
+        headers["link"]
+            .to_str()
+            .unwrap()
+            .contains(&format!("<{OLD_TOPIC}>; rel=\"self\"")),
+        "{headers:?}"
+    );
+    assert!(body.contains("news/r1.html"), "{body}");
+
+    // Moved to the key the current topic has: subscribing again by the new name renews the same
+    // subscription, and a change is delivered once.
+    subscribe_to(&server, &mut subscriber, NEW_TOPIC, "old", &[]).await;
+    let subs = server.app.store.active_subscriptions().await.unwrap();
+    assert_eq!(subs.len(), 1, "{subs:?}");
+    idle(&server).await;
+    put(&server, "r2").await;
+    let (path, _, body) = subscriber.delivery().await;
+    assert_eq!(path, "old");
+    assert!(body.contains("news/r2.html"), "{body}");
+    idle(&server).await;
+    assert!(
+        subscriber.seen.try_recv().is_err(),
+        "one delivery of the change"
+    );
+    server.stop().await;
+    drop(db);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_are_refiled_at_start_on_sqlite() {
+    subscriptions_under_former_names_are_refiled_at_start(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_are_refiled_at_start_on_postgres() {
+    subscriptions_under_former_names_are_refiled_at_start(Backend::Postgres).await;
 }

@@ -336,8 +336,10 @@ async fn refile_at_start_on_postgres() {
     rows_under_former_names_are_refiled_at_start(Backend::Postgres).await;
 }
 
-/// On PostgreSQL, a replica already running hears of another's refile: a row the CMS wrote
-/// under a former name reaches its cached feed once a replica starting later rewrites it.
+/// On PostgreSQL, a replica already running hears of another's refile. The first replica runs
+/// the configuration from before the renames (a rolling deploy): the CMS writes a row under
+/// `h2`, live there; a replica starting with `h2` renamed rewrites it, and the first one's cached
+/// `h2` feed no longer holds it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refile_at_one_replicas_start_reaches_every_replicas_cache() {
     let Some(db) = TestDb::new(Backend::Postgres).await else {
@@ -346,10 +348,9 @@ async fn a_refile_at_one_replicas_start_reaches_every_replicas_cache() {
     let DatabaseUrl::Postgres(url) = db.url.clone() else {
         unreachable!()
     };
-    let first = Server::start_on(db, renamed()).await;
-    let before = first.text("/feeds/category/hydrogen.atom").await;
-    assert!(!before.contains("cms-late"));
+    let first = Server::start_on(db, before_renames()).await;
     let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let heard = *first.app.heard().borrow();
     sqlx::query(
         "INSERT INTO articles (id, title, summary, content_html, url, published_at, categories, \
          region, language) VALUES ('cms-late', 'CMS 迟到的报道', '', '<p>正文</p>', \
@@ -359,18 +360,112 @@ async fn a_refile_at_one_replicas_start_reaches_every_replicas_cache() {
     .await
     .unwrap();
     pool.close().await;
+    first
+        .hears(heard + 1, std::time::Duration::from_secs(10), "the insert")
+        .await;
+    let before = first.text("/feeds/category/h2.atom").await;
+    assert!(before.contains("article/cms-late"), "{before}");
     let heard = *first.app.heard().borrow();
     let second = Server::start_at(&DatabaseUrl::Postgres(url), renamed(), None).await;
-    // The CMS's insert and the refile: two entries of the change log at least.
+    // The row's rewrite and the refile: two entries of the change log at least.
     first
         .hears(heard + 2, std::time::Duration::from_secs(10), "the refile")
         .await;
-    for server in [&first, &second] {
-        let body = server.text("/feeds/category/hydrogen.atom").await;
-        assert!(body.contains("article/cms-late"), "{body}");
-    }
+    let after = first.text("/feeds/category/h2.atom").await;
+    assert!(!after.contains("article/cms-late"), "{after}");
+    let body = second.text("/feeds/category/hydrogen.atom").await;
+    assert!(body.contains("article/cms-late"), "{body}");
     second.stop().await;
     first.stop().await;
+}
+
+/// Regression: on PostgreSQL, a row the CMS wrote in SQL under a former category slug was filed
+/// under the old bucket, and one under a former region code under no region, until a restart
+/// refiled it. The database now maps former names as it stores the row: the current feeds show
+/// it as soon as the change is heard, and the row carries the current names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_the_cms_writes_under_former_names_reaches_the_current_feeds_without_a_restart() {
+    let Some(db) = TestDb::new(Backend::Postgres).await else {
+        return;
+    };
+    let DatabaseUrl::Postgres(url) = db.url.clone() else {
+        unreachable!()
+    };
+    let server = Server::start_on(db, renamed()).await;
+    let current = [
+        "/feeds/category/hydrogen.atom",
+        "/feeds/region/320281.atom",
+        "/feeds/region/320000.atom",
+        "/feeds/jiangsu-hydrogen.atom",
+    ];
+    // Cached first: the write must reach them through the change notification.
+    for path in current {
+        assert!(!server.text(path).await.contains("article/cms-"), "{path}");
+    }
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let heard = *server.app.heard().borrow();
+    sqlx::query(
+        "INSERT INTO articles (id, title, summary, content_html, url, published_at, categories, \
+         region, language) VALUES \
+         ('cms-h2', 'CMS 旧分类', '', '<p>正文</p>', \
+          'https://www.kechuang.example.cn/news/cms-h2.html', 1716000000000000, \
+          'fuel parks  h2', '320299', 'zh-CN'), \
+         ('cms-parks', 'CMS 旧地区', '', '<p>正文</p>', \
+          'https://www.kechuang.example.cn/news/cms-parks.html', 1716000100000000, \
+          'parks', NULL, 'zh-CN')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    // An UPDATE under former names too: the row moves into the current feeds.
+    sqlx::query("UPDATE articles SET categories = 'h2', region = '320299' WHERE id = 'cms-parks'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    server
+        .hears(
+            heard + 3,
+            std::time::Duration::from_secs(10),
+            "the CMS's writes",
+        )
+        .await;
+    for path in current {
+        let body = server.text(path).await;
+        for id in ["cms-h2", "cms-parks"] {
+            assert!(body.contains(&format!("article/{id}")), "{path} holds {id}");
+        }
+    }
+    let rows: Vec<(String, String, Option<String>)> = sqlx::query_as(
+        "SELECT id, categories, region FROM articles WHERE id LIKE 'cms-%' ORDER BY id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        rows,
+        [
+            (
+                "cms-h2".to_owned(),
+                "hydrogen parks".to_owned(),
+                Some("320281".to_owned())
+            ),
+            (
+                "cms-parks".to_owned(),
+                "hydrogen".to_owned(),
+                Some("320281".to_owned())
+            ),
+        ]
+    );
+    // Nothing is left filed under a former name.
+    let (stale,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM feed_index WHERE bucket IN ('c:h2', 'c:fuel', 'r:320299')",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(stale, 0);
+    pool.close().await;
+    server.stop().await;
 }
 
 /// The month in progress in the site's time zone, and the one after it.

@@ -170,6 +170,26 @@ impl Catalog {
             .iter()
             .flat_map(|r| r.formerly.iter().map(move |f| (f, &r.code)))
     }
+    /// Every former path of a feed (below `/feeds/`, without extension, as `FeedId::path`
+    /// writes it) with the feed's path now: categories', regions' and custom feeds'.
+    pub fn former_paths(&self) -> Vec<(String, String)> {
+        let categories = self
+            .former_categories()
+            .map(|(old, new)| (format!("category/{old}"), format!("category/{new}")));
+        let regions = self
+            .former_regions()
+            .map(|(old, new)| (format!("region/{old}"), format!("region/{new}")));
+        let feeds = self.feeds.iter().flat_map(|f| {
+            f.formerly
+                .iter()
+                .map(move |old| (old.to_string(), f.slug.to_string()))
+        });
+        categories.chain(regions).chain(feeds).collect()
+    }
+    /// The paths (below `/feeds/`, without extension) of feeds removed for good.
+    pub fn gone_paths(&self) -> impl Iterator<Item = &str> {
+        self.gone.iter().map(String::as_str)
+    }
 
     /// Direct children of a region (or the top-level regions, for `None`), in declared order.
     pub fn children<'a>(

@@ -108,7 +108,8 @@ pub(super) trait Backend: fmt::Debug + Send + Sync {
     fn stats_reports<'a>(&'a self, statement: &'a Statement<'a>) -> Op<'a, Vec<StatsReport>>;
 
     /// What a refile runs first, within its transaction: on PostgreSQL, waiting for any other
-    /// replica's refile and storing the region tree its filing trigger reads.
+    /// replica's refile and storing the region tree and the former names its filing triggers
+    /// read.
     fn before_refile<'a>(&self, _catalog: &'a Catalog) -> Vec<Statement<'a>> {
         Vec::new()
     }
@@ -182,6 +183,12 @@ pub(super) trait Transaction: Send {
         &'a mut self,
         statement: &'a Statement<'a>,
     ) -> Op<'a, Vec<(String, i64, i64, i64)>>;
+
+    /// Reads subscriptions (the columns `StoredSubscription` names).
+    fn subscription_rows<'a>(
+        &'a mut self,
+        statement: &'a Statement<'a>,
+    ) -> Op<'a, Vec<StoredSubscription>>;
 
     /// Commits; on failure nothing was stored.
     fn commit(self: Box<Self>) -> Op<'static, ()>;
@@ -335,6 +342,7 @@ where
     for<'r> (String, i64, i64, i64): sqlx::FromRow<'r, DB::Row>,
     for<'r> FilingRow: sqlx::FromRow<'r, DB::Row>,
     for<'r> LogRow: sqlx::FromRow<'r, DB::Row>,
+    for<'r> StoredSubscription: sqlx::FromRow<'r, DB::Row>,
 {
     fn execute<'a>(&'a mut self, statement: &'a Statement<'a>) -> Op<'a, ()> {
         Box::pin(async move {
@@ -376,6 +384,13 @@ where
         &'a mut self,
         statement: &'a Statement<'a>,
     ) -> Op<'a, Vec<(String, i64, i64, i64)>> {
+        fetch_rows(&mut self.conn, statement)
+    }
+
+    fn subscription_rows<'a>(
+        &'a mut self,
+        statement: &'a Statement<'a>,
+    ) -> Op<'a, Vec<StoredSubscription>> {
         fetch_rows(&mut self.conn, statement)
     }
 

@@ -5,8 +5,35 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
 
+use super::backend::Transaction;
 use super::{Store, StoreError, failed, sql};
+use crate::model::Catalog;
+
+/// The kind of queued request that tells a subscriber its subscription ended because the feed
+/// was removed for good (`[[gone]]`): a `hub.mode=denied` request to its callback. Its target is
+/// the callback's host; its topic the callback and the topic as sent, a newline between (the
+/// subscription itself is gone by then).
+pub const END_GONE: &str = "hub-end-gone";
+
+/// The key of the subscription of `callback` to `topic` (the canonical topic): the sha256 (hex)
+/// of the two, a newline between, a short key however long they are.
+pub fn subscription_id(topic: &str, callback: &str) -> String {
+    let digest = Sha256::digest(format!("{topic}\n{callback}").as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The canonical topic of a subscription whose document `<old>` is now `<new>` (both
+/// `<path>.<ext>`): the same URL with the document's path replaced, its `?limit` kept; `None` if
+/// the topic does not end in that document's path, as a canonical topic does.
+fn moved_topic(topic: &str, old: &str, new: &str) -> Option<String> {
+    let old_path = format!("/feeds/{old}");
+    let at = topic.rfind(&old_path)?;
+    let rest = &topic[at + old_path.len()..];
+    (rest.is_empty() || rest.starts_with('?'))
+        .then(|| format!("{}/feeds/{new}{rest}", &topic[..at]))
+}
 
 /// A subscription as stored: active (`expires_at` set), awaiting verification (`pending`), or
 /// both (a renewal or an unsubscribe of an active one).
@@ -15,6 +42,8 @@ use super::{Store, StoreError, failed, sql};
 pub struct StoredSubscription {
     pub id: String,
     pub topic: String,
+    /// `<path>.<ext>` of the topic's document: what a change fans out by.
+    pub feed: String,
     pub callback: String,
     pub callback_host: String,
     pub topic_as_sent: String,
@@ -104,6 +133,84 @@ pub enum Verified {
 const PENDING_KEPT: Duration = Duration::from_secs(3600);
 
 impl Store {
+    /// Brings the hub's subscriptions in line with the catalog, within a refile (every start):
+    /// a subscription to a document under a former name is moved to the current one (key,
+    /// canonical topic and `feed`; the topic as sent is kept, and echoed as before), so that
+    /// fan-out, which goes by the current names, reaches it; one to a feed removed for good is
+    /// ended, and a denial queued to tell its subscriber. Idempotent: once done, a start finds
+    /// nothing to do.
+    pub(super) async fn refile_subscriptions(
+        &self,
+        tx: &mut dyn Transaction,
+        catalog: &Catalog,
+    ) -> Result<(), StoreError> {
+        let moved: std::collections::HashMap<String, String> =
+            catalog.former_paths().into_iter().collect();
+        let gone: Vec<&str> = catalog.gone_paths().collect();
+        if moved.is_empty() && gone.is_empty() {
+            return Ok(());
+        }
+        let paths: Vec<&str> = moved
+            .keys()
+            .map(String::as_str)
+            .chain(gone.iter().copied())
+            .collect();
+        let found = tx
+            .subscription_rows(&sql::subscriptions_of_feeds(&paths))
+            .await
+            .map_err(failed("finding subscriptions under former or gone names"))?;
+        let now = sql::micros(Utc::now());
+        let (mut refiled, mut ended) = (0usize, 0usize);
+        for sub in found {
+            let Some((path, extension)) = sub.feed.rsplit_once('.') else {
+                continue;
+            };
+            if let Some(current) = moved.get(path) {
+                let feed = format!("{current}.{extension}");
+                let topic = moved_topic(&sub.topic, &sub.feed, &feed).unwrap_or(sub.topic);
+                let id = subscription_id(&topic, &sub.callback);
+                for statement in sql::move_subscription(&sub.id, &id, &topic, &feed) {
+                    tx.execute(&statement)
+                        .await
+                        .map_err(failed("moving subscriptions to current names"))?;
+                }
+                refiled += 1;
+            } else if gone.contains(&path) {
+                let request = format!("{}\n{}", sub.callback, sub.topic_as_sent);
+                let denial = [(END_GONE, sub.callback_host.as_str(), request.as_str(), 1)];
+                for statement in sql::end_gone_subscription(&sub.id, &denial, now) {
+                    tx.execute(&statement)
+                        .await
+                        .map_err(failed("ending subscriptions of feeds removed for good"))?;
+                }
+                ended += 1;
+            }
+        }
+        if refiled + ended > 0 {
+            tracing::info!(
+                refiled,
+                ended,
+                "subscriptions under former names moved to the current ones; those of feeds \
+                 removed for good ended"
+            );
+        }
+        Ok(())
+    }
+
+    /// Ends a subscription whose feed was removed for good and queues (kind [`END_GONE`]) the
+    /// denial that tells its subscriber: for one found when a change is delivered to it (made
+    /// through a replica whose feeds.toml still had the feed).
+    pub async fn end_gone_subscription(&self, sub: &StoredSubscription) -> Result<(), StoreError> {
+        let request = format!("{}\n{}", sub.callback, sub.topic_as_sent);
+        let denial = [(END_GONE, sub.callback_host.as_str(), request.as_str(), 1)];
+        let statements = sql::end_gone_subscription(&sub.id, &denial, sql::micros(Utc::now()));
+        self.bookkeep(
+            "ending a subscription of a feed removed for good",
+            &statements,
+        )
+        .await
+    }
+
     /// A count the statement reads.
     async fn count_of(
         &self,
@@ -307,5 +414,35 @@ impl Store {
             }
             after.clone_from(last);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn can_move_a_canonical_topic_keeping_its_limit() {
+        let moved = |topic: &str| moved_topic(topic, "region/320299.atom", "region/320281.atom");
+        assert_eq!(
+            moved("https://feeds.example.cn/site/feeds/region/320299.atom?limit=5").as_deref(),
+            Some("https://feeds.example.cn/site/feeds/region/320281.atom?limit=5")
+        );
+        assert_eq!(
+            moved("https://feeds.example.cn/feeds/region/320299.atom").as_deref(),
+            Some("https://feeds.example.cn/feeds/region/320281.atom")
+        );
+        // Not a canonical topic of that document: left as it is.
+        assert_eq!(
+            moved("https://feeds.example.cn/feeds/region/320299.atom.x"),
+            None
+        );
+    }
+
+    #[test]
+    fn a_subscription_key_is_the_hex_sha256_of_topic_and_callback() {
+        let id = subscription_id("t", "c");
+        assert_eq!(id.len(), 64);
+        assert_ne!(id, subscription_id("t", "d"));
     }
 }

@@ -41,7 +41,10 @@ use postgres::PgStore;
 use sqlite::SqliteStore;
 
 pub use health::{Health, WRITE_PROBE_INTERVAL};
-pub use hub::{RequestLimits, RequestRefused, StoredSubscription, SubscriptionRequest, Verified};
+pub use hub::{
+    END_GONE, RequestLimits, RequestRefused, StoredSubscription, SubscriptionRequest, Verified,
+    subscription_id,
+};
 pub use queue::{Claimed, Outcome, Outgoing, Settled};
 pub use stats::{
     ClosedDay, FeedTally, Flushed, MAX_REPORT_KEYS, MAX_STORED_PAIRS, MAX_UNKNOWN_AGGREGATORS,
@@ -1015,10 +1018,11 @@ impl Store {
         for statement in self.backend.before_refile(catalog) {
             tx.execute(&statement)
                 .await
-                .map_err(failed("storing the region tree"))?;
+                .map_err(failed("storing the region tree and former names"))?;
         }
         // Before the region part is rebuilt: that reads the articles' region codes.
         let renamed = self.rename(tx.as_mut(), catalog).await?;
+        self.refile_subscriptions(tx.as_mut(), catalog).await?;
         let stored = tx
             .texts(&sql::stored_region_tree())
             .await

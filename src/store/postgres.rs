@@ -84,6 +84,11 @@ const MIGRATIONS: Embedded = Embedded(&[
         "stats",
         include_str!("../../migrations/postgres/0012_stats.sql"),
     ),
+    (
+        13,
+        "former names",
+        include_str!("../../migrations/postgres/0013_former_names.sql"),
+    ),
 ]);
 
 /// Wait before listening again after the listening connection failed.
@@ -207,6 +212,7 @@ impl Backend for PgStore {
             sql::postgres_lock_for_refile(),
         ];
         statements.extend(sql::postgres_store_region_tree(catalog));
+        statements.extend(sql::postgres_store_former_names(catalog));
         statements
     }
 

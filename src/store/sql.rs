@@ -851,8 +851,8 @@ pub(super) fn given_up(key: ClaimKey<'_>, generation: i64, now: i64) -> [Stateme
 // The WebSub hub's subscriptions
 
 /// A subscription's columns, as `StoredSubscription` decodes them.
-const SUBSCRIPTION_COLUMNS: &str = "id, topic, callback, callback_host, topic_as_sent, secret, \
-    expires_at, pending_mode, pending_lease, pending_secret, pending_as_sent, pending_since";
+const SUBSCRIPTION_COLUMNS: &str = "id, topic, feed, callback, callback_host, topic_as_sent, \
+    secret, expires_at, pending_mode, pending_lease, pending_secret, pending_as_sent, pending_since";
 
 /// How many subscriptions a callback host holds at `now`: active or awaiting verification
 /// (a lapsed one does not count).
@@ -994,6 +994,76 @@ pub(super) fn purge_expired_subscriptions(now: i64, stale: i64) -> Statement<'st
     )
     .int(now)
     .int(stale)
+}
+
+/// The subscriptions of any document of these feeds (paths below `/feeds/` without extension;
+/// the `feed` column is `<path>.<ext>`). LIKE matches more than that (`_` is any character, and
+/// SQLite ignores ASCII case): the caller checks each row.
+pub(super) fn subscriptions_of_feeds(paths: &[&str]) -> Statement<'static> {
+    let conditions: Vec<String> = (1..=paths.len())
+        .map(|i| format!("feed LIKE ${i}"))
+        .collect();
+    let mut statement = Statement::new(format!(
+        "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE {}",
+        conditions.join(" OR ")
+    ));
+    for path in paths {
+        statement = statement.text(format!("{path}.%"));
+    }
+    statement
+}
+
+/// Moves a subscription to the key, canonical topic and document its feed has now (the feed
+/// was renamed): dropped instead if its subscriber holds that one already (it subscribed again
+/// under the new name). Requests queued for it (a verification, deliveries) follow it, unless
+/// the same is queued for the new key already. With its key unchanged (a topic not in canonical
+/// form keeps its text), only its document changes.
+pub(super) fn move_subscription<'a>(
+    id: &'a str,
+    new_id: &'a str,
+    topic: &'a str,
+    feed: &'a str,
+) -> Vec<Statement<'a>> {
+    let update =
+        Statement::new("UPDATE subscriptions SET id = $2, topic = $3, feed = $4 WHERE id = $1")
+            .text(id)
+            .text(new_id)
+            .text(topic)
+            .text(feed);
+    if id == new_id {
+        return vec![update];
+    }
+    vec![
+        Statement::new(
+            "DELETE FROM subscriptions WHERE id = $1 \
+             AND EXISTS (SELECT 1 FROM subscriptions s WHERE s.id = $2)",
+        )
+        .text(id)
+        .text(new_id),
+        update,
+        Statement::new(
+            "UPDATE outbound SET topic = $2 WHERE topic = $1 AND NOT EXISTS \
+             (SELECT 1 FROM outbound o \
+              WHERE o.kind = outbound.kind AND o.target = outbound.target AND o.topic = $2)",
+        )
+        .text(id)
+        .text(new_id),
+        Statement::new("DELETE FROM outbound WHERE topic = $1").text(id),
+    ]
+}
+
+/// Ends a subscription of a feed removed for good: removes it and what is queued for it, and
+/// queues `denial` (kind, callback host, request), which tells its subscriber.
+pub(super) fn end_gone_subscription<'a>(
+    id: &'a str,
+    denial: &'a [(&'a str, &'a str, &'a str, i64)],
+    now: i64,
+) -> [Statement<'a>; 3] {
+    [
+        Statement::new("DELETE FROM outbound WHERE topic = $1").text(id),
+        Statement::new("DELETE FROM subscriptions WHERE id = $1").text(id),
+        enqueue(denial, now),
+    ]
 }
 
 /// Subscriptions a fan-out queues in one transaction. On SQLite a write waits for whatever
@@ -1140,6 +1210,33 @@ pub(super) fn postgres_store_region_tree(catalog: &Catalog) -> Vec<Statement<'_>
             insert = insert
                 .text(region.code.as_str())
                 .maybe_text(region.parent.as_ref().map(|p| p.as_str()));
+        }
+        statements.push(insert);
+    }
+    statements
+}
+
+/// Replaces the former names the filing trigger maps (migration 13) with the catalog's: each
+/// former category slug and region code with the current one.
+pub(super) fn postgres_store_former_names(catalog: &Catalog) -> Vec<Statement<'_>> {
+    let names: Vec<(&str, &str, &str)> = catalog
+        .former_categories()
+        .map(|(old, new)| ("c", old.as_str(), new.as_str()))
+        .chain(
+            catalog
+                .former_regions()
+                .map(|(old, new)| ("r", old.as_str(), new.as_str())),
+        )
+        .collect();
+    let mut statements = vec![Statement::new("DELETE FROM former_names")];
+    // Three parameters a name; PostgreSQL takes up to 65,535 in one statement.
+    for part in names.chunks(BUCKET_ROWS) {
+        let mut insert = Statement::new(format!(
+            "INSERT INTO former_names (kind, former, current) VALUES {}",
+            placeholders(part.len(), 3)
+        ));
+        for (kind, old, new) in part {
+            insert = insert.text(*kind).text(*old).text(*new);
         }
         statements.push(insert);
     }
