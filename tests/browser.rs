@@ -8,41 +8,7 @@
 
 mod common;
 
-use std::process::Command;
-
-use common::{Backend, Server, available, python_json};
-
-/// The DOM Chromium builds for `url`, as headless Chromium serializes it.
-async fn chromium_dom(url: String) -> String {
-    tokio::task::spawn_blocking(move || {
-        let profile = tempfile::tempdir().unwrap();
-        let out = Command::new("chromium")
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-dev-shm-usage",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--disable-quic",
-            ])
-            .arg(format!("--user-data-dir={}", profile.path().display()))
-            .arg("--dump-dom")
-            .arg(&url)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "chromium failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    })
-    .await
-    .unwrap()
-}
+use common::{Backend, Server, available, chromium_dom, python_json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_renders_the_index_and_a_feed_as_pages() {

@@ -9,7 +9,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{Backend, Server, TOKEN, TestDb, available, call, settings_with};
+use common::{Backend, Server, TOKEN, TestDb, available, call, chromium_dom, settings_with};
 use feedcast::store::{ClosedDay, FeedTally, MAX_STORED_PAIRS, Store};
 use serde_json::Value;
 
@@ -323,6 +323,42 @@ async fn two_replicas_on_postgres_add_up_and_count_a_client_seen_by_both_once() 
     b.stop().await;
     let r = report(&a).await;
     assert_eq!(feed(&r, "region/320000")["subscribers"]["direct"], 4);
+
+    // The editors' page and the command line read the same figures from the shared store.
+    let page = a
+        .client
+        .get(format!("{}/admin/stats", a.base))
+        .basic_auth("editor", Some(TOKEN))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let row_start = page.find("<tr data-feed=\"region/320000\"").unwrap();
+    let row = &page[row_start..row_start + page[row_start..].find("</tr>").unwrap()];
+    assert!(
+        row.contains("data-field=\"total\" data-value=\"45\""),
+        "{row}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("feeds.toml");
+    std::fs::write(
+        &config,
+        include_str!("fixtures/feeds.toml").replace(
+            "trusted_proxies = []",
+            "trusted_proxies = [\"127.0.0.1/32\"]",
+        ),
+    )
+    .unwrap();
+    let out = feedcast(&config, &db.url.to_string(), &["stats", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(feed(&r, "region/320000")["subscribers"]["total"], 41 + 4);
     a.stop().await;
     drop(db);
 }
@@ -579,31 +615,7 @@ async fn the_editors_page_reads_right_in_a_browser() {
             .base
             .replace("http://", &format!("http://editor:{TOKEN}@"))
     );
-    let dom = tokio::task::spawn_blocking(move || {
-        let profile = tempfile::tempdir().unwrap();
-        let out = Command::new("chromium")
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-dev-shm-usage",
-                "--no-first-run",
-                "--disable-background-networking",
-            ])
-            .arg(format!("--user-data-dir={}", profile.path().display()))
-            .arg("--dump-dom")
-            .arg(&url)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    })
-    .await
-    .unwrap();
+    let dom = chromium_dom(url).await;
     let row_start = dom
         .find("<tr data-feed=\"region/320281\"")
         .unwrap_or_else(|| panic!("the county's row: {dom}"));

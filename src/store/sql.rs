@@ -1135,6 +1135,11 @@ pub(super) fn sqlite_checkpoint() -> Statement<'static> {
     Statement::new("PRAGMA wal_checkpoint(PASSIVE)")
 }
 
+/// SQLite: checkpoint the whole log, waiting for readers, and truncate it to nothing.
+pub(super) fn sqlite_truncate_log() -> Statement<'static> {
+    Statement::new("PRAGMA wal_checkpoint(TRUNCATE)")
+}
+
 /// What PostgreSQL is told after a bulk write, one statement each (VACUUM runs outside a
 /// transaction). An import is one transaction, and each of its statements restamps the feeds
 /// it files into, so a million articles leave three million dead versions of a few thousand
