@@ -13,9 +13,9 @@
 //! answers 301 to the current one, whose poll counts. Pages for people (`.html`, or a browser
 //! sent the page), archives and errors are not polls.
 //!
-//! The hot path only tallies ([`Stats::record`]): three relaxed atomic additions and, for a
-//! pair not yet seen since the last flush, one insert into one of [`SHARDS`] small maps. A task
-//! flushes the tally to the store every `stats.flush_interval_ms` (and at midnight, so a batch
+//! The hot path only tallies ([`Stats::record`]): under its worker thread's own shard lock
+//! (taken by nothing else but the flush, once an interval), three additions and, for a pair not
+//! yet seen since the last flush, one map insert. A task flushes the tally to the store every `stats.flush_interval_ms` (and at midnight, so a batch
 //! never spans two days): User-Agents are recognised, addresses hashed with HMAC-SHA256 under
 //! the day's random salt (kept in the store only for that day, so every replica hashes alike),
 //! and the sums added in one transaction. No address is ever stored. When a day is over its
@@ -56,8 +56,8 @@ pub use report::{
 };
 use sketch::Sketch;
 
-/// Shards of the pairs seen since the last flush: requests on different cores rarely wait for
-/// one another.
+/// Shards of the tally: each worker thread keeps to one (more threads than shards share), so
+/// requests on different cores never wait for one another nor share a cache line.
 pub const SHARDS: usize = 16;
 
 /// Pairs held in memory between two flushes, at most (a few hundred bytes each): past half of
@@ -105,12 +105,32 @@ struct Day {
     housekept: Option<Instant>,
 }
 
-/// One feed's counters between flushes.
+/// What the requests one worker thread answered since the last flush add up to.
 #[derive(Default)]
-struct Counters {
-    polls: AtomicU64,
-    not_modified: AtomicU64,
-    bytes: AtomicU64,
+struct Shard {
+    /// (polls, 304s, bytes) per feed, by index.
+    counts: Vec<(u64, u64, u64)>,
+    /// Pairs not seen before in this shard since the last flush.
+    pairs: HashMap<u64, Pair, foldhash::fast::RandomState>,
+}
+
+/// The shard the next thread to ask is given.
+static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    /// This thread's shard, once given one.
+    static SHARD: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+}
+
+/// This thread's shard: each worker thread keeps to its own, so the lock a request takes is
+/// one nobody else holds and its counts stay in its core's cache.
+fn shard_of_this_thread() -> usize {
+    SHARD.with(|shard| {
+        if shard.get() == usize::MAX {
+            shard.set(NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % SHARDS);
+        }
+        shard.get()
+    })
 }
 
 /// A (client, User-Agent) pair seen since the last flush.
@@ -124,11 +144,10 @@ struct Pair {
 pub struct Stats {
     settings: Arc<Settings>,
     store: Store,
-    /// Each feed's index in `paths` and `counters`.
+    /// Each feed's index in `paths` and in the shards' counts.
     index: HashMap<FeedId, u32, foldhash::fast::RandomState>,
     paths: Vec<String>,
-    counters: Box<[Counters]>,
-    shards: Box<[Mutex<HashMap<u64, Pair, foldhash::fast::RandomState>>]>,
+    shards: Box<[Mutex<Shard>]>,
     /// Hashes a pair's key: random per process, so no client can aim at a shard or a hash.
     hasher: foldhash::fast::RandomState,
     pending: AtomicUsize,
@@ -180,14 +199,19 @@ impl Stats {
             .into_iter()
             .zip(0u32..)
             .collect::<HashMap<_, _, foldhash::fast::RandomState>>();
-        let counters = (0..index.len()).map(|_| Counters::default()).collect();
-        let shards = (0..SHARDS).map(|_| Mutex::default()).collect();
+        let shards = (0..SHARDS)
+            .map(|_| {
+                Mutex::new(Shard {
+                    counts: vec![(0, 0, 0); index.len()],
+                    pairs: HashMap::default(),
+                })
+            })
+            .collect();
         Stats {
             settings,
             store,
             index,
             paths,
-            counters,
             shards,
             hasher: foldhash::fast::RandomState::default(),
             pending: AtomicUsize::new(0),
@@ -228,18 +252,18 @@ impl Stats {
         let Some(&feed) = self.index.get(&key.feed) else {
             return;
         };
-        let counters = &self.counters[feed as usize];
-        counters.polls.fetch_add(1, Ordering::Relaxed);
-        if status == 304 {
-            counters.not_modified.fetch_add(1, Ordering::Relaxed);
-        }
-        counters.bytes.fetch_add(bytes, Ordering::Relaxed);
         let user_agent = &user_agent[..user_agent.len().min(MAX_AGENT_BYTES)];
         let key = self.hasher.hash_one((feed, client, user_agent));
-        let Ok(mut shard) = self.shards[key as usize % SHARDS].lock() else {
+        let Ok(mut shard) = self.shards[shard_of_this_thread()].lock() else {
             return;
         };
-        if shard.contains_key(&key) {
+        let shard = &mut *shard;
+        if let Some(c) = shard.counts.get_mut(feed as usize) {
+            c.0 += 1;
+            c.1 += u64::from(status == 304);
+            c.2 = c.2.saturating_add(bytes);
+        }
+        if shard.pairs.contains_key(&key) {
             return;
         }
         let pending = self.pending.fetch_add(1, Ordering::Relaxed);
@@ -248,7 +272,7 @@ impl Stats {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        shard.insert(
+        shard.pairs.insert(
             key,
             Pair {
                 feed,
@@ -256,7 +280,6 @@ impl Stats {
                 user_agent: user_agent.into(),
             },
         );
-        drop(shard);
         if pending + 1 == MAX_PENDING_PAIRS / 2 {
             self.wake.notify_one();
         }
@@ -398,19 +421,19 @@ impl Stats {
 
     /// Puts a batch that could not be hashed back into the tally, for the next flush.
     fn put_back(&self, counts: Vec<(u64, u64, u64)>, pairs: Vec<Pair>) {
-        for (c, (polls, not_modified, bytes)) in self.counters.iter().zip(counts) {
-            c.polls.fetch_add(polls, Ordering::Relaxed);
-            c.not_modified.fetch_add(not_modified, Ordering::Relaxed);
-            c.bytes.fetch_add(bytes, Ordering::Relaxed);
+        let Ok(mut shard) = self.shards[shard_of_this_thread()].lock() else {
+            return;
+        };
+        for (c, (polls, not_modified, bytes)) in shard.counts.iter_mut().zip(counts) {
+            c.0 += polls;
+            c.1 += not_modified;
+            c.2 = c.2.saturating_add(bytes);
         }
         for pair in pairs {
             let key = self
                 .hasher
                 .hash_one((pair.feed, pair.client, &pair.user_agent[..]));
-            let Ok(mut shard) = self.shards[key as usize % SHARDS].lock() else {
-                continue;
-            };
-            if shard.contains_key(&key) {
+            if shard.pairs.contains_key(&key) {
                 continue;
             }
             if self.pending.fetch_add(1, Ordering::Relaxed) >= MAX_PENDING_PAIRS {
@@ -418,7 +441,7 @@ impl Stats {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
-            shard.insert(key, pair);
+            shard.pairs.insert(key, pair);
         }
     }
 
@@ -448,27 +471,26 @@ impl Stats {
 
     /// Takes the tally since the last flush: each feed's (polls, 304s, bytes), and the pairs.
     fn take(&self) -> (Vec<(u64, u64, u64)>, Vec<Pair>) {
-        let counts = self
-            .counters
-            .iter()
-            .map(|c| {
-                (
-                    c.polls.swap(0, Ordering::Relaxed),
-                    c.not_modified.swap(0, Ordering::Relaxed),
-                    c.bytes.swap(0, Ordering::Relaxed),
-                )
-            })
-            .collect();
-        let mut pairs = Vec::new();
+        let mut counts = vec![(0u64, 0u64, 0u64); self.paths.len()];
+        let mut pairs: HashMap<u64, Pair> = HashMap::new();
         for shard in &self.shards {
-            let taken = match shard.lock() {
-                Ok(mut map) => std::mem::take(&mut *map),
-                Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+            let mut shard = match shard.lock() {
+                Ok(shard) => shard,
+                Err(poisoned) => poisoned.into_inner(),
             };
+            for (total, c) in counts.iter_mut().zip(shard.counts.iter_mut()) {
+                total.0 += c.0;
+                total.1 += c.1;
+                total.2 = total.2.saturating_add(c.2);
+                *c = (0, 0, 0);
+            }
+            let taken = std::mem::take(&mut shard.pairs);
+            drop(shard);
             self.pending.fetch_sub(taken.len(), Ordering::Relaxed);
-            pairs.extend(taken.into_values());
+            // A client whose polls reached two threads is one pair.
+            pairs.extend(taken);
         }
-        (counts, pairs)
+        (counts, pairs.into_values().collect())
     }
 
     /// Records today's push counts and closes the days that ended, then forgets the days past
