@@ -342,8 +342,9 @@ pub struct App {
     /// nothing).
     denials: Arc<tokio::sync::Semaphore>,
     denier: Arc<hub::Denials>,
-    /// Subscriber statistics, and the task that flushes them (`None` when `[stats]` is off).
-    stats: Option<(Arc<Stats>, JoinHandle<()>)>,
+    /// Subscriber statistics (`None` when `[stats]` is off); their flushing task ends at
+    /// [`App::close`], which flushes last.
+    stats: Option<Arc<Stats>>,
 }
 
 impl App {
@@ -422,8 +423,8 @@ impl App {
         let denier = Arc::new(hub::Denials::new(&settings.hub));
         let stats = settings.stats.enabled.then(|| {
             let stats = Arc::new(Stats::new(settings.clone(), store.clone()));
-            let flushing = tokio::spawn(stats.clone().run());
-            (stats, flushing)
+            tokio::spawn(stats.clone().run());
+            stats
         });
         App {
             index: static_doc(render::index_page(&settings)),
@@ -625,7 +626,7 @@ impl App {
     /// Tallies an answered request for the subscriber statistics, if it is a poll of a feed
     /// (see [`Stats::record`]); nothing when they are off.
     pub fn record_poll(&self, poll: Poll<'_>) {
-        if let Some((stats, _)) = &self.stats {
+        if let Some(stats) = &self.stats {
             stats.record(poll);
         }
     }
@@ -633,7 +634,7 @@ impl App {
     /// Writes this replica's tally of polls to the store now, rather than at the next flush.
     pub async fn flush_stats(&self) -> Result<(), StatsError> {
         match &self.stats {
-            Some((stats, _)) => stats.flush().await,
+            Some(stats) => stats.flush().await,
             None => Ok(()),
         }
     }
@@ -650,14 +651,14 @@ impl App {
         R: std::io::BufRead + Send + 'static,
     {
         match &self.stats {
-            Some((stats, _)) => stats.import_log(reader).await,
+            Some(stats) => stats.import_log(reader).await,
             None => Ok(LogImport::default()),
         }
     }
 
     /// Sets the subscriber gauges of `/metrics` (from a report at most 30 s old).
     pub async fn measure_stats(&self) {
-        if let Some((stats, _)) = &self.stats {
+        if let Some(stats) = &self.stats {
             stats.measure().await;
         }
     }
@@ -695,7 +696,7 @@ impl App {
         if let Some(listener) = &self.listener {
             listener.abort();
         }
-        if let Some((stats, _)) = &self.stats {
+        if let Some(stats) = &self.stats {
             // Not aborted: a flush cut short would lose its batch. The last one is this.
             stats.stop();
             if let Err(e) = stats.flush().await {

@@ -36,6 +36,12 @@ async fn poll(server: &Server, path: &str, client: &str, agent: &str) -> u16 {
         .as_u16()
 }
 
+/// `text` in standard base64, as HTTP Basic carries credentials.
+fn base64_of(text: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
 /// Writes this replica's tally to the store now.
 async fn flush(server: &Server) {
     let (status, body) = call(server, "POST", "/api/stats/flush", Some(TOKEN), "").await;
@@ -507,6 +513,13 @@ async fn a_cdn_access_log_is_read_into_the_same_counts() {
             "203.0.113.32 - - [{when}] \"GET /feeds/category/hydrogen.rss HTTP/1.1\" 503 0 \"-\" \"curl/8\""
         ),
         format!("203.0.113.33 - - [{when}] \"GET / HTTP/1.1\" 200 100 \"-\" \"curl/8\""),
+        // Byte counts no answer has: added without overflowing, the report still readable.
+        format!(
+            "203.0.113.36 - - [{when}] \"GET /feeds/category/parks.rss HTTP/1.1\" 200 18446744073709551615 \"-\" \"{NEWSBOAT}\""
+        ),
+        format!(
+            "203.0.113.36 - - [{when}] \"GET /feeds/category/parks.rss HTTP/1.1\" 200 9223372036854775807 \"-\" \"{NEWSBOAT}\""
+        ),
         // Unreadable, and dated where no figure is kept.
         "this is not a log line".to_owned(),
         format!(
@@ -529,11 +542,11 @@ async fn a_cdn_access_log_is_read_into_the_same_counts() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(
-        stdout.contains("10 lines, 4 polls counted, 3 other requests, 3 unreadable"),
+        stdout.contains("12 lines, 6 polls counted, 3 other requests, 3 unreadable"),
         "{stdout}"
     );
     assert!(
-        stderr.contains("access.log:8: "),
+        stderr.contains("access.log:10: "),
         "names the line: {stderr}"
     );
 
@@ -550,6 +563,10 @@ async fn a_cdn_access_log_is_read_into_the_same_counts() {
     assert_eq!(day["polls"], 4);
     assert_eq!(day["not_modified"], 1);
     assert_eq!(day["bytes"], 5123 + 812 + 900);
+    let parks = today(&r, "category/parks");
+    assert_eq!(parks["polls"], 2);
+    let bytes = parks["bytes"].as_u64().unwrap();
+    assert!(bytes > 0 && bytes <= i64::MAX as u64, "{bytes}");
 
     // The same, as a table for a terminal.
     let out = feedcast(&config, &database, &["stats"]);
@@ -591,6 +608,24 @@ async fn the_editors_page_reads_right_in_a_browser() {
             .unwrap()
             .starts_with("Basic")
     );
+    // Broken or wrong credentials are refused the same way, never taken for the token.
+    for authorization in [
+        "Basic !!!not-base64!!!".to_owned(),
+        "Basic ".to_owned(),
+        format!("Basic {}", base64_of(&format!("editor{TOKEN}"))), // no colon
+        format!("Basic {}", base64_of("editor:wrong-token")),
+        format!("Basic {}", base64_of(&format!("{TOKEN}:"))), // the token as the user name
+        format!("Bearer {TOKEN}"),
+    ] {
+        let refused = server
+            .client
+            .get(format!("{}/admin/stats", server.base))
+            .header("authorization", &authorization)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 401, "{authorization}");
+    }
     let page = server
         .client
         .get(format!("{}/admin/stats", server.base))

@@ -326,50 +326,46 @@ impl Store {
 
     /// The figures of every feed from `from` on.
     pub async fn stats_days(&self, from: &str) -> Result<Vec<StatsDay>, StoreError> {
-        const DOING: &str = "reading statistics";
-        self.bounded(DOING, async {
-            self.backend
-                .stats_days(&sql::stats_days(from))
-                .await
-                .map_err(failed(DOING))
-        })
-        .await
+        let statement = sql::stats_days(from);
+        self.read("reading statistics", self.backend.stats_days(&statement))
+            .await
     }
 
     /// The aggregators' reports from `from` on.
     pub async fn stats_reports(&self, from: &str) -> Result<Vec<StatsReport>, StoreError> {
-        const DOING: &str = "reading aggregator reports";
-        self.bounded(DOING, async {
-            self.backend
-                .stats_reports(&sql::stats_reports(from))
-                .await
-                .map_err(failed(DOING))
-        })
+        let statement = sql::stats_reports(from);
+        self.read(
+            "reading aggregator reports",
+            self.backend.stats_reports(&statement),
+        )
         .await
     }
 
     /// The sketches of `day`: (feed, a replica's sketch, base64).
     pub async fn stats_sketches(&self, day: &str) -> Result<Vec<(String, String)>, StoreError> {
-        const DOING: &str = "reading statistics sketches";
-        self.bounded(DOING, async {
-            self.backend
-                .pairs(&sql::stats_sketches(day))
-                .await
-                .map_err(failed(DOING))
-        })
+        let statement = sql::stats_sketches(day);
+        self.read(
+            "reading statistics sketches",
+            self.backend.pairs(&statement),
+        )
         .await
     }
 
     /// The hub's active subscriptions as (feed path, callback host), for the push counts.
     pub async fn stats_push_subscriptions(&self) -> Result<Vec<(String, String)>, StoreError> {
-        const DOING: &str = "reading push subscriptions";
-        self.bounded(DOING, async {
-            self.backend
-                .pairs(&sql::stats_push_subscriptions(sql::micros(Utc::now())))
-                .await
-                .map_err(failed(DOING))
-        })
-        .await
+        let statement = sql::stats_push_subscriptions(sql::micros(Utc::now()));
+        self.read("reading push subscriptions", self.backend.pairs(&statement))
+            .await
+    }
+
+    /// One read, within the query timeout, its failure saying what it was `doing`.
+    async fn read<T>(
+        &self,
+        doing: &'static str,
+        read: impl std::future::Future<Output = Result<T, sqlx::Error>>,
+    ) -> Result<T, StoreError> {
+        self.bounded(doing, async { read.await.map_err(failed(doing)) })
+            .await
     }
 }
 
