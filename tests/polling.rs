@@ -91,8 +91,15 @@ async fn validators_answer_304_without_building_again() {
             header(&r, "cache-control"),
             "public, max-age=300, stale-while-revalidate=60, stale-if-error=86400"
         );
+        // What a cache needs to freshen its copy, and no more (RFC 9110 §15.4.5): the
+        // copy's links and cache tags are those of this very tag.
+        for left_out in ["link", "surrogate-key", "cache-tag", "content-type"] {
+            assert!(r.headers().get(left_out).is_none(), "{left_out} on a 304");
+        }
         assert!(r.bytes().await.unwrap().is_empty());
     }
+    assert!(first.headers().get("link").is_some());
+    assert!(first.headers().get("surrogate-key").is_some());
     // A different tag, or an older date, gets the document.
     let r = get_with(&server, path, &[("if-none-match", "\"other\"")]).await;
     assert_eq!(r.status(), 200);

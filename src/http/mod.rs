@@ -1,7 +1,10 @@
-//! The HTTP edge: an axum router over [`App`]. Handlers are thin: they turn a request into a
-//! [`FeedKey`], ask the app, and hand the document to `representation`, the one place that sets
-//! the headers of a response (content negotiation, conditional requests, caching, security).
-//! Every error becomes an answer in one place ([`error::AppError`]).
+//! The HTTP edge: hyper's connections (`serve`), every request observed and the feeds' GETs
+//! and HEADs answered directly (`observe`: the hot path, which axum's routing and layers
+//! cost as much as the answer), and an axum router over [`App`] for the rest. Handlers are
+//! thin: they turn a request into a [`FeedKey`], ask the app, and hand the document to
+//! `representation`, the one place that sets the headers of a response (content negotiation,
+//! conditional requests, caching, security). Every error becomes an answer in one place
+//! ([`error::AppError`]).
 
 mod admin;
 mod client;
@@ -37,8 +40,9 @@ const OPML_TYPE: &str = "text/x-opml; charset=utf-8";
 /// How long the site icon may be kept (a day).
 const ICON_MAX_AGE: u32 = 86_400;
 
-/// The service's routes.
-pub fn router(app: Arc<App>) -> Router {
+/// The service's routes: everything but the feeds' GET and HEAD, which the edge answers
+/// itself ([`observe`]).
+fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/", get(index))
         .route("/feeds.opml", get(opml))
@@ -58,10 +62,6 @@ pub fn router(app: Arc<App>) -> Router {
             app.settings.admin_max_body_bytes,
             app.settings.admin_max_failed_auth_per_minute,
         ))
-        .layer(axum::middleware::from_fn_with_state(
-            app.clone(),
-            observe::observe,
-        ))
         .with_state(app)
 }
 
@@ -74,26 +74,50 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let limits = app.settings.http;
     let trusted = app.settings.trusted_proxies.clone();
-    serve::run(listener, router(app), limits, trusted, shutdown).await
+    let routes = router(app.clone());
+    serve::run(listener, app, routes, limits, trusted, shutdown).await
 }
 
+/// The feed route for the router. Requests for feeds normally never reach it: the edge
+/// ([`observe`]) answers a GET or HEAD under `/feeds/` itself, without the router's matching,
+/// extractors and layers; the route stays for what the edge leaves to the router (a path that
+/// is not UTF-8 once decoded, another method), so that those are answered as before.
 async fn feed(
     State(app): State<Arc<App>>,
     Path(path): Path<String>,
     RawQuery(query): RawQuery,
-    // The request itself rather than a copy of its headers (the HeaderMap extractor clones).
     request: Request,
 ) -> Result<Response, AppError> {
-    let is_get = request.method() == axum::http::Method::GET;
     let client = request
         .extensions()
         .get::<client::ClientAddr>()
         .map_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |c| {
             c.0
         });
-    let request = request.headers();
+    feed_answer(
+        &app,
+        &path,
+        query.as_deref(),
+        request.method(),
+        request.headers(),
+        client,
+    )
+    .await
+}
+
+/// The answer to a request for the feed at `path` (below `/feeds/`, percent-decoded) with
+/// `query`, from `client`.
+async fn feed_answer(
+    app: &App,
+    path: &str,
+    query: Option<&str>,
+    method: &axum::http::Method,
+    request: &axum::http::HeaderMap,
+    client: std::net::IpAddr,
+) -> Result<Response, AppError> {
+    let is_get = method == axum::http::Method::GET;
     let settings = &app.settings;
-    let mut key = FeedKey::parse(&path, query.as_deref(), settings)?;
+    let mut key = FeedKey::parse(path, query, settings)?;
     // A feed URL opened in a browser shows the page for people; every feed client, and any
     // request without that explicit preference, gets the feed. The WeChat profile is for
     // bridges only: whatever they send, they get what they asked for.
@@ -122,7 +146,7 @@ async fn feed(
         } else {
             "Accept-Encoding"
         },
-        page_policy: (key.format == Format::Html).then(|| page_policy(&app)),
+        page_policy: (key.format == Format::Html).then(|| page_policy(app)),
     };
     let mut response = respond(request, &served.entry().doc, policy);
     if served.is_stale() {

@@ -1,19 +1,23 @@
-//! Around every request: its client address, a request id, the Host check (400), the
-//! query-string bound (414), the request timeout (503), the headers every response carries,
-//! one log line (id, client, method, path, status, bytes, latency) and the request metrics.
+//! Every request's way in: its client address, a request id, the Host check (400), the
+//! query-string bound (414), the request timeout (503), the way to its answer (a feed's GET
+//! or HEAD straight to the feed handler, the rest through the router), the headers every
+//! response carries, one log line (id, client, method, path, status, bytes, latency) and the
+//! request metrics.
 //! Requests hyper refuses before routing, and connections closed for a limit, are logged and
 //! counted here too, so every refusal shows in the same place.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::borrow::Cow;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
+use std::task::Poll;
 use std::time::Instant;
 
+use axum::Router;
 use axum::body::{Body, HttpBody};
-use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderValue, StatusCode, Version, header};
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Version, header};
+use axum::response::{IntoResponse, Response};
+use hyper::body::Incoming;
 
 use super::client::{ClientAddr, client_address};
 use super::representation::plain;
@@ -68,10 +72,10 @@ static ROUTES: LazyLock<[RouteMetrics; 8]> = LazyLock::new(|| {
 
 /// Why a request's `Host` is not acceptable (RFC 9112 §3.2: an HTTP/1.1 request has exactly
 /// one, and it is a host with an optional port), if it is not.
-fn host_problem(request: &Request) -> Option<&'static str> {
-    let mut hosts = request.headers().get_all(header::HOST).iter();
+fn host_problem(version: Version, headers: &HeaderMap) -> Option<&'static str> {
+    let mut hosts = headers.get_all(header::HOST).iter();
     match (hosts.next(), hosts.next()) {
-        (None, _) if request.version() == Version::HTTP_11 => {
+        (None, _) if version == Version::HTTP_11 => {
             Some("bad request: an HTTP/1.1 request needs a Host header\n")
         }
         (None, _) => None,
@@ -122,13 +126,20 @@ fn next_id() -> HeaderValue {
     HeaderValue::from(NEXT_ID.fetch_add(1, Ordering::Relaxed))
 }
 
-/// The middleware.
-pub(super) async fn observe(
-    State(app): State<Arc<App>>,
-    mut request: Request,
-    next: Next,
-) -> Response {
+/// What one connection's requests are answered with.
+pub(super) struct Edge {
+    pub app: Arc<App>,
+    /// Every route but the feeds' GET and HEAD.
+    pub router: Router,
+    pub peer: SocketAddr,
+}
+
+/// Answers one request: checks it, answers it (a feed's GET or HEAD directly, the rest
+/// through the router) within the request timeout, adds the headers every response carries,
+/// logs it and counts it.
+pub(super) async fn answer(edge: &Edge, request: hyper::Request<Incoming>) -> Response {
     let started = Instant::now();
+    let app = &edge.app;
     let limits = app.settings.http;
     let id = request
         .headers()
@@ -136,12 +147,11 @@ pub(super) async fn observe(
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.to_str().is_ok())
         .cloned()
         .unwrap_or_else(next_id);
-    let peer = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
-    let client = client_address(peer, request.headers(), &app.settings.trusted_proxies);
-    request.extensions_mut().insert(ClientAddr(client));
+    let client = client_address(
+        edge.peer.ip(),
+        request.headers(),
+        &app.settings.trusted_proxies,
+    );
     // Cheap copies (shared bytes) for the log line, taken before the request moves on.
     let method = request.method().clone();
     let uri = request.uri().clone();
@@ -150,23 +160,34 @@ pub(super) async fn observe(
     let too_long = uri
         .query()
         .is_some_and(|q| q.len() > limits.max_query_bytes);
-    let mut response = if let Some(problem) = host_problem(&request) {
+    let mut response = if let Some(problem) = host_problem(request.version(), request.headers())
+    {
         plain(StatusCode::BAD_REQUEST, problem)
     } else if too_long {
         plain(StatusCode::URI_TOO_LONG, "query string too long\n")
     } else {
-        match tokio::time::timeout(limits.request_timeout, next.run(request)).await {
-            Ok(response) => response,
-            Err(_) => {
-                tracing::warn!(
-                    request_id = id.to_str().unwrap_or_default(),
-                    path = uri.path(),
-                    "request timed out"
-                );
-                plain(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "the request took too long; try again\n",
-                )
+        let mut work = std::pin::pin!(dispatch(edge, client, request));
+        // A cached feed or a 304 is answered at the first poll: the request timeout's timer is
+        // set only for an answer that has to wait (a build, the store), not for every hit.
+        match std::future::poll_fn(|cx| Poll::Ready(work.as_mut().poll(cx))).await {
+            Poll::Ready(response) => response,
+            Poll::Pending => {
+                match tokio::time::timeout_at((started + limits.request_timeout).into(), work)
+                    .await
+                {
+                    Ok(response) => response,
+                    Err(_) => {
+                        tracing::warn!(
+                            request_id = id.to_str().unwrap_or_default(),
+                            path = uri.path(),
+                            "request timed out"
+                        );
+                        plain(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "the request took too long; try again\n",
+                        )
+                    }
+                }
             }
         }
     };
@@ -185,6 +206,62 @@ pub(super) async fn observe(
         latency_us: u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
     });
     response
+}
+
+/// Sends a request to what answers it. A feed's GET or HEAD goes straight to the feed
+/// handler: matching the routing table, running its extractors and layers, and boxing the
+/// request's body cost a cached feed as much as answering it (callgrind; docs/BENCHMARKS.md).
+/// Everything else goes to the router, with the client's address in its extensions.
+async fn dispatch(edge: &Edge, client: IpAddr, request: hyper::Request<Incoming>) -> Response {
+    if let Some(path) = feed_path(request.method(), request.uri().path()) {
+        let mut response = super::feed_answer(
+            &edge.app,
+            &path,
+            request.uri().query(),
+            request.method(),
+            request.headers(),
+            client,
+        )
+        .await
+        .into_response();
+        if request.method() == Method::HEAD {
+            without_body(&mut response);
+        }
+        return response;
+    }
+    let mut request = request.map(Body::new);
+    request.extensions_mut().insert(ClientAddr(client));
+    let mut router = edge.router.clone();
+    match tower::Service::call(&mut router, request).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    }
+}
+
+/// The feed path of a GET or HEAD below `/feeds/`, percent-decoded as the router's feed route
+/// decodes it; `None` for anything the router is to answer (another method or path, a path
+/// that does not decode to UTF-8, which the route refuses in its own words).
+fn feed_path<'a>(method: &Method, path: &'a str) -> Option<Cow<'a, str>> {
+    if method != Method::GET && method != Method::HEAD {
+        return None;
+    }
+    let rest = path.strip_prefix("/feeds/").filter(|rest| !rest.is_empty())?;
+    percent_encoding::percent_decode_str(rest).decode_utf8().ok()
+}
+
+/// A HEAD's answer: the GET's headers with its length, and no body. A 304 gets no length:
+/// one would have to be the 200's (RFC 9110 §8.6), never the 0 of its own empty body.
+fn without_body(response: &mut Response) {
+    if response.status() != StatusCode::NOT_MODIFIED
+        && !response.headers().contains_key(header::CONTENT_LENGTH)
+    {
+        if let Some(length) = response_length(response.body()) {
+            response
+                .headers_mut()
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+        }
+    }
+    *response.body_mut() = Body::empty();
 }
 
 /// Counts an answered request in the metrics of its route kind.
@@ -226,7 +303,12 @@ pub(super) fn connection_refused(client: IpAddr, reason: &'static str) {
 }
 
 fn response_bytes(body: &Body) -> u64 {
-    body.size_hint().exact().unwrap_or(0)
+    response_length(body).unwrap_or(0)
+}
+
+/// The length of a body, when it is known before it is sent (every answer of feedcast's).
+fn response_length(body: &Body) -> Option<u64> {
+    body.size_hint().exact()
 }
 
 #[cfg(test)]

@@ -14,18 +14,19 @@ use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use std::convert::Infallible;
+
 use axum::Router;
-use axum::extract::ConnectInfo;
 use hyper::server::conn::http1;
+use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_io_timeout::TimeoutStream;
-use tower::Layer;
 
-use super::observe;
+use super::observe::{self, Edge};
+use crate::app::App;
 use crate::config::{HttpLimits, TrustedProxies};
 
 /// Open connections per client address, for `max_connections_per_address`.
@@ -66,10 +67,11 @@ impl Drop for Counted {
     }
 }
 
-/// Serves `router` on `listener` until `shutdown` completes, then lets in-flight requests
-/// finish within `limits.shutdown_timeout`.
+/// Serves `app` (its feeds directly, the rest through `router`) on `listener` until
+/// `shutdown` completes, then lets in-flight requests finish within `limits.shutdown_timeout`.
 pub(super) async fn run(
     listener: TcpListener,
+    app: Arc<App>,
     router: Router,
     limits: HttpLimits,
     trusted: TrustedProxies,
@@ -116,14 +118,21 @@ pub(super) async fn run(
         let _ = stream.set_nodelay(true);
         let mut io = TimeoutStream::new(stream);
         io.set_write_timeout(Some(limits.write_timeout));
-        let service = axum::Extension(ConnectInfo(peer)).layer(router.clone());
+        let edge = Arc::new(Edge {
+            app: app.clone(),
+            router: router.clone(),
+            peer,
+        });
+        // The connection's own handle to the app and router: a request clones it, not the
+        // handles every connection shares (whose counts would bounce between cores).
+        let service = service_fn(move |request| {
+            let edge = edge.clone();
+            async move { Ok::<_, Infallible>(observe::answer(&edge, request).await) }
+        });
         let connection = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout)
-            .serve_connection(
-                TokioIo::new(Box::pin(io)),
-                TowerToHyperService::new(service),
-            );
+            .serve_connection(TokioIo::new(Box::pin(io)), service);
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(e) = connection.await {
