@@ -10,10 +10,11 @@
 //! Data flows one way: **config → store → assembly → render → cache → http**. Each module
 //! below may name (`crate::…`) only modules listed before it, and the constants of the crate
 //! root; `tests/layers.rs` holds the code to that. Modules only the service itself uses
-//! (`cache`, `hub`, `outbound`, `purge`, `sanitize`, `websub`) are private.
+//! (`cache`, `hub`, `outbound`, `purge`, `sanitize`, `shard`, `websub`) are private.
 //!
 //! - [`metrics`]: the Prometheus metrics, every name defined once (any layer may count).
-//! - [`logs`]: where log lines go: a writer thread behind a bounded queue, so no request
+//! - [`shard`]: which shard of a per-thread structure (a tally, a log buffer) a thread uses.
+//! - [`logs`]: where log lines go: writer threads behind bounded buffers, so no request
 //!   waits on the log; lines it had to drop are counted.
 //! - [`model`]: the neutral types: [`model::Article`] (validated, sanitized), the URL-safe
 //!   names, the feed-index buckets, and the [`model::Catalog`] of categories, the region tree
@@ -61,6 +62,7 @@ mod outbound;
 mod purge;
 pub mod render;
 mod sanitize;
+mod shard;
 pub mod stats;
 pub mod store;
 mod websub;

@@ -1,29 +1,42 @@
-//! Where log lines go: standard error, written by a thread of its own behind a bounded queue,
-//! so that no request ever waits on the log file, a pipe or a slow terminal. When the log
-//! cannot keep up and the queue is full, a line is dropped rather than a request held, and
-//! counted: `/metrics` shows [`crate::metrics::LOG_LINES_DROPPED`], so nothing is lost
-//! silently.
+//! Where log lines go: standard error, so that no request ever waits on the log file, a
+//! pipe or a slow terminal. When the log cannot keep up and its buffers are full, a line is
+//! dropped rather than a request held, and counted: `/metrics` shows
+//! [`crate::metrics::LOG_LINES_DROPPED`], so nothing is lost silently.
 //!
 //! The request line, one per request, is formatted here rather than by `tracing`'s generic
 //! formatter, which cost a request more instructions than answering a 304 (callgrind; see
-//! docs/BENCHMARKS.md): into a reused buffer, with the timestamp's date and time formatted once
-//! a second. It reads as the other lines do, text or JSON, under the same `RUST_LOG` levels.
+//! docs/BENCHMARKS.md), with the timestamp's date and time formatted once a second. It reads
+//! as the other lines do, text or JSON, under the same `RUST_LOG` levels. It goes, as nginx's
+//! buffered `access_log` does, into a buffer of the worker thread's own, which a writer thread
+//! empties every [`FLUSH_EVERY`] or as soon as it holds [`WRITE_BUFFER`] bytes: handing each
+//! line to a writer thread on its own cost a request a queue slot, an allocation and, as often
+//! as not, waking that thread (a system call and a context switch). The other lines, a few,
+//! go through `tracing`'s formatter and `tracing-appender`'s writer thread.
 
 use std::cell::RefCell;
 use std::io::{BufWriter, IsTerminal, Write as _};
 use std::net::IpAddr;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::Duration;
 
-use tracing_appender::non_blocking::{ErrorCounter, NonBlocking, NonBlockingBuilder, WorkerGuard};
+use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 
-/// Lines queued for the writer thread by default: about 10 MB of request lines, some seconds
-/// of a fleet's worth of traffic to one replica while its log stalls.
+/// Log lines waiting to be written by default: about 10 MB of request lines, some seconds of
+/// a fleet's worth of traffic to one replica while its log stalls.
 pub const DEFAULT_QUEUED_LINES: u32 = 65_536;
 
-/// How many bytes the writer thread gathers before a write: every line queued while it wrote
-/// the last batch goes out in one system call, not one each.
+/// How many bytes of lines a writer gathers before a write; also how full a worker thread's
+/// buffer of request lines gets before its writer is woken early.
 const WRITE_BUFFER: usize = 64 * 1024;
+
+/// How long a request line waits in its thread's buffer at most, when requests are too few to
+/// fill it.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
+
+/// A writer's buffer larger than this is not kept for the next batch.
+const KEPT_BUFFER: usize = 4 * WRITE_BUFFER;
 
 /// How log lines are formatted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -38,28 +51,51 @@ pub enum LogFormat {
 static INSTALLED: OnceLock<Installed> = OnceLock::new();
 
 struct Installed {
-    writer: NonBlocking,
     format: LogFormat,
+    /// Lines `tracing-appender`'s writer dropped.
     dropped: ErrorCounter,
+    requests: Arc<RequestLines>,
 }
 
 /// The target request lines are logged under, as `RUST_LOG` directives name it.
 pub const REQUEST_TARGET: &str = "feedcast::http::observe";
 
+/// The installed log's writers. Keep it until the process ends: dropping it writes out what
+/// waits to be written.
+pub struct LogGuard {
+    requests: Option<RequestWriter>,
+    _others: WorkerGuard,
+}
+
+impl Drop for LogGuard {
+    fn drop(&mut self) {
+        // The request lines first: each is written after what its request logged.
+        drop(self.requests.take());
+    }
+}
+
 /// Installs the process's log: `format`, the levels of `RUST_LOG` (default `info`), at most
-/// `queued_lines` (at least 1) waiting for the writer. Keep the guard until the process ends:
-/// dropping it writes out what is queued.
-pub fn install(format: LogFormat, queued_lines: u32) -> WorkerGuard {
+/// `queued_lines` (at least 1) of each kind waiting for its writer.
+pub fn install(format: LogFormat, queued_lines: u32) -> LogGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let (writer, guard) = NonBlockingBuilder::default()
         .lossy(true)
         .buffered_lines_limit(queued_lines.max(1) as usize)
         .thread_name("feedcast-log")
         .finish(BufWriter::with_capacity(WRITE_BUFFER, std::io::stderr()));
+    let requests = Arc::new(RequestLines::new(queued_lines, cores()));
+    let request_writer = match RequestWriter::start(requests.clone(), Box::new(std::io::stderr())) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            // Request lines then wait until their buffers are full, and are counted as dropped.
+            eprintln!("feedcast: the request log's writer did not start: {e}");
+            None
+        }
+    };
     let _ = INSTALLED.set(Installed {
-        writer: writer.clone(),
         format,
         dropped: writer.error_counter(),
+        requests,
     });
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -71,14 +107,148 @@ pub fn install(format: LogFormat, queued_lines: u32) -> WorkerGuard {
         LogFormat::Text => logs.try_init(),
         LogFormat::Json => logs.json().flatten_event(true).try_init(),
     };
-    guard
+    LogGuard {
+        requests: request_writer,
+        _others: guard,
+    }
+}
+
+/// The machine's cores: a buffer of request lines for each worker thread.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 64))
 }
 
 /// Lines dropped since the log was installed (0 if it was not).
 pub fn dropped() -> u64 {
     INSTALLED.get().map_or(0, |i| {
-        u64::try_from(i.dropped.dropped_lines()).unwrap_or(u64::MAX)
+        let others = u64::try_from(i.dropped.dropped_lines()).unwrap_or(u64::MAX);
+        others.saturating_add(i.requests.dropped.load(Ordering::Relaxed))
     })
+}
+
+/// Request lines waiting to be written, in one buffer per worker thread (a thread's lines stay
+/// in their order; between threads, in the order the buffers are written).
+struct RequestLines {
+    shards: Box<[Mutex<Batch>]>,
+    /// Lines a buffer holds at most; past it lines are dropped.
+    lines_per_shard: usize,
+    dropped: AtomicU64,
+    stop: AtomicBool,
+    /// The writer thread, to wake when a buffer is full.
+    writer: OnceLock<std::thread::Thread>,
+}
+
+/// One thread's lines.
+#[derive(Default)]
+struct Batch {
+    bytes: Vec<u8>,
+    lines: usize,
+}
+
+impl RequestLines {
+    /// Buffers for `threads` worker threads, sharing `queued_lines` between them (at least one
+    /// line each).
+    fn new(queued_lines: u32, threads: usize) -> Self {
+        let threads = threads.max(1);
+        RequestLines {
+            shards: (0..threads).map(|_| Mutex::default()).collect(),
+            lines_per_shard: (queued_lines as usize).div_ceil(threads).max(1),
+            dropped: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+            writer: OnceLock::new(),
+        }
+    }
+
+    /// Adds a line, formatted by `write`, to this thread's buffer, or counts it as dropped when
+    /// the buffer is full.
+    fn push(&self, write: impl FnOnce(&mut Vec<u8>)) {
+        let shard = &self.shards[crate::shard::of_this_thread(self.shards.len())];
+        let mut batch = shard.lock().unwrap_or_else(PoisonError::into_inner);
+        if batch.lines >= self.lines_per_shard {
+            drop(batch);
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let before = batch.bytes.len();
+        write(&mut batch.bytes);
+        batch.lines += 1;
+        let filled = before < WRITE_BUFFER && batch.bytes.len() >= WRITE_BUFFER;
+        drop(batch);
+        if filled && let Some(writer) = self.writer.get() {
+            writer.unpark();
+        }
+    }
+
+    /// Writes every buffer's lines to `out`, one write a buffer; `spare` is the empty buffer
+    /// swapped in. Lines `out` refused are counted as dropped.
+    fn write_out(&self, out: &mut dyn std::io::Write, spare: &mut Vec<u8>) {
+        for shard in &self.shards {
+            let (bytes, lines) = {
+                let mut batch = shard.lock().unwrap_or_else(PoisonError::into_inner);
+                if batch.lines == 0 {
+                    continue;
+                }
+                let lines = std::mem::take(&mut batch.lines);
+                (
+                    std::mem::replace(&mut batch.bytes, std::mem::take(spare)),
+                    lines,
+                )
+            };
+            if out.write_all(&bytes).and_then(|()| out.flush()).is_err() {
+                self.dropped.fetch_add(lines as u64, Ordering::Relaxed);
+            }
+            *spare = bytes;
+            spare.clear();
+            if spare.capacity() > KEPT_BUFFER {
+                *spare = Vec::new();
+            }
+        }
+    }
+}
+
+/// The thread that writes the request lines; dropping it writes what waits and ends it.
+struct RequestWriter {
+    lines: Arc<RequestLines>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RequestWriter {
+    fn start(
+        lines: Arc<RequestLines>,
+        mut out: Box<dyn std::io::Write + Send>,
+    ) -> std::io::Result<Self> {
+        let shared = lines.clone();
+        let thread = std::thread::Builder::new()
+            .name("feedcast-request-log".into())
+            .spawn(move || {
+                let mut spare = Vec::new();
+                loop {
+                    // Read before writing out: a stop asked for during the round still gets
+                    // one more, for what was logged while this one wrote.
+                    let stopping = shared.stop.load(Ordering::Acquire);
+                    shared.write_out(&mut *out, &mut spare);
+                    if stopping {
+                        break;
+                    }
+                    std::thread::park_timeout(FLUSH_EVERY);
+                }
+            })?;
+        let _ = lines.writer.set(thread.thread().clone());
+        Ok(RequestWriter {
+            lines,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for RequestWriter {
+    fn drop(&mut self) {
+        self.lines.stop.store(true, Ordering::Release);
+        if let Some(thread) = self.thread.take() {
+            thread.thread().unpark();
+            let _ = thread.join();
+        }
+    }
 }
 
 /// One answered request, as its log line names it.
@@ -120,20 +290,13 @@ pub fn request(line: &RequestLine<'_>) {
         );
         return;
     };
-    BUFFER.with_borrow_mut(|buffer| {
-        buffer.clear();
-        match installed.format {
-            LogFormat::Text => text_line(buffer, line),
-            LogFormat::Json => json_line(buffer, line),
-        }
-        // One write, one line: the writer queues each write as a line.
-        let _ = installed.writer.clone().write_all(buffer);
+    installed.requests.push(|out| match installed.format {
+        LogFormat::Text => text_line(out, line),
+        LogFormat::Json => json_line(out, line),
     });
 }
 
 thread_local! {
-    /// The line being formatted, reused: its capacity stays with the thread.
-    static BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     /// The current second, formatted (`2026-12-04T18:50:17`), and which second it is.
     static SECOND: RefCell<(i64, Vec<u8>)> = const { RefCell::new((i64::MIN, Vec::new())) };
 }
@@ -267,6 +430,100 @@ mod tests {
             bytes: 0,
             latency_us: 41,
         }
+    }
+
+    /// A sink that holds every write until `release` says go, as a pipe nobody reads does.
+    struct Stalled {
+        release: std::sync::mpsc::Receiver<()>,
+        released: bool,
+        written: Arc<Mutex<Vec<u8>>>,
+    }
+
+    impl std::io::Write for Stalled {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if !self.released {
+                let _ = self.release.recv();
+                self.released = true;
+            }
+            self.written.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn request_lines_a_stalled_log_has_no_room_for_are_counted_and_the_rest_written_at_stop() {
+        const LINES: usize = 1_000;
+        let lines = Arc::new(RequestLines::new(8, 1));
+        let (go, release) = std::sync::mpsc::channel();
+        let written = Arc::new(Mutex::new(Vec::new()));
+        let writer = RequestWriter::start(
+            lines.clone(),
+            Box::new(Stalled {
+                release,
+                released: false,
+                written: written.clone(),
+            }),
+        )
+        .unwrap();
+        for i in 0..LINES {
+            lines.push(|out| {
+                out.extend_from_slice(format!("line {i}\n").as_bytes());
+            });
+        }
+        let dropped = lines.dropped.load(Ordering::Relaxed) as usize;
+        // At most the buffer's 8 and a batch of 8 being written wait; every other was dropped.
+        assert!(dropped >= LINES - 16, "dropped {dropped}");
+        go.send(()).unwrap();
+        drop(writer);
+        let written = String::from_utf8(written.lock().unwrap().clone()).unwrap();
+        let numbers: Vec<usize> = written
+            .lines()
+            .map(|l| l.strip_prefix("line ").unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(numbers.len() + dropped, LINES, "{written}");
+        assert!(
+            numbers.windows(2).all(|w| w[0] < w[1]),
+            "in order: {numbers:?}"
+        );
+    }
+
+    #[test]
+    fn request_lines_are_written_whole_without_a_stop_once_a_buffer_fills_or_time_passes() {
+        let lines = Arc::new(RequestLines::new(1_000_000, 2));
+        let written = Arc::new(Mutex::new(Vec::new()));
+        let (go, release) = std::sync::mpsc::channel();
+        go.send(()).unwrap();
+        let _writer = RequestWriter::start(
+            lines.clone(),
+            Box::new(Stalled {
+                release,
+                released: false,
+                written: written.clone(),
+            }),
+        )
+        .unwrap();
+        let line = format!("{}\n", "x".repeat(99));
+        for _ in 0..2 * WRITE_BUFFER / line.len() {
+            lines.push(|out| out.extend_from_slice(line.as_bytes()));
+        }
+        // The writer is woken by the full buffer, or else by its timer: whichever, the lines
+        // arrive while the writer runs on.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while written.lock().unwrap().len() < WRITE_BUFFER {
+            assert!(std::time::Instant::now() < deadline, "nothing written");
+            std::thread::park_timeout(FLUSH_EVERY);
+        }
+        let written = written.lock().unwrap().clone();
+        assert!(written.ends_with(b"\n"));
+        assert!(
+            written
+                .split(|&b| b == b'\n')
+                .all(|l| l.is_empty() || l.len() == 99)
+        );
+        assert_eq!(lines.dropped.load(Ordering::Relaxed), 0);
     }
 
     #[test]

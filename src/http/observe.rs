@@ -160,8 +160,7 @@ pub(super) async fn answer(edge: &Edge, request: hyper::Request<Incoming>) -> Re
     let too_long = uri
         .query()
         .is_some_and(|q| q.len() > limits.max_query_bytes);
-    let mut response = if let Some(problem) = host_problem(request.version(), request.headers())
-    {
+    let mut response = if let Some(problem) = host_problem(request.version(), request.headers()) {
         plain(StatusCode::BAD_REQUEST, problem)
     } else if too_long {
         plain(StatusCode::URI_TOO_LONG, "query string too long\n")
@@ -172,8 +171,7 @@ pub(super) async fn answer(edge: &Edge, request: hyper::Request<Incoming>) -> Re
         match std::future::poll_fn(|cx| Poll::Ready(work.as_mut().poll(cx))).await {
             Poll::Ready(response) => response,
             Poll::Pending => {
-                match tokio::time::timeout_at((started + limits.request_timeout).into(), work)
-                    .await
+                match tokio::time::timeout_at((started + limits.request_timeout).into(), work).await
                 {
                     Ok(response) => response,
                     Err(_) => {
@@ -245,8 +243,12 @@ fn feed_path<'a>(method: &Method, path: &'a str) -> Option<Cow<'a, str>> {
     if method != Method::GET && method != Method::HEAD {
         return None;
     }
-    let rest = path.strip_prefix("/feeds/").filter(|rest| !rest.is_empty())?;
-    percent_encoding::percent_decode_str(rest).decode_utf8().ok()
+    let rest = path
+        .strip_prefix("/feeds/")
+        .filter(|rest| !rest.is_empty())?;
+    percent_encoding::percent_decode_str(rest)
+        .decode_utf8()
+        .ok()
 }
 
 /// A HEAD's answer: the GET's headers with its length, and no body. A 304 gets no length:

@@ -114,23 +114,10 @@ struct Shard {
     pairs: HashMap<u64, Pair, foldhash::fast::RandomState>,
 }
 
-/// The shard the next thread to ask is given.
-static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
-
-thread_local! {
-    /// This thread's shard, once given one.
-    static SHARD: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
-}
-
 /// This thread's shard: each worker thread keeps to its own, so the lock a request takes is
 /// one nobody else holds and its counts stay in its core's cache.
 fn shard_of_this_thread() -> usize {
-    SHARD.with(|shard| {
-        if shard.get() == usize::MAX {
-            shard.set(NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % SHARDS);
-        }
-        shard.get()
-    })
+    crate::shard::of_this_thread(SHARDS)
 }
 
 /// A (client, User-Agent) pair seen since the last flush.
