@@ -126,20 +126,22 @@ async fn feed_answer(
         key.format = Format::Html;
     }
     let served = app.feed(&key).await?;
+    let now = Utc::now();
     let policy = Policy {
+        now,
         content_type: key.format.content_type(),
         cache_tags: &settings.cache_tags,
         // An outdated copy stands in only until the store is back: others should not keep it.
         max_age: if served.is_stale() {
             STALE_MAX_AGE
         } else {
-            key.max_age(settings, Utc::now())
+            key.max_age(settings, now)
         },
         // Nor keep serving it once it is past its age: it may hold what was since taken down.
         stale: if served.is_stale() {
             (0, 0)
         } else {
-            key.stale_for(settings, Utc::now())
+            key.stale_for(settings, now)
         },
         vary: if negotiable {
             "Accept, Accept-Encoding"
@@ -169,6 +171,7 @@ async fn feed_answer(
 
 async fn index(State(app): State<Arc<App>>, request: Request) -> Response {
     let policy = Policy {
+        now: Utc::now(),
         content_type: Format::Html.content_type(),
         cache_tags: &app.settings.cache_tags,
         max_age: app.settings.caching.max_age.category,
@@ -181,6 +184,7 @@ async fn index(State(app): State<Arc<App>>, request: Request) -> Response {
 
 async fn opml(State(app): State<Arc<App>>, request: Request) -> Response {
     let policy = Policy {
+        now: Utc::now(),
         content_type: OPML_TYPE,
         cache_tags: &app.settings.cache_tags,
         max_age: app.settings.caching.max_age.category,
@@ -195,6 +199,7 @@ async fn opml(State(app): State<Arc<App>>, request: Request) -> Response {
 /// RSS channel image names it, at a path with its type's extension.
 async fn icon(State(app): State<Arc<App>>, request: Request) -> Response {
     let policy = Policy {
+        now: Utc::now(),
         content_type: app.settings.site.icon.media_type(),
         cache_tags: &app.settings.cache_tags,
         // It changes only with the configuration, and a stale icon harms no one.

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::body::{Body, HttpBody};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Version, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version, header};
 use axum::response::{IntoResponse, Response};
 use hyper::body::Incoming;
 
@@ -26,7 +26,12 @@ use crate::logs::RequestLine;
 use crate::metrics;
 
 /// Header carrying the request id, taken from the client (a load balancer's) when present.
-pub(super) const REQUEST_ID: &str = "x-request-id";
+/// A name made once rather than a string: looking a header up by a string parses the name on
+/// every request.
+pub(super) fn request_id_header() -> &'static HeaderName {
+    static NAME: HeaderName = HeaderName::from_static("x-request-id");
+    &NAME
+}
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -143,7 +148,7 @@ pub(super) async fn answer(edge: &Edge, request: hyper::Request<Incoming>) -> Re
     let limits = app.settings.http;
     let id = request
         .headers()
-        .get(REQUEST_ID)
+        .get(request_id_header())
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.to_str().is_ok())
         .cloned()
         .unwrap_or_else(next_id);

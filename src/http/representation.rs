@@ -29,6 +29,8 @@ pub(super) const STALE_MAX_AGE: u32 = 5;
 
 /// How a document is to be sent.
 pub(super) struct Policy<'a> {
+    /// The time of the answer (the one clock reading of a request's answer).
+    pub now: chrono::DateTime<chrono::Utc>,
     pub content_type: &'static str,
     /// Which headers name the document's cache tags.
     pub cache_tags: &'a CacheTags,
@@ -79,7 +81,7 @@ pub(super) fn respond(request: &HeaderMap, doc: &Encoded, policy: Policy<'_>) ->
         headers.insert(header::ETAG, etag.clone());
     }
     if let Some((second, http_date)) = &doc.last_modified_http {
-        let now = chrono::Utc::now();
+        let now = policy.now;
         // A change stamped up to a second before it committed may still be unseen: the date
         // given is at least that far behind the store's clock, so that such a change is after
         // it (a 200, never a wrong 304). Nor is it ever after Date (RFC 9110).
@@ -205,7 +207,7 @@ pub(super) fn mark_stale(response: &mut Response, age: Duration) {
 /// The headers every response carries, whatever produced it: its request id, and `nosniff`
 /// so that no browser takes a feed or an error for something to run.
 pub(super) fn every_response(headers: &mut HeaderMap, request_id: HeaderValue) {
-    headers.insert(super::observe::REQUEST_ID, request_id);
+    headers.insert(super::observe::request_id_header(), request_id);
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
