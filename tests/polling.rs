@@ -63,6 +63,7 @@ async fn validators_answer_304_without_building_again() {
     assert_eq!(first.status(), 200);
     let etag = header(&first, "etag");
     let modified = header(&first, "last-modified");
+    let first_length = header(&first, "content-length");
     assert!(
         etag.starts_with('"') && etag.len() == 34,
         "strong ETag: {etag}"
@@ -131,6 +132,24 @@ async fn validators_answer_304_without_building_again() {
         .unwrap();
     assert_eq!(head.status(), 200);
     assert_eq!(header(&head, "etag"), etag);
+    // A HEAD tells the length a GET would send, and sends none of it.
+    assert_eq!(
+        header(&head, "content-length"),
+        first_length.to_string(),
+        "HEAD and GET agree"
+    );
+    assert!(head.bytes().await.unwrap().is_empty());
+    // A conditional HEAD is a 304 that tells no length: one would have to be the 200's
+    // (RFC 9110 §8.6), not its own empty body's 0.
+    let head = server
+        .client
+        .head(format!("{}{path}", server.base))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 304);
+    assert!(head.headers().get("content-length").is_none());
     server.stop().await;
 }
 
