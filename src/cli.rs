@@ -32,8 +32,9 @@ pub struct Cli {
         default_value = "text"
     )]
     pub log_format: LogFormat,
-    /// Log lines waiting to be written, at most: when the log cannot keep up, further lines
-    /// are dropped (and counted in /metrics) rather than requests kept waiting.
+    /// Log lines waiting to be written, at most (request lines: shared among the worker
+    /// threads' buffers): when the log cannot keep up, further lines are dropped (and counted
+    /// in /metrics) rather than requests kept waiting.
     #[arg(
         long,
         global = true,
