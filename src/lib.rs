@@ -43,8 +43,8 @@
 //! - [`stats`]: subscriber statistics: polls tallied off the hot path, flushed to the store
 //!   in batches, and read back as a report (JSON, a table, a page for editors).
 //! - [`app`]: the service core that wires the stages together (read a feed, write articles).
-//! - [`http`]: the axum router on hyper under feedcast's limits; handlers are thin and errors
-//!   become answers in one place.
+//! - [`http`]: hyper under feedcast's limits, the feeds answered at its edge and the rest by
+//!   an axum router; handlers are thin and errors become answers in one place.
 //! - [`cli`]: the command line (`serve`, `import`, `check`, `render`).
 
 pub mod app;

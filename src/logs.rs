@@ -21,6 +21,8 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
+
+use crate::shard::Padded;
 use tracing_subscriber::EnvFilter;
 
 /// Log lines waiting to be written by default: about 10 MB of request lines, some seconds of
@@ -33,7 +35,16 @@ const WRITE_BUFFER: usize = 64 * 1024;
 
 /// How long a request line waits in its thread's buffer at most, when requests are too few to
 /// fill it.
-pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
+const FLUSH_EVERY: Duration = Duration::from_millis(100);
+
+/// Bytes a buffer of request lines holds at most, per line it may hold: a typical line is
+/// 150 to 250 bytes, and a path as long as hyper lets in must not let the bound on lines
+/// stand for gigabytes.
+const BYTES_PER_LINE: usize = 256;
+
+/// How long a stop waits for the request lines to be written: a log nobody reads must not
+/// hold the process's exit (what is still unwritten is lost, as the other lines' writer's).
+const STOP_WAIT: Duration = Duration::from_secs(1);
 
 /// A writer's buffer larger than this is not kept for the next batch.
 const KEPT_BUFFER: usize = 4 * WRITE_BUFFER;
@@ -47,7 +58,8 @@ pub enum LogFormat {
     Json,
 }
 
-/// The installed log: its writer, its format, and the count of the lines it dropped.
+/// The installed log: its format, its buffers of request lines, and the counts of the lines
+/// dropped.
 static INSTALLED: OnceLock<Installed> = OnceLock::new();
 
 struct Installed {
@@ -69,7 +81,7 @@ pub struct LogGuard {
 
 impl Drop for LogGuard {
     fn drop(&mut self) {
-        // The request lines first: each is written after what its request logged.
+        // The request lines, then the other writer's: each waits a bounded time.
         drop(self.requests.take());
     }
 }
@@ -113,7 +125,8 @@ pub fn install(format: LogFormat, queued_lines: u32) -> LogGuard {
     }
 }
 
-/// The machine's cores: a buffer of request lines for each worker thread.
+/// The machine's cores: a buffer of request lines for each worker thread, as Tokio's runtime
+/// starts one worker thread a core.
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 64))
 }
@@ -129,10 +142,15 @@ pub fn dropped() -> u64 {
 /// Request lines waiting to be written, in one buffer per worker thread (a thread's lines stay
 /// in their order; between threads, in the order the buffers are written).
 struct RequestLines {
-    shards: Box<[Mutex<Batch>]>,
+    /// A buffer per worker thread.
+    shards: Box<[Padded<Mutex<Batch>>]>,
     /// Lines a buffer holds at most; past it lines are dropped.
     lines_per_shard: usize,
+    /// Bytes a buffer holds at most; past it lines are dropped.
+    bytes_per_shard: usize,
+    /// Lines dropped: a buffer was full, the output refused them, or they came after the stop.
     dropped: AtomicU64,
+    /// Set when the writer is to write what waits and end.
     stop: AtomicBool,
     /// The writer thread, to wake when a buffer is full.
     writer: OnceLock<std::thread::Thread>,
@@ -141,7 +159,9 @@ struct RequestLines {
 /// One thread's lines.
 #[derive(Default)]
 struct Batch {
+    /// The lines, each ended by a newline.
     bytes: Vec<u8>,
+    /// How many.
     lines: usize,
 }
 
@@ -150,9 +170,11 @@ impl RequestLines {
     /// line each).
     fn new(queued_lines: u32, threads: usize) -> Self {
         let threads = threads.max(1);
+        let lines_per_shard = (queued_lines as usize).div_ceil(threads).max(1);
         RequestLines {
-            shards: (0..threads).map(|_| Mutex::default()).collect(),
-            lines_per_shard: (queued_lines as usize).div_ceil(threads).max(1),
+            shards: (0..threads).map(|_| Padded::default()).collect(),
+            lines_per_shard,
+            bytes_per_shard: lines_per_shard.saturating_mul(BYTES_PER_LINE),
             dropped: AtomicU64::new(0),
             stop: AtomicBool::new(false),
             writer: OnceLock::new(),
@@ -162,9 +184,15 @@ impl RequestLines {
     /// Adds a line, formatted by `write`, to this thread's buffer, or counts it as dropped when
     /// the buffer is full.
     fn push(&self, write: impl FnOnce(&mut Vec<u8>)) {
-        let shard = &self.shards[crate::shard::of_this_thread(self.shards.len())];
+        // Nobody writes out a line that comes after the stop (a connection that outlived the
+        // shutdown's bound): it is dropped, and counted.
+        if self.stop.load(Ordering::Relaxed) {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let shard = &self.shards[crate::shard::of_this_thread(self.shards.len())].0;
         let mut batch = shard.lock().unwrap_or_else(PoisonError::into_inner);
-        if batch.lines >= self.lines_per_shard {
+        if batch.lines >= self.lines_per_shard || batch.bytes.len() >= self.bytes_per_shard {
             drop(batch);
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return;
@@ -174,8 +202,10 @@ impl RequestLines {
         batch.lines += 1;
         let filled = before < WRITE_BUFFER && batch.bytes.len() >= WRITE_BUFFER;
         drop(batch);
-        if filled && let Some(writer) = self.writer.get() {
-            writer.unpark();
+        if filled {
+            if let Some(writer) = self.writer.get() {
+                writer.unpark();
+            }
         }
     }
 
@@ -184,7 +214,7 @@ impl RequestLines {
     fn write_out(&self, out: &mut dyn std::io::Write, spare: &mut Vec<u8>) {
         for shard in &self.shards {
             let (bytes, lines) = {
-                let mut batch = shard.lock().unwrap_or_else(PoisonError::into_inner);
+                let mut batch = shard.0.lock().unwrap_or_else(PoisonError::into_inner);
                 if batch.lines == 0 {
                     continue;
                 }
@@ -206,10 +236,15 @@ impl RequestLines {
     }
 }
 
-/// The thread that writes the request lines; dropping it writes what waits and ends it.
+/// The thread that writes the request lines; dropping it writes what waits and ends it,
+/// waiting [`STOP_WAIT`] at most.
 struct RequestWriter {
+    /// The buffers it writes out.
     lines: Arc<RequestLines>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    /// The thread, to wake for the stop.
+    thread: std::thread::Thread,
+    /// Closed by the thread when it ends.
+    ended: std::sync::mpsc::Receiver<()>,
 }
 
 impl RequestWriter {
@@ -218,9 +253,12 @@ impl RequestWriter {
         mut out: Box<dyn std::io::Write + Send>,
     ) -> std::io::Result<Self> {
         let shared = lines.clone();
+        let (ending, ended) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("feedcast-request-log".into())
             .spawn(move || {
+                // Dropped when the thread ends, however it ends: the stop's signal.
+                let _ending = ending;
                 let mut spare = Vec::new();
                 loop {
                     // Read before writing out: a stop asked for during the round still gets
@@ -236,7 +274,8 @@ impl RequestWriter {
         let _ = lines.writer.set(thread.thread().clone());
         Ok(RequestWriter {
             lines,
-            thread: Some(thread),
+            thread: thread.thread().clone(),
+            ended,
         })
     }
 }
@@ -244,10 +283,9 @@ impl RequestWriter {
 impl Drop for RequestWriter {
     fn drop(&mut self) {
         self.lines.stop.store(true, Ordering::Release);
-        if let Some(thread) = self.thread.take() {
-            thread.thread().unpark();
-            let _ = thread.join();
-        }
+        self.thread.unpark();
+        // Ended (the channel closed) or still writing to a log nobody reads: either way, on.
+        let _ = self.ended.recv_timeout(STOP_WAIT);
     }
 }
 
@@ -454,7 +492,7 @@ mod tests {
     }
 
     #[test]
-    fn request_lines_a_stalled_log_has_no_room_for_are_counted_and_the_rest_written_at_stop() {
+    fn can_count_the_request_lines_a_stalled_log_has_no_room_for_and_write_the_rest_at_stop() {
         const LINES: usize = 1_000;
         let lines = Arc::new(RequestLines::new(8, 1));
         let (go, release) = std::sync::mpsc::channel();
@@ -491,7 +529,7 @@ mod tests {
     }
 
     #[test]
-    fn request_lines_are_written_whole_without_a_stop_once_a_buffer_fills_or_time_passes() {
+    fn can_write_request_lines_whole_without_a_stop_once_a_buffer_fills_or_time_passes() {
         let lines = Arc::new(RequestLines::new(1_000_000, 2));
         let written = Arc::new(Mutex::new(Vec::new()));
         let (go, release) = std::sync::mpsc::channel();
@@ -524,6 +562,46 @@ mod tests {
                 .all(|l| l.is_empty() || l.len() == 99)
         );
         assert_eq!(lines.dropped.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn can_stop_within_its_bound_while_the_log_is_never_read() {
+        let lines = Arc::new(RequestLines::new(8, 1));
+        let (go, release) = std::sync::mpsc::channel();
+        let writer = RequestWriter::start(
+            lines.clone(),
+            Box::new(Stalled {
+                release,
+                released: false,
+                written: Arc::new(Mutex::new(Vec::new())),
+            }),
+        )
+        .unwrap();
+        lines.push(|out| out.extend_from_slice(b"never read\n"));
+        // Wait for the writer to be stuck on the line, then stop it: the stop returns.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while lines.shards[0].0.lock().unwrap().lines > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the line was never taken"
+            );
+            std::thread::park_timeout(Duration::from_millis(10));
+        }
+        drop(writer);
+        // A line after the stop is counted, not kept.
+        lines.push(|out| out.extend_from_slice(b"too late\n"));
+        assert_eq!(lines.dropped.load(Ordering::Relaxed), 1);
+        drop(go);
+    }
+
+    #[test]
+    fn can_bound_the_bytes_a_buffer_of_request_lines_holds() {
+        let lines = RequestLines::new(4, 1);
+        let long = vec![b'x'; 4 * BYTES_PER_LINE];
+        lines.push(|out| out.extend_from_slice(&long));
+        lines.push(|out| out.extend_from_slice(b"short\n"));
+        assert_eq!(lines.shards[0].0.lock().unwrap().lines, 1);
+        assert_eq!(lines.dropped.load(Ordering::Relaxed), 1);
     }
 
     #[test]

@@ -23,3 +23,9 @@ pub fn of_this_thread(shards: usize) -> usize {
         slot.get() % shards.max(1)
     })
 }
+
+/// A shard on cache lines of its own: two threads' shards side by side would have each
+/// thread's writes take the line from the other's core.
+#[repr(align(128))]
+#[derive(Default)]
+pub struct Padded<T>(pub T);

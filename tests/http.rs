@@ -306,6 +306,35 @@ async fn errors_are_short_plain_text(backend: Backend) {
         "application/atom+xml; charset=utf-8"
     );
     assert!(head.bytes().await.unwrap().is_empty());
+    // A HEAD of what is not there is the GET's 404, its length told and its body not sent.
+    let missing = "/feeds/category/nope.rss";
+    let got = server.get(missing).await.bytes().await.unwrap().len();
+    let head = server
+        .client
+        .head(format!("{}{missing}", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 404);
+    assert_eq!(header(&head, "content-length"), got.to_string());
+    assert!(head.bytes().await.unwrap().is_empty());
+    // A path that is no text once decoded, and a method a feed does not take, are refused in
+    // so many words; an escaped dot is a dot.
+    let r = server.get("/feeds/category/%FF%FE.rss").await;
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("Invalid UTF-8"));
+    let r = server
+        .client
+        .post(format!("{}/feeds/category/parks.rss", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(header(&r, "allow"), "GET,HEAD");
+    assert_eq!(
+        server.text("/feeds/category/parks%2Erss").await,
+        server.text("/feeds/category/parks.rss").await
+    );
     // An empty feed is still a valid feed.
     let empty = atom_entries(&server.text("/feeds/category/reform.atom").await);
     assert!(empty.entries().is_empty());

@@ -133,9 +133,11 @@ async fn validators_answer_304_without_building_again() {
     assert_eq!(head.status(), 200);
     assert_eq!(header(&head, "etag"), etag);
     // A HEAD tells the length a GET would send, and sends none of it.
+    let length = |value: String| value.parse::<usize>().unwrap();
+    assert!(length(first_length.clone()) > 0);
     assert_eq!(
-        header(&head, "content-length"),
-        first_length.to_string(),
+        length(header(&head, "content-length")),
+        length(first_length),
         "HEAD and GET agree"
     );
     assert!(head.bytes().await.unwrap().is_empty());

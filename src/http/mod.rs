@@ -78,10 +78,11 @@ pub async fn serve(
     serve::run(listener, app, routes, limits, trusted, shutdown).await
 }
 
-/// The feed route for the router. Requests for feeds normally never reach it: the edge
-/// ([`observe`]) answers a GET or HEAD under `/feeds/` itself, without the router's matching,
-/// extractors and layers; the route stays for what the edge leaves to the router (a path that
-/// is not UTF-8 once decoded, another method), so that those are answered as before.
+/// The feed route for the router. No request reaches this handler today: the edge
+/// ([`observe`]) answers every GET or HEAD under `/feeds/` whose path decodes, without the
+/// router's matching, extractors and layers. The route stays so that what the edge leaves to
+/// the router is answered as before: a path that is not UTF-8 once decoded (the extractor's
+/// 400), another method (405 with `Allow`).
 async fn feed(
     State(app): State<Arc<App>>,
     Path(path): Path<String>,

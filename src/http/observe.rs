@@ -28,10 +28,7 @@ use crate::metrics;
 /// Header carrying the request id, taken from the client (a load balancer's) when present.
 /// A name made once rather than a string: looking a header up by a string parses the name on
 /// every request.
-pub(super) fn request_id_header() -> &'static HeaderName {
-    static NAME: HeaderName = HeaderName::from_static("x-request-id");
-    &NAME
-}
+pub(super) static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -133,9 +130,11 @@ fn next_id() -> HeaderValue {
 
 /// What one connection's requests are answered with.
 pub(super) struct Edge {
+    /// The service, for the feeds and the settings.
     pub app: Arc<App>,
     /// Every route but the feeds' GET and HEAD.
     pub router: Router,
+    /// The connection's other end (a client, or a trusted proxy).
     pub peer: SocketAddr,
 }
 
@@ -148,7 +147,7 @@ pub(super) async fn answer(edge: &Edge, request: hyper::Request<Incoming>) -> Re
     let limits = app.settings.http;
     let id = request
         .headers()
-        .get(request_id_header())
+        .get(&REQUEST_ID)
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.to_str().is_ok())
         .cloned()
         .unwrap_or_else(next_id);
@@ -196,7 +195,13 @@ pub(super) async fn answer(edge: &Edge, request: hyper::Request<Incoming>) -> Re
     };
     super::representation::every_response(response.headers_mut(), id.clone());
     let status = response.status().as_u16();
-    let bytes = response_bytes(response.body());
+    // A HEAD's body is gone by now: it counts the bytes its GET would send, the length it
+    // tells (as the log and metrics always have).
+    let bytes = if method == Method::HEAD {
+        told_length(response.headers())
+    } else {
+        response_bytes(response.body())
+    };
     let latency = started.elapsed();
     count(kind, status, bytes, latency);
     crate::logs::request(&RequestLine {
@@ -235,10 +240,8 @@ async fn dispatch(edge: &Edge, client: IpAddr, request: hyper::Request<Incoming>
     let mut request = request.map(Body::new);
     request.extensions_mut().insert(ClientAddr(client));
     let mut router = edge.router.clone();
-    match tower::Service::call(&mut router, request).await {
-        Ok(response) => response,
-        Err(never) => match never {},
-    }
+    let Ok(response) = tower::Service::call(&mut router, request).await;
+    response
 }
 
 /// The feed path of a GET or HEAD below `/feeds/`, percent-decoded as the router's feed route
@@ -313,6 +316,15 @@ fn response_bytes(body: &Body) -> u64 {
     response_length(body).unwrap_or(0)
 }
 
+/// The length a response's `Content-Length` tells, 0 when it tells none.
+fn told_length(headers: &HeaderMap) -> u64 {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
 /// The length of a body, when it is known before it is sent (every answer of feedcast's).
 fn response_length(body: &Body) -> Option<u64> {
     body.size_hint().exact()
@@ -321,6 +333,44 @@ fn response_length(body: &Body) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn can_tell_the_feed_requests_the_edge_answers_from_those_the_router_does() {
+        let cases: [(Method, &str, Option<&str>); 9] = [
+            (
+                Method::GET,
+                "/feeds/category/parks.rss",
+                Some("category/parks.rss"),
+            ),
+            (
+                Method::HEAD,
+                "/feeds/category/parks.rss",
+                Some("category/parks.rss"),
+            ),
+            // Decoded as the route's extractor decodes: %2E is a dot, %2F a slash in a name.
+            (
+                Method::GET,
+                "/feeds/category/parks%2Erss",
+                Some("category/parks.rss"),
+            ),
+            (Method::GET, "/feeds/a%2Fb.rss", Some("a/b.rss")),
+            (Method::GET, "/feeds//x", Some("/x")),
+            (Method::GET, "/feeds/%E6%B0%A2.rss", Some("氢.rss")),
+            // Left to the router: not UTF-8 once decoded, no feed path, another method.
+            (Method::GET, "/feeds/%FF.rss", None),
+            (Method::GET, "/feeds/", None),
+            (Method::POST, "/feeds/category/parks.rss", None),
+        ];
+        for (method, path, expected) in cases {
+            assert_eq!(
+                feed_path(&method, path).as_deref(),
+                expected,
+                "{method} {path}"
+            );
+        }
+        assert_eq!(feed_path(&Method::GET, "/feeds"), None);
+        assert_eq!(feed_path(&Method::GET, "/feeds.opml"), None);
+    }
 
     #[test]
     fn a_plain_host_is_one_an_authority_takes_and_anything_else_is_left_to_it() {

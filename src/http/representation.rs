@@ -207,7 +207,7 @@ pub(super) fn mark_stale(response: &mut Response, age: Duration) {
 /// The headers every response carries, whatever produced it: its request id, and `nosniff`
 /// so that no browser takes a feed or an error for something to run.
 pub(super) fn every_response(headers: &mut HeaderMap, request_id: HeaderValue) {
-    headers.insert(super::observe::request_id_header(), request_id);
+    headers.insert(&super::observe::REQUEST_ID, request_id);
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),

@@ -10,11 +10,10 @@
 //! `shutdown_timeout` to finish.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
-
-use std::convert::Infallible;
 
 use axum::Router;
 use hyper::server::conn::http1;

@@ -45,6 +45,7 @@ use tokio::sync::Notify;
 
 use crate::config::Settings;
 use crate::feed::{FeedId, FeedKey, Format, View};
+use crate::shard::Padded;
 use crate::store::{
     ClosedDay, FeedTally, MAX_STORED_PAIRS, ReportedCount, StatsDay, StatsReport, Store, StoreError,
 };
@@ -134,7 +135,7 @@ pub struct Stats {
     /// Each feed's index in `paths` and in the shards' counts.
     index: HashMap<FeedId, u32, foldhash::fast::RandomState>,
     paths: Vec<String>,
-    shards: Box<[Mutex<Shard>]>,
+    shards: Box<[Padded<Mutex<Shard>>]>,
     /// Hashes a pair's key: random per process, so no client can aim at a shard or a hash.
     hasher: foldhash::fast::RandomState,
     pending: AtomicUsize,
@@ -188,10 +189,10 @@ impl Stats {
             .collect::<HashMap<_, _, foldhash::fast::RandomState>>();
         let shards = (0..SHARDS)
             .map(|_| {
-                Mutex::new(Shard {
+                Padded(Mutex::new(Shard {
                     counts: vec![(0, 0, 0); index.len()],
                     pairs: HashMap::default(),
-                })
+                }))
             })
             .collect();
         Stats {
@@ -241,7 +242,7 @@ impl Stats {
         };
         let user_agent = &user_agent[..user_agent.len().min(MAX_AGENT_BYTES)];
         let key = self.hasher.hash_one((feed, client, user_agent));
-        let Ok(mut shard) = self.shards[shard_of_this_thread()].lock() else {
+        let Ok(mut shard) = self.shards[shard_of_this_thread()].0.lock() else {
             return;
         };
         let shard = &mut *shard;
@@ -408,7 +409,7 @@ impl Stats {
 
     /// Puts a batch that could not be hashed back into the tally, for the next flush.
     fn put_back(&self, counts: Vec<(u64, u64, u64)>, pairs: Vec<Pair>) {
-        let Ok(mut shard) = self.shards[shard_of_this_thread()].lock() else {
+        let Ok(mut shard) = self.shards[shard_of_this_thread()].0.lock() else {
             return;
         };
         for (c, (polls, not_modified, bytes)) in shard.counts.iter_mut().zip(counts) {
@@ -461,7 +462,7 @@ impl Stats {
         let mut counts = vec![(0u64, 0u64, 0u64); self.paths.len()];
         let mut pairs: HashMap<u64, Pair> = HashMap::new();
         for shard in &self.shards {
-            let mut shard = match shard.lock() {
+            let mut shard = match shard.0.lock() {
                 Ok(shard) => shard,
                 Err(poisoned) => poisoned.into_inner(),
             };
