@@ -115,27 +115,23 @@ pub async fn select(
     // Only the formats that can carry tombstones read them; the change time, read first,
     // covers them, since a takedown and a store again both stamp the buckets they are in.
     let shown_for = settings.tombstones.shown_for();
-    let tombstones_of = &selection;
-    let read_tombstones = |window: Window| async move {
-        if shown_for.is_zero()
-            || !matches!(key.format, Format::Atom | Format::Json | Format::Wechat)
-        {
-            return Ok(Vec::new());
-        }
-        let since = Utc::now() - chrono::TimeDelta::from_std(shown_for).unwrap_or_default();
-        let window = Window {
-            limit: Some(MAX_TOMBSTONES),
-            ..window
-        };
-        store.tombstones(tombstones_of, window, since).await
-    };
+    let shows_tombstones =
+        !shown_for.is_zero() && matches!(key.format, Format::Atom | Format::Json | Format::Wechat);
+    let since = || Utc::now() - chrono::TimeDelta::from_std(shown_for).unwrap_or_default();
+    // The change time, the rows and the tombstones, one after the other on one connection.
+    let mut reading = store.reading();
     let (rows, archive, changed, tombstones) = match key.view {
         View::Latest { limit } => {
             let window = Window::newest(limit);
-            let changed = store.changed_at(&selection, Shows::Newest).await?;
-            let rows = store.articles(&selection, window).await?;
+            let changed = reading.changed_at(&selection, Shows::Newest).await?;
+            let rows = reading.articles(&selection, window).await?;
             // Whatever `?limit=`: a takedown concerns every reader of the feed.
-            let tombstones = read_tombstones(Window::newest(MAX_TOMBSTONES)).await?;
+            let tombstones = if shows_tombstones {
+                let window = Window::newest(MAX_TOMBSTONES);
+                reading.tombstones(&selection, window, since()).await?
+            } else {
+                Vec::new()
+            };
             (rows, Archive::default(), changed, tombstones)
         }
         View::Archive(month) if month > current => {
@@ -164,21 +160,21 @@ pub async fn select(
                 from: prev,
                 to: next,
             };
-            let changed = store.changed_at(&selection, shows).await?;
-            let rows = store.articles(&selection, window).await?;
+            let changed = reading.changed_at(&selection, shows).await?;
+            let rows = reading.articles(&selection, window).await?;
             // Before the oldest item: unless a takedown in it is still announced, which only
             // its archive can carry (in every format alike, so RSS is asked too).
             let before_oldest = prev.is_none() && rows.is_empty() && month < current;
             let announced = before_oldest
                 && !shown_for.is_zero()
-                && !store
+                && !reading
                     .tombstones(
                         &selection,
                         Window {
                             limit: Some(1),
                             ..window
                         },
-                        Utc::now() - chrono::TimeDelta::from_std(shown_for).unwrap_or_default(),
+                        since(),
                     )
                     .await?
                     .is_empty();
@@ -193,7 +189,15 @@ pub async fn select(
             }
             // The month the article was published in, in the site's time zone, as it was
             // archived.
-            let tombstones = read_tombstones(window).await?;
+            let tombstones = if shows_tombstones {
+                let window = Window {
+                    limit: Some(MAX_TOMBSTONES),
+                    ..window
+                };
+                reading.tombstones(&selection, window, since()).await?
+            } else {
+                Vec::new()
+            };
             // An item dated ahead is in no archive until its month comes: the link goes to
             // the month in progress, which is the newest archive there is.
             let archive = Archive {

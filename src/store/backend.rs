@@ -92,14 +92,8 @@ pub(super) trait Backend: fmt::Debug + Send + Sync {
     fn subscriptions<'a>(&'a self, statement: &'a Statement<'a>)
     -> Op<'a, Vec<StoredSubscription>>;
 
-    /// Reads articles (the columns `StoredArticle` names).
-    fn articles<'a>(&'a self, statement: &'a Statement<'a>) -> Op<'a, Vec<StoredArticle>>;
-
     /// Reads one number, if the query finds a row.
     fn number<'a>(&'a self, statement: &'a Statement<'a>) -> Op<'a, Option<i64>>;
-
-    /// Reads tombstones (the columns `StoredTombstone` names).
-    fn tombstones<'a>(&'a self, statement: &'a Statement<'a>) -> Op<'a, Vec<StoredTombstone>>;
 
     /// Reads days of subscriber statistics (the columns `StatsDay` names).
     fn stats_days<'a>(&'a self, statement: &'a Statement<'a>) -> Op<'a, Vec<StatsDay>>;
@@ -125,11 +119,17 @@ pub(super) trait Backend: fmt::Debug + Send + Sync {
         Vec::new()
     }
 
-    /// How far the database's clock, by which change times are stamped, is ahead of this
-    /// machine's, in microseconds (0: it is this machine's).
-    fn clock_ahead(&self) -> Op<'_, i64> {
-        Box::pin(async { Ok(0) })
+    /// The SQL expression of the clock change times are stamped by, in microseconds since the
+    /// epoch, if that is the database's (PostgreSQL's triggers stamp by it); `None` if it is
+    /// this machine's. A feed's change time is read with it, in the same statement: the clock
+    /// costs no round trip of its own.
+    fn clock(&self) -> Option<&'static str> {
+        None
     }
+
+    /// Takes one connection of the pool for the reads of one feed's build, one after the other
+    /// (see `store::Reading`).
+    fn reader(&self) -> Op<'_, Box<dyn Reader>>;
 
     /// Runs after each committed write (SQLite gives its writer's page cache back).
     fn after_write(&self) -> Op<'_, ()> {
@@ -192,6 +192,72 @@ pub(super) trait Transaction: Send {
 
     /// Commits; on failure nothing was stored.
     fn commit(self: Box<Self>) -> Op<'static, ()>;
+}
+
+/// Reads on one connection of a pool, taken by [`Backend::reader`] and given back when dropped.
+pub(super) trait Reader: Send {
+    /// Reads articles (the columns `StoredArticle` names).
+    fn articles<'a>(&'a mut self, statement: &'a Statement<'a>) -> Op<'a, Vec<StoredArticle>>;
+
+    /// Reads two numbers, either NULL, of the one row the query finds (an aggregate's).
+    fn numbers<'a>(
+        &'a mut self,
+        statement: &'a Statement<'a>,
+    ) -> Op<'a, (Option<i64>, Option<i64>)>;
+
+    /// Reads tombstones (the columns `StoredTombstone` names).
+    fn tombstones<'a>(&'a mut self, statement: &'a Statement<'a>) -> Op<'a, Vec<StoredTombstone>>;
+}
+
+/// A [`Reader`] on either database: the same sqlx calls on either.
+pub(super) struct Conn<DB: Database>(pub(super) sqlx::pool::PoolConnection<DB>);
+
+impl<DB> Conn<DB>
+where
+    DB: Database,
+{
+    /// Takes a connection of `pool` as a [`Reader`].
+    pub(super) fn take(pool: &sqlx::Pool<DB>) -> Op<'_, Box<dyn Reader>>
+    where
+        Conn<DB>: Reader,
+    {
+        Box::pin(async move { Ok(Box::new(Conn(pool.acquire().await?)) as Box<dyn Reader>) })
+    }
+}
+
+impl<DB> Reader for Conn<DB>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
+    for<'r> (Option<i64>, Option<i64>): sqlx::FromRow<'r, DB::Row>,
+    for<'r> StoredArticle: sqlx::FromRow<'r, DB::Row>,
+    for<'r> StoredTombstone: sqlx::FromRow<'r, DB::Row>,
+{
+    fn articles<'a>(&'a mut self, statement: &'a Statement<'a>) -> Op<'a, Vec<StoredArticle>> {
+        fetch_rows(&mut self.0, statement)
+    }
+
+    fn numbers<'a>(
+        &'a mut self,
+        statement: &'a Statement<'a>,
+    ) -> Op<'a, (Option<i64>, Option<i64>)> {
+        Box::pin(async move {
+            let sql = sql_text::<DB>(statement);
+            let arguments = arguments::<DB>(&statement.params)?;
+            sqlx::query_as_with(&sql, arguments)
+                .fetch_one(&mut *self.0)
+                .await
+        })
+    }
+
+    fn tombstones<'a>(&'a mut self, statement: &'a Statement<'a>) -> Op<'a, Vec<StoredTombstone>> {
+        fetch_rows(&mut self.0, statement)
+    }
 }
 
 /// A statement's values as a database's arguments.
@@ -423,29 +489,8 @@ where
     }
 }
 
-/// Reads articles from `pool`: the same sqlx calls on either database.
-pub(super) fn read_articles<'a, DB>(
-    pool: &'a sqlx::Pool<DB>,
-    statement: &'a Statement<'a>,
-) -> Op<'a, Vec<StoredArticle>>
-where
-    DB: Database,
-    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
-    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
-    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
-    for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
-    for<'q> i64: Encode<'q, DB> + Type<DB>,
-    for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
-    for<'r> StoredArticle: sqlx::FromRow<'r, DB::Row>,
-{
-    Box::pin(async move {
-        let sql = sql_text::<DB>(statement);
-        let arguments = arguments::<DB>(&statement.params)?;
-        sqlx::query_as_with(&sql, arguments).fetch_all(pool).await
-    })
-}
-
-/// Reads rows of any shape `T` decodes on a transaction's connection.
+/// Reads rows of any shape `T` decodes on a connection taken from the pool (a transaction's
+/// or a [`Reader`]'s).
 fn fetch_rows<'a, DB, T>(
     conn: &'a mut sqlx::pool::PoolConnection<DB>,
     statement: &'a Statement<'a>,

@@ -36,7 +36,7 @@ use tokio::task::JoinHandle;
 
 use crate::model::Catalog;
 use crate::model::{Article, ArticleId, Bucket, CategorySlug, RegionCode};
-use backend::{Backend, Transaction};
+use backend::{Backend, Reader, Transaction};
 use postgres::PgStore;
 use sqlite::SqliteStore;
 
@@ -259,6 +259,128 @@ pub struct Store {
 /// What a failed statement was doing, as a [`StoreError`].
 fn failed(doing: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
     move |source| StoreError::Query { doing, source }
+}
+
+/// The reads of one feed's build, in order, on one connection of the store's pool: taken at
+/// the first read, given back when this is dropped. Each read straight from the pool costs
+/// PostgreSQL a round trip to check the connection on the way out and another on the way
+/// back in (sqlx pings both ways), and the next read's check could not begin until the last
+/// one's return had: a build of three reads made nine round trips where it needs three.
+pub struct Reading<'s> {
+    store: &'s Store,
+    /// The connection, once a read took it; a read that fails drops it.
+    conn: Option<Box<dyn Reader>>,
+}
+
+impl Reading<'_> {
+    /// The connection, taking one from the pool on the first read (within that read's time
+    /// bound). Put back with `self.conn = Some(…)` after a read that succeeded.
+    async fn take(&mut self) -> Result<Box<dyn Reader>, sqlx::Error> {
+        match self.conn.take() {
+            Some(conn) => Ok(conn),
+            None => self.store.backend.reader().await,
+        }
+    }
+
+    /// The articles of a selection within a window, newest first (ties: greater id first), as
+    /// stored: the intake (in `import`, above the store) turns them into articles. With a limit,
+    /// each bucket gives at most that many, so the caller cuts the merged rows to it after the
+    /// intake.
+    pub async fn articles(
+        &mut self,
+        selection: &Selection,
+        window: Window,
+    ) -> Result<Vec<StoredArticle>, StoreError> {
+        #[cfg(feature = "testing")]
+        self.store.queries.fetch_add(1, Ordering::Relaxed);
+        let store = self.store;
+        store
+            .bounded("reading a feed", async {
+                let doing = "reading a feed's articles";
+                let mut conn = self.take().await.map_err(failed(doing))?;
+                let mut found = Vec::new();
+                for bucket in &selection.any_of {
+                    let statement = sql::articles_of(bucket, selection, window);
+                    found.extend(conn.articles(&statement).await.map_err(failed(doing))?);
+                }
+                self.conn = Some(conn);
+                Ok(newest_first(found))
+            })
+            .await
+    }
+
+    /// The newest tombstones of a selection, of takedowns at or after `since`, of articles
+    /// published within the window: newest takedown first (ties: greater id first), each id
+    /// once, at most the window's limit.
+    pub async fn tombstones(
+        &mut self,
+        selection: &Selection,
+        window: Window,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<StoredTombstone>, StoreError> {
+        // Not counted in `queries`: like the change time, it is a part of a feed's read.
+        let store = self.store;
+        store
+            .bounded("reading a feed's tombstones", async {
+                let doing = "reading a feed's tombstones";
+                let mut conn = self.take().await.map_err(failed(doing))?;
+                let mut found = Vec::new();
+                for bucket in &selection.any_of {
+                    let statement =
+                        sql::tombstones_of(bucket, selection, window, sql::micros(since));
+                    found.extend(conn.tombstones(&statement).await.map_err(failed(doing))?);
+                }
+                self.conn = Some(conn);
+                found.sort_by(|a, b| {
+                    b.deleted_at
+                        .cmp(&a.deleted_at)
+                        .then_with(|| b.article_id.cmp(&a.article_id))
+                });
+                found.dedup_by(|a, b| a.article_id == b.article_id);
+                found.truncate(window.limit.map_or(usize::MAX, |n| n as usize));
+                Ok(found)
+            })
+            .await
+    }
+
+    /// When what a selection shows last changed, by the store's clock, and how far that clock
+    /// is ahead of this machine's. Read before the articles, so that a write in between makes
+    /// the time older than what is shown, never newer.
+    pub async fn changed_at(
+        &mut self,
+        selection: &Selection,
+        shows: Shows,
+    ) -> Result<Changed, StoreError> {
+        let store = self.store;
+        store
+            .bounded("reading a feed's change time", async {
+                let doing = "reading a feed's change time";
+                let (first, last) = match shows {
+                    Shows::Newest => (sql::WHOLE_BUCKET, sql::WHOLE_BUCKET),
+                    Shows::Published { from, to } => (
+                        from.map_or(sql::FIRST_MONTH, |t| sql::utc_month(sql::micros(t))),
+                        to.map_or(sql::LAST_MONTH, |t| sql::utc_month(sql::micros(t))),
+                    ),
+                };
+                let statement =
+                    sql::changed_at(&selection.any_of, first, last, store.backend.clock());
+                let mut conn = self.take().await.map_err(failed(doing))?;
+                // The store's clock is read in the same statement (if change times go by it):
+                // its reading is taken at the middle of the round trip.
+                let before = sql::micros(Utc::now());
+                let (at, theirs) = conn.numbers(&statement).await.map_err(failed(doing))?;
+                let after = sql::micros(Utc::now());
+                self.conn = Some(conn);
+                let clock_ahead = theirs.map_or(0, |t| t - (before + after) / 2);
+                Ok(Changed {
+                    at: at
+                        .and_then(DateTime::from_timestamp_micros)
+                        .unwrap_or(DateTime::UNIX_EPOCH),
+                    clock_ahead: chrono::TimeDelta::microseconds(clock_ahead),
+                })
+            })
+            .await
+    }
 }
 
 /// A write in progress (one transaction): nothing of it is visible until [`Writer::commit`],
@@ -855,64 +977,22 @@ impl Store {
         let _ = self.health.record_write(probed);
     }
 
-    /// The articles of a selection within a window, newest first (ties: greater id first), as
-    /// stored: the intake (in `import`, above the store) turns them into articles. With a limit,
-    /// each bucket gives at most that many, so the caller cuts the merged rows to it after the
-    /// intake.
+    /// A feed's reads, on one connection (see [`Reading`]).
+    pub fn reading(&self) -> Reading<'_> {
+        Reading {
+            store: self,
+            conn: None,
+        }
+    }
+
+    /// The articles of a selection within a window: [`Reading::articles`] on a connection
+    /// of its own.
     pub async fn articles(
         &self,
         selection: &Selection,
         window: Window,
     ) -> Result<Vec<StoredArticle>, StoreError> {
-        #[cfg(feature = "testing")]
-        self.queries.fetch_add(1, Ordering::Relaxed);
-        self.bounded("reading a feed", async {
-            let mut found = Vec::new();
-            for bucket in &selection.any_of {
-                let statement = sql::articles_of(bucket, selection, window);
-                found.extend(
-                    self.backend
-                        .articles(&statement)
-                        .await
-                        .map_err(failed("reading a feed's articles"))?,
-                );
-            }
-            Ok(newest_first(found))
-        })
-        .await
-    }
-
-    /// The newest tombstones of a selection, of takedowns at or after `since`, of articles
-    /// published within the window: newest takedown first (ties: greater id first), each id
-    /// once, at most the window's limit.
-    pub async fn tombstones(
-        &self,
-        selection: &Selection,
-        window: Window,
-        since: DateTime<Utc>,
-    ) -> Result<Vec<StoredTombstone>, StoreError> {
-        // Not counted in `queries`: like the change time, it is a part of a feed's read.
-        self.bounded("reading a feed's tombstones", async {
-            let mut found = Vec::new();
-            for bucket in &selection.any_of {
-                let statement = sql::tombstones_of(bucket, selection, window, sql::micros(since));
-                found.extend(
-                    self.backend
-                        .tombstones(&statement)
-                        .await
-                        .map_err(failed("reading a feed's tombstones"))?,
-                );
-            }
-            found.sort_by(|a, b| {
-                b.deleted_at
-                    .cmp(&a.deleted_at)
-                    .then_with(|| b.article_id.cmp(&a.article_id))
-            });
-            found.dedup_by(|a, b| a.article_id == b.article_id);
-            found.truncate(window.limit.map_or(usize::MAX, |n| n as usize));
-            Ok(found)
-        })
-        .await
+        self.reading().articles(selection, window).await
     }
 
     /// The publication time nearest an edge among a selection's articles, if any.
@@ -939,42 +1019,6 @@ impl Store {
                 };
             }
             Ok(nearest.and_then(DateTime::from_timestamp_micros))
-        })
-        .await
-    }
-
-    /// When what a selection shows last changed, by the store's clock, and how far that clock
-    /// is ahead of this machine's. Read before the articles, so that a write in between makes
-    /// the time older than what is shown, never newer.
-    pub async fn changed_at(
-        &self,
-        selection: &Selection,
-        shows: Shows,
-    ) -> Result<Changed, StoreError> {
-        self.bounded("reading a feed's change time", async {
-            let (first, last) = match shows {
-                Shows::Newest => (sql::WHOLE_BUCKET, sql::WHOLE_BUCKET),
-                Shows::Published { from, to } => (
-                    from.map_or(sql::FIRST_MONTH, |t| sql::utc_month(sql::micros(t))),
-                    to.map_or(sql::LAST_MONTH, |t| sql::utc_month(sql::micros(t))),
-                ),
-            };
-            let at = self
-                .backend
-                .number(&sql::changed_at(&selection.any_of, first, last))
-                .await
-                .map_err(failed("reading a feed's change time"))?;
-            let clock_ahead = self
-                .backend
-                .clock_ahead()
-                .await
-                .map_err(failed("reading the store's clock"))?;
-            Ok(Changed {
-                at: at
-                    .and_then(DateTime::from_timestamp_micros)
-                    .unwrap_or(DateTime::UNIX_EPOCH),
-                clock_ahead: chrono::TimeDelta::microseconds(clock_ahead),
-            })
         })
         .await
     }

@@ -13,14 +13,11 @@ use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
 use super::backend::{
-    AbortOnDrop, Backend, Embedded, Op, Transaction, Tx, arguments, execute_on, read_articles,
+    AbortOnDrop, Backend, Conn, Embedded, Op, Reader, Transaction, Tx, arguments, execute_on,
     read_number, read_rows,
 };
 use super::sql::{self, Statement};
-use super::{
-    Change, LogRow, StatsDay, StatsReport, StoreError, StoredArticle, StoredSubscription,
-    StoredTombstone,
-};
+use super::{Change, LogRow, StatsDay, StatsReport, StoreError, StoredSubscription};
 use crate::model::Catalog;
 
 const MIGRATIONS: Embedded = Embedded(&[
@@ -140,10 +137,6 @@ impl Backend for PgStore {
         })
     }
 
-    fn articles<'a>(&'a self, statement: &'a Statement<'a>) -> Op<'a, Vec<StoredArticle>> {
-        read_articles(&self.pool, statement)
-    }
-
     fn number<'a>(&'a self, statement: &'a Statement<'a>) -> Op<'a, Option<i64>> {
         read_number(&self.pool, statement)
     }
@@ -192,10 +185,6 @@ impl Backend for PgStore {
         })
     }
 
-    fn tombstones<'a>(&'a self, statement: &'a Statement<'a>) -> Op<'a, Vec<StoredTombstone>> {
-        read_rows(&self.pool, statement)
-    }
-
     fn stats_days<'a>(&'a self, statement: &'a Statement<'a>) -> Op<'a, Vec<StatsDay>> {
         read_rows(&self.pool, statement)
     }
@@ -232,13 +221,12 @@ impl Backend for PgStore {
     }
 
     /// The trigger stamps change times by the database's clock.
-    fn clock_ahead(&self) -> Op<'_, i64> {
-        Box::pin(async move {
-            let before = sql::micros(chrono::Utc::now());
-            let theirs = read_number(&self.pool, &sql::postgres_now()).await?;
-            let after = sql::micros(chrono::Utc::now());
-            Ok(theirs.map_or(0, |t| t - (before + after) / 2))
-        })
+    fn clock(&self) -> Option<&'static str> {
+        Some(sql::POSTGRES_NOW)
+    }
+
+    fn reader(&self) -> Op<'_, Box<dyn Reader>> {
+        Conn::take(&self.pool)
     }
 
     fn bulk_writing(&self) -> Option<[Statement<'static>; 2]> {

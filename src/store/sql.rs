@@ -510,11 +510,18 @@ pub(super) const FIRST_MONTH: i64 = 1;
 pub(super) const LAST_MONTH: i64 = 999_999;
 
 /// When what these buckets show last changed, in the months from `first` to `last` (both
-/// [`WHOLE_BUCKET`] for the buckets' newest items), or everything did.
-pub(super) fn changed_at<'a>(buckets: &[Bucket], first: i64, last: i64) -> Statement<'a> {
+/// [`WHOLE_BUCKET`] for the buckets' newest items), or everything did; and, read at the same
+/// time, the `clock` change times are stamped by (an SQL expression), or NULL without one.
+pub(super) fn changed_at<'a>(
+    buckets: &[Bucket],
+    first: i64,
+    last: i64,
+    clock: Option<&str>,
+) -> Statement<'a> {
     let mut statement = Statement::new(format!(
-        "SELECT MAX(changed_at) FROM change_times WHERE bucket = $1 \
+        "SELECT MAX(changed_at), {} FROM change_times WHERE bucket = $1 \
          OR (bucket IN ({}) AND month BETWEEN ${} AND ${})",
+        clock.unwrap_or("NULL"),
         (0..buckets.len())
             .map(|i| format!("${}", i + 2))
             .collect::<Vec<_>>()
@@ -1255,9 +1262,7 @@ pub(super) fn postgres_stamp_everything() -> Statement<'static> {
 }
 
 /// The database's clock, in microseconds since the epoch.
-pub(super) fn postgres_now() -> Statement<'static> {
-    Statement::new("SELECT feedcast_now()")
-}
+pub(super) const POSTGRES_NOW: &str = "feedcast_now()";
 
 /// Tells every replica that the feed index was rebuilt, so they drop their caches: a change-log
 /// entry for no article in particular (see migration 5).

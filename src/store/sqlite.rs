@@ -12,13 +12,11 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Sqlite, SqlitePool};
 
 use super::backend::{
-    AbortOnDrop, Backend, Embedded, Op, Transaction, Tx, execute_on, read_articles, read_number,
+    AbortOnDrop, Backend, Conn, Embedded, Op, Reader, Transaction, Tx, execute_on, read_number,
     read_rows,
 };
 use super::sql::{self, Statement};
-use super::{
-    StatsDay, StatsReport, StoreError, StoredArticle, StoredSubscription, StoredTombstone,
-};
+use super::{StatsDay, StatsReport, StoreError, StoredSubscription};
 
 const MIGRATIONS: Embedded = Embedded(&[
     (
@@ -217,10 +215,6 @@ impl Backend for SqliteStore {
         })
     }
 
-    fn articles<'a>(&'a self, statement: &'a Statement<'a>) -> Op<'a, Vec<StoredArticle>> {
-        read_articles(&self.pool, statement)
-    }
-
     fn number<'a>(&'a self, statement: &'a Statement<'a>) -> Op<'a, Option<i64>> {
         read_number(&self.pool, statement)
     }
@@ -236,16 +230,16 @@ impl Backend for SqliteStore {
         read_rows(&self.pool, statement)
     }
 
-    fn tombstones<'a>(&'a self, statement: &'a Statement<'a>) -> Op<'a, Vec<StoredTombstone>> {
-        read_rows(&self.pool, statement)
-    }
-
     fn stats_days<'a>(&'a self, statement: &'a Statement<'a>) -> Op<'a, Vec<StatsDay>> {
         read_rows(&self.pool, statement)
     }
 
     fn stats_reports<'a>(&'a self, statement: &'a Statement<'a>) -> Op<'a, Vec<StatsReport>> {
         read_rows(&self.pool, statement)
+    }
+
+    fn reader(&self) -> Op<'_, Box<dyn Reader>> {
+        Conn::take(&self.pool)
     }
 
     /// Every feed changed when the feed index was rebuilt.
