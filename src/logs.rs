@@ -491,10 +491,15 @@ mod tests {
         }
     }
 
-    #[test]
-    fn can_count_the_request_lines_a_stalled_log_has_no_room_for_and_write_the_rest_at_stop() {
-        const LINES: usize = 1_000;
-        let lines = Arc::new(RequestLines::new(8, 1));
+    /// A writer of `lines` into a [`Stalled`] sink: what it wrote, and the sender that lets
+    /// it write (sent or dropped).
+    fn stalled_writer(
+        lines: &Arc<RequestLines>,
+    ) -> (
+        RequestWriter,
+        std::sync::mpsc::Sender<()>,
+        Arc<Mutex<Vec<u8>>>,
+    ) {
         let (go, release) = std::sync::mpsc::channel();
         let written = Arc::new(Mutex::new(Vec::new()));
         let writer = RequestWriter::start(
@@ -506,6 +511,14 @@ mod tests {
             }),
         )
         .unwrap();
+        (writer, go, written)
+    }
+
+    #[test]
+    fn can_count_the_request_lines_a_stalled_log_has_no_room_for_and_write_the_rest_at_stop() {
+        const LINES: usize = 1_000;
+        let lines = Arc::new(RequestLines::new(8, 1));
+        let (writer, go, written) = stalled_writer(&lines);
         for i in 0..LINES {
             lines.push(|out| {
                 out.extend_from_slice(format!("line {i}\n").as_bytes());
@@ -531,18 +544,8 @@ mod tests {
     #[test]
     fn can_write_request_lines_whole_without_a_stop_once_a_buffer_fills_or_time_passes() {
         let lines = Arc::new(RequestLines::new(1_000_000, 2));
-        let written = Arc::new(Mutex::new(Vec::new()));
-        let (go, release) = std::sync::mpsc::channel();
+        let (_writer, go, written) = stalled_writer(&lines);
         go.send(()).unwrap();
-        let _writer = RequestWriter::start(
-            lines.clone(),
-            Box::new(Stalled {
-                release,
-                released: false,
-                written: written.clone(),
-            }),
-        )
-        .unwrap();
         let line = format!("{}\n", "x".repeat(99));
         for _ in 0..2 * WRITE_BUFFER / line.len() {
             lines.push(|out| out.extend_from_slice(line.as_bytes()));
@@ -567,16 +570,7 @@ mod tests {
     #[test]
     fn can_stop_within_its_bound_while_the_log_is_never_read() {
         let lines = Arc::new(RequestLines::new(8, 1));
-        let (go, release) = std::sync::mpsc::channel();
-        let writer = RequestWriter::start(
-            lines.clone(),
-            Box::new(Stalled {
-                release,
-                released: false,
-                written: Arc::new(Mutex::new(Vec::new())),
-            }),
-        )
-        .unwrap();
+        let (writer, go, _) = stalled_writer(&lines);
         lines.push(|out| out.extend_from_slice(b"never read\n"));
         // Wait for the writer to be stuck on the line, then stop it: the stop returns.
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
