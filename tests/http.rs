@@ -294,12 +294,7 @@ async fn errors_are_short_plain_text(backend: Backend) {
         assert!(body.contains(words), "{path}: {body}");
     }
     // HEAD answers like GET, without a body.
-    let head = server
-        .client
-        .head(format!("{}/feeds/category/parks.atom", server.base))
-        .send()
-        .await
-        .unwrap();
+    let head = server.head("/feeds/category/parks.atom", &[]).await;
     assert_eq!(head.status(), 200);
     assert_eq!(
         head.headers()["content-type"],
@@ -309,12 +304,7 @@ async fn errors_are_short_plain_text(backend: Backend) {
     // A HEAD of what is not there is the GET's 404, its length told and its body not sent.
     let missing = "/feeds/category/nope.rss";
     let got = server.get(missing).await.bytes().await.unwrap().len();
-    let head = server
-        .client
-        .head(format!("{}{missing}", server.base))
-        .send()
-        .await
-        .unwrap();
+    let head = server.head(missing, &[]).await;
     assert_eq!(head.status(), 404);
     assert_eq!(header(&head, "content-length"), got.to_string());
     assert!(head.bytes().await.unwrap().is_empty());

@@ -282,6 +282,15 @@ impl Server {
             .unwrap()
     }
 
+    /// A HEAD of `path` with `headers`.
+    pub async fn head(&self, path: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+        let mut request = self.client.head(format!("{}{path}", self.base));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.send().await.unwrap()
+    }
+
     /// Waits until the server has applied `count` store changes in all, failing the test,
     /// naming `what`, if that takes longer than `within`.
     pub async fn hears(&self, count: u64, within: std::time::Duration, what: &str) {
