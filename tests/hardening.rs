@@ -343,9 +343,12 @@ async fn a_failed_write_leaves_the_store_writable(server: common::Server, fault:
     assert_eq!(readyz(&server).await.0, 200);
 
     fault.start().await;
-    // Large enough that SQLite must grow its files to write it.
+    // Large enough that SQLite must grow its files to write it: larger than the write-ahead
+    // log the start-up leaves (some 1.3 MB of migrations), whose space a write may reuse once
+    // a checkpoint (every 250 ms) has copied it out. At 0.9 MB it fit there whenever the
+    // test ran slowly enough for a checkpoint to come first.
     let mut big = article("w2");
-    big["content_html"] = json!(format!("<p>{}</p>", "氢".repeat(300_000)));
+    big["content_html"] = json!(format!("<p>{}</p>", "氢".repeat(700_000)));
     let (status, body) = call(
         &server,
         "PUT",
