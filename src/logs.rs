@@ -125,8 +125,8 @@ pub fn install(format: LogFormat, queued_lines: u32) -> LogGuard {
     }
 }
 
-/// The machine's cores: a buffer of request lines for each worker thread, as Tokio's runtime
-/// starts one worker thread a core.
+/// The machine's cores: a buffer of request lines for each thread that answers requests, as
+/// the HTTP edge starts one a core.
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 64))
 }

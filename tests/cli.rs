@@ -218,13 +218,13 @@ fn import_then_render_any_feed() {
     assert!(stderr(&missing).contains("no category `nope`"));
 }
 
-#[test]
-fn serve_demo_answers_and_stops_on_sigterm() {
-    let dir = tempfile::tempdir().unwrap();
+/// Starts `serve --demo` on `listen` with a store in `dir`; its address, as its first line of
+/// output says, and the two lines after it.
+fn serve_demo(dir: &Path, listen: &str) -> (std::process::Child, String, Vec<String>) {
     let mut child = Command::new(BIN)
         .args(["--config", CONFIG, "--database"])
-        .arg(format!("sqlite://{}", dir.path().join("demo.db").display()))
-        .args(["serve", "--demo", "--listen", "127.0.0.1:0"])
+        .arg(format!("sqlite://{}", dir.join("demo.db").display()))
+        .args(["serve", "--demo", "--listen", listen])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -237,23 +237,20 @@ fn serve_demo_answers_and_stops_on_sigterm() {
         .unwrap_or_else(|| panic!("unexpected first line {first}"))
         .to_owned();
     let printed: Vec<String> = lines.by_ref().take(2).map(Result::unwrap).collect();
-    assert!(printed[0].contains("/feeds/category/"), "{printed:?}");
+    (child, addr, printed)
+}
 
+/// The body of a GET of `url`.
+fn get(url: &str) -> String {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let body = rt.block_on(async {
-        reqwest::get(format!("http://{addr}/feeds/region/320000.rss"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    });
-    let channel = rss::Channel::read_from(body.as_bytes()).unwrap();
-    assert!(!channel.items().is_empty(), "the demo articles are served");
+    rt.block_on(async { reqwest::get(url).await.unwrap().text().await.unwrap() })
+}
 
+/// Stops a server as an operator would; it must exit cleanly.
+fn sigterm(mut child: std::process::Child) {
     let killed = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -261,6 +258,47 @@ fn serve_demo_answers_and_stops_on_sigterm() {
     assert!(killed.success());
     let status = child.wait().unwrap();
     assert!(status.success(), "exits cleanly on SIGTERM: {status}");
+}
+
+#[test]
+fn serve_demo_answers_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, addr, printed) = serve_demo(dir.path(), "127.0.0.1:0");
+    assert!(printed[0].contains("/feeds/category/"), "{printed:?}");
+
+    let body = get(&format!("http://{addr}/feeds/region/320000.rss"));
+    let channel = rss::Channel::read_from(body.as_bytes()).unwrap();
+    assert!(!channel.items().is_empty(), "the demo articles are served");
+    sigterm(child);
+}
+
+/// Each core's edge accepts on its own copy of one listening socket, not on a port shared
+/// with SO_REUSEPORT: a second server started on a port in use fails and says which, rather
+/// than taking half of the first one's connections.
+#[test]
+fn a_second_server_on_a_port_in_use_fails_and_the_first_serves_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, addr, _) = serve_demo(dir.path(), "127.0.0.1:0");
+    let other = tempfile::tempdir().unwrap();
+    let second = Command::new(BIN)
+        .args(["--config", CONFIG, "--database"])
+        .arg(format!(
+            "sqlite://{}",
+            other.path().join("demo.db").display()
+        ))
+        .args(["serve", "--demo", "--listen", &addr])
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    let said = stderr(&second);
+    assert!(said.contains(&format!("listening on {addr}")), "{said}");
+    assert!(said.contains("in use"), "{said}");
+    // Every connection still reaches the first: each new one is a new accept.
+    for _ in 0..20 {
+        let body = get(&format!("http://{addr}/feeds/region/320000.rss"));
+        assert!(body.contains("<rss"), "{body}");
+    }
+    sigterm(child);
 }
 
 /// Articles `from..to`, one NDJSON line each, all valid.

@@ -1,13 +1,14 @@
 //! Every request's way in: its client address, a request id, the Host check (400), the
 //! query-string bound (414), the request timeout (503), the way to its answer (a feed's GET
-//! or HEAD straight to the feed handler, the rest through the router), the headers every
-//! response carries, one log line (id, client, method, path, status, bytes, latency) and the
-//! request metrics.
+//! or HEAD straight to the feed handler on the edge's thread, the rest through the router in
+//! a task of the main runtime), the headers every response carries, one log line (id,
+//! client, method, path, status, bytes, latency) and the request metrics.
 //! Requests hyper refuses before routing, and connections closed for a limit, are logged and
 //! counted here too, so every refusal shows in the same place.
 
 use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::task::Poll;
@@ -20,6 +21,7 @@ use axum::response::{IntoResponse, Response};
 use hyper::body::Incoming;
 
 use super::client::{ClientAddr, client_address};
+use super::error::AppError;
 use super::representation::plain;
 use crate::app::App;
 use crate::logs::RequestLine;
@@ -134,8 +136,59 @@ pub(super) struct Edge {
     pub app: Arc<App>,
     /// Every route but the feeds' GET and HEAD.
     pub router: Router,
+    /// The runtime the service's own work runs on (see [`on_main`]).
+    pub main: tokio::runtime::Handle,
     /// The connection's other end (a client, or a trusted proxy).
     pub peer: SocketAddr,
+}
+
+pin_project_lite::pin_project! {
+    /// A request's work, run on the edge's thread but polled, and dropped, in the context of
+    /// the main runtime: whatever it starts there (a build's store reads and their timers, CPU
+    /// work on the blocking pool, a task, a connection to the store, the return of one to the
+    /// pool when a client leaves mid-build) belongs to the main runtime, which outlives the
+    /// edges and bounds the blocking pool for all of them. A cached feed starts nothing, and
+    /// is answered without leaving the edge.
+    struct OnMain<'m, F> {
+        main: &'m tokio::runtime::Handle,
+        #[pin]
+        work: Option<F>,
+    }
+
+    impl<'m, F> PinnedDrop for OnMain<'m, F> {
+        fn drop(this: Pin<&mut Self>) {
+            let mut this = this.project();
+            let _main = this.main.enter();
+            this.work.set(None);
+        }
+    }
+}
+
+impl<F: Future> Future for OnMain<'_, F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<F::Output> {
+        let mut this = self.project();
+        let _main = this.main.enter();
+        let Some(work) = this.work.as_mut().as_pin_mut() else {
+            // Polled again after it was ready, which a `Future`'s contract rules out.
+            return Poll::Pending;
+        };
+        let answer = work.poll(cx);
+        if answer.is_ready() {
+            // Its state goes as it was made: in the main runtime's context.
+            this.work.set(None);
+        }
+        answer
+    }
+}
+
+/// `work`, run in the main runtime's context (see [`OnMain`]).
+fn on_main<F: Future>(main: &tokio::runtime::Handle, work: F) -> OnMain<'_, F> {
+    OnMain {
+        main,
+        work: Some(work),
+    }
 }
 
 /// Answers one request: checks it, answers it (a feed's GET or HEAD directly, the rest
@@ -169,7 +222,7 @@ pub(super) async fn answer(edge: &Edge, request: hyper::Request<Incoming>) -> Re
     } else if too_long {
         plain(StatusCode::URI_TOO_LONG, "query string too long\n")
     } else {
-        let mut work = std::pin::pin!(dispatch(edge, client, request));
+        let mut work = std::pin::pin!(on_main(&edge.main, dispatch(edge, client, request)));
         // A cached feed or a 304 is answered at the first poll: the request timeout's timer is
         // set only for an answer that has to wait (a build, the store), not for every hit.
         match std::future::poll_fn(|cx| Poll::Ready(work.as_mut().poll(cx))).await {
@@ -240,8 +293,38 @@ async fn dispatch(edge: &Edge, client: IpAddr, request: hyper::Request<Incoming>
     let mut request = request.map(Body::new);
     request.extensions_mut().insert(ClientAddr(client));
     let mut router = edge.router.clone();
-    let Ok(response) = tower::Service::call(&mut router, request).await;
-    response
+    // A task of the main runtime, not this edge's: a handler that takes its time (an import,
+    // a report) holds up no other connection of this edge, and runs on whichever core is free.
+    let handled = Aborted(edge.main.spawn(async move {
+        let Ok(response) = tower::Service::call(&mut router, request).await;
+        response
+    }));
+    match handled.await {
+        Ok(response) => response,
+        Err(e) => {
+            tracing::error!(cause = %e, "a handler failed");
+            AppError::Internal("the handler failed".to_owned()).into_response()
+        }
+    }
+}
+
+/// A task's handle that aborts the task if dropped before it ends: a request whose client
+/// left, or which timed out, stops its handler's work as it did when the handler ran in the
+/// request's own future.
+struct Aborted<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Future for Aborted<T> {
+    type Output = Result<T, tokio::task::JoinError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+impl<T> Drop for Aborted<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// The feed path of a GET or HEAD below `/feeds/`, percent-decoded as the router's feed route

@@ -1,13 +1,16 @@
-//! The accept loop: hyper's HTTP/1 server under feedcast's limits.
+//! The accept loops: hyper's HTTP/1 server under feedcast's limits, one edge per core.
 //!
+//! Each edge is a thread with a single-threaded runtime that accepts on its own descriptor of
+//! the listening socket and serves its connections itself, as nginx's workers do; the work a
+//! request starts beyond a cached answer runs on the main runtime (see `observe`).
 //! A connection must send its headers within the header-read timeout; one whose socket accepts
 //! no byte of a pending response for the write timeout is closed (a client that pipelines
 //! requests and never reads the answers would otherwise hold it forever); one client address
 //! holds at most `max_connections_per_address` connections (trusted proxies exempt) and the
-//! whole server at most `max_connections` (the rest wait in the listen backlog). Requests that
-//! hyper refuses before they reach the router (400, 414, 431) are logged and counted like any
-//! other. On shutdown the listener closes at once and in-flight requests get
-//! `shutdown_timeout` to finish.
+//! whole server at most `max_connections` (the rest wait in the listen backlog), counted
+//! across the edges. Requests that hyper refuses before they reach the router (400, 414, 431)
+//! are logged and counted like any other. On shutdown every edge closes its descriptor of the
+//! listener at once and in-flight requests get `shutdown_timeout` to finish.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -21,7 +24,8 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::runtime::Handle;
+use tokio::sync::{Semaphore, oneshot, watch};
 use tokio_io_timeout::TimeoutStream;
 
 use super::observe::{self, Edge};
@@ -66,8 +70,30 @@ impl Drop for Counted {
     }
 }
 
+/// What every edge shares: the service, the bounds on connections, and the runtime the
+/// service's own work runs on.
+#[derive(Clone)]
+struct Shared {
+    app: Arc<App>,
+    router: Router,
+    limits: HttpLimits,
+    trusted: TrustedProxies,
+    connections: Arc<Semaphore>,
+    per_address: Arc<PerAddress>,
+    /// The runtime `run` was called on: builds, the store, the router's handlers and every
+    /// task they start run there (see [`observe::on_main`]).
+    main: Handle,
+}
+
 /// Serves `app` (its feeds directly, the rest through `router`) on `listener` until
 /// `shutdown` completes, then lets in-flight requests finish within `limits.shutdown_timeout`.
+///
+/// Connections are served by one edge per core: a thread with a single-threaded runtime that
+/// accepts on its own copy of the listening socket and answers its connections' requests
+/// itself, as nginx's workers do. On Tokio's work-stealing runtime, a request woke a parked
+/// worker to steal it and its answer crossed cores; that was the largest cost left of a
+/// cached feed (docs/BENCHMARKS.md). The work a request starts beyond a cache hit (a build,
+/// the store, the router's handlers) runs on the runtime `run` was called on.
 pub(super) async fn run(
     listener: TcpListener,
     app: Arc<App>,
@@ -76,17 +102,90 @@ pub(super) async fn run(
     trusted: TrustedProxies,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let connections = Arc::new(Semaphore::new(limits.max_connections));
-    let per_address = Arc::new(PerAddress::default());
+    let shared = Shared {
+        app,
+        router,
+        limits,
+        trusted,
+        connections: Arc::new(Semaphore::new(limits.max_connections)),
+        per_address: Arc::new(PerAddress::default()),
+        main: Handle::current(),
+    };
+    // One socket, one open file description: each edge registers its own descriptor of it,
+    // and the kernel hands each connection to the edge that accepts it first. Unlike
+    // SO_REUSEPORT, a second server on the same port still fails to bind.
+    let listener = listener.into_std()?;
+    let (stop, stopped) = watch::channel(false);
+    let mut edges = Vec::new();
+    for n in 0..edge_count() {
+        let listener = listener.try_clone()?;
+        let (shared, stopped) = (shared.clone(), stopped.clone());
+        let (done, finished) = oneshot::channel();
+        std::thread::Builder::new()
+            .name(format!("feedcast-edge-{n}"))
+            .spawn(move || {
+                let served = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .and_then(|edge| edge.block_on(accept(listener, shared, stopped)));
+                let _ = done.send(served);
+            })?;
+        edges.push(finished);
+    }
+    drop(listener);
+    shutdown.await;
+    // Every edge stops accepting at once: the port closes when the last copy of the socket
+    // does, so the load balancer sees it close.
+    let _ = stop.send(true);
+    tracing::info!("shutting down: finishing in-flight requests");
+    let mut all_closed = true;
+    let mut result = Ok(());
+    for finished in edges {
+        let ended = finished
+            .await
+            .unwrap_or_else(|_| Err(std::io::Error::other("an edge thread ended in a panic")));
+        match ended {
+            Ok(closed) => all_closed &= closed,
+            Err(e) => result = Err(e),
+        }
+    }
+    if all_closed {
+        tracing::info!("all connections closed");
+    } else {
+        tracing::warn!(after = ?limits.shutdown_timeout, "shutdown timeout: dropped remaining connections");
+    }
+    result
+}
+
+/// Edges: one per core the process may use.
+fn edge_count() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+}
+
+/// One edge: accepts connections on `listener` and serves them on this thread's runtime until
+/// `stopped` turns true, then lets its in-flight requests finish within the shutdown timeout:
+/// whether they all did.
+async fn accept(
+    listener: std::net::TcpListener,
+    shared: Shared,
+    mut stopped: watch::Receiver<bool>,
+) -> std::io::Result<bool> {
+    let listener = TcpListener::from_std(listener)?;
+    let (limits, connections, per_address) = (
+        shared.limits,
+        shared.connections.clone(),
+        shared.per_address.clone(),
+    );
     let graceful = GracefulShutdown::new();
-    let mut shutdown = std::pin::pin!(shutdown);
+    let stop = stopped.wait_for(|stop| *stop);
+    let mut stop = std::pin::pin!(stop);
     loop {
         let permit = tokio::select! {
             permit = connections.clone().acquire_owned() => match permit {
                 Ok(p) => p,
                 Err(_) => break,
             },
-            () = &mut shutdown => break,
+            _ = &mut stop => break,
         };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -98,11 +197,11 @@ pub(super) async fn run(
                     continue;
                 }
             },
-            () = &mut shutdown => break,
+            _ = &mut stop => break,
         };
         let ip = peer.ip().to_canonical();
         // Every client behind a trusted proxy shares its address: the proxy is not limited.
-        let counted = if trusted.contains(ip) {
+        let counted = if shared.trusted.contains(ip) {
             None
         } else {
             let key = super::client::limit_key(ip);
@@ -118,8 +217,9 @@ pub(super) async fn run(
         let mut io = TimeoutStream::new(stream);
         io.set_write_timeout(Some(limits.write_timeout));
         let edge = Arc::new(Edge {
-            app: app.clone(),
-            router: router.clone(),
+            app: shared.app.clone(),
+            router: shared.router.clone(),
+            main: shared.main.clone(),
             peer,
         });
         // The connection's own handle to the app and router: a request clones it, not the
@@ -141,16 +241,11 @@ pub(super) async fn run(
             drop(permit);
         });
     }
-    // Stop accepting before waiting, so the load balancer sees the port close.
     drop(listener);
-    tracing::info!("shutting down: finishing in-flight requests");
     tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections closed"),
-        () = tokio::time::sleep(limits.shutdown_timeout) => {
-            tracing::warn!(after = ?limits.shutdown_timeout, "shutdown timeout: dropping remaining connections");
-        }
+        () = graceful.shutdown() => Ok(true),
+        () = tokio::time::sleep(limits.shutdown_timeout) => Ok(false),
     }
-    Ok(())
 }
 
 /// Says how a connection that hyper ended with an error ended: a request hyper refused is
