@@ -272,6 +272,18 @@ fn serve_demo_answers_and_stops_on_sigterm() {
     sigterm(child);
 }
 
+/// A server process, killed if the test ends without stopping it (a failed assertion).
+struct Running(Option<std::process::Child>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// Each core's edge accepts on its own copy of one listening socket, not on a port shared
 /// with SO_REUSEPORT: a second server started on a port in use fails and says which, rather
 /// than taking half of the first one's connections.
@@ -279,18 +291,29 @@ fn serve_demo_answers_and_stops_on_sigterm() {
 fn a_second_server_on_a_port_in_use_fails_and_the_first_serves_on() {
     let dir = tempfile::tempdir().unwrap();
     let (child, addr, _) = serve_demo(dir.path(), "127.0.0.1:0");
+    let mut first = Running(Some(child));
     let other = tempfile::tempdir().unwrap();
-    let second = Command::new(BIN)
+    let mut second = Command::new(BIN)
         .args(["--config", CONFIG, "--database"])
-        .arg(format!(
-            "sqlite://{}",
-            other.path().join("demo.db").display()
-        ))
-        .args(["serve", "--demo", "--listen", &addr])
-        .output()
+        .arg(format!("sqlite://{}", other.path().join("x.db").display()))
+        .args(["serve", "--listen", &addr])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
-    assert!(!second.status.success());
-    let said = stderr(&second);
+    // Waited for on a thread of its own: a second server that did bind would serve forever.
+    let (exited, exit) = std::sync::mpsc::channel();
+    let pid = second.id();
+    std::thread::spawn(move || {
+        let mut said = String::new();
+        let _ = std::io::Read::read_to_string(&mut second.stderr.take().unwrap(), &mut said);
+        let _ = exited.send((second.wait().unwrap(), said));
+    });
+    let Ok((status, said)) = exit.recv_timeout(std::time::Duration::from_secs(60)) else {
+        let _ = Command::new("kill").arg(pid.to_string()).status();
+        panic!("a second server on {addr} started serving");
+    };
+    assert!(!status.success());
     assert!(said.contains(&format!("listening on {addr}")), "{said}");
     assert!(said.contains("in use"), "{said}");
     // Every connection still reaches the first: each new one is a new accept.
@@ -298,7 +321,7 @@ fn a_second_server_on_a_port_in_use_fails_and_the_first_serves_on() {
         let body = get(&format!("http://{addr}/feeds/region/320000.rss"));
         assert!(body.contains("<rss"), "{body}");
     }
-    sigterm(child);
+    sigterm(first.0.take().unwrap());
 }
 
 /// Articles `from..to`, one NDJSON line each, all valid.

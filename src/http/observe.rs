@@ -143,12 +143,13 @@ pub(super) struct Edge {
 }
 
 pin_project_lite::pin_project! {
-    /// A request's work, run on the edge's thread but polled, and dropped, in the context of
-    /// the main runtime: whatever it starts there (a build's store reads and their timers, CPU
-    /// work on the blocking pool, a task, a connection to the store, the return of one to the
-    /// pool when a client leaves mid-build) belongs to the main runtime, which outlives the
-    /// edges and bounds the blocking pool for all of them. A cached feed starts nothing, and
-    /// is answered without leaving the edge.
+    /// A request's work, polled on the edge's thread but, like its drop, in the context of
+    /// the main runtime: whatever it creates (a connection to the store, a timer, a task, CPU
+    /// work on the blocking pool, the return of a connection to the pool when a client leaves
+    /// mid-build) belongs to the main runtime, which outlives the edges and bounds the
+    /// blocking pool for all of them. The async part of a cold build (its store reads,
+    /// decoding their rows) is polled on the edge; rendering and compressing run on the
+    /// blocking pool. A cached feed creates nothing.
     struct OnMain<'m, F> {
         main: &'m tokio::runtime::Handle,
         #[pin]
@@ -158,8 +159,11 @@ pin_project_lite::pin_project! {
     impl<'m, F> PinnedDrop for OnMain<'m, F> {
         fn drop(this: Pin<&mut Self>) {
             let mut this = this.project();
-            let _main = this.main.enter();
-            this.work.set(None);
+            // Dropped already if it finished: then entering would only cost the handle's count.
+            if this.work.is_some() {
+                let _main = this.main.enter();
+                this.work.set(None);
+            }
         }
     }
 }
@@ -301,10 +305,8 @@ async fn dispatch(edge: &Edge, client: IpAddr, request: hyper::Request<Incoming>
     }));
     match handled.await {
         Ok(response) => response,
-        Err(e) => {
-            tracing::error!(cause = %e, "a handler failed");
-            AppError::Internal("the handler failed".to_owned()).into_response()
-        }
+        // A panic (a bug): a 500, where it used to drop the connection with no answer.
+        Err(e) => AppError::Internal(format!("a handler failed: {e}")).into_response(),
     }
 }
 

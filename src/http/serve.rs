@@ -19,6 +19,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::Router;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -80,8 +82,9 @@ struct Shared {
     trusted: TrustedProxies,
     connections: Arc<Semaphore>,
     per_address: Arc<PerAddress>,
-    /// The runtime `run` was called on: builds, the store, the router's handlers and every
-    /// task they start run there (see [`observe::on_main`]).
+    /// The runtime `run` was called on: the router's handlers run there, and whatever a
+    /// feed's answer creates (store connections, timers, tasks, blocking work) belongs to it
+    /// (see `observe::OnMain`).
     main: Handle,
 }
 
@@ -92,8 +95,9 @@ struct Shared {
 /// accepts on its own copy of the listening socket and answers its connections' requests
 /// itself, as nginx's workers do. On Tokio's work-stealing runtime, a request woke a parked
 /// worker to steal it and its answer crossed cores; that was the largest cost left of a
-/// cached feed (docs/BENCHMARKS.md). The work a request starts beyond a cache hit (a build,
-/// the store, the router's handlers) runs on the runtime `run` was called on.
+/// cached feed (docs/BENCHMARKS.md). The router's handlers run on the runtime `run` was
+/// called on, and what a feed's answer creates beyond a cache hit (store connections, timers,
+/// blocking work) belongs to it.
 pub(super) async fn run(
     listener: TcpListener,
     app: Arc<App>,
@@ -116,35 +120,48 @@ pub(super) async fn run(
     // SO_REUSEPORT, a second server on the same port still fails to bind.
     let listener = listener.into_std()?;
     let (stop, stopped) = watch::channel(false);
-    let mut edges = Vec::new();
+    let mut edges = FuturesUnordered::new();
     for n in 0..edge_count() {
-        let listener = listener.try_clone()?;
+        // Made here rather than on the edge's thread, so that an edge that cannot start (out
+        // of file descriptors) fails the start instead of leaving a port nobody answers.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let listener = {
+            let _edge = runtime.enter();
+            TcpListener::from_std(listener.try_clone()?)?
+        };
         let (shared, stopped) = (shared.clone(), stopped.clone());
         let (done, finished) = oneshot::channel();
         std::thread::Builder::new()
             .name(format!("feedcast-edge-{n}"))
             .spawn(move || {
-                let served = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .and_then(|edge| edge.block_on(accept(listener, shared, stopped)));
-                let _ = done.send(served);
+                let _ = done.send(runtime.block_on(accept(listener, shared, stopped)));
             })?;
         edges.push(finished);
     }
     drop(listener);
-    shutdown.await;
+    let ended = |finished: Result<std::io::Result<bool>, oneshot::error::RecvError>| {
+        finished.unwrap_or_else(|_| Err(std::io::Error::other("an edge thread panicked")))
+    };
+    // An edge ends only when told to: one that ends before (a panic in its accept loop) ends
+    // the service, so that it is restarted rather than left serving on fewer cores.
+    let early = tokio::select! {
+        () = shutdown => None,
+        Some(finished) = edges.next() => Some(ended(finished)),
+    };
     // Every edge stops accepting at once: the port closes when the last copy of the socket
     // does, so the load balancer sees it close.
     let _ = stop.send(true);
     tracing::info!("shutting down: finishing in-flight requests");
+    let mut result = match early {
+        Some(Err(e)) => Err(e),
+        Some(Ok(_)) => Err(std::io::Error::other("an edge stopped accepting")),
+        None => Ok(()),
+    };
     let mut all_closed = true;
-    let mut result = Ok(());
-    for finished in edges {
-        let ended = finished
-            .await
-            .unwrap_or_else(|_| Err(std::io::Error::other("an edge thread ended in a panic")));
-        match ended {
+    while let Some(finished) = edges.next().await {
+        match ended(finished) {
             Ok(closed) => all_closed &= closed,
             Err(e) => result = Err(e),
         }
@@ -164,13 +181,13 @@ fn edge_count() -> usize {
 
 /// One edge: accepts connections on `listener` and serves them on this thread's runtime until
 /// `stopped` turns true, then lets its in-flight requests finish within the shutdown timeout:
-/// whether they all did.
+/// whether they all did. If `run` was dropped instead (the sender with it), its connections
+/// are dropped at once: nothing waits for them.
 async fn accept(
-    listener: std::net::TcpListener,
+    listener: TcpListener,
     shared: Shared,
     mut stopped: watch::Receiver<bool>,
 ) -> std::io::Result<bool> {
-    let listener = TcpListener::from_std(listener)?;
     let (limits, connections, per_address) = (
         shared.limits,
         shared.connections.clone(),
@@ -179,25 +196,32 @@ async fn accept(
     let graceful = GracefulShutdown::new();
     let stop = stopped.wait_for(|stop| *stop);
     let mut stop = std::pin::pin!(stop);
-    loop {
+    // Whether the stop was a shutdown (`true`) or `run` dropped (`false`).
+    let told = loop {
         let permit = tokio::select! {
+            biased;
+            told = &mut stop => break told.is_ok(),
             permit = connections.clone().acquire_owned() => match permit {
                 Ok(p) => p,
-                Err(_) => break,
+                Err(_) => break true,
             },
-            _ = &mut stop => break,
         };
         let (stream, peer) = tokio::select! {
+            biased;
+            told = &mut stop => break told.is_ok(),
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of file descriptors and the like: pass, and let the backlog wait.
                     tracing::warn!(cause = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
+                    drop(permit);
+                    tokio::select! {
+                        biased;
+                        told = &mut stop => break told.is_ok(),
+                        () = tokio::time::sleep(std::time::Duration::from_millis(50)) => continue,
+                    }
                 }
             },
-            _ = &mut stop => break,
         };
         let ip = peer.ip().to_canonical();
         // Every client behind a trusted proxy shares its address: the proxy is not limited.
@@ -240,8 +264,11 @@ async fn accept(
             drop(counted);
             drop(permit);
         });
-    }
+    };
     drop(listener);
+    if !told {
+        return Ok(false);
+    }
     tokio::select! {
         () = graceful.shutdown() => Ok(true),
         () = tokio::time::sleep(limits.shutdown_timeout) => Ok(false),
