@@ -147,10 +147,6 @@ fn plan(settings: &Settings, changes: Vec<Change>) -> Vec<Outgoing> {
     out
 }
 
-fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
 /// CPU work that did not finish: its task panicked (a bug) or the runtime is shutting down.
 #[derive(Debug, thiserror::Error)]
 #[error("CPU work failed: {0}")]
@@ -369,8 +365,8 @@ impl App {
             cache: cache.clone(),
             #[cfg(feature = "testing")]
             builds: AtomicU64::new(0),
-            building: tokio::sync::Semaphore::new(BUILDS_PER_CORE * cores()),
-            cpu: Arc::new(tokio::sync::Semaphore::new(cores())),
+            building: tokio::sync::Semaphore::new(BUILDS_PER_CORE * crate::shard::cores()),
+            cpu: Arc::new(tokio::sync::Semaphore::new(crate::shard::cores())),
         });
         let deliveries: Vec<Arc<dyn Delivery>> = vec![
             Arc::new(PublishPing::new(settings.websub.retry)),

@@ -10,10 +10,12 @@
 //! Data flows one way: **config → store → assembly → render → cache → http**. Each module
 //! below may name (`crate::…`) only modules listed before it, and the constants of the crate
 //! root; `tests/layers.rs` holds the code to that. Modules only the service itself uses
-//! (`cache`, `hub`, `outbound`, `purge`, `sanitize`, `shard`, `websub`) are private.
+//! (`cache`, `hub`, `outbound`, `purge`, `sanitize`, `shard`, `task`, `websub`) are private.
 //!
 //! - [`metrics`]: the Prometheus metrics, every name defined once (any layer may count).
-//! - [`shard`]: which shard of a per-thread structure (a tally, a log buffer) a thread uses.
+//! - [`shard`]: which shard of a per-thread structure (a tally, a log buffer) a thread uses,
+//!   and how many cores there are to make shards and threads for.
+//! - [`task`]: spawned tasks that end when their handle is dropped.
 //! - [`logs`]: where log lines go: writer threads behind bounded buffers, so no request
 //!   waits on the log; lines it had to drop are counted.
 //! - [`model`]: the neutral types: [`model::Article`] (validated, sanitized), the URL-safe
@@ -65,6 +67,7 @@ mod sanitize;
 mod shard;
 pub mod stats;
 pub mod store;
+mod task;
 mod websub;
 
 /// The generator named in every feed, and the user agent of every request feedcast sends.

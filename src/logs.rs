@@ -125,10 +125,10 @@ pub fn install(format: LogFormat, queued_lines: u32) -> LogGuard {
     }
 }
 
-/// The machine's cores: a buffer of request lines for each thread that answers requests, as
-/// the HTTP edge starts one a core.
+/// A buffer of request lines for each thread that answers requests, as the HTTP edge starts
+/// one a core (at most 64: more threads share).
 fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 64))
+    crate::shard::cores().min(64)
 }
 
 /// Lines dropped since the log was installed (0 if it was not).

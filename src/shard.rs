@@ -5,6 +5,13 @@
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+/// The cores this process may use (as its CPU affinity and a container's quota allow): the
+/// HTTP edges start a thread for each, the blocking pool runs as many CPU tasks at once, and
+/// the per-thread structures have a shard for each.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+}
+
 /// The slot the next thread to ask is given.
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 

@@ -26,6 +26,7 @@ use super::representation::plain;
 use crate::app::App;
 use crate::logs::RequestLine;
 use crate::metrics;
+use crate::task::AbortOnDrop;
 
 /// Header carrying the request id, taken from the client (a load balancer's) when present.
 /// A name made once rather than a string: looking a header up by a string parses the name on
@@ -299,7 +300,7 @@ async fn dispatch(edge: &Edge, client: IpAddr, request: hyper::Request<Incoming>
     let mut router = edge.router.clone();
     // A task of the main runtime, not this edge's: a handler that takes its time (an import,
     // a report) holds up no other connection of this edge, and runs on whichever core is free.
-    let handled = Aborted(edge.main.spawn(async move {
+    let handled = AbortOnDrop(edge.main.spawn(async move {
         let Ok(response) = tower::Service::call(&mut router, request).await;
         response
     }));
@@ -307,25 +308,6 @@ async fn dispatch(edge: &Edge, client: IpAddr, request: hyper::Request<Incoming>
         Ok(response) => response,
         // A panic (a bug): a 500, where it used to drop the connection with no answer.
         Err(e) => AppError::Internal(format!("a handler failed: {e}")).into_response(),
-    }
-}
-
-/// A task's handle that aborts the task if dropped before it ends: a request whose client
-/// left, or which timed out, stops its handler's work as it did when the handler ran in the
-/// request's own future.
-struct Aborted<T>(tokio::task::JoinHandle<T>);
-
-impl<T> Future for Aborted<T> {
-    type Output = Result<T, tokio::task::JoinError>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.0).poll(cx)
-    }
-}
-
-impl<T> Drop for Aborted<T> {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 

@@ -121,7 +121,7 @@ pub(super) async fn run(
     let listener = listener.into_std()?;
     let (stop, stopped) = watch::channel(false);
     let mut edges = FuturesUnordered::new();
-    for n in 0..edge_count() {
+    for n in 0..crate::shard::cores() {
         // Made here rather than on the edge's thread, so that an edge that cannot start (out
         // of file descriptors) fails the start instead of leaving a port nobody answers.
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -174,11 +174,6 @@ pub(super) async fn run(
     result
 }
 
-/// Edges: one per core the process may use.
-fn edge_count() -> usize {
-    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
-}
-
 /// One edge: accepts connections on `listener` and serves them on this thread's runtime until
 /// `stopped` turns true, then lets its in-flight requests finish within the shutdown timeout:
 /// whether they all did. If `run` was dropped instead (the sender with it), its connections
@@ -188,11 +183,7 @@ async fn accept(
     shared: Shared,
     mut stopped: watch::Receiver<bool>,
 ) -> std::io::Result<bool> {
-    let (limits, connections, per_address) = (
-        shared.limits,
-        shared.connections.clone(),
-        shared.per_address.clone(),
-    );
+    let limits = shared.limits;
     let graceful = GracefulShutdown::new();
     let stop = stopped.wait_for(|stop| *stop);
     let mut stop = std::pin::pin!(stop);
@@ -201,7 +192,7 @@ async fn accept(
         let permit = tokio::select! {
             biased;
             told = &mut stop => break told.is_ok(),
-            permit = connections.clone().acquire_owned() => match permit {
+            permit = shared.connections.clone().acquire_owned() => match permit {
                 Ok(p) => p,
                 Err(_) => break true,
             },
@@ -229,7 +220,7 @@ async fn accept(
             None
         } else {
             let key = super::client::limit_key(ip);
-            match PerAddress::admit(&per_address, key, limits.max_connections_per_address) {
+            match PerAddress::admit(&shared.per_address, key, limits.max_connections_per_address) {
                 Some(counted) => Some(counted),
                 None => {
                     observe::connection_refused(ip, "per_address");

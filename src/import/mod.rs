@@ -253,7 +253,7 @@ fn validate_all<T: Sync>(
             })
             .collect()
     };
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = crate::shard::cores();
     let checked: Vec<(usize, Result<Article, Vec<Problem>>)> =
         if items.len() < PARALLEL_FROM || threads == 1 {
             check(items)

@@ -24,17 +24,6 @@ use super::{
 };
 use crate::model::Catalog;
 
-/// Aborts a task when dropped: a background task lives as long as what spawned it (the
-/// change-log follower's listener; the SQLite store's checkpointer).
-#[derive(Debug)]
-pub(super) struct AbortOnDrop(pub(super) JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 /// A database operation in flight.
 pub(super) type Op<'a, T> = Pin<Box<dyn Future<Output = Result<T, sqlx::Error>> + Send + 'a>>;
 

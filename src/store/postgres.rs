@@ -13,12 +13,13 @@ use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
 use super::backend::{
-    AbortOnDrop, Backend, Conn, Embedded, Op, Reader, Transaction, Tx, arguments, execute_on,
-    read_number, read_rows,
+    Backend, Conn, Embedded, Op, Reader, Transaction, Tx, arguments, execute_on, read_number,
+    read_rows,
 };
 use super::sql::{self, Statement};
 use super::{Change, LogRow, StatsDay, StatsReport, StoreError, StoredSubscription};
 use crate::model::Catalog;
+use crate::task::AbortOnDrop;
 
 const MIGRATIONS: Embedded = Embedded(&[
     (

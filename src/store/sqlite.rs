@@ -12,11 +12,11 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Sqlite, SqlitePool};
 
 use super::backend::{
-    AbortOnDrop, Backend, Conn, Embedded, Op, Reader, Transaction, Tx, execute_on, read_number,
-    read_rows,
+    Backend, Conn, Embedded, Op, Reader, Transaction, Tx, execute_on, read_number, read_rows,
 };
 use super::sql::{self, Statement};
 use super::{StatsDay, StatsReport, StoreError, StoredSubscription};
+use crate::task::AbortOnDrop;
 
 const MIGRATIONS: Embedded = Embedded(&[
     (
@@ -101,7 +101,7 @@ pub struct SqliteStore {
     /// One bookkeeping transaction at a time waits for the writer (see `begin_bookkeeping`).
     bookkeeping: Arc<tokio::sync::Semaphore>,
     /// The checkpointer, stopped when the last clone of the store goes.
-    _checkpoints: Arc<AbortOnDrop>,
+    _checkpoints: Arc<AbortOnDrop<()>>,
 }
 
 impl SqliteStore {
