@@ -151,3 +151,91 @@ async fn a_lease_of_zero_is_refused_naming_its_line() {
     assert!(error.starts_with(&format!("feeds.toml:{line}:")), "{error}");
     assert!(error.contains("outbound.lease_ms"), "{error}");
 }
+
+/// Pages one poll of the queue reads: the first change-log entry nobody has handled, which
+/// every replica asks for each second.
+async fn buffers_of_the_poll(pool: &sqlx::PgPool) -> u64 {
+    let plan: Vec<String> = sqlx::query_scalar(
+        "EXPLAIN (ANALYZE, BUFFERS) \
+         SELECT seq FROM change_log WHERE NOT handled ORDER BY seq LIMIT 1",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    // The first "Buffers:" line is the top node's, which counts its children's too.
+    let line = plan.iter().find(|l| l.contains("Buffers:")).unwrap();
+    ["hit=", "read="]
+        .iter()
+        .filter_map(|kind| {
+            let at = line.find(kind)? + kind.len();
+            line[at..]
+                .split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
+
+/// Vacuums of the change log so far.
+async fn vacuums_of_the_log(pool: &sqlx::PgPool) -> i64 {
+    sqlx::query_scalar(
+        "SELECT vacuum_count FROM pg_stat_user_tables \
+         WHERE schemaname = current_schema() AND relname = 'change_log'",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+/// A burst of changes leaves dead row versions in the queue's tables, and every replica's
+/// polls walk past them each second until a vacuum removes them (8-10 ms a poll after a
+/// million-article import, beside every request). feedcast vacuums those tables itself, on
+/// start and every minute, whether or not the database's autovacuum is on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_changes_does_not_slow_the_queue_polls_for_long() {
+    let Some(server) = Server::start(Backend::Postgres).await else {
+        return;
+    };
+    let db = server.stop().await.unwrap();
+    let feedcast::store::DatabaseUrl::Postgres(url) = &db.url else {
+        unreachable!("a PostgreSQL store")
+    };
+    let pool = sqlx::PgPool::connect(url).await.unwrap();
+    // 20,000 entries appended and gone in one transaction: nobody ever sees them, but each
+    // leaves a dead version (and its index entry) behind.
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("INSERT INTO change_log (at) SELECT 0 FROM generate_series(1, 20000)")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM change_log WHERE at = 0")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let churned = buffers_of_the_poll(&pool).await;
+    assert!(
+        churned >= 50,
+        "the churn should show: the poll read {churned} pages"
+    );
+    let vacuums = vacuums_of_the_log(&pool).await;
+
+    let server = Server::start_on(db, common::settings()).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while vacuums_of_the_log(&pool).await == vacuums {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the change log was not vacuumed within 30 s of the start"
+        );
+        // PostgreSQL's statistics are the only signal of a vacuum; this paces the polling.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let settled = buffers_of_the_poll(&pool).await;
+    assert!(
+        settled <= 10,
+        "after the vacuum the poll should read a few pages, not {settled} (before: {churned})"
+    );
+    pool.close().await;
+    server.stop().await;
+}

@@ -870,10 +870,12 @@ async fn a_bulk_import_on_postgres_moves_every_feed_at_commit_and_leaves_its_tab
         unreachable!()
     };
     let stats = sqlx::PgPool::connect(pg).await.unwrap();
+    // Of the tables the bulk write vacuums, `change_times` is left out: the store's upkeep
+    // vacuums it too, on start and every minute (tests/outbound.rs).
     let tidied = || async {
         let query = "SELECT relname::text, last_vacuum IS NOT NULL, last_analyze IS NOT NULL \
                      FROM pg_stat_user_tables WHERE schemaname = current_schema() \
-                     AND relname IN ('articles', 'change_times', 'feed_index') ORDER BY relname";
+                     AND relname IN ('articles', 'feed_index') ORDER BY relname";
         sqlx::query_as::<_, (String, bool, bool)>(query)
             .fetch_all(&stats)
             .await
@@ -920,7 +922,6 @@ async fn a_bulk_import_on_postgres_moves_every_feed_at_commit_and_leaves_its_tab
         tidied().await,
         [
             ("articles".to_owned(), false, true),
-            ("change_times".to_owned(), true, true),
             ("feed_index".to_owned(), true, true),
         ]
     );
