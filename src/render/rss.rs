@@ -125,9 +125,14 @@ fn hex_references(xml: &[u8]) -> Vec<u8> {
     const CDATA_END: &[u8] = b"]]>";
     let mut out = Vec::with_capacity(xml.len() + xml.len() / 16);
     let mut rest = xml;
-    while !rest.is_empty() {
+    // Only an entity (`&`) or a CDATA section (`<`) changes what is copied: the runs between
+    // them are copied whole. Byte by byte, this was a fifth of a cold build's CPU.
+    while let Some(at) = memchr::memchr2(b'&', b'<', rest) {
+        out.extend_from_slice(&rest[..at]);
+        rest = &rest[at..];
         if rest.starts_with(CDATA_START) {
-            let end = find(rest, CDATA_END).map_or(rest.len(), |i| i + CDATA_END.len());
+            let end =
+                memchr::memmem::find(rest, CDATA_END).map_or(rest.len(), |i| i + CDATA_END.len());
             out.extend_from_slice(&rest[..end]);
             rest = &rest[end..];
             continue;
@@ -139,22 +144,15 @@ fn hex_references(xml: &[u8]) -> Vec<u8> {
         ]
         .into_iter()
         .find(|(entity, _)| rest.starts_with(entity));
-        match replaced {
-            Some((entity, reference)) => {
-                out.extend_from_slice(reference);
-                rest = &rest[entity.len()..];
-            }
-            None => {
-                out.push(rest[0]);
-                rest = &rest[1..];
-            }
-        }
+        let (copied, skipped) = match replaced {
+            Some((entity, reference)) => (reference, entity.len()),
+            None => (&rest[..1], 1),
+        };
+        out.extend_from_slice(copied);
+        rest = &rest[skipped..];
     }
+    out.extend_from_slice(rest);
     out
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 fn item(settings: &Settings, a: &Article) -> Item {
@@ -265,5 +263,22 @@ mod tests {
             String::from_utf8(hex_references(xml)).unwrap(),
             "<t a=\"1&#x26;2\">x &#x26; &#x3C;b&#x3E; &quot;</t><d><![CDATA[&amp; <b> &lt;]]></d>&#x26;"
         );
+    }
+
+    #[test]
+    fn hex_references_copy_an_unclosed_cdata_and_a_cut_entity_as_they_are() {
+        for (xml, rewritten) in [
+            ("a<![CDATA[&amp;", "a<![CDATA[&amp;"),
+            ("&gt;<![CDATA[]]]]>&lt;", "&#x3E;<![CDATA[]]]]>&#x3C;"),
+            ("氢能 &am", "氢能 &am"),
+            ("<![CDATA", "<![CDATA"),
+            ("", ""),
+        ] {
+            assert_eq!(
+                hex_references(xml.as_bytes()),
+                rewritten.as_bytes(),
+                "{xml}"
+            );
+        }
     }
 }
