@@ -97,7 +97,7 @@ pub struct Selected {
     rows: Vec<StoredArticle>,
     tombstones: Vec<StoredTombstone>,
     archive: Archive,
-    /// When what the feed shows last changed, read before the rows.
+    /// When what the feed shows last changed, read with the rows (or before them).
     changed: Changed,
 }
 
@@ -118,13 +118,15 @@ pub async fn select(
     let shows_tombstones =
         !shown_for.is_zero() && matches!(key.format, Format::Atom | Format::Json | Format::Wechat);
     let since = || Utc::now() - chrono::TimeDelta::from_std(shown_for).unwrap_or_default();
-    // The change time, the rows and the tombstones, one after the other on one connection.
+    // The change time with the rows, then the tombstones, one after the other on one
+    // connection.
     let mut reading = store.reading();
     let (rows, archive, changed, tombstones) = match key.view {
         View::Latest { limit } => {
             let window = Window::newest(limit);
-            let changed = reading.changed_at(&selection, Shows::Newest).await?;
-            let rows = reading.articles(&selection, window).await?;
+            let (changed, rows) = reading
+                .changed_and_articles(&selection, Shows::Newest, window)
+                .await?;
             // Whatever `?limit=`: a takedown concerns every reader of the feed.
             let tombstones = if shows_tombstones {
                 let window = Window::newest(MAX_TOMBSTONES);
@@ -153,15 +155,16 @@ pub async fn select(
                 store.edge(&selection, Edge::NewestBefore(month.start(tz))),
                 store.edge(&selection, Edge::OldestFrom(month.end(tz))),
             )?;
-            // Before the rows: a write in between makes the time older than what is shown (a
-            // needless 200 later), never newer (a wrong 304). From the neighbours' articles
-            // on: one coming or going between them moves this archive's links.
+            // With the rows, or before them: a write in between makes the time older than what
+            // is shown (a needless 200 later), never newer (a wrong 304). From the neighbours'
+            // articles on: one coming or going between them moves this archive's links.
             let shows = Shows::Published {
                 from: prev,
                 to: next,
             };
-            let changed = reading.changed_at(&selection, shows).await?;
-            let rows = reading.articles(&selection, window).await?;
+            let (changed, rows) = reading
+                .changed_and_articles(&selection, shows, window)
+                .await?;
             // Before the oldest item: unless a takedown in it is still announced, which only
             // its archive can carry (in every format alike, so RSS is asked too).
             let before_oldest = prev.is_none() && rows.is_empty() && month < current;

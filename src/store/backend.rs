@@ -19,8 +19,8 @@ use tokio::task::JoinHandle;
 
 use super::sql::{Param, Statement};
 use super::{
-    Change, FilingRow, LogRow, StatsDay, StatsReport, StoredArticle, StoredSubscription,
-    StoredTombstone,
+    Change, FilingRow, LogRow, StampedArticle, StatsDay, StatsReport, StoredArticle,
+    StoredSubscription, StoredTombstone,
 };
 use crate::model::Catalog;
 
@@ -188,6 +188,12 @@ pub(super) trait Reader: Send {
     /// Reads articles (the columns `StoredArticle` names).
     fn articles<'a>(&'a mut self, statement: &'a Statement<'a>) -> Op<'a, Vec<StoredArticle>>;
 
+    /// Reads articles with their feed's change time (the columns `StampedArticle` names).
+    fn stamped_articles<'a>(
+        &'a mut self,
+        statement: &'a Statement<'a>,
+    ) -> Op<'a, Vec<StampedArticle>>;
+
     /// Reads two numbers, either NULL, of the one row the query finds (an aggregate's).
     fn numbers<'a>(
         &'a mut self,
@@ -225,9 +231,17 @@ where
     for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
     for<'r> (Option<i64>, Option<i64>): sqlx::FromRow<'r, DB::Row>,
     for<'r> StoredArticle: sqlx::FromRow<'r, DB::Row>,
+    for<'r> StampedArticle: sqlx::FromRow<'r, DB::Row>,
     for<'r> StoredTombstone: sqlx::FromRow<'r, DB::Row>,
 {
     fn articles<'a>(&'a mut self, statement: &'a Statement<'a>) -> Op<'a, Vec<StoredArticle>> {
+        fetch_rows(&mut self.0, statement)
+    }
+
+    fn stamped_articles<'a>(
+        &'a mut self,
+        statement: &'a Statement<'a>,
+    ) -> Op<'a, Vec<StampedArticle>> {
         fetch_rows(&mut self.0, statement)
     }
 

@@ -186,6 +186,16 @@ pub struct StoredArticle {
     pub sanitized: bool,
 }
 
+/// An article row read by a build's first statement, which also reads the feed's change time
+/// and the store's clock (`sql::stamped_articles_of`): the same two on every row.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct StampedArticle {
+    #[sqlx(flatten)]
+    article: StoredArticle,
+    feed_changed_at: Option<i64>,
+    store_clock: Option<i64>,
+}
+
 /// What is left of a taken-down article (RFC 6721), as the tombstone index holds it: never any
 /// of its text.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -282,10 +292,65 @@ impl Reading<'_> {
         }
     }
 
-    /// The articles of a selection within a window, newest first (ties: greater id first), as
-    /// stored: the intake (in `import`, above the store) turns them into articles. With a limit,
-    /// each bucket gives at most that many, so the caller cuts the merged rows to it after the
-    /// intake.
+    /// When what a selection shows last changed (as [`Reading::changed_at`]), and its articles
+    /// within a window, newest first (ties: greater id first), as stored: the intake (in
+    /// `import`, above the store) turns them into articles. With a limit, each bucket gives at
+    /// most that many, so the caller cuts the merged rows to it after the intake. The change
+    /// time is read by the first bucket's statement, so from the rows' own snapshot, not by a
+    /// statement (and on PostgreSQL a round trip) of its own; only if that bucket has no row
+    /// to carry it is it read alone, and that bucket read again after it.
+    pub async fn changed_and_articles(
+        &mut self,
+        selection: &Selection,
+        shows: Shows,
+        window: Window,
+    ) -> Result<(Changed, Vec<StoredArticle>), StoreError> {
+        #[cfg(feature = "testing")]
+        self.store.queries.fetch_add(1, Ordering::Relaxed);
+        let store = self.store;
+        let Some((first, rest)) = selection.any_of.split_first() else {
+            return Ok((self.changed_at(selection, shows).await?, Vec::new()));
+        };
+        let read = store
+            .bounded("reading a feed", async {
+                let doing = "reading a feed's articles";
+                let statement = sql::stamped_articles_of(
+                    first,
+                    selection,
+                    window,
+                    self.change_time(selection, shows),
+                );
+                let mut conn = self.take().await.map_err(failed(doing))?;
+                let before = sql::micros(Utc::now());
+                let rows = conn
+                    .stamped_articles(&statement)
+                    .await
+                    .map_err(failed(doing))?;
+                let after = sql::micros(Utc::now());
+                self.conn = Some(conn);
+                let changed = rows
+                    .first()
+                    .map(|row| changed(row.feed_changed_at, row.store_clock, (before + after) / 2));
+                Ok((changed, rows))
+            })
+            .await?;
+        let (changed, mut found) = match read {
+            (Some(changed), rows) => (changed, rows.into_iter().map(|r| r.article).collect()),
+            (None, _) => {
+                let changed = self.changed_at(selection, shows).await?;
+                (
+                    changed,
+                    self.articles_of(selection, window, std::slice::from_ref(first))
+                        .await?,
+                )
+            }
+        };
+        found.extend(self.articles_of(selection, window, rest).await?);
+        Ok((changed, newest_first(found)))
+    }
+
+    /// The articles of a selection within a window, newest first, as
+    /// [`Reading::changed_and_articles`] reads them, without the change time.
     pub async fn articles(
         &mut self,
         selection: &Selection,
@@ -293,20 +358,53 @@ impl Reading<'_> {
     ) -> Result<Vec<StoredArticle>, StoreError> {
         #[cfg(feature = "testing")]
         self.store.queries.fetch_add(1, Ordering::Relaxed);
+        let found = self
+            .articles_of(selection, window, &selection.any_of)
+            .await?;
+        Ok(newest_first(found))
+    }
+
+    /// The articles of some buckets of a selection within a window, as stored, in no order.
+    async fn articles_of(
+        &mut self,
+        selection: &Selection,
+        window: Window,
+        buckets: &[Bucket],
+    ) -> Result<Vec<StoredArticle>, StoreError> {
+        if buckets.is_empty() {
+            return Ok(Vec::new());
+        }
         let store = self.store;
         store
             .bounded("reading a feed", async {
                 let doing = "reading a feed's articles";
                 let mut conn = self.take().await.map_err(failed(doing))?;
                 let mut found = Vec::new();
-                for bucket in &selection.any_of {
+                for bucket in buckets {
                     let statement = sql::articles_of(bucket, selection, window);
                     found.extend(conn.articles(&statement).await.map_err(failed(doing))?);
                 }
                 self.conn = Some(conn);
-                Ok(newest_first(found))
+                Ok(found)
             })
             .await
+    }
+
+    /// What the change time of what `selection` shows covers.
+    fn change_time<'b>(&self, selection: &'b Selection, shows: Shows) -> sql::ChangeTime<'b> {
+        let (first, last) = match shows {
+            Shows::Newest => (sql::WHOLE_BUCKET, sql::WHOLE_BUCKET),
+            Shows::Published { from, to } => (
+                from.map_or(sql::FIRST_MONTH, |t| sql::utc_month(sql::micros(t))),
+                to.map_or(sql::LAST_MONTH, |t| sql::utc_month(sql::micros(t))),
+            ),
+        };
+        sql::ChangeTime {
+            buckets: &selection.any_of,
+            first,
+            last,
+            clock: self.store.backend.clock(),
+        }
     }
 
     /// The newest tombstones of a selection, of takedowns at or after `since`, of articles
@@ -346,7 +444,7 @@ impl Reading<'_> {
     /// When what a selection shows last changed, by the store's clock, and how far that clock
     /// is ahead of this machine's. Read before the articles, so that a write in between makes
     /// the time older than what is shown, never newer.
-    pub async fn changed_at(
+    async fn changed_at(
         &mut self,
         selection: &Selection,
         shows: Shows,
@@ -355,31 +453,26 @@ impl Reading<'_> {
         store
             .bounded("reading a feed's change time", async {
                 let doing = "reading a feed's change time";
-                let (first, last) = match shows {
-                    Shows::Newest => (sql::WHOLE_BUCKET, sql::WHOLE_BUCKET),
-                    Shows::Published { from, to } => (
-                        from.map_or(sql::FIRST_MONTH, |t| sql::utc_month(sql::micros(t))),
-                        to.map_or(sql::LAST_MONTH, |t| sql::utc_month(sql::micros(t))),
-                    ),
-                };
-                let statement =
-                    sql::changed_at(&selection.any_of, first, last, store.backend.clock());
+                let statement = sql::changed_at(self.change_time(selection, shows));
                 let mut conn = self.take().await.map_err(failed(doing))?;
-                // The store's clock is read in the same statement (if change times go by it):
-                // its reading is taken at the middle of the round trip.
                 let before = sql::micros(Utc::now());
                 let (at, theirs) = conn.numbers(&statement).await.map_err(failed(doing))?;
                 let after = sql::micros(Utc::now());
                 self.conn = Some(conn);
-                let clock_ahead = theirs.map_or(0, |t| t - (before + after) / 2);
-                Ok(Changed {
-                    at: at
-                        .and_then(DateTime::from_timestamp_micros)
-                        .unwrap_or(DateTime::UNIX_EPOCH),
-                    clock_ahead: chrono::TimeDelta::microseconds(clock_ahead),
-                })
+                Ok(changed(at, theirs, (before + after) / 2))
             })
             .await
+    }
+}
+
+/// A change time as read, with the store's clock (if change times go by it) read in the same
+/// statement: its reading is taken at `mid`, the middle of the round trip.
+fn changed(at: Option<i64>, store_clock: Option<i64>, mid: i64) -> Changed {
+    Changed {
+        at: at
+            .and_then(DateTime::from_timestamp_micros)
+            .unwrap_or(DateTime::UNIX_EPOCH),
+        clock_ahead: chrono::TimeDelta::microseconds(store_clock.map_or(0, |t| t - mid)),
     }
 }
 

@@ -329,13 +329,78 @@ pub(super) fn articles_of<'a>(
     selection: &Selection,
     window: Window,
 ) -> Statement<'a> {
+    articles_with(bucket, selection, window, None)
+}
+
+/// [`articles_of`], each row also carrying `feed_changed_at` and `store_clock` as
+/// [`changed_at`] reads them for the `buckets` of the selection: read by the same statement,
+/// so from the same snapshot as the rows, and without a round trip of its own.
+pub(super) fn stamped_articles_of<'a>(
+    bucket: &Bucket,
+    selection: &Selection,
+    window: Window,
+    change: ChangeTime<'_>,
+) -> Statement<'a> {
+    articles_with(bucket, selection, window, Some(change))
+}
+
+/// What [`changed_at`] reads: the change times of these buckets in the months from `first` to
+/// `last`, and the `clock` they are stamped by (an SQL expression), if any.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ChangeTime<'b> {
+    pub buckets: &'b [Bucket],
+    pub first: i64,
+    pub last: i64,
+    pub clock: Option<&'static str>,
+}
+
+impl ChangeTime<'_> {
+    /// The condition on `change_times`, its values numbered from `$from`.
+    fn condition(&self, from: usize) -> String {
+        format!(
+            "bucket = ${from} OR (bucket IN ({}) AND month BETWEEN ${} AND ${})",
+            (0..self.buckets.len())
+                .map(|i| format!("${}", from + 1 + i))
+                .collect::<Vec<_>>()
+                .join(", "),
+            from + 1 + self.buckets.len(),
+            from + 2 + self.buckets.len(),
+        )
+    }
+
+    /// Binds the condition's values, in its order.
+    fn bind<'a>(&self, mut statement: Statement<'a>) -> Statement<'a> {
+        statement = statement.text(EVERYTHING);
+        for bucket in self.buckets {
+            statement = statement.text(bucket.key());
+        }
+        statement.int(self.first).int(self.last)
+    }
+}
+
+fn articles_with<'a>(
+    bucket: &Bucket,
+    selection: &Selection,
+    window: Window,
+    change: Option<ChangeTime<'_>>,
+) -> Statement<'a> {
+    let columns = ARTICLE_COLUMNS
+        .split(", ")
+        .map(|c| format!("a.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    // The change time's values come after the bucket's and the window's.
+    let stamp = change.map_or(String::new(), |c| {
+        format!(
+            ", (SELECT MAX(changed_at) FROM change_times WHERE {}) AS feed_changed_at, \
+             {} AS store_clock",
+            c.condition(selection.and_any_of.len() + 5),
+            c.clock.unwrap_or("NULL")
+        )
+    });
     let head = format!(
-        "SELECT {}, a.sanitized FROM feed_index f JOIN articles a ON a.id = f.article_id",
-        ARTICLE_COLUMNS
-            .split(", ")
-            .map(|c| format!("a.{}", c.trim()))
-            .collect::<Vec<_>>()
-            .join(", ")
+        "SELECT {columns}, a.sanitized{stamp} FROM feed_index f \
+         JOIN articles a ON a.id = f.article_id"
     );
     let mut statement = in_bucket(bucket, &selection.and_any_of, &head);
     let next = statement.params.len() + 1;
@@ -345,10 +410,14 @@ pub(super) fn articles_of<'a>(
         next + 1,
         next + 2
     ));
-    statement
+    let statement = statement
         .int(window.from.map_or(i64::MIN, micros))
         .int(window.until.map_or(i64::MAX, micros))
-        .int(window.limit.map_or(i64::MAX, i64::from))
+        .int(window.limit.map_or(i64::MAX, i64::from));
+    match change {
+        Some(change) => change.bind(statement),
+        None => statement,
+    }
 }
 
 /// The publication time nearest an edge in one bucket of a selection.
@@ -512,28 +581,13 @@ pub(super) const LAST_MONTH: i64 = 999_999;
 /// When what these buckets show last changed, in the months from `first` to `last` (both
 /// [`WHOLE_BUCKET`] for the buckets' newest items), or everything did; and, read at the same
 /// time, the `clock` change times are stamped by (an SQL expression), or NULL without one.
-pub(super) fn changed_at<'a>(
-    buckets: &[Bucket],
-    first: i64,
-    last: i64,
-    clock: Option<&str>,
-) -> Statement<'a> {
-    let mut statement = Statement::new(format!(
-        "SELECT MAX(changed_at), {} FROM change_times WHERE bucket = $1 \
-         OR (bucket IN ({}) AND month BETWEEN ${} AND ${})",
-        clock.unwrap_or("NULL"),
-        (0..buckets.len())
-            .map(|i| format!("${}", i + 2))
-            .collect::<Vec<_>>()
-            .join(", "),
-        buckets.len() + 2,
-        buckets.len() + 3,
-    ))
-    .text(EVERYTHING);
-    for bucket in buckets {
-        statement = statement.text(bucket.key());
-    }
-    statement.int(first).int(last)
+pub(super) fn changed_at<'a>(change: ChangeTime<'_>) -> Statement<'a> {
+    let statement = Statement::new(format!(
+        "SELECT MAX(changed_at), {} FROM change_times WHERE {}",
+        change.clock.unwrap_or("NULL"),
+        change.condition(1)
+    ));
+    change.bind(statement)
 }
 
 // ---------------------------------------------------------------------------------------------
