@@ -321,16 +321,15 @@ impl Reading<'_> {
                     self.change_time(selection, shows),
                 );
                 let mut conn = self.take().await.map_err(failed(doing))?;
-                let before = sql::micros(Utc::now());
                 let rows = conn
                     .stamped_articles(&statement)
                     .await
                     .map_err(failed(doing))?;
-                let after = sql::micros(Utc::now());
+                let answered = sql::micros(Utc::now());
                 self.conn = Some(conn);
                 let changed = rows
                     .first()
-                    .map(|row| changed(row.feed_changed_at, row.store_clock, (before + after) / 2));
+                    .map(|row| changed(row.feed_changed_at, row.store_clock, answered));
                 Ok((changed, rows))
             })
             .await?;
@@ -455,24 +454,27 @@ impl Reading<'_> {
                 let doing = "reading a feed's change time";
                 let statement = sql::changed_at(self.change_time(selection, shows));
                 let mut conn = self.take().await.map_err(failed(doing))?;
-                let before = sql::micros(Utc::now());
                 let (at, theirs) = conn.numbers(&statement).await.map_err(failed(doing))?;
-                let after = sql::micros(Utc::now());
+                let answered = sql::micros(Utc::now());
                 self.conn = Some(conn);
-                Ok(changed(at, theirs, (before + after) / 2))
+                Ok(changed(at, theirs, answered))
             })
             .await
     }
 }
 
 /// A change time as read, with the store's clock (if change times go by it) read in the same
-/// statement: its reading is taken at `mid`, the middle of the round trip.
-fn changed(at: Option<i64>, store_clock: Option<i64>, mid: i64) -> Changed {
+/// statement, compared with this machine's clock at `answered`, when the answer had come: the
+/// store's clock may have been read any time before, so taking it to be as far ahead as it
+/// seems then never takes it to be further ahead than it is. Further would shorten how long
+/// `Last-Modified` is held back, and the articles statement that carries the reading can
+/// take a while (the whole round trip counts as error, a millisecond or two).
+fn changed(at: Option<i64>, store_clock: Option<i64>, answered: i64) -> Changed {
     Changed {
         at: at
             .and_then(DateTime::from_timestamp_micros)
             .unwrap_or(DateTime::UNIX_EPOCH),
-        clock_ahead: chrono::TimeDelta::microseconds(store_clock.map_or(0, |t| t - mid)),
+        clock_ahead: chrono::TimeDelta::microseconds(store_clock.map_or(0, |t| t - answered)),
     }
 }
 

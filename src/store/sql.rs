@@ -1365,9 +1365,11 @@ pub(super) fn postgres_prune_log() -> Statement<'static> {
 /// (ANALYZE, BUFFERS)`: 2,735 and 1,966 buffers for no row) once a second, beside every build;
 /// and autovacuum, where it is on, waits for a fifth of a table to be dead. Vacuuming
 /// tables this small with few dead rows costs little (pages all visible are skipped); another
-/// replica's vacuum in progress is skipped, not waited for.
+/// replica's vacuum in progress is skipped, not waited for; and emptied pages at a table's end
+/// are kept rather than cut off, which would take a lock that stops every writer's append to
+/// the log meanwhile.
 pub(super) fn postgres_vacuum_bookkeeping() -> Statement<'static> {
-    Statement::new("VACUUM (SKIP_LOCKED) change_log, outbound, change_times")
+    Statement::new("VACUUM (SKIP_LOCKED, TRUNCATE false) change_log, outbound, change_times")
 }
 
 #[cfg(test)]
