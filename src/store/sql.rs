@@ -389,12 +389,14 @@ fn articles_with<'a>(
         .map(|c| format!("a.{}", c.trim()))
         .collect::<Vec<_>>()
         .join(", ");
-    // The change time's values come after the bucket's and the window's.
+    // The change time's values are bound last: after the bucket and the selection's other
+    // buckets (`in_bucket`), and the window's three.
+    let bound_before = 1 + selection.and_any_of.len() + 3;
     let stamp = change.map_or(String::new(), |c| {
         format!(
             ", (SELECT MAX(changed_at) FROM change_times WHERE {}) AS feed_changed_at, \
              {} AS store_clock",
-            c.condition(selection.and_any_of.len() + 5),
+            c.condition(bound_before + 1),
             c.clock.unwrap_or("NULL")
         )
     });
@@ -1395,6 +1397,45 @@ mod tests {
             .map(|n| sent(&vec![(key, 1); n], 0, 1)[1].sql.clone())
             .collect();
         assert_eq!(texts.len(), 8, "1, 2, 4, … 128 rows");
+    }
+
+    #[test]
+    fn a_stamped_articles_statement_binds_each_of_its_placeholders_once() {
+        use crate::model::{CategorySlug, RegionCode};
+        let category = |s| Bucket::Category(CategorySlug::parse(s).unwrap());
+        let region = |s| Bucket::Region(RegionCode::parse(s).unwrap());
+        for and_any_of in [vec![], vec![region("320000"), region("110000")]] {
+            let selection = Selection {
+                any_of: vec![
+                    category("hydrogen"),
+                    category("materials"),
+                    category("reform"),
+                ],
+                and_any_of,
+            };
+            let change = ChangeTime {
+                buckets: &selection.any_of,
+                first: WHOLE_BUCKET,
+                last: WHOLE_BUCKET,
+                clock: Some(POSTGRES_NOW),
+            };
+            let window = Window::newest(50);
+            let statement = stamped_articles_of(&selection.any_of[0], &selection, window, change);
+            let plain = articles_of(&selection.any_of[0], &selection, window);
+            let count = statement.params.len();
+            assert_eq!(count, plain.params.len() + 1 + 3 + 2, "{}", statement.sql);
+            for n in 1..=count {
+                let found = statement
+                    .sql
+                    .match_indices(&format!("${n}"))
+                    .filter(|(at, m)| {
+                        !statement.sql[at + m.len()..].starts_with(|c: char| c.is_ascii_digit())
+                    })
+                    .count();
+                assert_eq!(found, 1, "${n} in {}", statement.sql);
+            }
+            assert!(!statement.sql.contains(&format!("${}", count + 1)));
+        }
     }
 
     #[test]
