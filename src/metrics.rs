@@ -43,6 +43,8 @@ pub const OUTBOUND_QUEUED: &str = "feedcast_outbound_queued";
 pub const HUB_SUBSCRIPTIONS: &str = "feedcast_hub_subscriptions";
 /// Cache tags a purger confirmed purged, by purger.
 pub const PURGED_TAGS: &str = "feedcast_purged_tags_total";
+/// Open connections, by edge (the thread per core that serves them, see `http`).
+pub const EDGE_CONNECTIONS: &str = "feedcast_http_edge_connections";
 /// Connections closed for a limit, by reason (`per_address`, `write_timeout`).
 pub const CONNECTIONS_CLOSED: &str = "feedcast_http_connections_closed_total";
 /// Stored articles left out of a feed because their id, title, url or publication time

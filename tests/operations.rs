@@ -354,3 +354,48 @@ fn sigterm_during_a_burst_answers_every_accepted_request() {
     assert!(status.success(), "exits cleanly: {status}");
     println!("{answered} answered, {failed} clients saw the listener closed");
 }
+
+#[test]
+fn a_burst_of_connections_is_spread_evenly_over_the_edges() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, addr) = serve(
+        dir.path(),
+        &[],
+        &["--listen", "127.0.0.1:0"],
+        "warn",
+        Stdio::piped(),
+    );
+    // Opened all at once, as a proxy opens its pool: the edge the kernel wakes first would
+    // take them all, each edge accepting on its own descriptor of the one socket.
+    let mut held: Vec<std::net::TcpStream> = (0..32)
+        .map(|_| std::net::TcpStream::connect(&addr).unwrap())
+        .collect();
+    // Each one served a request: by then every connection has an edge.
+    for stream in &mut held {
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut answer = [0u8; 12];
+        stream.read_exact(&mut answer).unwrap();
+        assert_eq!(&answer, b"HTTP/1.1 200");
+    }
+    let mut metrics = std::net::TcpStream::connect(&addr).unwrap();
+    metrics
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    metrics.read_to_string(&mut text).unwrap();
+    let open: Vec<u64> = text
+        .lines()
+        .filter(|l| l.starts_with("feedcast_http_edge_connections{edge="))
+        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+        .collect();
+    let edges = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    assert_eq!(open.len(), edges, "one series per edge: {open:?}");
+    // The 32 held and the one asking.
+    assert_eq!(open.iter().sum::<u64>(), 33, "{open:?}");
+    let (least, most) = (open.iter().min().unwrap(), open.iter().max().unwrap());
+    assert!(most - least <= 1, "spread evenly: {open:?}");
+    drop(held);
+    stop(child);
+}
