@@ -356,7 +356,7 @@ fn sigterm_during_a_burst_answers_every_accepted_request() {
 }
 
 #[test]
-fn a_burst_of_connections_is_spread_evenly_over_the_edges() {
+fn a_burst_of_connections_from_one_client_is_spread_over_the_edges() {
     let dir = tempfile::tempdir().unwrap();
     let (child, addr) = serve(
         dir.path(),
@@ -366,7 +366,8 @@ fn a_burst_of_connections_is_spread_evenly_over_the_edges() {
         Stdio::piped(),
     );
     // Opened all at once, as a proxy opens its pool: the edge the kernel wakes first would
-    // take them all, each edge accepting on its own descriptor of the one socket.
+    // take them all, each edge accepting on its own descriptor of the one socket. And from
+    // one client on one CPU: the edge near it would take them all.
     let mut held: Vec<std::net::TcpStream> = (0..32)
         .map(|_| std::net::TcpStream::connect(&addr).unwrap())
         .collect();
@@ -394,8 +395,11 @@ fn a_burst_of_connections_is_spread_evenly_over_the_edges() {
     assert_eq!(open.len(), edges, "one series per edge: {open:?}");
     // The 32 held and the one asking.
     assert_eq!(open.iter().sum::<u64>(), 33, "{open:?}");
-    let (least, most) = (open.iter().min().unwrap(), open.iter().max().unwrap());
-    assert!(most - least <= 1, "spread evenly: {open:?}");
+    // All from this one thread, so all arriving on one CPU: that CPU's edge takes one while
+    // it holds at most a quarter and one more than the least loaded (so up to two more, and
+    // one more placed by another edge deciding at the same moment).
+    let (least, most) = (*open.iter().min().unwrap(), *open.iter().max().unwrap());
+    assert!(most <= least + least / 4 + 3, "spread: {open:?}");
     drop(held);
     stop(child);
 }

@@ -2,8 +2,9 @@
 //!
 //! Each edge is a thread with a single-threaded runtime that accepts on its own descriptor of
 //! the listening socket and serves its connections itself, as nginx's workers do; a
-//! connection it accepts while another edge holds fewer goes to that edge, so that a burst of
-//! connections does not leave cores idle. The work a request starts beyond a cached answer
+//! connection goes to the edge of the CPU its packets arrive on, unless that edge holds
+//! markedly more than another (see [`Loads`]), so that a burst of connections neither leaves
+//! cores idle nor makes each client wake two cores. The work a request starts beyond a cached answer
 //! runs on the main runtime (see `observe`).
 //! A connection must send its headers within the header-read timeout; one whose socket accepts
 //! no byte of a pending response for the write timeout is closed (a client that pipelines
@@ -203,16 +204,21 @@ struct Held {
 }
 
 /// The edges' open connections, each edge's count beside the others', so that a connection
-/// is served by the edge that has the fewest.
+/// is served by an edge near its packets without any edge holding much more than the others.
 ///
 /// Each edge accepts on its own descriptor of the one listening socket, and whichever edge
 /// the kernel wakes first takes every connection waiting. A burst of new connections (a proxy
 /// or an aggregator opening its pool) could all land on one edge and leave the other cores
 /// idle: measured with wrk's 32 connections on two edges, the split ranged from 32:0 to
-/// 16:16 between rounds, and throughput with it from 85k to 145k requests a second. An edge
-/// that accepts a connection while another edge holds fewer hands it over; connections are
-/// long-lived, so a hand-off (one wake-up of the other edge) is paid once per connection,
-/// never per request.
+/// 16:16 between rounds, and throughput with it from 56k to 158k requests a second. Spread
+/// evenly, every round ran at about nginx's rate; spread by the CPU each connection's packets
+/// arrive on (`SO_INCOMING_CPU`: the client's, over loopback; a NIC queue's interrupts, on a
+/// network), each client's connections share one edge, which can then run beside them
+/// without waking another core, and every round ran 15–40% above nginx (docs/BENCHMARKS.md).
+/// So a connection goes to the edge of its CPU while that edge holds at most a quarter (and
+/// one) more than the least loaded, and to the least loaded otherwise: all connections
+/// arriving on one CPU (a single-queue NIC) still spread. The accepting edge hands it over
+/// once per connection, never per request.
 struct Loads {
     open: Vec<AtomicUsize>,
     gauges: Vec<metrics::Gauge>,
@@ -223,21 +229,28 @@ impl Loads {
         Loads {
             open: (0..edges).map(|_| AtomicUsize::new(0)).collect(),
             gauges: (0..edges)
-                .map(|edge| metrics::gauge!(crate::metrics::EDGE_CONNECTIONS, "edge" => edge.to_string()))
+                .map(|edge| {
+                    metrics::gauge!(crate::metrics::EDGE_CONNECTIONS, "edge" => edge.to_string())
+                })
                 .collect(),
         }
     }
 
-    /// The edge that should serve a connection `me` accepted: `me`, unless another holds
-    /// fewer. The connection is counted there at once, so that edges deciding at the same
-    /// time see it.
-    fn place(self: &Arc<Self>, me: usize) -> Open {
-        let mine = self.open[me].load(Ordering::Relaxed);
-        let edge = (0..self.open.len())
-            .map(|edge| (self.open[edge].load(Ordering::Relaxed), edge))
+    /// The edge that should serve a connection edge `me` accepted, whose packets arrive on CPU
+    /// `incoming` (if known): that CPU's edge within the bound above, else the least loaded
+    /// (`me` among equals). The connection is counted there at once, so that edges deciding
+    /// at the same time see it.
+    fn place(self: &Arc<Self>, me: usize, incoming: Option<usize>) -> Open {
+        let (least, least_edge) = (0..self.open.len())
+            .map(|edge| (self.open[edge].load(Ordering::Relaxed), edge != me, edge))
             .min()
-            .filter(|&(open, _)| open < mine)
-            .map_or(me, |(_, edge)| edge);
+            .map_or((0, me), |(open, _, edge)| (open, edge));
+        let near = incoming.map_or(me, |cpu| cpu % self.open.len());
+        let edge = if self.open[near].load(Ordering::Relaxed) <= least + 1 + least / 4 {
+            near
+        } else {
+            least_edge
+        };
         self.count(edge)
     }
 
@@ -332,7 +345,11 @@ async fn accept(
                 }
             }
         };
-        let open = shared.loads.place(me);
+        // Unknown (an old kernel, another system) places by load alone.
+        let incoming = rustix::net::sockopt::socket_incoming_cpu(&stream)
+            .ok()
+            .and_then(|cpu| usize::try_from(cpu).ok());
+        let open = shared.loads.place(me, incoming);
         let edge = open.edge;
         let held = Held {
             _permit: permit,
