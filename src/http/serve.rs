@@ -4,8 +4,8 @@
 //! the listening socket and serves its connections itself, as nginx's workers do; a
 //! connection goes to the edge of the CPU its packets arrive on, unless that edge holds
 //! markedly more than another (see [`Loads`]), so that a burst of connections neither leaves
-//! cores idle nor makes each client wake two cores. The work a request starts beyond a cached answer
-//! runs on the main runtime (see `observe`).
+//! cores idle nor makes each client wake two cores. The work a request starts beyond a
+//! cached answer runs on the main runtime (see `observe`).
 //! A connection must send its headers within the header-read timeout; one whose socket accepts
 //! no byte of a pending response for the write timeout is closed (a client that pipelines
 //! requests and never reads the answers would otherwise hold it forever); one client address
@@ -299,12 +299,8 @@ async fn accept(
         let (stream, peer) = tokio::select! {
             biased;
             told = &mut stop => break told.is_ok(),
-            Some(Handed { stream, peer, held }) = handed.recv() => {
-                // Registered with this edge's runtime, as if accepted here.
-                match tokio::net::TcpStream::from_std(stream) {
-                    Ok(stream) => serve(stream, peer, held, &shared, &graceful),
-                    Err(e) => tracing::warn!(cause = %e, "a handed connection could not be served"),
-                }
+            Some(handed) = handed.recv() => {
+                serve_handed(handed, &shared, &graceful);
                 continue;
             }
             acquired = shared.connections.clone().acquire_owned(), if permit.is_none() => {
@@ -365,16 +361,10 @@ async fn accept(
             .map(|stream| Handed { stream, peer, held });
         match handed {
             Ok(handed) => {
-                if let Err(mpsc::error::SendError(handed)) = shared.edges[edge].send(handed) {
+                if let Err(mpsc::error::SendError(mut handed)) = shared.edges[edge].send(handed) {
                     // That edge has stopped: this one serves it after all.
-                    let Handed { stream, peer, held } = handed;
-                    let held = Held {
-                        _open: shared.loads.count(me),
-                        ..held
-                    };
-                    if let Ok(stream) = tokio::net::TcpStream::from_std(stream) {
-                        serve(stream, peer, held, &shared, &graceful);
-                    }
+                    handed.held._open = shared.loads.count(me);
+                    serve_handed(handed, &shared, &graceful);
                 }
             }
             Err(e) => tracing::warn!(cause = %e, "an accepted connection could not be handed on"),
@@ -384,9 +374,25 @@ async fn accept(
     if !told {
         return Ok(false);
     }
+    // Connections handed here before the stop was seen were accepted: they are answered like
+    // this edge's own, not dropped with the channel.
+    handed.close();
+    while let Ok(handed) = handed.try_recv() {
+        serve_handed(handed, &shared, &graceful);
+    }
     tokio::select! {
         () = graceful.shutdown() => Ok(true),
         () = tokio::time::sleep(limits.shutdown_timeout) => Ok(false),
+    }
+}
+
+/// Serves a connection another edge accepted, registered with this edge's runtime as if
+/// accepted here.
+fn serve_handed(handed: Handed, shared: &Shared, graceful: &GracefulShutdown) {
+    let Handed { stream, peer, held } = handed;
+    match tokio::net::TcpStream::from_std(stream) {
+        Ok(stream) => serve(stream, peer, held, shared, graceful),
+        Err(e) => tracing::warn!(cause = %e, "a handed connection could not be served"),
     }
 }
 
